@@ -1,1 +1,27 @@
+//! keymint: turns payment webhooks into signed, emailed licenses.
+//!
+//! Data flow (DESIGN section 2): [`http`] receives a delivery; [`ingest`]
+//! records and authenticates it; an [`adapters`] module turns the body into
+//! a normalized [`events::Event`]; the [`dispatcher`] applies it in one
+//! transaction through [`fulfilment`] and the [`store`]; the outbox worker
+//! in [`workers`] sends the email through [`notify`].
 
+pub mod adapters;
+pub mod admin;
+pub mod app;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod dispatcher;
+pub mod events;
+pub mod fulfilment;
+pub mod http;
+pub mod ingest;
+pub mod notify;
+pub mod signing;
+pub mod store;
+pub mod telemetry;
+pub mod workers;
+
+pub use app::{AppState, Application};
+pub use config::Config;

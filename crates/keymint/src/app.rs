@@ -1,0 +1,177 @@
+//! Building and running the server: [`Application::build`] takes a config,
+//! connects, migrates, loads keys, binds (port 0 works, for tests) and
+//! returns a handle; [`Application::run`] serves until shutdown.
+
+use crate::catalog::Catalog;
+use crate::config::{Config, ConfigProblems};
+use crate::dispatcher::Dispatcher;
+use crate::notify::Mailer;
+use crate::notify::templates::Templates;
+use crate::signing::Keyring;
+use crate::store::Store;
+use crate::workers;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+/// Everything a handler or worker needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub catalog: Arc<Catalog>,
+    pub keyring: Arc<Keyring>,
+    pub dispatcher: Dispatcher,
+    pub mailer: Mailer,
+    pub templates: Arc<Templates>,
+    pub metrics: PrometheusHandle,
+    /// Wakes the outbox worker when an email is queued.
+    pub outbox_wake: Arc<Notify>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("configuration problems:\n{0}")]
+    Config(#[from] ConfigProblems),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("signing keys: {0}")]
+    Keys(#[from] crate::signing::KeyError),
+    #[error(transparent)]
+    Mailer(#[from] crate::notify::MailerConfigError),
+    #[error(transparent)]
+    Templates(#[from] crate::notify::templates::TemplateError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// The process-wide Prometheus recorder (installed once, shared by every
+/// application built in this process).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ])
+                .expect("static buckets are valid")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed; then ours just
+            // renders nothing, which is acceptable in embedding tests.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+impl AppState {
+    /// Connects, migrates and loads keys: everything but the listener.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&config.server.data_dir).map_err(|source| {
+            crate::signing::KeyError::Io {
+                path: config.server.data_dir.clone(),
+                source,
+            }
+        })?;
+        let store = Store::connect(config.database_url().expose(), &config.database).await?;
+        store.migrate().await?;
+        let keyring = Arc::new(Keyring::load(&config, &store).await?);
+        let catalog = Arc::new(Catalog::from_config(&config));
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            catalog.clone(),
+            keyring.clone(),
+            config.signing.issuer.clone(),
+        );
+        let mailer = Mailer::from_config(&config.email)?;
+        let templates = Arc::new(Templates::load(config.templates_dir().as_deref())?);
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            catalog,
+            keyring,
+            dispatcher,
+            mailer,
+            templates,
+            metrics: metrics_handle(),
+            outbox_wake: Arc::new(Notify::new()),
+        })
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let listen = config.server.listen.clone();
+        let state = AppState::build(config).await?;
+        let listener = TcpListener::bind(&listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: listen.clone(),
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: listen,
+            source,
+        })?;
+        Ok(Self {
+            listener,
+            addr,
+            state,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, with background workers when
+    /// `workers.enabled`.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut workers = Vec::new();
+        if self.state.config.workers.enabled {
+            workers.push(tokio::spawn(workers::outbox::run(
+                self.state.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        let router = crate::http::router(self.state.clone());
+        let store = self.state.store.clone();
+        let result = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
+        .await;
+        for w in workers {
+            let _ = w.await;
+        }
+        store.close().await;
+        result
+    }
+}

@@ -1,0 +1,497 @@
+//! The `keymint` command line: `serve` and the operator commands. Every
+//! command loads the same configuration as the server.
+
+use crate::admin::{self, ManualMint, scope};
+use crate::app::{AppState, Application};
+use crate::config::Config;
+use crate::http::admin::{DeliveryOut, LicenseOut, parse_time};
+use crate::ingest::{self, IngestResult};
+use crate::signing;
+use crate::store::{self, Store, admin_tokens, deliveries, licenses, signing_keys};
+use clap::{Args, Parser, Subcommand};
+use keymint_license::KeySet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "keymint",
+    version,
+    about = "Turn payment webhooks into signed, emailed licenses"
+)]
+pub struct Cli {
+    /// Configuration file (default: none; built-in defaults and KEYMINT_* variables).
+    #[arg(long, global = true, env = "KEYMINT_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (webhooks, public and admin API, workers).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Report every problem in the configuration; exit non-zero if any.
+    CheckConfig,
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Admin API tokens.
+    #[command(subcommand)]
+    AdminToken(TokenCmd),
+    /// Licenses.
+    #[command(subcommand)]
+    License(LicenseCmd),
+    /// The webhook delivery log.
+    #[command(subcommand)]
+    Deliveries(DeliveriesCmd),
+    /// Re-run a stored delivery through the current code and catalog.
+    Replay {
+        /// Delivery id (dlv_...).
+        delivery_id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCmd {
+    /// List signing keys and their status.
+    List,
+    /// Generate a new signing key; it signs from the next start on.
+    Generate,
+    /// Retire a key: it no longer signs or verifies.
+    Retire { kid: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Create a token; it is printed once, as the last line.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Scopes (repeatable): admin, licenses:read, licenses:write, deliveries:read, deliveries:write.
+        #[arg(long = "scope", default_value = "admin")]
+        scopes: Vec<String>,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id or name.
+    Revoke { id_or_name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LicenseCmd {
+    /// Mint a license by hand and queue its email.
+    Mint(MintArgs),
+    /// Show a license, its history and its emails.
+    Show { key: String },
+    /// Verify a token offline and print its claims.
+    Verify {
+        token: String,
+        /// PASERK k4.public key to verify with (default: this instance's keys).
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Revoke a license.
+    Revoke {
+        key: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Reinstate a revoked or suspended license.
+    Reinstate {
+        key: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Queue the license email again.
+    Resend { key: String },
+}
+
+#[derive(Args, Debug)]
+pub struct MintArgs {
+    #[arg(long)]
+    product: String,
+    #[arg(long)]
+    email: String,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    order_id: Option<String>,
+    #[arg(long)]
+    notes: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeliveriesCmd {
+    /// List deliveries, newest first.
+    List {
+        #[arg(long)]
+        endpoint: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        /// RFC 3339 time or an age such as 24h.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Show one delivery with its headers and body.
+    Show { id: String },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|p| anyhow::anyhow!("configuration problems:\n{p}"))
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&config.server.data_dir)?;
+    let store = Store::connect(config.database_url().expose(), &config.database).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serializable")
+    );
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::CheckConfig = cli.command {
+        return check_config(cli.config.as_deref()).await;
+    }
+    let config = load_config(cli.config.as_deref())?;
+    crate::telemetry::init(config.server.log_format, &config.server.log_level);
+    match cli.command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            open_store(&config).await?;
+            println!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig => unreachable!("handled above"),
+        Command::Keys(cmd) => keys(config, cmd).await,
+        Command::AdminToken(cmd) => tokens(config, cmd).await,
+        Command::License(cmd) => license(config, cmd).await,
+        Command::Deliveries(cmd) => deliveries_cmd(config, cmd).await,
+        Command::Replay { delivery_id } => {
+            let state = AppState::build(config).await?;
+            let result = ingest::replay(&state, &delivery_id).await?;
+            let code = match &result {
+                IngestResult::Done { applied, .. } => {
+                    println!("{}", applied.response_status());
+                    if let Some(k) = applied.license_key() {
+                        println!("license_key: {k}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                other => {
+                    eprintln!("replay did not complete: {other:?}");
+                    ExitCode::FAILURE
+                }
+            };
+            crate::workers::outbox::run_once(&state).await?;
+            Ok(code)
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let app = Application::build(config).await?;
+    let state = app.state();
+    tracing::info!(
+        addr = %app.addr(),
+        database = state.store.backend().as_str(),
+        kid = state.keyring.signer().kid(),
+        public_key = state.keyring.signer().public_paserk(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "keymint is listening on http://{}", app.addr()
+    );
+    app.run(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+async fn check_config(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprintln!("{} problem(s):\n{problems}", problems.0.len());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let url = config.database_url();
+    let reach = async {
+        let store = Store::connect(url.expose(), &config.database).await?;
+        store.ping().await?;
+        store.close().await;
+        Ok::<_, sqlx::Error>(())
+    };
+    if let Err(e) = reach.await {
+        eprintln!("1 problem(s):\n  - database is unreachable: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!(
+        "configuration ok: {} endpoint(s), {} product(s), {} database",
+        config.endpoints.len(),
+        config.products.len(),
+        store::Backend::from_url(url.expose())?.as_str()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn keys(config: Config, cmd: KeysCmd) -> anyhow::Result<ExitCode> {
+    let store = open_store(&config).await?;
+    let mut conn = store.conn().await?;
+    match cmd {
+        KeysCmd::List => {
+            for k in signing_keys::list(&mut conn).await? {
+                println!(
+                    "{}  {:8}  {}  {}",
+                    k.kid,
+                    k.status,
+                    store::format_ms(k.created_at),
+                    k.public_key
+                );
+            }
+        }
+        KeysCmd::Generate => {
+            let key = signing::generate_key_file(&config.server.data_dir)?;
+            signing_keys::register(&mut conn, key.kid(), &key.public_paserk(), store::now_ms())
+                .await?;
+            println!("generated {} (signs from the next start)", key.kid());
+            println!("public key: {}", key.public_paserk());
+        }
+        KeysCmd::Retire { kid } => {
+            if signing_keys::retire(&mut conn, &kid, store::now_ms()).await? == 0 {
+                eprintln!("no active key {kid}");
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("retired {kid}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn tokens(config: Config, cmd: TokenCmd) -> anyhow::Result<ExitCode> {
+    let store = open_store(&config).await?;
+    match cmd {
+        TokenCmd::Create { name, scopes } => {
+            if let Some(bad) = scopes.iter().find(|s| !scope::ALL.contains(&s.as_str())) {
+                eprintln!("unknown scope {bad:?}; scopes: {}", scope::ALL.join(", "));
+                return Ok(ExitCode::FAILURE);
+            }
+            let (row, text) = admin::create_token(&store, &name, &scopes).await?;
+            println!(
+                "created admin token {} ({}) with scopes: {}",
+                row.id, row.name, row.scopes
+            );
+            println!("store it now; it is shown only once:");
+            println!("{text}");
+        }
+        TokenCmd::List => {
+            let mut conn = store.conn().await?;
+            for t in admin_tokens::list(&mut conn).await? {
+                let state = if t.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!("{}  {:20}  {:8}  {}", t.id, t.name, state, t.scopes);
+            }
+        }
+        TokenCmd::Revoke { id_or_name } => {
+            let mut conn = store.conn().await?;
+            let n = admin_tokens::revoke(&mut conn, &id_or_name, store::now_ms()).await?;
+            if n == 0 {
+                eprintln!("no active token {id_or_name:?}");
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("revoked {n} token(s)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn license(config: Config, cmd: LicenseCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        LicenseCmd::Verify { token, public_key } => {
+            let keys = match public_key {
+                Some(p) => KeySet::from_paserks([p.as_str()])?,
+                None => signing::verification_keys(&open_store(&config).await?).await?,
+            };
+            match keys.verify(&token) {
+                Ok(claims) => {
+                    print_json(&claims);
+                    eprintln!("valid");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("invalid: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        LicenseCmd::Mint(args) => {
+            let state = AppState::build(config).await?;
+            let req = ManualMint {
+                product: args.product,
+                email: args.email,
+                name: args.name,
+                order_id: args.order_id,
+                notes: args.notes,
+            };
+            let (license, created) = admin::mint_manual(
+                &state.store,
+                &state.catalog,
+                &state.keyring,
+                &state.config.signing.issuer,
+                &req,
+                "cli",
+            )
+            .await?;
+            eprintln!(
+                "{}",
+                if created {
+                    "minted"
+                } else {
+                    "already minted for this order"
+                }
+            );
+            print_json(&LicenseOut::from(license));
+            Ok(ExitCode::SUCCESS)
+        }
+        LicenseCmd::Show { key } => {
+            let store = open_store(&config).await?;
+            let key = key.parse::<keymint_license::LicenseKey>()?.to_string();
+            let mut conn = store.conn().await?;
+            let Some(l) = licenses::by_key(&mut conn, &key).await? else {
+                eprintln!("no license {key}");
+                return Ok(ExitCode::FAILURE);
+            };
+            let history = licenses::history(&mut conn, &l.id).await?;
+            print_json(&serde_json::json!({ "license": LicenseOut::from(l), "history": history }));
+            Ok(ExitCode::SUCCESS)
+        }
+        LicenseCmd::Revoke { key, reason } | LicenseCmd::Reinstate { key, reason }
+            if reason.trim().is_empty() =>
+        {
+            eprintln!("a reason is required for {key}");
+            Ok(ExitCode::FAILURE)
+        }
+        LicenseCmd::Revoke { key, reason } => set_status(config, &key, true, &reason).await,
+        LicenseCmd::Reinstate { key, reason } => set_status(config, &key, false, &reason).await,
+        LicenseCmd::Resend { key } => {
+            let store = open_store(&config).await?;
+            let key = key.parse::<keymint_license::LicenseKey>()?.to_string();
+            admin::resend(&store, &key, "cli").await?;
+            println!("queued; the running server sends it");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn set_status(
+    config: Config,
+    key: &str,
+    revoke: bool,
+    reason: &str,
+) -> anyhow::Result<ExitCode> {
+    let store = open_store(&config).await?;
+    let key = key.parse::<keymint_license::LicenseKey>()?.to_string();
+    let l = admin::set_status(&store, &key, revoke, reason, "cli").await?;
+    println!("{} is now {}", l.key, l.status);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn deliveries_cmd(config: Config, cmd: DeliveriesCmd) -> anyhow::Result<ExitCode> {
+    let store = open_store(&config).await?;
+    let mut conn = store.conn().await?;
+    match cmd {
+        DeliveriesCmd::List {
+            endpoint,
+            status,
+            since,
+            limit,
+        } => {
+            let filter = deliveries::Filter {
+                endpoint,
+                status,
+                since: since
+                    .as_deref()
+                    .map(parse_time)
+                    .transpose()
+                    .map_err(anyhow::Error::msg)?,
+                until: None,
+                before: None,
+                limit: limit.clamp(1, 10_000),
+            };
+            for d in deliveries::list(&mut conn, &filter).await? {
+                println!(
+                    "{}  {}  {:10}  {:10}  {:24}  {}",
+                    d.id,
+                    store::format_ms(d.received_at),
+                    d.endpoint,
+                    d.status,
+                    d.event_type.as_deref().unwrap_or("-"),
+                    d.error.as_deref().unwrap_or("")
+                );
+            }
+        }
+        DeliveriesCmd::Show { id } => match deliveries::get(&mut conn, &id).await? {
+            Some(d) => print_json(&DeliveryOut::new(d, true)),
+            None => {
+                eprintln!("no delivery {id}");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,884 @@
+//! Configuration: compiled-in defaults, then `keymint.toml`, then
+//! `KEYMINT_*` environment variables, then `*_FILE` secrets.
+//!
+//! Loading never stops at the first problem: [`Config::load`] returns every
+//! problem it found (unknown keys, missing secrets, products mapped twice,
+//! ...) so `keymint check-config` can print them all, and `serve` refuses to
+//! start while any remain.
+
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Environment variable prefix for overrides.
+pub const ENV_PREFIX: &str = "KEYMINT_";
+/// Environment variables that are not config keys.
+const ENV_RESERVED: &[&str] = &["KEYMINT_CONFIG", "KEYMINT_LOG"];
+/// Keys whose value may be read from a file named by `<key>_file` in the
+/// TOML, or `KEYMINT_..._FILE` in the environment.
+const SECRET_KEYS: &[&str] = &["secrets", "server_token", "password", "url", "secret_key"];
+
+/// A secret string: shown as `***` by `Debug` and `Display`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret value; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub email: EmailConfig,
+    pub signing: SigningConfig,
+    pub workers: WorkersConfig,
+    pub endpoints: Vec<EndpointConfig>,
+    pub products: Vec<ProductConfig>,
+    /// Directory the config file was loaded from (templates are looked up
+    /// under `<config dir>/templates` unless `email.templates_dir` is set).
+    #[serde(skip)]
+    pub config_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Where the SQLite database and signing keys live.
+    pub data_dir: PathBuf,
+    /// `text` or `json` log lines.
+    pub log_format: LogFormat,
+    /// Default log filter (overridden by `KEYMINT_LOG` / `RUST_LOG`).
+    pub log_level: String,
+    /// Largest accepted webhook body, in bytes.
+    pub max_body_bytes: usize,
+    /// Time allowed for a whole request, including reading the body.
+    #[serde(with = "humantime_serde_compat")]
+    pub request_timeout: Duration,
+    /// Trust `X-Forwarded-For` for the recorded source IP (behind a proxy).
+    pub trust_forwarded_for: bool,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path` or `postgres://user@host/db`; default
+    /// `sqlite://<data_dir>/keymint.db`.
+    pub url: Option<Secret>,
+    /// Connections in the pool.
+    pub max_connections: u32,
+    /// How long a request waits for a connection before answering 503.
+    #[serde(with = "humantime_serde_compat")]
+    pub acquire_timeout: Duration,
+    /// SQLite only: how long a writer waits for the lock.
+    #[serde(with = "humantime_serde_compat")]
+    pub busy_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailProvider {
+    Log,
+    Postmark,
+    Smtp,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct EmailConfig {
+    pub provider: EmailProvider,
+    /// Sender address.
+    pub from: String,
+    /// Sender display name.
+    pub from_name: Option<String>,
+    /// Optional Reply-To address.
+    pub reply_to: Option<String>,
+    /// Directory with template overrides (`license.subject`, `license.txt`,
+    /// `license.html`); default `<config dir>/templates`.
+    pub templates_dir: Option<PathBuf>,
+    /// Attempts before an email is marked `dead`.
+    pub max_attempts: u32,
+    /// First retry delay; doubles on each attempt, with full jitter.
+    #[serde(with = "humantime_serde_compat")]
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    #[serde(with = "humantime_serde_compat")]
+    pub retry_max: Duration,
+    /// How often the outbox worker looks for due emails when idle.
+    #[serde(with = "humantime_serde_compat")]
+    pub poll_interval: Duration,
+    /// How long a claimed email is leased to one worker.
+    #[serde(with = "humantime_serde_compat")]
+    pub lease: Duration,
+    pub postmark: PostmarkConfig,
+    pub smtp: SmtpConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct PostmarkConfig {
+    /// Server API token (`X-Postmark-Server-Token`).
+    pub server_token: Option<Secret>,
+    /// API base URL.
+    pub api_url: String,
+    /// Message stream.
+    pub message_stream: String,
+    /// Per-request timeout.
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Implicit TLS (usually port 465).
+    Tls,
+    /// STARTTLS upgrade (usually port 587).
+    Starttls,
+    /// No encryption (a local relay only).
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SmtpConfig {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub tls: SmtpTls,
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SigningConfig {
+    /// The `iss` claim of every token.
+    pub issuer: String,
+    /// A PASERK `k4.secret...` key to sign with instead of the key files in
+    /// the data directory (give every replica the same one).
+    pub secret_key: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct WorkersConfig {
+    /// Run background workers (outbox sender) in `serve`.
+    pub enabled: bool,
+}
+
+/// Provider kinds.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointKind {
+    Gumroad,
+    Stripe,
+    Standard,
+    Polar,
+    Lemonsqueezy,
+    Paddle,
+    Hyperswitch,
+}
+
+impl EndpointKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gumroad => "gumroad",
+            Self::Stripe => "stripe",
+            Self::Standard => "standard",
+            Self::Polar => "polar",
+            Self::Lemonsqueezy => "lemonsqueezy",
+            Self::Paddle => "paddle",
+            Self::Hyperswitch => "hyperswitch",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// Served at `POST /webhooks/{name}`.
+    pub name: String,
+    pub kind: EndpointKind,
+    /// Accepted secrets; several allow rotation without downtime.
+    #[serde(default)]
+    pub secrets: Vec<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductConfig {
+    pub id: String,
+    pub name: String,
+    pub tier: String,
+    pub key_prefix: String,
+    /// `perpetual` or a duration such as `365d`.
+    #[serde(default = "default_duration")]
+    pub duration: String,
+    /// Absent: unlimited machines.
+    #[serde(default)]
+    pub max_machines: Option<u32>,
+    #[serde(default)]
+    pub entitlements: Vec<String>,
+    /// Put the buyer's email in the token's claims.
+    #[serde(default)]
+    pub include_email: bool,
+    /// Revoke on a partial refund too (default: only a full refund revokes).
+    #[serde(default)]
+    pub revoke_on_partial_refund: bool,
+    /// Endpoint name -> that provider's product ids.
+    #[serde(default)]
+    pub map: BTreeMap<String, Vec<String>>,
+}
+
+fn default_duration() -> String {
+    "perpetual".into()
+}
+
+impl ProductConfig {
+    /// `None` for perpetual.
+    pub fn validity(&self) -> Result<Option<Duration>, String> {
+        parse_validity(&self.duration)
+    }
+}
+
+/// Parses `perpetual` or a humantime duration (`365d`, `12h`).
+pub fn parse_validity(text: &str) -> Result<Option<Duration>, String> {
+    if text.eq_ignore_ascii_case("perpetual") {
+        return Ok(None);
+    }
+    match humantime::parse_duration(text) {
+        Ok(d) if d.as_secs() > 0 => Ok(Some(d)),
+        Ok(_) => Err(format!("duration {text:?} must be longer than a second")),
+        Err(e) => Err(format!(
+            "duration {text:?} is neither \"perpetual\" nor a duration like \"365d\": {e}"
+        )),
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            email: EmailConfig::default(),
+            signing: SigningConfig::default(),
+            workers: WorkersConfig::default(),
+            endpoints: Vec::new(),
+            products: Vec::new(),
+            config_dir: None,
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("keymint-data"),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            max_body_bytes: 256 * 1024,
+            request_timeout: Duration::from_secs(30),
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        Self {
+            provider: EmailProvider::Log,
+            from: "licenses@example.com".into(),
+            from_name: None,
+            reply_to: None,
+            templates_dir: None,
+            max_attempts: 8,
+            retry_base: Duration::from_secs(30),
+            retry_max: Duration::from_secs(6 * 3600),
+            poll_interval: Duration::from_secs(2),
+            lease: Duration::from_secs(60),
+            postmark: PostmarkConfig::default(),
+            smtp: SmtpConfig::default(),
+        }
+    }
+}
+
+impl Default for PostmarkConfig {
+    fn default() -> Self {
+        Self {
+            server_token: None,
+            api_url: "https://api.postmarkapp.com".into(),
+            message_stream: "outbound".into(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            host: None,
+            port: None,
+            username: None,
+            password: None,
+            tls: SmtpTls::Starttls,
+            timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+impl Default for SigningConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "keymint".into(),
+            secret_key: None,
+        }
+    }
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// Durations written as `"30s"`, `"5m"`, `"250ms"`.
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Every problem found while loading a configuration.
+#[derive(Debug)]
+pub struct ConfigProblems(pub Vec<String>);
+
+impl fmt::Display for ConfigProblems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in &self.0 {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigProblems {}
+
+impl Config {
+    /// Loads from `path` (if any) and the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigProblems> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with_env(path, &env)
+    }
+
+    /// Loads from `path` (if any) and the given environment.
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Self, ConfigProblems> {
+        let mut problems = Vec::new();
+        let mut root = toml::Table::new();
+        if let Some(path) = path {
+            match std::fs::read_to_string(path) {
+                Ok(text) => match text.parse::<toml::Table>() {
+                    Ok(t) => root = t,
+                    Err(e) => return Err(ConfigProblems(vec![format!("{}: {e}", path.display())])),
+                },
+                Err(e) => {
+                    return Err(ConfigProblems(vec![format!(
+                        "cannot read {}: {e}",
+                        path.display()
+                    )]));
+                }
+            }
+        }
+        apply_env(&mut root, env, &mut problems);
+        resolve_secret_files(&mut root, "", &mut problems);
+
+        let mut unknown = Vec::new();
+        let value = toml::Value::Table(root);
+        let parsed: Result<Config, _> =
+            serde_ignored::deserialize(value, |p| unknown.push(p.to_string()));
+        for key in unknown {
+            problems.push(format!("unknown key `{key}`"));
+        }
+        let mut config = match parsed {
+            Ok(c) => c,
+            Err(e) => {
+                problems.push(e.to_string().trim().to_string());
+                return Err(ConfigProblems(problems));
+            }
+        };
+        config.config_dir = path.and_then(|p| p.parent()).map(Path::to_path_buf);
+        config.validate(&mut problems);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigProblems(problems))
+        }
+    }
+
+    /// The database URL, defaulting to SQLite in the data directory.
+    pub fn database_url(&self) -> Secret {
+        self.database.url.clone().unwrap_or_else(|| {
+            Secret::new(format!(
+                "sqlite://{}",
+                self.server.data_dir.join("keymint.db").display()
+            ))
+        })
+    }
+
+    /// Directory of template overrides, if one is configured or present.
+    pub fn templates_dir(&self) -> Option<PathBuf> {
+        self.email
+            .templates_dir
+            .clone()
+            .or_else(|| self.config_dir.as_ref().map(|d| d.join("templates")))
+    }
+
+    pub fn endpoint(&self, name: &str) -> Option<&EndpointConfig> {
+        self.endpoints.iter().find(|e| e.name == name)
+    }
+
+    pub fn product(&self, id: &str) -> Option<&ProductConfig> {
+        self.products.iter().find(|p| p.id == id)
+    }
+
+    fn validate(&self, problems: &mut Vec<String>) {
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "server.listen {:?} is not an address like 127.0.0.1:8080",
+                self.server.listen
+            ));
+        }
+        if self.server.max_body_bytes == 0 {
+            problems.push("server.max_body_bytes must be positive".into());
+        }
+        let url = self.database_url();
+        let scheme = url.expose().split(':').next().unwrap_or_default();
+        if !matches!(scheme, "sqlite" | "postgres" | "postgresql") {
+            problems.push(format!(
+                "database.url scheme {scheme:?} is not supported (use sqlite:// or postgres://)"
+            ));
+        }
+        if self.database.max_connections == 0 {
+            problems.push("database.max_connections must be at least 1".into());
+        }
+        if !self.email.from.contains('@') {
+            problems.push(format!(
+                "email.from {:?} is not an email address",
+                self.email.from
+            ));
+        }
+        if self.email.max_attempts == 0 {
+            problems.push("email.max_attempts must be at least 1".into());
+        }
+        match self.email.provider {
+            EmailProvider::Log => {}
+            EmailProvider::Postmark => {
+                if self
+                    .email
+                    .postmark
+                    .server_token
+                    .as_ref()
+                    .is_none_or(|t| t.expose().trim().is_empty())
+                {
+                    problems.push(
+                        "email.provider is \"postmark\" but email.postmark.server_token is not set"
+                            .into(),
+                    );
+                }
+            }
+            EmailProvider::Smtp => {
+                if self.email.smtp.host.as_deref().is_none_or(str::is_empty) {
+                    problems
+                        .push("email.provider is \"smtp\" but email.smtp.host is not set".into());
+                }
+                if self.email.smtp.username.is_some() != self.email.smtp.password.is_some() {
+                    problems.push(
+                        "email.smtp.username and email.smtp.password must be set together".into(),
+                    );
+                }
+            }
+        }
+
+        let mut names = HashMap::new();
+        for (i, ep) in self.endpoints.iter().enumerate() {
+            if !valid_name(&ep.name) {
+                problems.push(format!(
+                    "endpoints[{i}].name {:?} must be 1-64 lowercase letters, digits, '-' or '_'",
+                    ep.name
+                ));
+            }
+            if names.insert(ep.name.as_str(), i).is_some() {
+                problems.push(format!("endpoint {:?} is defined twice", ep.name));
+            }
+            if ep.secrets.iter().all(|s| s.expose().trim().is_empty()) {
+                problems.push(format!(
+                    "endpoint {:?} has no secret: set secrets = [\"...\"] or KEYMINT_ENDPOINTS__{}__SECRETS_FILE",
+                    ep.name,
+                    ep.name.to_uppercase().replace('-', "_")
+                ));
+            }
+            if ep.kind != EndpointKind::Gumroad {
+                problems.push(format!(
+                    "endpoint {:?}: kind {:?} is not supported by this version (supported: gumroad)",
+                    ep.name,
+                    ep.kind.as_str()
+                ));
+            }
+        }
+
+        let mut product_ids = HashMap::new();
+        let mut mapped: HashMap<(&str, &str), &str> = HashMap::new();
+        for (i, p) in self.products.iter().enumerate() {
+            if !valid_name(&p.id) {
+                problems.push(format!(
+                    "products[{i}].id {:?} must be 1-64 lowercase letters, digits, '-' or '_'",
+                    p.id
+                ));
+            }
+            if product_ids.insert(p.id.as_str(), i).is_some() {
+                problems.push(format!("product {:?} is defined twice", p.id));
+            }
+            for (field, value) in [("tier", &p.tier), ("key_prefix", &p.key_prefix)] {
+                if !keymint_license_segment(value) {
+                    problems.push(format!(
+                        "product {:?}: {field} {value:?} must be 1-16 letters or digits",
+                        p.id
+                    ));
+                }
+            }
+            if let Err(e) = p.validity() {
+                problems.push(format!("product {:?}: {e}", p.id));
+            }
+            if p.max_machines == Some(0) {
+                problems.push(format!(
+                    "product {:?}: max_machines must be at least 1 (omit it for unlimited)",
+                    p.id
+                ));
+            }
+            for (endpoint, ids) in &p.map {
+                if self.endpoint(endpoint).is_none() {
+                    problems.push(format!(
+                        "product {:?} maps endpoint {endpoint:?}, which is not defined",
+                        p.id
+                    ));
+                }
+                for id in ids {
+                    if let Some(other) =
+                        mapped.insert((endpoint.as_str(), id.as_str()), p.id.as_str())
+                    {
+                        problems.push(format!(
+                            "{endpoint} product id {id:?} is mapped twice (products {other:?} and {:?})",
+                            p.id
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn keymint_license_segment(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 16 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Endpoint names and product ids: URL- and log-safe.
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Applies `KEYMINT_SECTION__KEY=value` overrides. Path segments are
+/// separated by `__`; an array of tables is indexed by position or by the
+/// element's `name`/`id` (`KEYMINT_ENDPOINTS__GUMROAD__SECRETS`). A value
+/// that parses as a TOML value is used as such, otherwise as a string. A
+/// name ending in `_FILE` reads the value from that file.
+fn apply_env(root: &mut toml::Table, env: &[(String, String)], problems: &mut Vec<String>) {
+    let mut vars: Vec<&(String, String)> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !ENV_RESERVED.contains(&k.as_str()))
+        .collect();
+    vars.sort();
+    for (name, raw) in vars {
+        let mut path: Vec<String> = name[ENV_PREFIX.len()..]
+            .split("__")
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        let mut raw = raw.clone();
+        let last = path.last_mut().expect("split yields one part");
+        if let Some(stripped) = last.strip_suffix("_file") {
+            *last = stripped.to_string();
+            match std::fs::read_to_string(&raw) {
+                Ok(text) => raw = text.trim_end_matches(['\n', '\r']).to_string(),
+                Err(e) => {
+                    problems.push(format!("{name}: cannot read {raw}: {e}"));
+                    continue;
+                }
+            }
+        }
+        if let Err(e) = set_path(
+            root,
+            &path,
+            env_value(&raw, path.last().map(String::as_str)),
+        ) {
+            problems.push(format!("{name}: {e}"));
+        }
+    }
+}
+
+fn env_value(raw: &str, key: Option<&str>) -> toml::Value {
+    if key == Some("secrets") && !raw.trim_start().starts_with('[') {
+        // One secret per line, so a mounted secrets file can list several.
+        return toml::Value::Array(
+            raw.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(|l| toml::Value::String(l.to_string()))
+                .collect(),
+        );
+    }
+    let quoted_ok = key.is_some_and(|k| SECRET_KEYS.contains(&k));
+    if !quoted_ok
+        && let Ok(t) = format!("v = {raw}").parse::<toml::Table>()
+        && let Some(v) = t.get("v")
+    {
+        return v.clone();
+    }
+    toml::Value::String(raw.to_string())
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (head, rest) = path.split_first().ok_or("empty key")?;
+    if rest.is_empty() {
+        table.insert(head.clone(), value);
+        return Ok(());
+    }
+    let entry = table
+        .entry(head.clone())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    match entry {
+        toml::Value::Table(t) => set_path(t, rest, value),
+        toml::Value::Array(items) => {
+            let (sel, rest) = rest.split_first().ok_or("missing element")?;
+            let item = if let Ok(index) = sel.parse::<usize>() {
+                items.get_mut(index)
+            } else {
+                items.iter_mut().find(|v| {
+                    ["name", "id"].iter().any(|k| {
+                        v.get(k).and_then(toml::Value::as_str).is_some_and(|n| {
+                            n.eq_ignore_ascii_case(sel)
+                                || n.replace('-', "_").eq_ignore_ascii_case(sel)
+                        })
+                    })
+                })
+            };
+            match item {
+                Some(toml::Value::Table(t)) if !rest.is_empty() => set_path(t, rest, value),
+                _ => Err(format!("no element {sel:?} in `{head}` to override")),
+            }
+        }
+        _ => Err(format!("`{head}` is not a table")),
+    }
+}
+
+/// Replaces `<key>_file = "/path"` with `<key> = <contents>` for secret keys.
+fn resolve_secret_files(table: &mut toml::Table, prefix: &str, problems: &mut Vec<String>) {
+    let keys: Vec<String> = table.keys().cloned().collect();
+    for key in keys {
+        if let Some(base) = key.strip_suffix("_file")
+            && SECRET_KEYS.contains(&base)
+        {
+            let Some(toml::Value::String(path)) = table.remove(&key) else {
+                problems.push(format!("`{prefix}{key}` must be a file path"));
+                continue;
+            };
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    let text = text.trim_end_matches(['\n', '\r']);
+                    table.insert(base.to_string(), env_value(text, Some(base)));
+                }
+                Err(e) => problems.push(format!("`{prefix}{key}`: cannot read {path}: {e}")),
+            }
+            continue;
+        }
+        match table.get_mut(&key) {
+            Some(toml::Value::Table(t)) => {
+                resolve_secret_files(t, &format!("{prefix}{key}."), problems)
+            }
+            Some(toml::Value::Array(items)) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    if let toml::Value::Table(t) = item {
+                        resolve_secret_files(t, &format!("{prefix}{key}[{i}]."), problems);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigProblems> {
+        let dir = std::env::temp_dir().join(format!("keymint-cfg-{}", ulid::Ulid::generate()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keymint.toml");
+        std::fs::write(&path, text).unwrap();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        Config::load_with_env(Some(&path), &env)
+    }
+
+    const GOOD: &str = r#"
+[[endpoints]]
+name = "gumroad"
+kind = "gumroad"
+secrets = ["s1"]
+[[products]]
+id = "datatools-core"
+name = "DataTools Core"
+tier = "core"
+key_prefix = "DT1"
+duration = "365d"
+max_machines = 3
+entitlements = ["export"]
+[products.map]
+gumroad = ["datatools-core"]
+"#;
+
+    #[test]
+    fn no_file_gives_defaults() {
+        let c = Config::load_with_env(None, &[]).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert_eq!(
+            c.database_url().expose(),
+            "sqlite://keymint-data/keymint.db"
+        );
+    }
+
+    #[test]
+    fn good_config_loads() {
+        let c = load(GOOD, &[]).unwrap();
+        assert_eq!(
+            c.products[0].validity().unwrap(),
+            Some(Duration::from_secs(365 * 86400))
+        );
+        assert_eq!(c.endpoints[0].secrets[0].expose(), "s1");
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let text = format!(
+            "{GOOD}\n[[endpoints]]\nname = \"nosecret\"\nkind = \"gumroad\"\n[[products]]\nid = \"other\"\nname = \"O\"\ntier = \"x\"\nkey_prefix = \"O\"\nbogus = 1\n[products.map]\ngumroad = [\"datatools-core\"]\n"
+        );
+        let problems = load(&text.replace("[server]", ""), &[]).unwrap_err().0;
+        let all = problems.join("\n");
+        assert!(all.contains("bogus"), "{all}");
+        let problems = load(&text.replace("bogus = 1\n", ""), &[]).unwrap_err().0;
+        let all = problems.join("\n");
+        assert!(all.contains("\"nosecret\" has no secret"), "{all}");
+        assert!(all.contains("mapped twice"), "{all}");
+    }
+
+    #[test]
+    fn unknown_top_level_keys_are_all_reported() {
+        let problems = load(
+            "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 1\n[emial]\nx = 1\n",
+            &[],
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn env_overrides_and_file_secrets() {
+        let dir = std::env::temp_dir().join(format!("keymint-sec-{}", ulid::Ulid::generate()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret_file = dir.join("gumroad");
+        std::fs::write(&secret_file, "rotated-new\nrotated-old\n").unwrap();
+        let c = load(
+            GOOD,
+            &[
+                ("KEYMINT_SERVER__LISTEN", "0.0.0.0:9000"),
+                ("KEYMINT_EMAIL__MAX_ATTEMPTS", "3"),
+                (
+                    "KEYMINT_ENDPOINTS__GUMROAD__SECRETS_FILE",
+                    secret_file.to_str().unwrap(),
+                ),
+                ("KEYMINT_CONFIG", "ignored"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:9000");
+        assert_eq!(c.email.max_attempts, 3);
+        let secrets: Vec<&str> = c.endpoints[0].secrets.iter().map(Secret::expose).collect();
+        assert_eq!(secrets, ["rotated-new", "rotated-old"]);
+    }
+
+    #[test]
+    fn secrets_are_hidden_from_debug() {
+        let c = load(GOOD, &[]).unwrap();
+        assert!(!format!("{c:?}").contains("\"s1\""));
+    }
+
+    #[test]
+    fn unknown_database_scheme_is_refused() {
+        let problems = load("[database]\nurl = \"mysql://x\"\n", &[])
+            .unwrap_err()
+            .0;
+        assert!(problems[0].contains("not supported"), "{problems:?}");
+    }
+}

@@ -1,0 +1,152 @@
+//! Fulfilment: turning a sale of a catalog product into a license row with
+//! its key and signed token, and writing it with its first email.
+
+use crate::config::ProductConfig;
+use crate::store::{self, Conn, licenses, outbox};
+use keymint_license::{LicenseClaims, LicenseKey, SigningKey};
+use time::OffsetDateTime;
+
+/// Who bought what, from where.
+#[derive(Debug, Clone)]
+pub struct Order {
+    /// `manual` or the endpoint name.
+    pub source: String,
+    pub order_id: Option<String>,
+    pub email: String,
+    pub name: String,
+    pub amount_cents: Option<i64>,
+    pub currency: Option<String>,
+    pub test: bool,
+    pub notes: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    #[error("cannot make a license key: {0}")]
+    Key(#[from] keymint_license::LicenseKeyError),
+    #[error("cannot sign the license token: {0}")]
+    Token(#[from] keymint_license::TokenError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Builds (does not store) a license for `order`.
+pub fn build_license(
+    product: &ProductConfig,
+    order: &Order,
+    customer_id: &str,
+    signer: &SigningKey,
+    issuer: &str,
+    now_ms: i64,
+) -> Result<licenses::License, MintError> {
+    let id = store::new_id("lic");
+    let key = LicenseKey::generate(&product.key_prefix, &product.tier)?;
+    let now =
+        OffsetDateTime::from_unix_timestamp(now_ms / 1000).expect("current time is representable");
+    let validity = product.validity().unwrap_or(None);
+    let exp = validity.map(|d| now + d);
+    let claims = LicenseClaims {
+        iss: issuer.to_string(),
+        sub: id.clone(),
+        key: key.to_string(),
+        product: product.id.clone(),
+        tier: product.tier.clone(),
+        entitlements: product.entitlements.clone(),
+        iat: now,
+        nbf: now,
+        exp,
+        max_machines: product.max_machines,
+        name: order.name.clone(),
+        email: product.include_email.then(|| order.email.clone()),
+    };
+    let token = signer.mint(&claims)?;
+    Ok(licenses::License {
+        id,
+        key: key.to_string(),
+        customer_id: customer_id.to_string(),
+        product: product.id.clone(),
+        tier: product.tier.clone(),
+        status: licenses::status::ACTIVE.to_string(),
+        status_reason: None,
+        source: order.source.clone(),
+        order_id: order.order_id.clone(),
+        name: order.name.clone(),
+        email: order.email.to_lowercase(),
+        token,
+        kid: signer.kid().to_string(),
+        issued_at: now_ms,
+        expires_at: exp.map(|e| e.unix_timestamp() * 1000),
+        max_machines: product.max_machines.map(i64::from),
+        entitlements: serde_json::to_string(&product.entitlements).expect("strings serialize"),
+        amount_cents: order.amount_cents,
+        currency: order.currency.clone(),
+        test: i64::from(order.test),
+        notes: order.notes.clone(),
+        created_at: now_ms,
+        updated_at: now_ms,
+    })
+}
+
+/// What [`mint`] did.
+#[derive(Debug)]
+pub enum Minted {
+    /// A new license, with its first email queued.
+    New(licenses::License),
+    /// A license for this `(source, order_id)` already existed.
+    Existing(licenses::License),
+}
+
+/// Stores a new license for `order` with its history entry and first email,
+/// in the caller's transaction; or returns the one that exists for the
+/// same `(source, order_id)`.
+pub async fn mint(
+    conn: &mut Conn,
+    product: &ProductConfig,
+    order: &Order,
+    signer: &SigningKey,
+    issuer: &str,
+    actor: &str,
+    delivery_id: Option<&str>,
+) -> Result<Minted, MintError> {
+    let now = store::now_ms();
+    if let Some(order_id) = &order.order_id
+        && let Some(existing) = licenses::by_order(conn, &order.source, order_id).await?
+    {
+        return Ok(Minted::Existing(existing));
+    }
+    let customer_id =
+        licenses::upsert_customer(conn, &order.email.to_lowercase(), &order.name, now).await?;
+    let license = build_license(product, order, &customer_id, signer, issuer, now)?;
+    if !licenses::insert(conn, &license).await? {
+        // A concurrent transaction minted this order first.
+        let order_id = order.order_id.as_deref().unwrap_or_default();
+        let existing = licenses::by_order(conn, &order.source, order_id)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)?;
+        return Ok(Minted::Existing(existing));
+    }
+    licenses::record_event(
+        conn,
+        &license.id,
+        "minted",
+        None,
+        &license.status,
+        None,
+        actor,
+        delivery_id,
+        now,
+    )
+    .await?;
+    outbox::enqueue(
+        conn,
+        &license.id,
+        outbox::kind::LICENSE_ISSUED,
+        &format!("{}:{}", outbox::kind::LICENSE_ISSUED, license.id),
+        &license.email,
+        now,
+    )
+    .await?;
+    metrics::counter!("keymint_licenses_minted_total", "product" => product.id.clone())
+        .increment(1);
+    Ok(Minted::New(license))
+}

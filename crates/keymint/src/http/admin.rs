@@ -1,0 +1,506 @@
+//! Admin API under `/admin/v1`, authenticated by bearer tokens that are
+//! stored hashed and carry scopes.
+
+use crate::admin::{self, AdminError, ManualMint, scope};
+use crate::app::AppState;
+use crate::http::ApiError;
+use crate::http::webhooks::respond;
+use crate::ingest::{self, ReplayError};
+use crate::store::deliveries::{self, Delivery};
+use crate::store::licenses::{self, License, LicenseEvent};
+use crate::store::{self, admin_tokens, outbox};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/v1/licenses", post(mint).get(search))
+        .route("/admin/v1/licenses/{key}", get(show))
+        .route("/admin/v1/licenses/{key}/revoke", post(revoke))
+        .route("/admin/v1/licenses/{key}/reinstate", post(reinstate))
+        .route("/admin/v1/licenses/{key}/resend", post(resend))
+        .route("/admin/v1/deliveries", get(list_deliveries))
+        .route("/admin/v1/deliveries/{id}", get(show_delivery))
+        .route("/admin/v1/deliveries/{id}/replay", post(replay))
+}
+
+/// The authenticated caller.
+pub struct Admin {
+    pub name: String,
+    scopes: Vec<String>,
+}
+
+impl Admin {
+    fn require(&self, needed: &'static str) -> Result<(), ApiError> {
+        if self.scopes.iter().any(|s| s == needed || s == scope::ADMIN) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(needed))
+        }
+    }
+
+    fn actor(&self) -> String {
+        format!("admin:{}", self.name)
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(ApiError::Unauthorized)?;
+        let mut conn = state.store.conn().await?;
+        let row = admin_tokens::find_live(&mut conn, &admin::hash_token(token))
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        admin_tokens::touch(&mut conn, &row.id, store::now_ms()).await?;
+        Ok(Self {
+            name: row.name,
+            scopes: row.scopes.split_whitespace().map(str::to_string).collect(),
+        })
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::UnknownProduct(_) | AdminError::Invalid(_) => {
+                ApiError::Unprocessable(e.to_string())
+            }
+            AdminError::NotFound => ApiError::NotFound("license"),
+            AdminError::Conflict(m) => ApiError::Conflict(m),
+            AdminError::Database(e)
+            | AdminError::Mint(crate::fulfilment::MintError::Database(e)) => e.into(),
+            AdminError::Mint(e) => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+/// A license as the API shows it.
+#[derive(Serialize)]
+pub struct LicenseOut {
+    pub id: String,
+    pub key: String,
+    pub product: String,
+    pub tier: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub source: String,
+    pub order_id: Option<String>,
+    pub name: String,
+    pub email: String,
+    pub token: String,
+    pub kid: String,
+    pub issued_at: String,
+    pub expires_at: Option<String>,
+    pub max_machines: Option<i64>,
+    pub entitlements: Vec<String>,
+    pub amount_cents: Option<i64>,
+    pub currency: Option<String>,
+    pub test: bool,
+    pub notes: Option<String>,
+}
+
+impl From<License> for LicenseOut {
+    fn from(l: License) -> Self {
+        Self {
+            entitlements: serde_json::from_str(&l.entitlements).unwrap_or_default(),
+            issued_at: store::format_ms(l.issued_at),
+            expires_at: l.expires_at.map(store::format_ms),
+            test: l.test != 0,
+            id: l.id,
+            key: l.key,
+            product: l.product,
+            tier: l.tier,
+            status: l.status,
+            status_reason: l.status_reason,
+            source: l.source,
+            order_id: l.order_id,
+            name: l.name,
+            email: l.email,
+            token: l.token,
+            kid: l.kid,
+            max_machines: l.max_machines,
+            amount_cents: l.amount_cents,
+            currency: l.currency,
+            notes: l.notes,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct HistoryOut {
+    at: String,
+    action: String,
+    from_status: Option<String>,
+    to_status: String,
+    reason: Option<String>,
+    actor: String,
+    delivery_id: Option<String>,
+}
+
+impl From<LicenseEvent> for HistoryOut {
+    fn from(e: LicenseEvent) -> Self {
+        Self {
+            at: store::format_ms(e.at),
+            action: e.action,
+            from_status: e.from_status,
+            to_status: e.to_status,
+            reason: e.reason,
+            actor: e.actor,
+            delivery_id: e.delivery_id,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct EmailOut {
+    id: String,
+    kind: String,
+    to: String,
+    status: String,
+    attempts: i64,
+    last_error: Option<String>,
+    sent_at: Option<String>,
+}
+
+impl From<outbox::OutboxRow> for EmailOut {
+    fn from(r: outbox::OutboxRow) -> Self {
+        Self {
+            id: r.id,
+            kind: r.kind,
+            to: r.to_email,
+            status: r.status,
+            attempts: r.attempts,
+            last_error: r.last_error,
+            sent_at: r.sent_at.map(store::format_ms),
+        }
+    }
+}
+
+fn parse_key(key: &str) -> Result<String, ApiError> {
+    key.parse::<keymint_license::LicenseKey>()
+        .map(|k| k.to_string())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+async fn mint(
+    admin: Admin,
+    State(state): State<AppState>,
+    Json(req): Json<ManualMint>,
+) -> Result<Response, ApiError> {
+    admin.require(scope::LICENSES_WRITE)?;
+    let (license, created) = admin::mint_manual(
+        &state.store,
+        &state.catalog,
+        &state.keyring,
+        &state.config.signing.issuer,
+        &req,
+        &admin.actor(),
+    )
+    .await?;
+    if created {
+        state.outbox_wake.notify_one();
+    }
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({ "created": created, "license": LicenseOut::from(license) })),
+    )
+        .into_response())
+}
+
+async fn show(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    admin.require(scope::LICENSES_READ)?;
+    let key = parse_key(&key)?;
+    let mut conn = state.store.conn().await?;
+    let license = licenses::by_key(&mut conn, &key)
+        .await?
+        .ok_or(ApiError::NotFound("license"))?;
+    let history: Vec<HistoryOut> = licenses::history(&mut conn, &license.id)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    let emails: Vec<EmailOut> = outbox::for_license(&mut conn, &license.id)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    Ok(Json(
+        json!({ "license": LicenseOut::from(license), "history": history, "emails": emails }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    email: Option<String>,
+    product: Option<String>,
+    status: Option<String>,
+    before: Option<String>,
+    limit: Option<i64>,
+}
+
+fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(50),
+        Some(n) if (1..=500).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::BadRequest(format!(
+            "limit {n} must be between 1 and 500"
+        ))),
+    }
+}
+
+async fn search(
+    admin: Admin,
+    State(state): State<AppState>,
+    Query(q): Query<SearchQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    admin.require(scope::LICENSES_READ)?;
+    if let Some(s) = &q.status
+        && !licenses::status::ALL.contains(&s.as_str())
+    {
+        return Err(ApiError::BadRequest(format!(
+            "status must be one of {}",
+            licenses::status::ALL.join(", ")
+        )));
+    }
+    let filter = licenses::Filter {
+        email: q.email.map(|e| e.trim().to_lowercase()),
+        product: q.product,
+        status: q.status,
+        before: q.before,
+        limit: page_limit(q.limit)?,
+    };
+    let mut conn = state.store.conn().await?;
+    let rows = licenses::search(&mut conn, &filter).await?;
+    let next = (rows.len() as i64 == filter.limit)
+        .then(|| rows.last().map(|l| l.id.clone()))
+        .flatten();
+    let items: Vec<LicenseOut> = rows.into_iter().map(Into::into).collect();
+    Ok(Json(json!({ "licenses": items, "next_before": next })))
+}
+
+#[derive(Deserialize)]
+struct ReasonBody {
+    reason: String,
+}
+
+async fn change_status(
+    admin: Admin,
+    state: AppState,
+    key: String,
+    body: ReasonBody,
+    revoke: bool,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    admin.require(scope::LICENSES_WRITE)?;
+    let key = parse_key(&key)?;
+    let reason = body.reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::Unprocessable("a reason is required".into()));
+    }
+    let license = admin::set_status(&state.store, &key, revoke, reason, &admin.actor()).await?;
+    Ok(Json(json!({ "license": LicenseOut::from(license) })))
+}
+
+async fn revoke(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Json(body): Json<ReasonBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    change_status(admin, state, key, body, true).await
+}
+
+async fn reinstate(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Json(body): Json<ReasonBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    change_status(admin, state, key, body, false).await
+}
+
+async fn resend(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    admin.require(scope::LICENSES_WRITE)?;
+    let key = parse_key(&key)?;
+    admin::resend(&state.store, &key, &admin.actor()).await?;
+    state.outbox_wake.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "status": "queued" }))).into_response())
+}
+
+/// A delivery as the API shows it.
+#[derive(Serialize)]
+pub struct DeliveryOut {
+    pub id: String,
+    pub endpoint: String,
+    pub kind: String,
+    pub received_at: String,
+    pub status: String,
+    pub signature_valid: Option<bool>,
+    pub event_type: Option<String>,
+    pub event_id: Option<String>,
+    pub order_id: Option<String>,
+    pub error: Option<String>,
+    pub license_id: Option<String>,
+    pub attempts: i64,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+impl DeliveryOut {
+    pub fn new(d: Delivery, full: bool) -> Self {
+        Self {
+            received_at: store::format_ms(d.received_at),
+            signature_valid: d.signature_valid.map(|v| v != 0),
+            path: full.then(|| d.path.clone()),
+            headers: full.then(|| serde_json::from_str(&d.headers).unwrap_or_default()),
+            body: full.then(|| String::from_utf8_lossy(&d.body).into_owned()),
+            id: d.id,
+            endpoint: d.endpoint,
+            kind: d.kind,
+            status: d.status,
+            event_type: d.event_type,
+            event_id: d.event_id,
+            order_id: d.order_id,
+            error: d.error,
+            license_id: d.license_id,
+            attempts: d.attempts,
+            source_ip: d.source_ip,
+            user_agent: d.user_agent,
+            request_id: d.request_id,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct DeliveryQuery {
+    endpoint: Option<String>,
+    status: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    before: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Parses RFC 3339 or a relative age like `24h` (meaning that long ago).
+pub fn parse_time(text: &str) -> Result<i64, String> {
+    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+    {
+        return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    humantime::parse_duration(text)
+        .map(|d| store::now_ms() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2))
+        .map_err(|_| format!("{text:?} is neither an RFC 3339 time nor an age like 24h"))
+}
+
+async fn list_deliveries(
+    admin: Admin,
+    State(state): State<AppState>,
+    Query(q): Query<DeliveryQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    admin.require(scope::DELIVERIES_READ)?;
+    if let Some(s) = &q.status
+        && !deliveries::status::ALL.contains(&s.as_str())
+    {
+        return Err(ApiError::BadRequest(format!(
+            "status must be one of {}",
+            deliveries::status::ALL.join(", ")
+        )));
+    }
+    let filter = deliveries::Filter {
+        endpoint: q.endpoint,
+        status: q.status,
+        since: q
+            .since
+            .as_deref()
+            .map(parse_time)
+            .transpose()
+            .map_err(ApiError::BadRequest)?,
+        until: q
+            .until
+            .as_deref()
+            .map(parse_time)
+            .transpose()
+            .map_err(ApiError::BadRequest)?,
+        before: q.before,
+        limit: page_limit(q.limit)?,
+    };
+    let mut conn = state.store.conn().await?;
+    let rows = deliveries::list(&mut conn, &filter).await?;
+    let next = (rows.len() as i64 == filter.limit)
+        .then(|| rows.last().map(|d| d.id.clone()))
+        .flatten();
+    let items: Vec<DeliveryOut> = rows
+        .into_iter()
+        .map(|d| DeliveryOut::new(d, false))
+        .collect();
+    Ok(Json(json!({ "deliveries": items, "next_before": next })))
+}
+
+async fn show_delivery(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DeliveryOut>, ApiError> {
+    admin.require(scope::DELIVERIES_READ)?;
+    let mut conn = state.store.conn().await?;
+    let d = deliveries::get(&mut conn, &id)
+        .await?
+        .ok_or(ApiError::NotFound("delivery"))?;
+    Ok(Json(DeliveryOut::new(d, true)))
+}
+
+async fn replay(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    admin.require(scope::DELIVERIES_WRITE)?;
+    match ingest::replay(&state, &id).await {
+        Ok(result) => Ok(respond(result)),
+        Err(ReplayError::NotFound) => Err(ApiError::NotFound("delivery")),
+        Err(e @ (ReplayError::NotAuthentic(_) | ReplayError::UnknownEndpoint(_))) => {
+            Err(ApiError::Conflict(e.to_string()))
+        }
+        Err(ReplayError::Database(e)) => Err(e.into()),
+    }
+}

@@ -1,0 +1,98 @@
+//! `POST /webhooks/{endpoint}`: hands the raw request to ingest and maps
+//! the result onto the response contract of DESIGN section 4.
+
+use crate::app::AppState;
+use crate::ingest::{self, Incoming, IngestResult};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/webhooks/{endpoint}", post(receive))
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    Path(endpoint): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if state.config.endpoint(&endpoint).is_none() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            let status = rejection.status();
+            return (status, Json(json!({ "error": rejection.body_text() }))).into_response();
+        }
+    };
+    let mut map = BTreeMap::new();
+    for (name, value) in &headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        map.entry(name.as_str().to_string())
+            .and_modify(|v: &mut String| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    let forwarded = state
+        .config
+        .server
+        .trust_forwarded_for
+        .then(|| {
+            map.get("x-forwarded-for")
+                .and_then(|v| v.split(',').next())
+                .map(|v| v.trim().to_string())
+        })
+        .flatten();
+    let incoming = Incoming {
+        endpoint,
+        request_id: map.get("x-request-id").cloned(),
+        source_ip: forwarded.or_else(|| Some(peer.ip().to_string())),
+        headers: map,
+        query: uri.query().map(str::to_string),
+        path: uri.path().to_string(),
+        body: body.to_vec(),
+    };
+    respond(ingest::ingest(&state, incoming).await)
+}
+
+/// Maps an ingest result onto the response contract.
+pub fn respond(result: IngestResult) -> Response {
+    match result {
+        IngestResult::NotFound => StatusCode::NOT_FOUND.into_response(),
+        IngestResult::Unauthorized => (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "unauthorized" })),
+        )
+            .into_response(),
+        IngestResult::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(axum::http::header::RETRY_AFTER, "5")],
+            Json(json!({ "error": "temporarily unavailable; retry" })),
+        )
+            .into_response(),
+        IngestResult::Done {
+            delivery_id,
+            applied,
+        } => {
+            let mut body =
+                json!({ "status": applied.response_status(), "delivery_id": delivery_id });
+            if let Some(key) = applied.license_key() {
+                body["license_key"] = json!(key);
+            }
+            (StatusCode::OK, Json(body)).into_response()
+        }
+    }
+}

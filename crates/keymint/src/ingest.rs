@@ -1,0 +1,304 @@
+//! Ingest: record, authenticate, parse, dispatch: the path of every
+//! webhook delivery (DESIGN sections 1 and 4). Replay runs the same steps
+//! from a stored delivery, minus authentication.
+
+use crate::adapters::{self, AuthError, RawRequest};
+use crate::app::AppState;
+use crate::dispatcher::{Applied, Source};
+use crate::events::Parsed;
+use crate::store::deliveries::{self, NewDelivery, Outcome, status};
+use crate::store::{self};
+use std::collections::BTreeMap;
+
+/// What the HTTP layer answers.
+#[derive(Debug)]
+pub enum IngestResult {
+    /// 404 without a body.
+    NotFound,
+    /// 401.
+    Unauthorized,
+    /// 503: the delivery could not be recorded or applied; retry.
+    Unavailable,
+    /// 200 with this body.
+    Done {
+        delivery_id: String,
+        applied: Applied,
+    },
+}
+
+/// A live request as the HTTP layer hands it over.
+pub struct Incoming {
+    pub endpoint: String,
+    pub headers: BTreeMap<String, String>,
+    pub query: Option<String>,
+    pub path: String,
+    pub body: Vec<u8>,
+    pub source_ip: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// Header names never stored in clear.
+fn is_secret_header(name: &str) -> bool {
+    matches!(name, "authorization" | "cookie" | "proxy-authorization")
+        || name.contains("secret")
+        || name.contains("token")
+        || name.contains("api-key")
+        || name.contains("apikey")
+}
+
+/// Headers as stored: secrets replaced by `***`.
+pub fn redact_headers(headers: &BTreeMap<String, String>) -> String {
+    let redacted: BTreeMap<&str, &str> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str(),
+                if is_secret_header(k) {
+                    "***"
+                } else {
+                    v.as_str()
+                },
+            )
+        })
+        .collect();
+    serde_json::to_string(&redacted).expect("string map serializes")
+}
+
+/// The path as stored: the values of secret query parameters replaced.
+pub fn redact_path(path: &str, query: Option<&str>, secret_params: &[&str]) -> String {
+    let Some(query) = query else {
+        return path.to_string();
+    };
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|pair| {
+            let name = pair.split('=').next().unwrap_or_default();
+            let decoded: String = serde_urlencoded::from_str::<Vec<(String, String)>>(pair)
+                .ok()
+                .and_then(|v| v.into_iter().next())
+                .map(|(k, _)| k)
+                .unwrap_or_else(|| name.to_string());
+            if secret_params.contains(&decoded.as_str()) {
+                format!("{name}=***")
+            } else {
+                pair.to_string()
+            }
+        })
+        .collect();
+    format!("{path}?{}", parts.join("&"))
+}
+
+pub async fn ingest(state: &AppState, req: Incoming) -> IngestResult {
+    let Some(endpoint) = state.config.endpoint(&req.endpoint) else {
+        return IngestResult::NotFound;
+    };
+    let Some(adapter) = adapters::for_kind(endpoint.kind) else {
+        // Refused at start-up by config validation; never serve it.
+        return IngestResult::NotFound;
+    };
+    let raw = RawRequest {
+        headers: &req.headers,
+        query: req.query.as_deref(),
+        body: &req.body,
+    };
+    let now = store::now_ms();
+    let auth = adapter.authenticate(&raw, &endpoint.secrets, now / 1000);
+    let delivery = NewDelivery {
+        id: store::new_id("dlv"),
+        endpoint: endpoint.name.clone(),
+        kind: endpoint.kind.as_str().to_string(),
+        received_at: now,
+        source_ip: req.source_ip.clone(),
+        user_agent: req.headers.get("user-agent").cloned(),
+        request_id: req.request_id.clone(),
+        path: redact_path(
+            &req.path,
+            req.query.as_deref(),
+            adapter.secret_query_params(),
+        ),
+        headers: redact_headers(&req.headers),
+        body: req.body.clone(),
+        signature_valid: auth.is_ok(),
+        status: if auth.is_ok() {
+            status::RECEIVED
+        } else {
+            status::REJECTED
+        },
+    };
+    // Record first: nothing is parsed or acted on before this commits.
+    if let Err(e) = record(state, &delivery, auth.as_ref().err()).await {
+        tracing::error!(endpoint = %endpoint.name, error = %e, "could not record a delivery; answering 503");
+        count(&endpoint.name, "unrecorded");
+        return IngestResult::Unavailable;
+    }
+    if let Err(e) = auth {
+        tracing::warn!(endpoint = %endpoint.name, delivery_id = %delivery.id, reason = e.reason(), "rejected a delivery");
+        count(&endpoint.name, status::REJECTED);
+        return match e {
+            AuthError::Hidden(_) => IngestResult::NotFound,
+            AuthError::Unauthorized(_) => IngestResult::Unauthorized,
+        };
+    }
+    let parsed = adapter.parse(&raw);
+    process(state, &endpoint.name, &delivery.id, parsed).await
+}
+
+async fn record(
+    state: &AppState,
+    d: &NewDelivery,
+    auth: Option<&AuthError>,
+) -> Result<(), sqlx::Error> {
+    let mut conn = state.store.conn().await?;
+    deliveries::insert(&mut conn, d).await?;
+    if let Some(e) = auth {
+        let outcome = Outcome {
+            status: status::REJECTED,
+            error: Some(e.reason().to_string()),
+            ..Outcome::default()
+        };
+        deliveries::finish(&mut conn, &d.id, &outcome, d.received_at).await?;
+    }
+    Ok(())
+}
+
+/// Parses and dispatches an authenticated, recorded delivery.
+pub async fn process(
+    state: &AppState,
+    endpoint: &str,
+    delivery_id: &str,
+    parsed: Result<Parsed, adapters::ParseError>,
+) -> IngestResult {
+    let src = Source {
+        endpoint,
+        delivery_id,
+    };
+    let result = match parsed {
+        Ok(parsed) => match state.dispatcher.apply(&src, &parsed).await {
+            Ok(applied) => Ok(applied),
+            Err(e) if e.is_unavailable() => {
+                tracing::error!(endpoint, delivery_id, error = %e, "database unavailable while applying; answering 503");
+                count(endpoint, "unavailable");
+                return IngestResult::Unavailable;
+            }
+            Err(e) => {
+                tracing::error!(endpoint, delivery_id, error = %e, "handler failed");
+                let outcome = Outcome {
+                    status: status::FAILED,
+                    error: Some(format!("handler error: {e}")),
+                    ..Outcome::default()
+                };
+                Err((
+                    parsed_context(&parsed, outcome),
+                    format!("handler error: {e}"),
+                ))
+            }
+        },
+        Err(e) => {
+            tracing::warn!(endpoint, delivery_id, error = %e, "could not parse an authentic delivery");
+            let outcome = Outcome {
+                status: status::FAILED,
+                error: Some(e.0.clone()),
+                ..Outcome::default()
+            };
+            Err((outcome, e.0))
+        }
+    };
+    let applied = match result {
+        Ok(applied) => applied,
+        Err((outcome, reason)) => {
+            let mut conn = match state.store.conn().await {
+                Ok(c) => c,
+                Err(_) => return IngestResult::Unavailable,
+            };
+            if deliveries::finish(&mut conn, delivery_id, &outcome, store::now_ms())
+                .await
+                .is_err()
+            {
+                return IngestResult::Unavailable;
+            }
+            Applied::Failed { reason }
+        }
+    };
+    count(endpoint, delivery_status(&applied));
+    if matches!(applied, Applied::Ok { .. }) {
+        state.outbox_wake.notify_one();
+    }
+    IngestResult::Done {
+        delivery_id: delivery_id.to_string(),
+        applied,
+    }
+}
+
+fn parsed_context(parsed: &Parsed, mut outcome: Outcome) -> Outcome {
+    outcome.event_type = Some(parsed.event_type.clone());
+    outcome.event_id = Some(parsed.event_id.clone());
+    outcome.order_id = parsed.order_id().map(str::to_string);
+    outcome
+}
+
+fn delivery_status(applied: &Applied) -> &'static str {
+    match applied {
+        Applied::Ok { .. } => status::PROCESSED,
+        Applied::Duplicate { .. } => status::DUPLICATE,
+        Applied::Ignored { .. } => status::IGNORED,
+        Applied::NoMint { .. } | Applied::Failed { .. } => status::FAILED,
+    }
+}
+
+fn count(endpoint: &str, status: &str) {
+    metrics::counter!("keymint_webhook_deliveries_total", "endpoint" => endpoint.to_string(), "status" => status.to_string())
+        .increment(1);
+}
+
+/// Why a delivery cannot be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("delivery not found")]
+    NotFound,
+    #[error("delivery {0} failed authentication and is never replayed")]
+    NotAuthentic(String),
+    #[error("endpoint {0:?} is no longer configured")]
+    UnknownEndpoint(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Re-runs a stored delivery through the current code and catalog. A
+/// delivery that already took effect answers `duplicate` untouched.
+pub async fn replay(state: &AppState, delivery_id: &str) -> Result<IngestResult, ReplayError> {
+    let d = {
+        let mut conn = state.store.conn().await?;
+        deliveries::get(&mut conn, delivery_id)
+            .await?
+            .ok_or(ReplayError::NotFound)?
+    };
+    if d.signature_valid != Some(1) {
+        return Err(ReplayError::NotAuthentic(d.id));
+    }
+    if d.status == status::PROCESSED || d.status == status::DUPLICATE {
+        let license_key = match &d.license_id {
+            Some(id) => {
+                let mut conn = state.store.conn().await?;
+                store::licenses::by_id(&mut conn, id).await?.map(|l| l.key)
+            }
+            None => None,
+        };
+        return Ok(IngestResult::Done {
+            delivery_id: d.id,
+            applied: Applied::Duplicate { license_key },
+        });
+    }
+    let endpoint = state
+        .config
+        .endpoint(&d.endpoint)
+        .ok_or_else(|| ReplayError::UnknownEndpoint(d.endpoint.clone()))?;
+    let adapter = adapters::for_kind(endpoint.kind)
+        .ok_or_else(|| ReplayError::UnknownEndpoint(d.endpoint.clone()))?;
+    let headers: BTreeMap<String, String> = serde_json::from_str(&d.headers).unwrap_or_default();
+    let raw = RawRequest {
+        headers: &headers,
+        query: None,
+        body: &d.body,
+    };
+    Ok(process(state, &endpoint.name, &d.id, adapter.parse(&raw)).await)
+}

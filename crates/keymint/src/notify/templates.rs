@@ -1,0 +1,143 @@
+//! Email templates: compiled-in defaults, each overridable by a file of the
+//! same name in the templates directory. `.html` templates are
+//! HTML-escaped automatically; buyer-supplied text can't inject markup.
+
+use minijinja::Environment;
+use serde::Serialize;
+use std::path::Path;
+
+const DEFAULTS: &[(&str, &str)] = &[
+    (
+        "license.subject.txt",
+        include_str!("../../templates/license.subject.txt"),
+    ),
+    ("license.txt", include_str!("../../templates/license.txt")),
+    ("license.html", include_str!("../../templates/license.html")),
+];
+
+/// A rendered email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// What the license templates can use.
+#[derive(Debug, Clone, Serialize)]
+pub struct LicenseContext {
+    pub name: String,
+    pub email: String,
+    pub product_id: String,
+    pub product_name: String,
+    pub tier: String,
+    pub key: String,
+    pub token: String,
+    pub expires_at: Option<String>,
+    pub max_machines: Option<i64>,
+    pub resend: bool,
+}
+
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("template {name}: {source}")]
+    Render {
+        name: String,
+        source: minijinja::Error,
+    },
+    #[error("template override {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl Templates {
+    /// Loads the defaults, replaced by any file of the same name in `dir`.
+    pub fn load(dir: Option<&Path>) -> Result<Self, TemplateError> {
+        let mut env = Environment::new();
+        for (name, default) in DEFAULTS {
+            let source = match dir.map(|d| d.join(name)) {
+                Some(path) if path.is_file() => {
+                    std::fs::read_to_string(&path).map_err(|source| TemplateError::Io {
+                        path: path.display().to_string(),
+                        source,
+                    })?
+                }
+                _ => (*default).to_string(),
+            };
+            env.add_template_owned(*name, source)
+                .map_err(|source| TemplateError::Render {
+                    name: (*name).into(),
+                    source,
+                })?;
+        }
+        Ok(Self { env })
+    }
+
+    pub fn render_license(&self, ctx: &LicenseContext) -> Result<Rendered, TemplateError> {
+        let render = |name: &str| {
+            self.env
+                .get_template(name)
+                .and_then(|t| t.render(minijinja::value::Serde(ctx)))
+                .map_err(|source| TemplateError::Render {
+                    name: name.into(),
+                    source,
+                })
+        };
+        Ok(Rendered {
+            subject: render("license.subject.txt")?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            text: render("license.txt")?,
+            html: render("license.html")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(name: &str) -> LicenseContext {
+        LicenseContext {
+            name: name.into(),
+            email: "a@b.co".into(),
+            product_id: "p".into(),
+            product_name: "DataTools <Core>".into(),
+            tier: "core".into(),
+            key: "DT1-CORE-00000-00000-00000-00000".into(),
+            token: "v4.public.x".into(),
+            expires_at: None,
+            max_machines: Some(3),
+            resend: false,
+        }
+    }
+
+    #[test]
+    fn html_escapes_buyer_input_and_text_keeps_it() {
+        let t = Templates::load(None).unwrap();
+        let r = t.render_license(&ctx("<script>alert(1)</script>")).unwrap();
+        assert!(r.html.contains("&lt;script&gt;alert(1)"), "{}", r.html);
+        assert!(!r.html.contains("<script>"));
+        assert!(r.text.contains("<script>alert(1)</script>"));
+        assert_eq!(r.subject, "Your DataTools <Core> license");
+        assert!(r.text.contains("DT1-CORE-00000-00000-00000-00000"));
+    }
+
+    #[test]
+    fn overrides_replace_defaults() {
+        let dir = std::env::temp_dir().join(format!("keymint-tpl-{}", ulid::Ulid::generate()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("license.subject.txt"), "Key for {{ name }}").unwrap();
+        let t = Templates::load(Some(&dir)).unwrap();
+        assert_eq!(t.render_license(&ctx("Jo")).unwrap().subject, "Key for Jo");
+    }
+}

@@ -1,0 +1,185 @@
+//! `deliveries`: the audit log of every webhook delivery, authenticated or
+//! not, with its raw body so it can be replayed.
+
+use super::Conn;
+use serde::Serialize;
+
+/// Final and intermediate delivery statuses.
+pub mod status {
+    pub const RECEIVED: &str = "received";
+    pub const PROCESSED: &str = "processed";
+    pub const DUPLICATE: &str = "duplicate";
+    pub const IGNORED: &str = "ignored";
+    pub const FAILED: &str = "failed";
+    pub const REJECTED: &str = "rejected";
+    pub const ALL: &[&str] = &[RECEIVED, PROCESSED, DUPLICATE, IGNORED, FAILED, REJECTED];
+}
+
+/// What ingest writes before acting.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub id: String,
+    pub endpoint: String,
+    pub kind: String,
+    pub received_at: i64,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub path: String,
+    pub headers: String,
+    pub body: Vec<u8>,
+    pub signature_valid: bool,
+    pub status: &'static str,
+}
+
+/// How processing ended, written in the same transaction as its effects.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub status: &'static str,
+    pub event_type: Option<String>,
+    pub event_id: Option<String>,
+    pub order_id: Option<String>,
+    pub error: Option<String>,
+    pub license_id: Option<String>,
+}
+
+/// A stored delivery.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Delivery {
+    pub id: String,
+    pub endpoint: String,
+    pub kind: String,
+    pub received_at: i64,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub path: String,
+    pub headers: String,
+    #[serde(skip)]
+    pub body: Vec<u8>,
+    pub signature_valid: Option<i64>,
+    pub status: String,
+    pub event_type: Option<String>,
+    pub event_id: Option<String>,
+    pub order_id: Option<String>,
+    pub error: Option<String>,
+    pub license_id: Option<String>,
+    pub processed_at: Option<i64>,
+    pub attempts: i64,
+}
+
+/// Filters for listing; every field optional.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub endpoint: Option<String>,
+    pub status: Option<String>,
+    /// Received at or after (ms).
+    pub since: Option<i64>,
+    /// Received before (ms).
+    pub until: Option<i64>,
+    /// Only ids lower than this (the previous page's last id).
+    pub before: Option<String>,
+    pub limit: i64,
+}
+
+pub async fn insert(conn: &mut Conn, d: &NewDelivery) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO deliveries (id, endpoint, kind, received_at, source_ip, user_agent, request_id, \
+         path, headers, body, signature_valid, status, attempts) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0)",
+    )
+    .bind(&d.id)
+    .bind(&d.endpoint)
+    .bind(&d.kind)
+    .bind(d.received_at)
+    .bind(&d.source_ip)
+    .bind(&d.user_agent)
+    .bind(&d.request_id)
+    .bind(&d.path)
+    .bind(&d.headers)
+    .bind(&d.body)
+    .bind(i64::from(d.signature_valid))
+    .bind(d.status)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Writes the outcome of one processing attempt.
+pub async fn finish(
+    conn: &mut Conn,
+    id: &str,
+    outcome: &Outcome,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE deliveries SET status = $2, event_type = COALESCE($3, event_type), \
+         event_id = COALESCE($4, event_id), order_id = COALESCE($5, order_id), error = $6, \
+         license_id = COALESCE($7, license_id), processed_at = $8, attempts = attempts + 1 \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(outcome.status)
+    .bind(&outcome.event_type)
+    .bind(&outcome.event_id)
+    .bind(&outcome.order_id)
+    .bind(&outcome.error)
+    .bind(&outcome.license_id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<Delivery>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM deliveries WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn list(conn: &mut Conn, f: &Filter) -> Result<Vec<Delivery>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT * FROM deliveries WHERE ($1 IS NULL OR endpoint = $1) AND ($2 IS NULL OR status = $2) \
+         AND ($3 IS NULL OR received_at >= $3) AND ($4 IS NULL OR received_at < $4) \
+         AND ($5 IS NULL OR id < $5) ORDER BY id DESC LIMIT $6",
+    )
+    .bind(&f.endpoint)
+    .bind(&f.status)
+    .bind(f.since)
+    .bind(f.until)
+    .bind(&f.before)
+    .bind(f.limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Counts by status (for tests and the console).
+pub async fn count_where(conn: &mut Conn, order_id: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_one(conn)
+        .await
+}
+
+/// Claims an event id for an endpoint. Returns false when it was already
+/// processed: the database, not memory, decides exactly-once.
+pub async fn claim_event(
+    conn: &mut Conn,
+    endpoint: &str,
+    event_id: &str,
+    delivery_id: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO processed_events (endpoint, event_id, delivery_id, processed_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (endpoint, event_id) DO NOTHING",
+    )
+    .bind(endpoint)
+    .bind(event_id)
+    .bind(delivery_id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

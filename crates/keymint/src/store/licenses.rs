@@ -1,0 +1,251 @@
+//! `customers`, `licenses` and `license_events` (each license's history).
+
+use super::{Conn, new_id};
+use serde::Serialize;
+
+/// License states (DESIGN section 5).
+pub mod status {
+    pub const ACTIVE: &str = "active";
+    pub const SUSPENDED: &str = "suspended";
+    pub const REVOKED: &str = "revoked";
+    pub const EXPIRED: &str = "expired";
+    pub const ALL: &[&str] = &[ACTIVE, SUSPENDED, REVOKED, EXPIRED];
+}
+
+/// A license row.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct License {
+    pub id: String,
+    pub key: String,
+    pub customer_id: String,
+    pub product: String,
+    pub tier: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub source: String,
+    pub order_id: Option<String>,
+    pub name: String,
+    pub email: String,
+    pub token: String,
+    pub kid: String,
+    pub issued_at: i64,
+    pub expires_at: Option<i64>,
+    pub max_machines: Option<i64>,
+    pub entitlements: String,
+    pub amount_cents: Option<i64>,
+    pub currency: Option<String>,
+    pub test: i64,
+    pub notes: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One change in a license's life.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct LicenseEvent {
+    pub id: String,
+    pub license_id: String,
+    pub at: i64,
+    pub action: String,
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub reason: Option<String>,
+    pub actor: String,
+    pub delivery_id: Option<String>,
+}
+
+/// Search filters.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Matched case-insensitively (emails are stored lower-cased).
+    pub email: Option<String>,
+    pub product: Option<String>,
+    pub status: Option<String>,
+    pub before: Option<String>,
+    pub limit: i64,
+}
+
+/// Finds or creates the customer with this email; returns its id.
+pub async fn upsert_customer(
+    conn: &mut Conn,
+    email: &str,
+    name: &str,
+    now: i64,
+) -> Result<String, sqlx::Error> {
+    let id = new_id("cus");
+    sqlx::query(
+        "INSERT INTO customers (id, email, name, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (email) DO NOTHING",
+    )
+    .bind(&id)
+    .bind(email)
+    .bind(name)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query_scalar("SELECT id FROM customers WHERE email = $1")
+        .bind(email)
+        .fetch_one(conn)
+        .await
+}
+
+/// Inserts a license unless one exists for `(source, order_id)`. Returns
+/// false on that conflict (the caller then reads the existing one).
+pub async fn insert(conn: &mut Conn, l: &License) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO licenses (id, key, customer_id, product, tier, status, status_reason, source, order_id, \
+         name, email, token, kid, issued_at, expires_at, max_machines, entitlements, amount_cents, currency, \
+         test, notes, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+         $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) ON CONFLICT (source, order_id) DO NOTHING",
+    )
+    .bind(&l.id)
+    .bind(&l.key)
+    .bind(&l.customer_id)
+    .bind(&l.product)
+    .bind(&l.tier)
+    .bind(&l.status)
+    .bind(&l.status_reason)
+    .bind(&l.source)
+    .bind(&l.order_id)
+    .bind(&l.name)
+    .bind(&l.email)
+    .bind(&l.token)
+    .bind(&l.kid)
+    .bind(l.issued_at)
+    .bind(l.expires_at)
+    .bind(l.max_machines)
+    .bind(&l.entitlements)
+    .bind(l.amount_cents)
+    .bind(&l.currency)
+    .bind(l.test)
+    .bind(&l.notes)
+    .bind(l.created_at)
+    .bind(l.updated_at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn by_order(
+    conn: &mut Conn,
+    source: &str,
+    order_id: &str,
+) -> Result<Option<License>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM licenses WHERE source = $1 AND order_id = $2")
+        .bind(source)
+        .bind(order_id)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn by_key(conn: &mut Conn, key: &str) -> Result<Option<License>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM licenses WHERE key = $1")
+        .bind(key)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn by_id(conn: &mut Conn, id: &str) -> Result<Option<License>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM licenses WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn search(conn: &mut Conn, f: &Filter) -> Result<Vec<License>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT * FROM licenses WHERE ($1 IS NULL OR email = $1) AND ($2 IS NULL OR product = $2) \
+         AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5",
+    )
+    .bind(f.email.as_ref().map(|e| e.to_lowercase()))
+    .bind(&f.product)
+    .bind(&f.status)
+    .bind(&f.before)
+    .bind(f.limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Moves a license to `to` and records why, in the caller's transaction.
+#[allow(clippy::too_many_arguments)]
+pub async fn set_status(
+    conn: &mut Conn,
+    license: &License,
+    to: &str,
+    action: &str,
+    reason: Option<&str>,
+    actor: &str,
+    delivery_id: Option<&str>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE licenses SET status = $2, status_reason = $3, updated_at = $4 WHERE id = $1",
+    )
+    .bind(&license.id)
+    .bind(to)
+    .bind(reason)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    record_event(
+        conn,
+        &license.id,
+        action,
+        Some(&license.status),
+        to,
+        reason,
+        actor,
+        delivery_id,
+        now,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn record_event(
+    conn: &mut Conn,
+    license_id: &str,
+    action: &str,
+    from: Option<&str>,
+    to: &str,
+    reason: Option<&str>,
+    actor: &str,
+    delivery_id: Option<&str>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO license_events (id, license_id, at, action, from_status, to_status, reason, actor, delivery_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(new_id("lev"))
+    .bind(license_id)
+    .bind(now)
+    .bind(action)
+    .bind(from)
+    .bind(to)
+    .bind(reason)
+    .bind(actor)
+    .bind(delivery_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn history(conn: &mut Conn, license_id: &str) -> Result<Vec<LicenseEvent>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM license_events WHERE license_id = $1 ORDER BY at, id")
+        .bind(license_id)
+        .fetch_all(conn)
+        .await
+}
+
+pub async fn count_for_order(
+    conn: &mut Conn,
+    source: &str,
+    order_id: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM licenses WHERE source = $1 AND order_id = $2")
+        .bind(source)
+        .bind(order_id)
+        .fetch_one(conn)
+        .await
+}

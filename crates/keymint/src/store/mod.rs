@@ -1,0 +1,221 @@
+//! The store: every SQL statement keymint runs, over SQLite or PostgreSQL.
+//!
+//! One set of queries serves both databases through sqlx's `Any` driver:
+//! placeholders are `$n` (both accept them), times are Unix milliseconds in
+//! `BIGINT`/`INTEGER` columns, flags are integers. The few places where the
+//! dialects differ (write-transaction start, `FOR UPDATE SKIP LOCKED`)
+//! branch on [`Backend`]. The store knows nothing about HTTP.
+
+pub mod admin_tokens;
+pub mod deliveries;
+pub mod licenses;
+pub mod outbox;
+pub mod signing_keys;
+
+use crate::config::DatabaseConfig;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, ConnectOptions};
+use std::str::FromStr;
+use time::OffsetDateTime;
+
+/// A write transaction.
+pub type Tx = sqlx::Transaction<'static, Any>;
+/// A connection, for functions usable inside or outside a transaction.
+pub type Conn = sqlx::AnyConnection;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database the URL chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Chooses the backend by URL scheme; unknown schemes are refused.
+    pub fn from_url(url: &str) -> Result<Self, sqlx::Error> {
+        match url.split(':').next() {
+            Some("sqlite") => Ok(Self::Sqlite),
+            Some("postgres" | "postgresql") => Ok(Self::Postgres),
+            other => Err(sqlx::Error::Configuration(
+                format!(
+                    "database scheme {other:?} is not supported (use sqlite:// or postgres://)"
+                )
+                .into(),
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// The connection pool and its backend.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Current time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Formats Unix milliseconds as RFC 3339.
+pub fn format_ms(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// A fresh prefixed id such as `dlv_01J...`.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", ulid::Ulid::generate())
+}
+
+impl Store {
+    /// Connects (creating the SQLite file and its directory if needed).
+    pub async fn connect(url: &str, cfg: &DatabaseConfig) -> Result<Self, sqlx::Error> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let url = match backend {
+            Backend::Sqlite => sqlite_url(url)?,
+            Backend::Postgres => url.to_string(),
+        };
+        let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+        let busy_ms = cfg.busy_timeout.as_millis();
+        let pool = AnyPoolOptions::new()
+            .max_connections(cfg.max_connections)
+            .min_connections(0)
+            .acquire_timeout(cfg.acquire_timeout)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; NORMAL
+                        // sync in WAL mode survives process crashes.
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL".to_string(),
+                            "PRAGMA synchronous = NORMAL".to_string(),
+                            "PRAGMA foreign_keys = ON".to_string(),
+                            format!("PRAGMA busy_timeout = {busy_ms}"),
+                        ] {
+                            sqlx::query(sqlx::AssertSqlSafe(pragma))
+                                .execute(&mut *conn)
+                                .await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Applies pending migrations. On PostgreSQL the migrator holds an
+    /// advisory lock, so replicas starting together migrate once.
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await,
+        }
+    }
+
+    /// Starts a write transaction. SQLite takes the write lock up front
+    /// (`BEGIN IMMEDIATE`) so two writers queue on `busy_timeout` instead of
+    /// failing with a lock upgrade deadlock.
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    /// A pooled connection for reads and single statements.
+    pub async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Any>, sqlx::Error> {
+        self.pool.acquire().await
+    }
+
+    /// True when a trivial query succeeds.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Adds `mode=rwc` and creates the parent directory of a SQLite file.
+fn sqlite_url(url: &str) -> Result<String, sqlx::Error> {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path != ":memory:" && !path.is_empty() {
+        if let Some(parent) = std::path::Path::new(path).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
+        }
+    }
+    let mut out = format!("sqlite://{path}");
+    let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+    if !params.iter().any(|p| p.starts_with("mode=")) {
+        params.push("mode=rwc");
+    }
+    out.push('?');
+    out.push_str(&params.join("&"));
+    Ok(out)
+}
+
+/// True when the error is a unique-constraint violation.
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Errors that mean the database itself is unavailable (as opposed to a
+/// bad query): the caller answers 503 so the sender retries.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // SQLite: 5 BUSY, 6 LOCKED, 10 IOERR, 13 FULL, 14 CANTOPEN.
+            // PostgreSQL: class 08 connection, 53 resources, 57 operator
+            // intervention (shutdown), 40001/40P01 retryable.
+            matches!(
+                &*code,
+                "5" | "6" | "10" | "13" | "14" | "517" | "261" | "40001" | "40P01"
+            ) || code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57")
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,153 @@
+//! `outbox`: emails to send, written in the same transaction as the
+//! license they are about, claimed by workers under a lease.
+
+use super::{Backend, Conn, new_id};
+use serde::Serialize;
+
+pub mod status {
+    pub const PENDING: &str = "pending";
+    pub const SENT: &str = "sent";
+    pub const DEAD: &str = "dead";
+}
+
+/// Email kinds.
+pub mod kind {
+    /// The first email for a new license.
+    pub const LICENSE_ISSUED: &str = "license_issued";
+    /// An operator's resend.
+    pub const LICENSE_RESEND: &str = "license_resend";
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct OutboxRow {
+    pub id: String,
+    pub license_id: String,
+    pub kind: String,
+    pub dedupe_key: String,
+    pub to_email: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub lease_until: Option<i64>,
+    pub last_error: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+}
+
+/// Queues an email once per `dedupe_key`; returns false if it was queued
+/// before.
+pub async fn enqueue(
+    conn: &mut Conn,
+    license_id: &str,
+    kind: &str,
+    dedupe_key: &str,
+    to_email: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO outbox (id, license_id, kind, dedupe_key, to_email, status, attempts, next_attempt_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6) ON CONFLICT (dedupe_key) DO NOTHING",
+    )
+    .bind(new_id("eml"))
+    .bind(license_id)
+    .bind(kind)
+    .bind(dedupe_key)
+    .bind(to_email)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Leases up to `limit` due rows to the caller until `lease_until`,
+/// counting the attempt. On PostgreSQL concurrent workers skip each
+/// other's rows (`FOR UPDATE SKIP LOCKED`); on SQLite the caller runs this
+/// in an immediate transaction, which serialises claimers.
+pub async fn claim_due(
+    conn: &mut Conn,
+    backend: Backend,
+    now: i64,
+    lease_until: i64,
+    limit: i64,
+) -> Result<Vec<OutboxRow>, sqlx::Error> {
+    let sql = match backend {
+        Backend::Postgres => {
+            "UPDATE outbox SET lease_until = $2, attempts = attempts + 1 WHERE id IN (\
+             SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 \
+             AND (lease_until IS NULL OR lease_until < $1) ORDER BY next_attempt_at LIMIT $3 \
+             FOR UPDATE SKIP LOCKED) RETURNING *"
+        }
+        Backend::Sqlite => {
+            "UPDATE outbox SET lease_until = $2, attempts = attempts + 1 WHERE id IN (\
+             SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 \
+             AND (lease_until IS NULL OR lease_until < $1) ORDER BY next_attempt_at LIMIT $3) RETURNING *"
+        }
+    };
+    sqlx::query_as(sql)
+        .bind(now)
+        .bind(lease_until)
+        .bind(limit)
+        .fetch_all(conn)
+        .await
+}
+
+pub async fn mark_sent(
+    conn: &mut Conn,
+    id: &str,
+    message_id: Option<&str>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE outbox SET status = 'sent', sent_at = $2, provider_message_id = $3, lease_until = NULL, \
+         last_error = NULL WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(message_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn mark_retry(
+    conn: &mut Conn,
+    id: &str,
+    error: &str,
+    next_attempt_at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE outbox SET next_attempt_at = $2, last_error = $3, lease_until = NULL WHERE id = $1",
+    )
+    .bind(id)
+    .bind(next_attempt_at)
+    .bind(error)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn mark_dead(conn: &mut Conn, id: &str, error: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE outbox SET status = 'dead', last_error = $2, lease_until = NULL WHERE id = $1",
+    )
+    .bind(id)
+    .bind(error)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn for_license(conn: &mut Conn, license_id: &str) -> Result<Vec<OutboxRow>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM outbox WHERE license_id = $1 ORDER BY created_at, id")
+        .bind(license_id)
+        .fetch_all(conn)
+        .await
+}
+
+pub async fn count_by_status(conn: &mut Conn, status: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE status = $1")
+        .bind(status)
+        .fetch_one(conn)
+        .await
+}

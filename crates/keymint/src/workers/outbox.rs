@@ -1,0 +1,144 @@
+//! The outbox sender: claims due emails under a lease, sends them without
+//! holding any lock, then records the result; failures back off
+//! exponentially with jitter until `email.max_attempts`, then the row is
+//! `dead` for an operator to look at.
+
+use crate::app::AppState;
+use crate::notify::templates::LicenseContext;
+use crate::notify::{self, Email, SendError};
+use crate::store::{self, licenses, outbox};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Rows claimed per round.
+const BATCH: i64 = 16;
+
+/// Sends every email due now; returns how many were attempted.
+pub async fn run_once(state: &AppState) -> Result<usize, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let claimed = claim(state).await?;
+        if claimed.is_empty() {
+            return Ok(total);
+        }
+        total += claimed.len();
+        for row in claimed {
+            deliver(state, row).await?;
+        }
+    }
+}
+
+async fn claim(state: &AppState) -> Result<Vec<outbox::OutboxRow>, sqlx::Error> {
+    let now = store::now_ms();
+    let lease_ms = i64::try_from(state.config.email.lease.as_millis()).unwrap_or(i64::MAX / 2);
+    let mut tx = state.store.begin().await?;
+    let rows =
+        outbox::claim_due(&mut tx, state.store.backend(), now, now + lease_ms, BATCH).await?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
+async fn deliver(state: &AppState, row: outbox::OutboxRow) -> Result<(), sqlx::Error> {
+    let email = {
+        let mut conn = state.store.conn().await?;
+        match licenses::by_id(&mut conn, &row.license_id).await? {
+            Some(license) => render(state, &row, &license),
+            None => Err(SendError {
+                permanent: true,
+                message: "license not found".into(),
+            }),
+        }
+    };
+    // No connection or lock is held while the provider is called.
+    let result = match email {
+        Ok(email) => state.mailer.send(&email).await,
+        Err(e) => Err(e),
+    };
+    let mut conn = state.store.conn().await?;
+    let now = store::now_ms();
+    match result {
+        Ok(message_id) => {
+            outbox::mark_sent(&mut conn, &row.id, message_id.as_deref(), now).await?;
+            metrics::counter!("keymint_emails_sent_total", "kind" => row.kind.clone()).increment(1);
+            tracing::info!(email_id = %row.id, license_id = %row.license_id, kind = %row.kind, "email sent");
+        }
+        Err(e) => {
+            metrics::counter!("keymint_emails_failed_total", "kind" => row.kind.clone())
+                .increment(1);
+            let attempts = u32::try_from(row.attempts).unwrap_or(u32::MAX);
+            if e.permanent || attempts >= state.config.email.max_attempts {
+                outbox::mark_dead(&mut conn, &row.id, &e.message).await?;
+                metrics::counter!("keymint_emails_dead_total").increment(1);
+                tracing::error!(email_id = %row.id, license_id = %row.license_id, attempts, error = %e, "email is dead; an operator must resend it");
+            } else {
+                let delay = notify::backoff(
+                    attempts,
+                    state.config.email.retry_base,
+                    state.config.email.retry_max,
+                );
+                let next = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+                outbox::mark_retry(&mut conn, &row.id, &e.message, next).await?;
+                tracing::warn!(email_id = %row.id, attempts, retry_in_ms = delay.as_millis() as u64, error = %e, "email failed; will retry");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn render(
+    state: &AppState,
+    row: &outbox::OutboxRow,
+    license: &licenses::License,
+) -> Result<Email, SendError> {
+    let product_name = state
+        .catalog
+        .product(&license.product)
+        .map(|p| p.name.clone())
+        .unwrap_or_else(|| license.product.clone());
+    let ctx = LicenseContext {
+        name: license.name.clone(),
+        email: license.email.clone(),
+        product_id: license.product.clone(),
+        product_name,
+        tier: license.tier.clone(),
+        key: license.key.clone(),
+        token: license.token.clone(),
+        expires_at: license.expires_at.map(store::format_ms),
+        max_machines: license.max_machines,
+        resend: row.kind == outbox::kind::LICENSE_RESEND,
+    };
+    let rendered = state
+        .templates
+        .render_license(&ctx)
+        .map_err(|e| SendError {
+            permanent: false,
+            message: e.to_string(),
+        })?;
+    Ok(Email {
+        to: row.to_email.clone(),
+        to_name: license.name.clone(),
+        subject: rendered.subject,
+        text: rendered.text,
+        html: rendered.html,
+    })
+}
+
+/// Runs until `shutdown` flips, waking every `email.poll_interval` or when
+/// `wake` is notified (a new email was queued).
+pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let interval = state.config.email.poll_interval;
+    loop {
+        let sleep = match run_once(&state).await {
+            Ok(_) => interval,
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox worker could not reach the database");
+                interval.max(Duration::from_secs(1))
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            _ = state.outbox_wake.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
