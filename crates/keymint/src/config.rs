@@ -17,6 +17,8 @@ use std::time::Duration;
 pub const ENV_PREFIX: &str = "KEYMINT_";
 /// Environment variables that are not config keys.
 const ENV_RESERVED: &[&str] = &["KEYMINT_CONFIG", "KEYMINT_LOG"];
+/// Prefix of variables used by keymint's own test suite, not config keys.
+const ENV_TEST_PREFIX: &str = "KEYMINT_TEST_";
 /// Keys whose value may be read from a file named by `<key>_file` in the
 /// TOML, or `KEYMINT_..._FILE` in the environment.
 const SECRET_KEYS: &[&str] = &["secrets", "server_token", "password", "url", "secret_key"];
@@ -43,7 +45,7 @@ impl fmt::Debug for Secret {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -281,21 +283,6 @@ pub fn parse_validity(text: &str) -> Result<Option<Duration>, String> {
         Err(e) => Err(format!(
             "duration {text:?} is neither \"perpetual\" nor a duration like \"365d\": {e}"
         )),
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            database: DatabaseConfig::default(),
-            email: EmailConfig::default(),
-            signing: SigningConfig::default(),
-            workers: WorkersConfig::default(),
-            endpoints: Vec::new(),
-            products: Vec::new(),
-            config_dir: None,
-        }
     }
 }
 
@@ -644,7 +631,11 @@ pub fn valid_name(s: &str) -> bool {
 fn apply_env(root: &mut toml::Table, env: &[(String, String)], problems: &mut Vec<String>) {
     let mut vars: Vec<&(String, String)> = env
         .iter()
-        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !ENV_RESERVED.contains(&k.as_str()))
+        .filter(|(k, _)| {
+            k.starts_with(ENV_PREFIX)
+                && !k.starts_with(ENV_TEST_PREFIX)
+                && !ENV_RESERVED.contains(&k.as_str())
+        })
         .collect();
     vars.sort();
     for (name, raw) in vars {

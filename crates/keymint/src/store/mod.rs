@@ -174,12 +174,12 @@ fn sqlite_url(url: &str) -> Result<String, sqlx::Error> {
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path != ":memory:" && !path.is_empty() {
-        if let Some(parent) = std::path::Path::new(path).parent()
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
-        }
+    if path != ":memory:"
+        && !path.is_empty()
+        && let Some(parent) = std::path::Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
     }
     let mut out = format!("sqlite://{path}");
     let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();

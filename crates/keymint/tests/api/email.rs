@@ -1,0 +1,217 @@
+//! License emails through the outbox and a fake Postmark.
+
+use crate::both_databases;
+use crate::helpers::{Db, sale_form, spawn_app, with};
+use serde_json::Value;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+async fn sale_sends_one_license_email_through_postmark(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    app.postmark_accepts().await;
+    let body: Value = app
+        .post_gumroad(&sale_form("GUM-MAIL"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let key = body["license_key"].as_str().unwrap();
+
+    assert_eq!(app.send_pending_emails().await, 1);
+    assert_eq!(app.send_pending_emails().await, 0);
+
+    let emails = app.sent_emails().await;
+    assert_eq!(emails.len(), 1);
+    let email = &emails[0];
+    assert_eq!(email["To"], "jane@example.com");
+    assert_eq!(email["From"], "licenses@example.com");
+    assert!(
+        email["Subject"]
+            .as_str()
+            .unwrap()
+            .contains("DataTools Core")
+    );
+    assert!(email["TextBody"].as_str().unwrap().contains(key));
+    assert!(email["HtmlBody"].as_str().unwrap().contains(key));
+    let requests = app.postmark.received_requests().await.unwrap();
+    assert_eq!(
+        requests[0].headers.get("x-postmark-server-token").unwrap(),
+        "pm-test-token"
+    );
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM outbox WHERE status = $1", "sent")
+            .await,
+        1
+    );
+}
+
+async fn html_in_the_buyer_name_is_escaped(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    app.postmark_accepts().await;
+    let evil = "<img src=x onerror=alert(1)>Mallory";
+    app.post_gumroad(&with(sale_form("GUM-XSS"), "full_name", evil))
+        .await;
+
+    app.send_pending_emails().await;
+
+    let html = app.sent_emails().await[0]["HtmlBody"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!html.contains("<img"), "{html}");
+    assert!(
+        html.contains("&lt;img src=x onerror=alert(1)&gt;Mallory"),
+        "{html}"
+    );
+}
+
+async fn failing_postmark_keeps_the_license_retries_then_marks_dead(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .and(path("/email"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .mount(&app.postmark)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/email"))
+        .respond_with(ResponseTemplate::new(422).set_body_json(
+            serde_json::json!({"ErrorCode": 300, "Message": "Invalid 'To' address"}),
+        ))
+        .mount(&app.postmark)
+        .await;
+    let body: Value = app
+        .post_gumroad(&sale_form("GUM-PMFAIL"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["status"], "ok");
+
+    app.send_pending_emails().await;
+
+    assert_eq!(
+        app.postmark.received_requests().await.unwrap().len(),
+        3,
+        "two 5xx retried, then a 4xx"
+    );
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM outbox WHERE status = $1", "dead")
+            .await,
+        1
+    );
+    let mut conn = app.state.store.conn().await.unwrap();
+    let l = keymint::store::licenses::by_order(&mut conn, "gumroad", "GUM-PMFAIL")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(l.status, "active");
+    let rows = keymint::store::outbox::for_license(&mut conn, &l.id)
+        .await
+        .unwrap();
+    assert_eq!(rows[0].attempts, 3);
+    assert!(
+        rows[0].last_error.as_deref().unwrap().contains("422"),
+        "{:?}",
+        rows[0].last_error
+    );
+}
+
+async fn postmark_down_for_every_attempt_ends_dead_after_max_attempts(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&app.postmark)
+        .await;
+    app.post_gumroad(&sale_form("GUM-DOWNMAIL")).await;
+
+    app.send_pending_emails().await;
+
+    assert_eq!(app.postmark.received_requests().await.unwrap().len(), 3);
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM outbox WHERE status = $1", "dead")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.scalar(
+            "SELECT COUNT(*) FROM licenses WHERE order_id = $1",
+            "GUM-DOWNMAIL"
+        )
+        .await,
+        1
+    );
+}
+
+async fn resend_sends_the_email_again(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    app.postmark_accepts().await;
+    let token = app.admin_token("ops");
+    let key = app
+        .post_gumroad(&sale_form("GUM-RESEND"))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["license_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.send_pending_emails().await;
+
+    let resp = app
+        .admin_post(
+            &token,
+            &format!("/admin/v1/licenses/{key}/resend"),
+            serde_json::json!({}),
+        )
+        .await;
+
+    assert_eq!(resp.status(), 202);
+    app.send_pending_emails().await;
+    assert_eq!(app.sent_emails().await.len(), 2);
+}
+
+async fn postmark_request_carries_the_token_header(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .and(path("/email"))
+        .and(header("x-postmark-server-token", "pm-test-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"ErrorCode": 0, "Message": "OK", "MessageID": "m-1"}),
+        ))
+        .expect(1)
+        .mount(&app.postmark)
+        .await;
+    app.post_gumroad(&sale_form("GUM-HDR")).await;
+    app.send_pending_emails().await;
+    app.postmark.verify().await;
+    assert_eq!(
+        app.scalar(
+            "SELECT COUNT(*) FROM outbox WHERE provider_message_id = $1",
+            "m-1"
+        )
+        .await,
+        1
+    );
+}
+
+both_databases!(
+    sale_sends_one_license_email_through_postmark,
+    html_in_the_buyer_name_is_escaped,
+    failing_postmark_keeps_the_license_retries_then_marks_dead,
+    postmark_down_for_every_attempt_ends_dead_after_max_attempts,
+    resend_sends_the_email_again,
+    postmark_request_carries_the_token_header,
+);

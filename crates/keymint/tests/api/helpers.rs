@@ -1,0 +1,429 @@
+//! Test harness: `spawn_app(db)` starts a real keymint on a random port
+//! with its own fresh database (a SQLite file in a temp dir, or a new
+//! PostgreSQL database), a fake Postmark (wiremock) and a config file the
+//! CLI can use too. Background workers are off; tests drive the outbox
+//! step by step with `send_pending_emails()`.
+
+use keymint::config::Config;
+use keymint::{AppState, Application};
+use serde_json::Value;
+use sqlx::Connection;
+use std::path::PathBuf;
+use std::process::Output;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+pub const GUMROAD_SECRET: &str = "test-gumroad-secret";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Defines each listed `async fn name(db: Db)` as two tests, one per
+/// database.
+#[macro_export]
+macro_rules! both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Db::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Db::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub postmark: MockServer,
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+    pub db: Db,
+    pg_database: Option<String>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+fn admin_url() -> String {
+    std::env::var("KEYMINT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn pg_url_for(database: &str) -> String {
+    let base = admin_url();
+    let (prefix, _) = base.rsplit_once('/').expect("URL has a database path");
+    format!("{prefix}/{database}")
+}
+
+/// Creates a fresh PostgreSQL database, or returns None (with a notice)
+/// when PostgreSQL is unreachable and not required.
+async fn create_pg_database() -> Option<String> {
+    let mut conn = match sqlx::PgConnection::connect(&admin_url()).await {
+        Ok(c) => c,
+        Err(e) => {
+            if std::env::var("KEYMINT_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                panic!(
+                    "PostgreSQL is required (KEYMINT_TEST_REQUIRE_POSTGRES=1) but unreachable at {}: {e}",
+                    admin_url()
+                );
+            }
+            eprintln!(
+                "NOTICE: skipping a PostgreSQL test: {} is unreachable ({e})",
+                admin_url()
+            );
+            return None;
+        }
+    };
+    let name = format!(
+        "keymint_test_{}",
+        ulid::Ulid::generate().to_string().to_lowercase()
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    Some(name)
+}
+
+fn config_text(dir: &std::path::Path, db_url: &str, postmark: &str, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+data_dir = "{data}"
+
+[database]
+url = "{db_url}"
+acquire_timeout = "2s"
+busy_timeout = "300ms"
+
+[email]
+provider = "postmark"
+from = "licenses@example.com"
+max_attempts = 3
+retry_base = "0s"
+retry_max = "0s"
+
+[email.postmark]
+server_token = "pm-test-token"
+api_url = "{postmark}"
+
+[workers]
+enabled = false
+
+[[endpoints]]
+name = "gumroad"
+kind = "gumroad"
+secrets = ["old-secret", "{GUMROAD_SECRET}"]
+
+[[products]]
+id = "datatools-core"
+name = "DataTools Core"
+tier = "core"
+key_prefix = "DT1"
+duration = "365d"
+max_machines = 3
+entitlements = ["export"]
+[products.map]
+gumroad = ["datatools-core"]
+
+[[products]]
+id = "datatools-pro"
+name = "DataTools Pro"
+tier = "pro"
+key_prefix = "DT1"
+duration = "perpetual"
+entitlements = ["export", "sync"]
+[products.map]
+gumroad = ["dt-pro", "datatools-pro-permalink"]
+{extra}
+"#,
+        data = dir.join("data").display(),
+    )
+}
+
+pub async fn spawn_app(db: Db) -> Option<TestApp> {
+    spawn_app_with(db, "").await
+}
+
+/// Starts an app whose config has `extra` TOML appended.
+pub async fn spawn_app_with(db: Db, extra: &str) -> Option<TestApp> {
+    let dir = std::env::temp_dir().join(format!("keymint-test-{}", ulid::Ulid::generate()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (db_url, pg_database) = match db {
+        Db::Sqlite => (
+            format!("sqlite://{}", dir.join("data/keymint.db").display()),
+            None,
+        ),
+        Db::Postgres => {
+            let name = create_pg_database().await?;
+            (pg_url_for(&name), Some(name))
+        }
+    };
+    let postmark = MockServer::start().await;
+    let config_path = dir.join("keymint.toml");
+    std::fs::write(
+        &config_path,
+        config_text(&dir, &db_url, &postmark.uri(), extra),
+    )
+    .unwrap();
+    let config = Config::load_with_env(Some(&config_path), &[]).expect("test config is valid");
+    let app = Application::build(config).await.expect("app builds");
+    let base = format!("http://{}", app.addr());
+    let state = app.state().clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run(async move {
+        let _ = rx.await;
+    }));
+    Some(TestApp {
+        base,
+        client: reqwest::Client::new(),
+        state,
+        postmark,
+        dir,
+        config_path,
+        db,
+        pg_database,
+        shutdown: Some(tx),
+    })
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(name) = self.pg_database.take() {
+            // Drop runs outside async; use a private runtime on a thread.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut conn)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// A Gumroad sale ping's fields.
+pub fn sale_form(sale_id: &str) -> Vec<(String, String)> {
+    [
+        ("sale_id", sale_id),
+        ("email", "jane@example.com"),
+        ("full_name", "Jane Doe"),
+        ("product_id", "datatools-core"),
+        ("price", "9900"),
+        ("currency", "usd"),
+        ("test", "false"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+pub fn with(mut form: Vec<(String, String)>, key: &str, value: &str) -> Vec<(String, String)> {
+    form.retain(|(k, _)| k != key);
+    form.push((key.to_string(), value.to_string()));
+    form
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Posts a form to the Gumroad endpoint with the right secret.
+    pub async fn post_gumroad(&self, form: &[(String, String)]) -> reqwest::Response {
+        self.post_gumroad_with_secret(form, Some(GUMROAD_SECRET))
+            .await
+    }
+
+    pub async fn post_gumroad_with_secret(
+        &self,
+        form: &[(String, String)],
+        secret: Option<&str>,
+    ) -> reqwest::Response {
+        let url = match secret {
+            Some(s) => self.url(&format!("/webhooks/gumroad?secret={s}")),
+            None => self.url("/webhooks/gumroad"),
+        };
+        self.client
+            .post(url)
+            .form(form)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Makes the fake Postmark accept every email.
+    pub async fn postmark_accepts(&self) {
+        Mock::given(method("POST"))
+            .and(path("/email"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "ErrorCode": 0, "Message": "OK", "MessageID": ulid::Ulid::generate().to_string()
+            })))
+            .mount(&self.postmark)
+            .await;
+    }
+
+    /// Runs the outbox worker until nothing is due.
+    pub async fn send_pending_emails(&self) -> usize {
+        keymint::workers::outbox::run_once(&self.state)
+            .await
+            .expect("outbox run")
+    }
+
+    /// Emails Postmark received, as JSON bodies.
+    pub async fn sent_emails(&self) -> Vec<Value> {
+        self.postmark
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|r| serde_json::from_slice(&r.body).expect("JSON email"))
+            .collect()
+    }
+
+    pub async fn scalar(&self, sql: &'static str, arg: &str) -> i64 {
+        let mut conn = self.state.store.conn().await.unwrap();
+        sqlx::query_scalar(sql)
+            .bind(arg)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap()
+    }
+
+    /// Runs the keymint binary against this app's config and database.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_keymint"))
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .env("KEYMINT_LOG", "warn")
+            .output()
+            .expect("run keymint")
+    }
+
+    /// Creates an admin token with the CLI; returns the token text.
+    pub fn admin_token(&self, name: &str) -> String {
+        let out = self.cli(&["admin-token", "create", "--name", name]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    pub async fn admin_get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn admin_post(&self, token: &str, path: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// A database outage a test can start and end: on PostgreSQL the test
+/// database stops accepting connections and its sessions are terminated;
+/// on SQLite another connection holds the write lock.
+pub enum Outage {
+    Postgres(String),
+    Sqlite(sqlx::SqliteConnection),
+}
+
+impl Outage {
+    pub async fn start(app: &TestApp) -> Self {
+        match app.db {
+            Db::Postgres => {
+                let name = app.pg_database.clone().unwrap();
+                let mut conn = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "ALTER DATABASE {name} ALLOW_CONNECTIONS false"
+                )))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+                sqlx::query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                )
+                .bind(&name)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+                Self::Postgres(name)
+            }
+            Db::Sqlite => {
+                let path = app.dir.join("data/keymint.db");
+                let mut conn =
+                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                        .await
+                        .unwrap();
+                sqlx::query("BEGIN EXCLUSIVE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                Self::Sqlite(conn)
+            }
+        }
+    }
+
+    pub async fn end(self) {
+        match self {
+            Self::Postgres(name) => {
+                let mut conn = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "ALTER DATABASE {name} ALLOW_CONNECTIONS true"
+                )))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            }
+            Self::Sqlite(mut conn) => {
+                sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! License tokens: published keys, offline verification, the CLI.
+
+use crate::both_databases;
+use crate::helpers::{Db, sale_form, spawn_app, with};
+use keymint_license::{KeySet, SigningKey};
+use serde_json::Value;
+
+async fn minted_token(app: &crate::helpers::TestApp, form: &[(String, String)]) -> String {
+    let key = app.post_gumroad(form).await.json::<Value>().await.unwrap()["license_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut conn = app.state.store.conn().await.unwrap();
+    keymint::store::licenses::by_key(&mut conn, &key)
+        .await
+        .unwrap()
+        .unwrap()
+        .token
+}
+
+async fn published_keys(app: &crate::helpers::TestApp) -> Value {
+    app.client
+        .get(app.url("/v1/keys"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn token_verifies_with_the_published_key_only(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    let token = minted_token(&app, &sale_form("GUM-TOK")).await;
+    let keys = published_keys(&app).await;
+    let key = &keys["keys"][0];
+    assert_eq!(key["status"], "active");
+    assert!(key["kid"].as_str().unwrap().starts_with("k4.pid."));
+    let public = key["public_key"].as_str().unwrap();
+    assert!(public.starts_with("k4.public."));
+
+    let set = KeySet::from_paserks([public]).unwrap();
+    let claims = set.verify(&token).unwrap();
+    assert_eq!(claims.product, "datatools-core");
+    assert_eq!(claims.tier, "core");
+    assert_eq!(claims.entitlements, ["export"]);
+    assert_eq!(claims.max_machines, Some(3));
+    assert_eq!(claims.name, "Jane Doe");
+    assert_eq!(claims.email, None, "email only when the catalog asks");
+    assert!(claims.key.starts_with("DT1-CORE-"));
+    assert_eq!((claims.exp.unwrap() - claims.iat).whole_days(), 365);
+    // The footer names the key.
+    let footer = token.rsplit('.').next().unwrap();
+    use base64::Engine;
+    let footer: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(footer)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(footer["kid"], key["kid"]);
+
+    let other = SigningKey::generate();
+    assert!(
+        KeySet::from_paserks([other.public_paserk().as_str()])
+            .unwrap()
+            .verify(&token)
+            .is_err()
+    );
+    let mut bytes = token.clone().into_bytes();
+    let i = "v4.public.".len() + 10;
+    bytes[i] = if bytes[i] == b'a' { b'b' } else { b'a' };
+    assert!(set.verify(&String::from_utf8(bytes).unwrap()).is_err());
+}
+
+async fn perpetual_products_have_no_expiry(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    let token = minted_token(&app, &with(sale_form("GUM-PERP"), "product_id", "dt-pro")).await;
+    let public = published_keys(&app).await["keys"][0]["public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let claims = KeySet::from_paserks([public.as_str()])
+        .unwrap()
+        .verify(&token)
+        .unwrap();
+    assert!(claims.exp.is_none());
+    assert_eq!(claims.max_machines, None);
+}
+
+async fn cli_verify_accepts_good_tokens_and_rejects_bad_ones(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    let token = minted_token(&app, &sale_form("GUM-CLI")).await;
+    let public = published_keys(&app).await["keys"][0]["public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let local = app.cli(&["license", "verify", &token]);
+    let explicit = app.cli(&["license", "verify", &token, "--public-key", &public]);
+    let other = app.cli(&[
+        "license",
+        "verify",
+        &token,
+        "--public-key",
+        &SigningKey::generate().public_paserk(),
+    ]);
+    let mut bytes = token.clone().into_bytes();
+    let i = "v4.public.".len() + 5;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    let tampered = app.cli(&["license", "verify", &String::from_utf8(bytes).unwrap()]);
+    let garbage = app.cli(&["license", "verify", "hello"]);
+
+    assert!(
+        local.status.success(),
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+    let claims: Value = serde_json::from_slice(&local.stdout).unwrap();
+    assert_eq!(claims["product"], "datatools-core");
+    assert!(explicit.status.success());
+    assert!(!other.status.success());
+    assert!(!garbage.status.success());
+    assert!(!tampered.status.success());
+}
+
+async fn cli_mints_shows_and_revokes(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    let minted = app.cli(&[
+        "license",
+        "mint",
+        "--product",
+        "datatools-core",
+        "--email",
+        "cli@example.com",
+        "--name",
+        "Cli User",
+    ]);
+    assert!(
+        minted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&minted.stderr)
+    );
+    let license: Value = serde_json::from_slice(&minted.stdout).unwrap();
+    let key = license["key"].as_str().unwrap();
+
+    let shown = app.cli(&["license", "show", key]);
+    assert!(shown.status.success());
+    let revoked = app.cli(&["license", "revoke", key, "--reason", "test"]);
+    assert!(revoked.status.success());
+    assert!(
+        String::from_utf8(revoked.stdout)
+            .unwrap()
+            .contains("revoked")
+    );
+    let missing = app.cli(&["license", "show", "DT1-CORE-00000-00000-00000-00000"]);
+    assert!(!missing.status.success());
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM licenses WHERE status = $1", "revoked")
+            .await,
+        1
+    );
+}
+
+async fn cli_lists_and_shows_deliveries(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    let body: Value = app
+        .post_gumroad(&sale_form("GUM-LIST"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = body["delivery_id"].as_str().unwrap();
+
+    let list = app.cli(&["deliveries", "list", "--status", "processed"]);
+    let show = app.cli(&["deliveries", "show", id]);
+
+    assert!(String::from_utf8(list.stdout).unwrap().contains(id));
+    let shown: Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(shown["order_id"], "GUM-LIST");
+}
+
+both_databases!(
+    token_verifies_with_the_published_key_only,
+    perpetual_products_have_no_expiry,
+    cli_verify_accepts_good_tokens_and_rejects_bad_ones,
+    cli_mints_shows_and_revokes,
+    cli_lists_and_shows_deliveries,
+);

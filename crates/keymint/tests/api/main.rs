@@ -1,0 +1,11 @@
+//! Black-box tests: a real keymint over HTTP and its CLI, each test run on
+//! SQLite and on PostgreSQL (skipped with a notice when PostgreSQL is
+//! unreachable, unless KEYMINT_TEST_REQUIRE_POSTGRES=1).
+
+mod helpers;
+
+mod admin;
+mod email;
+mod gumroad;
+mod licenses;
+mod ops;
