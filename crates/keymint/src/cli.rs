@@ -233,6 +233,9 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         startup_ms = started.elapsed().as_millis() as u64,
         "keymint is listening on http://{}", app.addr()
     );
+    if state.config.endpoints.is_empty() {
+        tracing::warn!("no [[endpoints]] configured: webhooks will answer 404 (see keymint.example.toml)");
+    }
     app.run(shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
