@@ -234,7 +234,9 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         "keymint is listening on http://{}", app.addr()
     );
     if state.config.endpoints.is_empty() {
-        tracing::warn!("no [[endpoints]] configured: webhooks will answer 404 (see keymint.example.toml)");
+        tracing::warn!(
+            "no [[endpoints]] configured: webhooks will answer 404 (see keymint.example.toml)"
+        );
     }
     app.run(shutdown_signal()).await?;
     tracing::info!("stopped");

@@ -215,3 +215,111 @@ both_databases!(
     resend_sends_the_email_again,
     postmark_request_carries_the_token_header,
 );
+
+/// A minimal SMTP server on loopback that accepts every message and keeps
+/// what it received.
+struct FakeSmtp {
+    port: u16,
+    messages: std::sync::Arc<tokio::sync::Mutex<Vec<String>>>,
+}
+
+impl FakeSmtp {
+    async fn start() -> Self {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let messages = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::new()));
+        let store = messages.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = socket.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    write.write_all(b"220 fake ESMTP\r\n").await.unwrap();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let verb = line
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_ascii_uppercase();
+                        let reply: &[u8] = match verb.as_str() {
+                            "EHLO" | "HELO" => b"250 fake\r\n",
+                            "DATA" => {
+                                write.write_all(b"354 go ahead\r\n").await.unwrap();
+                                let mut message = String::new();
+                                while let Ok(Some(l)) = lines.next_line().await {
+                                    if l == "." {
+                                        break;
+                                    }
+                                    message.push_str(&l);
+                                    message.push('\n');
+                                }
+                                store.lock().await.push(message);
+                                b"250 queued as fake-1\r\n"
+                            }
+                            "QUIT" => {
+                                let _ = write.write_all(b"221 bye\r\n").await;
+                                return;
+                            }
+                            _ => b"250 ok\r\n",
+                        };
+                        if write.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, messages }
+    }
+}
+
+async fn smtp_provider_sends_the_license_email(db: Db) {
+    let smtp = FakeSmtp::start().await;
+    let port = smtp.port.to_string();
+    let Some(app) = crate::helpers::spawn_app_with(
+        db,
+        &[
+            ("KEYMINT_EMAIL__PROVIDER", "smtp"),
+            ("KEYMINT_EMAIL__SMTP__HOST", "127.0.0.1"),
+            ("KEYMINT_EMAIL__SMTP__PORT", &port),
+            ("KEYMINT_EMAIL__SMTP__TLS", "none"),
+            ("KEYMINT_EMAIL__FROM_NAME", "DataTools"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let key = app
+        .post_gumroad(&sale_form("GUM-SMTP"))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["license_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    app.send_pending_emails().await;
+
+    let messages = smtp.messages.lock().await.clone();
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    assert!(m.contains("To: ") && m.contains("jane@example.com"), "{m}");
+    assert!(m.contains("From: DataTools <licenses@example.com>"), "{m}");
+    assert!(m.contains("multipart/alternative"), "{m}");
+    assert!(m.contains(&key), "{m}");
+    assert_eq!(app.postmark.received_requests().await.unwrap().len(), 0);
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM outbox WHERE status = $1", "sent")
+            .await,
+        1
+    );
+}
+
+mod smtp {
+    use super::*;
+    crate::both_databases!(smtp_provider_sends_the_license_email);
+}

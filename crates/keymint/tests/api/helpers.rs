@@ -98,7 +98,7 @@ async fn create_pg_database() -> Option<String> {
     Some(name)
 }
 
-fn config_text(dir: &std::path::Path, db_url: &str, postmark: &str, extra: &str) -> String {
+fn config_text(dir: &std::path::Path, db_url: &str, postmark: &str) -> String {
     format!(
         r#"
 [server]
@@ -149,18 +149,18 @@ duration = "perpetual"
 entitlements = ["export", "sync"]
 [products.map]
 gumroad = ["dt-pro", "datatools-pro-permalink"]
-{extra}
 "#,
         data = dir.join("data").display(),
     )
 }
 
 pub async fn spawn_app(db: Db) -> Option<TestApp> {
-    spawn_app_with(db, "").await
+    spawn_app_with(db, &[]).await
 }
 
-/// Starts an app whose config has `extra` TOML appended.
-pub async fn spawn_app_with(db: Db, extra: &str) -> Option<TestApp> {
+/// Starts an app with `KEYMINT_*` environment overrides applied to its
+/// config file.
+pub async fn spawn_app_with(db: Db, env: &[(&str, &str)]) -> Option<TestApp> {
     let dir = std::env::temp_dir().join(format!("keymint-test-{}", ulid::Ulid::generate()));
     std::fs::create_dir_all(&dir).unwrap();
     let (db_url, pg_database) = match db {
@@ -175,12 +175,12 @@ pub async fn spawn_app_with(db: Db, extra: &str) -> Option<TestApp> {
     };
     let postmark = MockServer::start().await;
     let config_path = dir.join("keymint.toml");
-    std::fs::write(
-        &config_path,
-        config_text(&dir, &db_url, &postmark.uri(), extra),
-    )
-    .unwrap();
-    let config = Config::load_with_env(Some(&config_path), &[]).expect("test config is valid");
+    std::fs::write(&config_path, config_text(&dir, &db_url, &postmark.uri())).unwrap();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let config = Config::load_with_env(Some(&config_path), &env).expect("test config is valid");
     let app = Application::build(config).await.expect("app builds");
     let base = format!("http://{}", app.addr());
     let state = app.state().clone();
