@@ -71,7 +71,7 @@ pub enum AdminError {
 }
 
 /// A manual mint request.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 pub struct ManualMint {
     pub product: String,
     pub email: String,

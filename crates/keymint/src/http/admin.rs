@@ -4,6 +4,7 @@
 use crate::admin::{self, AdminError, ManualMint, scope};
 use crate::app::AppState;
 use crate::http::ApiError;
+use crate::http::error::ErrorBody;
 use crate::http::webhooks::respond;
 use crate::ingest::{self, ReplayError};
 use crate::store::deliveries::{self, Delivery};
@@ -17,6 +18,42 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
+
+/// `{"created", "license"}` from a manual mint.
+#[derive(Serialize, ToSchema)]
+pub struct MintedOut {
+    pub created: bool,
+    pub license: LicenseOut,
+}
+
+/// A license with its history and emails.
+#[derive(Serialize, ToSchema)]
+pub struct LicenseDetail {
+    pub license: LicenseOut,
+    pub history: Vec<HistoryOut>,
+    pub emails: Vec<EmailOut>,
+}
+
+/// A page of licenses; pass `next_before` as `before` for the next page.
+#[derive(Serialize, ToSchema)]
+pub struct LicensePage {
+    pub licenses: Vec<LicenseOut>,
+    pub next_before: Option<String>,
+}
+
+/// One license.
+#[derive(Serialize, ToSchema)]
+pub struct LicenseOne {
+    pub license: LicenseOut,
+}
+
+/// A page of deliveries; pass `next_before` as `before` for the next page.
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryPage {
+    pub deliveries: Vec<DeliveryOut>,
+    pub next_before: Option<String>,
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -96,7 +133,7 @@ impl From<AdminError> for ApiError {
 }
 
 /// A license as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct LicenseOut {
     pub id: String,
     pub key: String,
@@ -147,8 +184,9 @@ impl From<License> for LicenseOut {
     }
 }
 
-#[derive(Serialize)]
-struct HistoryOut {
+/// One change in a license's life.
+#[derive(Serialize, ToSchema)]
+pub struct HistoryOut {
     at: String,
     action: String,
     from_status: Option<String>,
@@ -172,8 +210,9 @@ impl From<LicenseEvent> for HistoryOut {
     }
 }
 
-#[derive(Serialize)]
-struct EmailOut {
+/// An email about a license.
+#[derive(Serialize, ToSchema)]
+pub struct EmailOut {
     id: String,
     kind: String,
     to: String,
@@ -203,6 +242,12 @@ fn parse_key(key: &str) -> Result<String, ApiError> {
         .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
+/// Mint a license by hand and queue its email.
+#[utoipa::path(post, path = "/admin/v1/licenses", tag = "licenses", security(("bearer" = [])),
+    request_body = ManualMint,
+    responses((status = 201, body = MintedOut, description = "minted"),
+              (status = 200, body = MintedOut, description = "already minted for this order_id"),
+              (status = 401), (status = 403), (status = 422, body = ErrorBody)))]
 async fn mint(
     admin: Admin,
     State(state): State<AppState>,
@@ -226,18 +271,22 @@ async fn mint(
     } else {
         StatusCode::OK
     };
-    Ok((
-        status,
-        Json(json!({ "created": created, "license": LicenseOut::from(license) })),
-    )
-        .into_response())
+    let body = MintedOut {
+        created,
+        license: license.into(),
+    };
+    Ok((status, Json(body)).into_response())
 }
 
+/// A license with its history and emails.
+#[utoipa::path(get, path = "/admin/v1/licenses/{key}", tag = "licenses", security(("bearer" = [])),
+    params(("key" = String, Path, description = "license key, any case")),
+    responses((status = 200, body = LicenseDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn show(
     admin: Admin,
     State(state): State<AppState>,
     Path(key): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<LicenseDetail>, ApiError> {
     admin.require(scope::LICENSES_READ)?;
     let key = parse_key(&key)?;
     let mut conn = state.store.conn().await?;
@@ -254,13 +303,16 @@ async fn show(
         .into_iter()
         .map(Into::into)
         .collect();
-    Ok(Json(
-        json!({ "license": LicenseOut::from(license), "history": history, "emails": emails }),
-    ))
+    Ok(Json(LicenseDetail {
+        license: license.into(),
+        history,
+        emails,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 struct SearchQuery {
+    /// Buyer email, case-insensitive.
     email: Option<String>,
     product: Option<String>,
     status: Option<String>,
@@ -278,11 +330,15 @@ fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
+/// Search licenses, newest first.
+#[utoipa::path(get, path = "/admin/v1/licenses", tag = "licenses", security(("bearer" = [])),
+    params(SearchQuery),
+    responses((status = 200, body = LicensePage), (status = 400, body = ErrorBody)))]
 async fn search(
     admin: Admin,
     State(state): State<AppState>,
     Query(q): Query<SearchQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<LicensePage>, ApiError> {
     admin.require(scope::LICENSES_READ)?;
     if let Some(s) = &q.status
         && !licenses::status::ALL.contains(&s.as_str())
@@ -304,12 +360,16 @@ async fn search(
     let next = (rows.len() as i64 == filter.limit)
         .then(|| rows.last().map(|l| l.id.clone()))
         .flatten();
-    let items: Vec<LicenseOut> = rows.into_iter().map(Into::into).collect();
-    Ok(Json(json!({ "licenses": items, "next_before": next })))
+    let licenses = rows.into_iter().map(Into::into).collect();
+    Ok(Json(LicensePage {
+        licenses,
+        next_before: next,
+    }))
 }
 
-#[derive(Deserialize)]
-struct ReasonBody {
+/// Why a license changes state.
+#[derive(Deserialize, ToSchema)]
+pub struct ReasonBody {
     reason: String,
 }
 
@@ -319,7 +379,7 @@ async fn change_status(
     key: String,
     body: ReasonBody,
     revoke: bool,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<LicenseOne>, ApiError> {
     admin.require(scope::LICENSES_WRITE)?;
     let key = parse_key(&key)?;
     let reason = body.reason.trim();
@@ -327,27 +387,41 @@ async fn change_status(
         return Err(ApiError::Unprocessable("a reason is required".into()));
     }
     let license = admin::set_status(&state.store, &key, revoke, reason, &admin.actor()).await?;
-    Ok(Json(json!({ "license": LicenseOut::from(license) })))
+    Ok(Json(LicenseOne {
+        license: license.into(),
+    }))
 }
 
+/// Revoke a license.
+#[utoipa::path(post, path = "/admin/v1/licenses/{key}/revoke", tag = "licenses", security(("bearer" = [])),
+    params(("key" = String, Path)), request_body = ReasonBody,
+    responses((status = 200, body = LicenseOne), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn revoke(
     admin: Admin,
     State(state): State<AppState>,
     Path(key): Path<String>,
     Json(body): Json<ReasonBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<LicenseOne>, ApiError> {
     change_status(admin, state, key, body, true).await
 }
 
+/// Reinstate a revoked or suspended license.
+#[utoipa::path(post, path = "/admin/v1/licenses/{key}/reinstate", tag = "licenses", security(("bearer" = [])),
+    params(("key" = String, Path)), request_body = ReasonBody,
+    responses((status = 200, body = LicenseOne), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn reinstate(
     admin: Admin,
     State(state): State<AppState>,
     Path(key): Path<String>,
     Json(body): Json<ReasonBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<LicenseOne>, ApiError> {
     change_status(admin, state, key, body, false).await
 }
 
+/// Queue the license email again.
+#[utoipa::path(post, path = "/admin/v1/licenses/{key}/resend", tag = "licenses", security(("bearer" = [])),
+    params(("key" = String, Path)),
+    responses((status = 202, description = "queued"), (status = 404, body = ErrorBody)))]
 async fn resend(
     admin: Admin,
     State(state): State<AppState>,
@@ -361,7 +435,7 @@ async fn resend(
 }
 
 /// A delivery as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DeliveryOut {
     pub id: String,
     pub endpoint: String,
@@ -411,7 +485,7 @@ impl DeliveryOut {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 struct DeliveryQuery {
     endpoint: Option<String>,
     status: Option<String>,
@@ -432,11 +506,15 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
         .map_err(|_| format!("{text:?} is neither an RFC 3339 time nor an age like 24h"))
 }
 
+/// List deliveries, newest first. `since`/`until`: RFC 3339 or an age like `24h`.
+#[utoipa::path(get, path = "/admin/v1/deliveries", tag = "deliveries", security(("bearer" = [])),
+    params(DeliveryQuery),
+    responses((status = 200, body = DeliveryPage), (status = 400, body = ErrorBody)))]
 async fn list_deliveries(
     admin: Admin,
     State(state): State<AppState>,
     Query(q): Query<DeliveryQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DeliveryPage>, ApiError> {
     admin.require(scope::DELIVERIES_READ)?;
     if let Some(s) = &q.status
         && !deliveries::status::ALL.contains(&s.as_str())
@@ -469,13 +547,20 @@ async fn list_deliveries(
     let next = (rows.len() as i64 == filter.limit)
         .then(|| rows.last().map(|d| d.id.clone()))
         .flatten();
-    let items: Vec<DeliveryOut> = rows
+    let deliveries = rows
         .into_iter()
         .map(|d| DeliveryOut::new(d, false))
         .collect();
-    Ok(Json(json!({ "deliveries": items, "next_before": next })))
+    Ok(Json(DeliveryPage {
+        deliveries,
+        next_before: next,
+    }))
 }
 
+/// One delivery with its path, headers (secrets redacted) and body.
+#[utoipa::path(get, path = "/admin/v1/deliveries/{id}", tag = "deliveries", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = DeliveryOut), (status = 404, body = ErrorBody)))]
 async fn show_delivery(
     admin: Admin,
     State(state): State<AppState>,
@@ -489,6 +574,10 @@ async fn show_delivery(
     Ok(Json(DeliveryOut::new(d, true)))
 }
 
+/// Re-run a stored delivery through the current code and catalog.
+#[utoipa::path(post, path = "/admin/v1/deliveries/{id}/replay", tag = "deliveries", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = crate::http::webhooks::WebhookResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn replay(
     admin: Admin,
     State(state): State<AppState>,

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod openapi;
 pub mod ops;
 pub mod public;
 pub mod webhooks;
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .merge(public::routes())
         .merge(admin::routes())
         .merge(ops::routes())
+        .merge(openapi::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(record_metrics))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))

@@ -12,19 +12,26 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/keys", get(keys))
 }
 
-#[derive(Serialize)]
-struct KeyOut {
+/// A verification key.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct KeyOut {
+    /// PASERK k4.pid of the key: the `kid` in token footers.
     kid: String,
+    /// PASERK k4.public: give it to any PASETO v4 library.
     public_key: String,
+    /// active or retired.
     status: String,
 }
 
-#[derive(Serialize)]
-struct Keys {
+/// The published verification keys.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Keys {
     keys: Vec<KeyOut>,
 }
 
-async fn keys(State(state): State<AppState>) -> Result<Json<Keys>, ApiError> {
+/// The keys that verify license tokens (PASERK `k4.public`).
+#[utoipa::path(get, path = "/v1/keys", tag = "public", responses((status = 200, body = Keys)))]
+pub(crate) async fn keys(State(state): State<AppState>) -> Result<Json<Keys>, ApiError> {
     let mut conn = state.store.conn().await?;
     let keys = signing_keys::list(&mut conn)
         .await?

@@ -14,11 +14,32 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+/// The answer to an authenticated delivery (DESIGN section 4).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct WebhookResponse {
+    /// ok, duplicate, ignored, logged-no-mint or error.
+    pub status: String,
+    pub delivery_id: String,
+    /// Only when a license was minted or found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license_key: Option<String>,
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new().route("/webhooks/{endpoint}", post(receive))
 }
 
-async fn receive(
+/// Receive a webhook delivery from a storefront or payment provider.
+#[utoipa::path(post, path = "/webhooks/{endpoint}", tag = "webhooks",
+    params(("endpoint" = String, Path, description = "the endpoint name from the config")),
+    request_body(content = String, description = "the provider's raw body", content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, body = WebhookResponse, description = "authenticated; see `status`"),
+        (status = 401, description = "bad signature, missing headers or stale timestamp"),
+        (status = 404, description = "unknown endpoint, or wrong URL secret"),
+        (status = 413, description = "body over the cap"),
+        (status = 503, description = "could not record or apply; retry")))]
+pub(crate) async fn receive(
     State(state): State<AppState>,
     Path(endpoint): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -87,11 +108,11 @@ pub fn respond(result: IngestResult) -> Response {
             delivery_id,
             applied,
         } => {
-            let mut body =
-                json!({ "status": applied.response_status(), "delivery_id": delivery_id });
-            if let Some(key) = applied.license_key() {
-                body["license_key"] = json!(key);
-            }
+            let body = WebhookResponse {
+                status: applied.response_status().to_string(),
+                license_key: applied.license_key().map(str::to_string),
+                delivery_id,
+            };
             (StatusCode::OK, Json(body)).into_response()
         }
     }

@@ -9,3 +9,4 @@ mod email;
 mod gumroad;
 mod licenses;
 mod ops;
+mod serve;

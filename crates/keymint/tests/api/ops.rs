@@ -146,3 +146,37 @@ fn serve_refuses_to_start_on_a_bad_config() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no secret"));
 }
+
+async fn openapi_describes_the_routes(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    let doc: serde_json::Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    for route in [
+        "/webhooks/{endpoint}",
+        "/v1/keys",
+        "/admin/v1/licenses",
+        "/admin/v1/deliveries/{id}/replay",
+    ] {
+        assert!(
+            paths.contains_key(route),
+            "{route} missing from {:?}",
+            paths.keys().collect::<Vec<_>>()
+        );
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+mod openapi {
+    use super::*;
+    crate::both_databases!(openapi_describes_the_routes);
+}

@@ -1,0 +1,184 @@
+//! `keymint serve` as a real process: the zero-config start, and logs that
+//! never carry a secret.
+
+use crate::both_databases;
+use crate::helpers::{Db, GUMROAD_SECRET, sale_form, spawn_app};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running `keymint serve` whose log lines are collected.
+struct Served {
+    child: Child,
+    port: u16,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Served {
+    fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keymint"))
+            .args(args)
+            .arg("serve")
+            .current_dir(dir)
+            .envs(env.iter().copied())
+            .env("KEYMINT_LOG", "info,sqlx=warn")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn keymint serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        let port = loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("keymint did not start; log so far: {seen:#?}"));
+            let port = line
+                .split("listening on http://")
+                .nth(1)
+                .map(|rest| {
+                    rest.chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                        .collect::<String>()
+                })
+                .and_then(|addr| addr.rsplit(':').next().and_then(|p| p.parse().ok()));
+            seen.push(line);
+            if let Some(port) = port {
+                break port;
+            }
+        };
+        Self {
+            child,
+            port,
+            lines,
+            seen,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Stops the server (SIGTERM, graceful) and returns its whole log.
+    fn stop(mut self) -> String {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        self.seen.extend(self.lines.try_iter());
+        self.seen.join("\n")
+    }
+}
+
+#[tokio::test]
+async fn zero_config_start_creates_sqlite_and_a_private_signing_key() {
+    let dir = std::env::temp_dir().join(format!("keymint-zero-{}", ulid::Ulid::generate()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Only the port is changed, so parallel tests don't collide on 8080.
+    let served = Served::start(&dir, &[], &[("KEYMINT_SERVER__LISTEN", "127.0.0.1:0")]);
+
+    let ready = reqwest::get(served.url("/readyz")).await.unwrap();
+    let keys: serde_json::Value = reqwest::get(served.url("/v1/keys"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let log = served.stop();
+
+    assert_eq!(ready.status(), 200);
+    assert!(dir.join("keymint-data/keymint.db").is_file());
+    let key_files: Vec<_> = std::fs::read_dir(dir.join("keymint-data/keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(key_files.len(), 1);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_files[0])
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let published = keys["keys"][0]["public_key"].as_str().unwrap();
+    assert!(
+        log.contains(published),
+        "the start-up log names the public key: {log}"
+    );
+    let secret = std::fs::read_to_string(&key_files[0]).unwrap();
+    assert!(
+        !log.contains(&secret["k4.secret.".len()..]),
+        "the private key never reaches the log"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn logs_never_contain_secrets(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    let served = Served::start(
+        &app.dir,
+        &["--config", app.config_path.to_str().unwrap()],
+        &[("KEYMINT_SERVER__LOG_FORMAT", "json")],
+    );
+    let client = reqwest::Client::new();
+    for secret in [GUMROAD_SECRET, "a-wrong-secret-value"] {
+        client
+            .post(served.url(&format!("/webhooks/gumroad?secret={secret}")))
+            .header("authorization", "Bearer kmt_should_not_be_logged")
+            .form(&sale_form("GUM-LOG"))
+            .send()
+            .await
+            .unwrap();
+    }
+    client
+        .get(served.url("/admin/v1/deliveries"))
+        .bearer_auth("kmt_should_not_be_logged")
+        .send()
+        .await
+        .unwrap();
+
+    let log = served.stop();
+
+    assert!(
+        log.contains("/webhooks/gumroad"),
+        "requests are logged: {log}"
+    );
+    let request_line = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.to_string().contains("/webhooks/gumroad"))
+        .expect("JSON log lines");
+    assert!(
+        request_line.to_string().contains("request_id"),
+        "{request_line}"
+    );
+    for secret in [
+        GUMROAD_SECRET,
+        "a-wrong-secret-value",
+        "kmt_should_not_be_logged",
+        "pm-test-token",
+        "old-secret",
+    ] {
+        assert!(
+            !log.contains(secret),
+            "{secret} leaked into the log:\n{log}"
+        );
+    }
+}
+
+both_databases!(logs_never_contain_secrets);
