@@ -1,9 +1,8 @@
 //! Operator actions shared by the admin API and the CLI: tokens, manual
 //! mints, revocation, reinstatement and resends.
 
-use crate::catalog::Catalog;
+use crate::app::AppState;
 use crate::fulfilment::{self, MintError, Minted, Order};
-use crate::signing::Keyring;
 use crate::store::licenses::{self, License, status as lstatus};
 use crate::store::{self, Store, admin_tokens, outbox};
 use sha2::{Digest, Sha256};
@@ -86,14 +85,12 @@ pub struct ManualMint {
 /// Mints by hand (source `manual`). With an `order_id`, repeating the call
 /// returns the same license (`created = false`).
 pub async fn mint_manual(
-    store: &Store,
-    catalog: &Catalog,
-    keyring: &Keyring,
-    issuer: &str,
+    state: &AppState,
     req: &ManualMint,
     actor: &str,
 ) -> Result<(License, bool), AdminError> {
-    let product = catalog
+    let product = state
+        .catalog
         .product(&req.product)
         .ok_or_else(|| AdminError::UnknownProduct(req.product.clone()))?;
     let email = req.email.trim();
@@ -119,13 +116,13 @@ pub async fn mint_manual(
         test: false,
         notes: req.notes.clone(),
     };
-    let mut tx = store.begin().await?;
+    let mut tx = state.store.begin().await?;
     let minted = fulfilment::mint(
         &mut tx,
         product,
         &order,
-        keyring.signer(),
-        issuer,
+        state.keyring.signer(),
+        &state.config.signing.issuer,
         actor,
         None,
     )

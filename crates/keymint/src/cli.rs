@@ -393,15 +393,7 @@ async fn license(config: Config, cmd: LicenseCmd) -> anyhow::Result<ExitCode> {
                 order_id: args.order_id,
                 notes: args.notes,
             };
-            let (license, created) = admin::mint_manual(
-                &state.store,
-                &state.catalog,
-                &state.keyring,
-                &state.config.signing.issuer,
-                &req,
-                "cli",
-            )
-            .await?;
+            let (license, created) = admin::mint_manual(&state, &req, "cli").await?;
             eprintln!(
                 "{}",
                 if created {

@@ -254,15 +254,7 @@ async fn mint(
     Json(req): Json<ManualMint>,
 ) -> Result<Response, ApiError> {
     admin.require(scope::LICENSES_WRITE)?;
-    let (license, created) = admin::mint_manual(
-        &state.store,
-        &state.catalog,
-        &state.keyring,
-        &state.config.signing.issuer,
-        &req,
-        &admin.actor(),
-    )
-    .await?;
+    let (license, created) = admin::mint_manual(&state, &req, &admin.actor()).await?;
     if created {
         state.outbox_wake.notify_one();
     }

@@ -17,19 +17,8 @@ async fn valid_sale_mints_a_license_and_records_the_delivery(db: Db) {
     let key = body["license_key"].as_str().unwrap();
     assert!(key.starts_with("DT1-CORE-"), "{key}");
     let delivery_id = body["delivery_id"].as_str().unwrap();
-    assert_eq!(
-        app.scalar(
-            "SELECT COUNT(*) FROM licenses WHERE order_id = $1",
-            "GUM-2001"
-        )
-        .await,
-        1
-    );
-    let mut conn = app.state.store.conn().await.unwrap();
-    let d = keymint::store::deliveries::get(&mut conn, delivery_id)
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(app.licenses_for("GUM-2001").await, 1);
+    let d = app.delivery(delivery_id).await;
     assert_eq!(d.status, "processed");
     assert_eq!(d.signature_valid, Some(1));
     assert_eq!(d.event_type.as_deref(), Some("sale"));
@@ -40,6 +29,7 @@ async fn valid_sale_mints_a_license_and_records_the_delivery(db: Db) {
         "secret stored in clear: {}",
         d.path
     );
+    let mut conn = app.state.store.conn().await.unwrap();
     let l = keymint::store::licenses::by_key(&mut conn, key)
         .await
         .unwrap()
@@ -67,11 +57,7 @@ async fn wrong_or_missing_secret_is_404_and_recorded_as_rejected(db: Db) {
     assert_eq!(wrong.status(), 404);
     assert_eq!(wrong.text().await.unwrap(), "");
     assert_eq!(missing.status(), 404);
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM licenses WHERE order_id = $1", "GUM-1")
-            .await,
-        0
-    );
+    assert_eq!(app.licenses_for("GUM-1").await, 0);
     assert_eq!(
         app.scalar(
             "SELECT COUNT(*) FROM deliveries WHERE status = $1 AND signature_valid = 0",
@@ -135,14 +121,7 @@ async fn same_sale_twice_gives_one_license_and_two_deliveries(db: Db) {
     assert_eq!(first["status"], "ok");
     assert_eq!(second["status"], "duplicate");
     assert_eq!(second["license_key"], first["license_key"]);
-    assert_eq!(
-        app.scalar(
-            "SELECT COUNT(*) FROM licenses WHERE order_id = $1",
-            "GUM-2002"
-        )
-        .await,
-        1
-    );
+    assert_eq!(app.licenses_for("GUM-2002").await, 1);
     assert_eq!(
         app.scalar(
             "SELECT COUNT(*) FROM deliveries WHERE order_id = $1",
@@ -190,14 +169,7 @@ async fn twenty_concurrent_duplicates_give_one_license_and_one_email(db: Db) {
         19,
         "{statuses:?}"
     );
-    assert_eq!(
-        app.scalar(
-            "SELECT COUNT(*) FROM licenses WHERE order_id = $1",
-            "GUM-RACE"
-        )
-        .await,
-        1
-    );
+    assert_eq!(app.licenses_for("GUM-RACE").await, 1);
     assert_eq!(
         app.scalar(
             "SELECT COUNT(*) FROM deliveries WHERE order_id = $1",
@@ -224,19 +196,8 @@ async fn unmapped_product_is_logged_no_mint_with_the_reason(db: Db) {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["status"], "logged-no-mint");
     assert!(body.get("license_key").is_none());
-    assert_eq!(
-        app.scalar(
-            "SELECT COUNT(*) FROM licenses WHERE order_id = $1",
-            "GUM-666"
-        )
-        .await,
-        0
-    );
-    let mut conn = app.state.store.conn().await.unwrap();
-    let d = keymint::store::deliveries::get(&mut conn, body["delivery_id"].as_str().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(app.licenses_for("GUM-666").await, 0);
+    let d = app.delivery(body["delivery_id"].as_str().unwrap()).await;
     assert_eq!(d.status, "failed");
     let reason = d.error.unwrap();
     assert!(
@@ -291,11 +252,7 @@ async fn missing_required_field_is_a_failed_delivery_with_a_clear_reason(db: Db)
     let body: Value = app.post_gumroad(&form).await.json().await.unwrap();
 
     assert_eq!(body["status"], "error");
-    let mut conn = app.state.store.conn().await.unwrap();
-    let d = keymint::store::deliveries::get(&mut conn, body["delivery_id"].as_str().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let d = app.delivery(body["delivery_id"].as_str().unwrap()).await;
     assert_eq!(d.status, "failed");
     assert!(d.error.unwrap().contains("`email`"));
 }
@@ -310,14 +267,7 @@ async fn oversize_body_is_413_and_mints_nothing(db: Db) {
     let resp = app.post_gumroad(&form).await;
 
     assert_eq!(resp.status(), 413);
-    assert_eq!(
-        app.scalar(
-            "SELECT COUNT(*) FROM licenses WHERE order_id = $1",
-            "GUM-BIG"
-        )
-        .await,
-        0
-    );
+    assert_eq!(app.licenses_for("GUM-BIG").await, 0);
 }
 
 async fn test_sales_are_tagged(db: Db) {
@@ -459,14 +409,7 @@ async fn stopped_database_gives_503_never_200_and_recovers(db: Db) {
     let after = app.post_gumroad(&sale_form("GUM-DOWN")).await;
     assert_eq!(after.status(), 200);
     assert_eq!(after.json::<Value>().await.unwrap()["status"], "ok");
-    assert_eq!(
-        app.scalar(
-            "SELECT COUNT(*) FROM licenses WHERE order_id = $1",
-            "GUM-DOWN"
-        )
-        .await,
-        1
-    );
+    assert_eq!(app.licenses_for("GUM-DOWN").await, 1);
 }
 
 both_databases!(

@@ -317,6 +317,24 @@ impl TestApp {
             .unwrap()
     }
 
+    /// How many licenses exist for a provider order id.
+    pub async fn licenses_for(&self, order_id: &str) -> i64 {
+        self.scalar(
+            "SELECT COUNT(*) FROM licenses WHERE order_id = $1",
+            order_id,
+        )
+        .await
+    }
+
+    /// A stored delivery.
+    pub async fn delivery(&self, id: &str) -> keymint::store::deliveries::Delivery {
+        let mut conn = self.state.store.conn().await.unwrap();
+        keymint::store::deliveries::get(&mut conn, id)
+            .await
+            .unwrap()
+            .expect("delivery exists")
+    }
+
     /// Runs the keymint binary against this app's config and database.
     pub fn cli(&self, args: &[&str]) -> Output {
         std::process::Command::new(env!("CARGO_BIN_EXE_keymint"))
