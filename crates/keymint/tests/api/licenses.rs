@@ -197,3 +197,60 @@ both_databases!(
     cli_mints_shows_and_revokes,
     cli_lists_and_shows_deliveries,
 );
+
+async fn keys_can_be_listed_generated_and_retired(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    let first = published_keys(&app).await["keys"][0]["kid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = minted_token(&app, &sale_form("GUM-KEYS")).await;
+
+    let listed = String::from_utf8(app.cli(&["keys", "list"]).stdout).unwrap();
+    let generated = app.cli(&["keys", "generate"]);
+
+    assert!(listed.contains(&first), "{listed}");
+    assert!(generated.status.success());
+    let keys = published_keys(&app).await;
+    let all = keys["keys"].as_array().unwrap();
+    assert_eq!(all.len(), 2);
+    let second = all
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .find(|k| *k != first)
+        .unwrap()
+        .to_string();
+    // The old key still verifies what it signed.
+    assert!(app.cli(&["license", "verify", &token]).status.success());
+
+    let retired = app.cli(&["keys", "retire", &first]);
+
+    assert!(retired.status.success());
+    let keys = published_keys(&app).await;
+    let status_of = |kid: &str| {
+        keys["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == kid)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(status_of(&first), "retired");
+    assert_eq!(status_of(&second), "active");
+    assert!(
+        !app.cli(&["license", "verify", &token]).status.success(),
+        "a retired key no longer verifies"
+    );
+    assert!(
+        !app.cli(&["keys", "retire", &first]).status.success(),
+        "retiring twice is an error"
+    );
+}
+
+mod keys {
+    use super::*;
+    crate::both_databases!(keys_can_be_listed_generated_and_retired);
+}
