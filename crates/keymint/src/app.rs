@@ -10,11 +10,19 @@ use crate::notify::templates::Templates;
 use crate::signing::Keyring;
 use crate::store::Store;
 use crate::workers;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
+use tower::ServiceExt;
+use tower::service_fn;
 
 /// Everything a handler or worker needs; cheap to clone.
 #[derive(Clone)]
@@ -144,7 +152,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, with background workers when
-    /// `workers.enabled`.
+    /// `workers.enabled`. Connections are served by hyper with a header
+    /// read timeout (a client that sends its headers one byte a second is
+    /// dropped) and the request timeout of the router; shutdown stops
+    /// accepting, lets in-flight requests finish, then stops the workers.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -158,20 +169,59 @@ impl Application {
             )));
         }
         let router = crate::http::router(self.state.clone());
-        let store = self.state.store.clone();
-        let result = axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        })
-        .await;
+        let header_timeout = self.state.config.server.header_read_timeout;
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off
+                        // briefly instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let router = router.clone();
+            let service = service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                router.clone().oneshot(req.map(Body::new))
+            });
+            let mut builder = Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let conn = builder
+                .serve_connection_with_upgrades(
+                    TokioIo::new(stream),
+                    TowerToHyperService::new(service),
+                )
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop(self.listener);
+        tokio::select! {
+            () = graceful.shutdown() => {}
+            () = tokio::time::sleep(self.state.config.server.request_timeout) => {
+                tracing::warn!("requests still running at shutdown were cut off");
+            }
+        }
+        let _ = stop_tx.send(true);
         for w in workers {
             let _ = w.await;
         }
-        store.close().await;
-        result
+        self.state.store.close().await;
+        Ok(())
     }
 }

@@ -77,6 +77,9 @@ pub struct ServerConfig {
     /// Time allowed for a whole request, including reading the body.
     #[serde(with = "humantime_serde_compat")]
     pub request_timeout: Duration,
+    /// Time allowed for a client to send its request headers.
+    #[serde(with = "humantime_serde_compat")]
+    pub header_read_timeout: Duration,
     /// Trust `X-Forwarded-For` for the recorded source IP (behind a proxy).
     pub trust_forwarded_for: bool,
 }
@@ -295,6 +298,7 @@ impl Default for ServerConfig {
             log_level: "info".into(),
             max_body_bytes: 256 * 1024,
             request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
             trust_forwarded_for: false,
         }
     }
