@@ -2,14 +2,21 @@
 //! with its own fresh database (a SQLite file in a temp dir, or a new
 //! PostgreSQL database), a fake Postmark (wiremock) and a config file the
 //! CLI can use too. Background workers are off; tests drive the outbox
-//! step by step with `send_pending_emails()`.
+//! step by step with `send_pending_emails()`. [`Served`] runs the binary
+//! as a separate process instead.
+//!
+//! Shared by the `api` and `faults` test binaries; each uses a part.
+#![allow(dead_code)]
 
 use keymint::config::Config;
 use keymint::{AppState, Application};
 use serde_json::Value;
 use sqlx::Connection;
-use std::path::PathBuf;
-use std::process::Output;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -53,8 +60,74 @@ pub struct TestApp {
     pub dir: PathBuf,
     pub config_path: PathBuf,
     pub db: Db,
-    pg_database: Option<String>,
+    pub database: TestDb,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// A fresh database for one test; a PostgreSQL one is dropped afterwards.
+pub struct TestDb {
+    pub url: String,
+    pub pg_name: Option<String>,
+}
+
+impl TestDb {
+    /// A new empty database (a SQLite file under `dir`, or a PostgreSQL
+    /// database reached through `pg_port` when given, e.g. a proxy), or
+    /// None when PostgreSQL is unreachable and not required.
+    pub async fn create(db: Db, dir: &Path, pg_port: Option<u16>) -> Option<Self> {
+        match db {
+            Db::Sqlite => Some(Self {
+                url: format!("sqlite://{}", dir.join("data/keymint.db").display()),
+                pg_name: None,
+            }),
+            Db::Postgres => {
+                let name = create_pg_database().await?;
+                let mut url = pg_url_for(&name);
+                if let Some(port) = pg_port {
+                    url = url.replace(":5432/", &format!(":{port}/"));
+                }
+                Some(Self {
+                    url,
+                    pg_name: Some(name),
+                })
+            }
+        }
+    }
+
+    /// A pool on this database, for checks from the test.
+    pub async fn store(&self) -> keymint::store::Store {
+        let direct = match &self.pg_name {
+            Some(name) => pg_url_for(name),
+            None => self.url.clone(),
+        };
+        keymint::store::Store::connect(&direct, &keymint::config::DatabaseConfig::default())
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            // Drop runs outside async; use a private runtime on a thread.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut conn)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
 }
 
 fn admin_url() -> String {
@@ -96,6 +169,13 @@ async fn create_pg_database() -> Option<String> {
         .await
         .expect("create test database");
     Some(name)
+}
+
+/// Writes the test configuration to `<dir>/keymint.toml`; returns its path.
+pub fn write_config(dir: &Path, db_url: &str, postmark: &str) -> PathBuf {
+    let path = dir.join("keymint.toml");
+    std::fs::write(&path, config_text(dir, db_url, postmark)).unwrap();
+    path
 }
 
 fn config_text(dir: &std::path::Path, db_url: &str, postmark: &str) -> String {
@@ -161,21 +241,20 @@ pub async fn spawn_app(db: Db) -> Option<TestApp> {
 /// Starts an app with `KEYMINT_*` environment overrides applied to its
 /// config file.
 pub async fn spawn_app_with(db: Db, env: &[(&str, &str)]) -> Option<TestApp> {
+    spawn_app_custom(db, env, None).await
+}
+
+/// Starts an app whose PostgreSQL connections go to `pg_port` (a proxy).
+pub async fn spawn_app_custom(
+    db: Db,
+    env: &[(&str, &str)],
+    pg_port: Option<u16>,
+) -> Option<TestApp> {
     let dir = std::env::temp_dir().join(format!("keymint-test-{}", ulid::Ulid::generate()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (db_url, pg_database) = match db {
-        Db::Sqlite => (
-            format!("sqlite://{}", dir.join("data/keymint.db").display()),
-            None,
-        ),
-        Db::Postgres => {
-            let name = create_pg_database().await?;
-            (pg_url_for(&name), Some(name))
-        }
-    };
+    let database = TestDb::create(db, &dir, pg_port).await?;
     let postmark = MockServer::start().await;
-    let config_path = dir.join("keymint.toml");
-    std::fs::write(&config_path, config_text(&dir, &db_url, &postmark.uri())).unwrap();
+    let config_path = write_config(&dir, &database.url, &postmark.uri());
     let env: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -196,7 +275,7 @@ pub async fn spawn_app_with(db: Db, env: &[(&str, &str)]) -> Option<TestApp> {
         dir,
         config_path,
         db,
-        pg_database,
+        database,
         shutdown: Some(tx),
     })
 }
@@ -207,25 +286,6 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
         let _ = std::fs::remove_dir_all(&self.dir);
-        if let Some(name) = self.pg_database.take() {
-            // Drop runs outside async; use a private runtime on a thread.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                        )))
-                        .execute(&mut conn)
-                        .await;
-                    }
-                });
-            })
-            .join();
-        }
     }
 }
 
@@ -395,7 +455,7 @@ impl Outage {
     pub async fn start(app: &TestApp) -> Self {
         match app.db {
             Db::Postgres => {
-                let name = app.pg_database.clone().unwrap();
+                let name = app.database.pg_name.clone().unwrap();
                 let mut conn = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "ALTER DATABASE {name} ALLOW_CONNECTIONS false"
@@ -443,5 +503,77 @@ impl Outage {
                 conn.close().await.unwrap();
             }
         }
+    }
+}
+
+/// A running `keymint serve` whose log lines are collected.
+pub struct Served {
+    pub child: Child,
+    pub port: u16,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Served {
+    pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keymint"))
+            .args(args)
+            .arg("serve")
+            .current_dir(dir)
+            .envs(env.iter().copied())
+            .env("KEYMINT_LOG", "info,sqlx=warn")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn keymint serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        let port = loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("keymint did not start; log so far: {seen:#?}"));
+            let port = line
+                .split("listening on http://")
+                .nth(1)
+                .map(|rest| {
+                    rest.chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                        .collect::<String>()
+                })
+                .and_then(|addr| addr.rsplit(':').next().and_then(|p| p.parse().ok()));
+            seen.push(line);
+            if let Some(port) = port {
+                break port;
+            }
+        };
+        Self {
+            child,
+            port,
+            lines,
+            seen,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Stops the server (SIGTERM, graceful) and returns its whole log.
+    pub fn stop(mut self) -> String {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        self.seen.extend(self.lines.try_iter());
+        self.seen.join("\n")
     }
 }

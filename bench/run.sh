@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Builds keymint in release mode and measures it on SQLite and PostgreSQL,
+# with the load generator on the same machine. Prints one Markdown table.
+#
+#   bench/run.sh                    # both databases, 10 s per measurement
+#   DURATION=30 bench/run.sh        # longer measurements
+#   DATABASES=sqlite bench/run.sh   # one database
+#
+# PostgreSQL: KEYMINT_BENCH_POSTGRES_URL (default
+# postgres://postgres@127.0.0.1:5432/postgres) must be allowed to create
+# databases; each run makes fresh ones and drops them afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+CONCURRENCY=${CONCURRENCY:-32}
+DATABASES=${DATABASES:-"sqlite postgres"}
+PG_ADMIN_URL=${KEYMINT_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+PG_BASE=${PG_ADMIN_URL%/*}
+
+echo "building (release)..." >&2
+cargo build --release -q -p keymint -p keymint-bench
+BIN=$PWD/target/release/keymint
+BENCH=$PWD/target/release/keymint-bench
+
+work=$(mktemp -d)
+server_pid=
+created_dbs=()
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  for db in "${created_dbs[@]}"; do
+    psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+json_field() { python3 -c "import json,sys; d=[json.loads(l) for l in sys.stdin if l.startswith('{')][-1]; print($1)"; }
+
+fresh_db_url() { # $1 = sqlite|postgres, $2 = name
+  if [ "$1" = sqlite ]; then
+    echo "sqlite://$work/$2/keymint.db"
+  else
+    local name="keymint_bench_$2_$$"
+    psql -q "$PG_ADMIN_URL" -c "CREATE DATABASE $name" >/dev/null
+    created_dbs+=("$name")
+    echo "$PG_BASE/$name"
+  fi
+}
+
+write_config() { # $1 = dir, $2 = port, $3 = db url
+  mkdir -p "$1"
+  cat > "$1/keymint.toml" <<TOML
+[server]
+listen = "127.0.0.1:$2"
+data_dir = "$1/data"
+[database]
+url = "$3"
+[email]
+provider = "log"
+[[endpoints]]
+name = "gumroad"
+kind = "gumroad"
+secrets = ["bench-secret"]
+[[products]]
+id = "datatools-core"
+name = "DataTools Core"
+tier = "core"
+key_prefix = "DT1"
+duration = "365d"
+[products.map]
+gumroad = ["datatools-core"]
+TOML
+}
+
+declare -A R
+for db in $DATABASES; do
+  echo "== $db" >&2
+  port=$(free_port)
+  dir=$work/$db
+  url=$(fresh_db_url "$db" server)
+  write_config "$dir" "$port" "$url"
+  base=http://127.0.0.1:$port
+
+  R[$db,startup]=$("$BENCH" --json startup --bin "$BIN" --ready-url "$base/readyz" --runs 7 --args --config "$dir/keymint.toml" \
+    | tee /dev/stderr | json_field 'd["startup_ms_median"]')
+
+  KEYMINT_LOG=info "$BIN" --config "$dir/keymint.toml" serve 2>"$dir/server.log" &
+  server_pid=$!
+  for _ in $(seq 1 300); do curl -fs "$base/readyz" >/dev/null 2>&1 && break; sleep 0.05; done
+
+  max=$("$BENCH" --json load --url "$base" --secret bench-secret --concurrency "$CONCURRENCY" \
+    --duration "$DURATION" --warmup "$WARMUP" | tee /dev/stderr)
+  R[$db,max]=$(echo "$max" | json_field 'd["statuses"].get("200 ok",0)/d["seconds"]')
+  R[$db,max_p99]=$(echo "$max" | json_field 'd["p99_ms"]')
+  half=$(python3 -c "print(max(1, ${R[$db,max]} / 2))")
+  open=$("$BENCH" --json load --url "$base" --secret bench-secret --rate "$half" \
+    --duration "$DURATION" --warmup "$WARMUP" --duplicates 0.1 | tee /dev/stderr)
+  R[$db,half_rate]=$half
+  R[$db,half_p50]=$(echo "$open" | json_field 'd["p50_ms"]')
+  R[$db,half_p99]=$(echo "$open" | json_field 'd["p99_ms"]')
+  R[$db,half_p999]=$(echo "$open" | json_field 'd["p999_ms"]')
+  R[$db,half_max]=$(echo "$open" | json_field 'd["max_ms"]')
+
+  token=$("$BIN" --config "$dir/keymint.toml" admin-token create --name bench 2>/dev/null | tail -n 1)
+  read_out=$("$BENCH" --json read --url "$base" --token "$token" --concurrency "$CONCURRENCY" --duration "$DURATION" | tee /dev/stderr)
+  R[$db,read]=$(echo "$read_out" | json_field 'd["statuses"].get("200",0)/d["seconds"]')
+
+  R[$db,rss]=$(awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$server_pid/status")
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
+
+  ceiling_url=$(fresh_db_url "$db" ceiling)
+  mkdir -p "$work/ceiling"
+  ceil=$("$BENCH" --json ceiling --database-url "$ceiling_url" --concurrency 10 --duration "$DURATION" | tee /dev/stderr)
+  R[$db,ceiling]=$(echo "$ceil" | json_field 'd["rate"]')
+done
+
+verify=$("$BENCH" --json verify --seconds 3 | tee /dev/stderr)
+v_ours=$(echo "$verify" | json_field 'd["verify_per_s"]')
+v_raw=$(echo "$verify" | json_field 'd["raw_ed25519_per_s"]')
+v_share=$(echo "$verify" | json_field 'd["share_pct"]')
+
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+echo
+echo "keymint $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(date -u +%Y-%m-%d), $(nproc) cores ($cpu), load generator on the same machine;"
+echo "${DURATION} s per measurement after ${WARMUP} s warm-up, ${CONCURRENCY} requests in flight (closed loop)."
+echo
+printf '| measure | target |'; for db in $DATABASES; do printf ' %s |' "$db"; done; echo
+printf '|---|---|'; for db in $DATABASES; do printf -- '---|'; done; echo
+# row LABEL TARGET FUNCTION: FUNCTION prints the cell for the database $1.
+row() { printf '| %s | %s |' "$1" "$2"; for db in $DATABASES; do printf ' %s |' "$($3 "$db")"; done; echo; }
+num() { printf '%.0f' "$1"; }
+max() { num "${R[$1,max]}"; }
+ceiling() { num "${R[$1,ceiling]}"; }
+share() { python3 -c "print(f'{100*${R[$1,max]}/${R[$1,ceiling]}:.1f}%')"; }
+max_p99() { printf '%.1f' "${R[$1,max_p99]}"; }
+half_rate() { num "${R[$1,half_rate]}"; }
+half_lat() { printf '%.2f / %.2f / %.2f / %.1f' "${R[$1,half_p50]}" "${R[$1,half_p99]}" "${R[$1,half_p999]}" "${R[$1,half_max]}"; }
+reads() { num "${R[$1,read]}"; }
+rss() { echo "${R[$1,rss]}"; }
+startup() { printf '%.1f' "${R[$1,startup]}"; }
+row "max sustained ingest (fully processed deliveries/s, closed loop)" "" max
+row "database ceiling: the same writes without HTTP (/s)" "" ceiling
+row "keymint's share of the ceiling" ">= 75%" share
+row "p99 at max load (ms)" "" max_p99
+row "open loop at half the max (req/s, 10% duplicates)" "" half_rate
+row "latency at half the max: p50 / p99 / p99.9 / max (ms)" "p99 <= 20" half_lat
+row "admin get by key (req/s)" "" reads
+row "peak resident memory of the server (MiB)" "<= 64" rss
+row "start to ready, median of 7 runs (ms)" "<= 150 on SQLite" startup
+echo "| offline verification, one core: keymint-license / raw Ed25519 | >= 90% | ${v_ours%.*}/s / ${v_raw%.*}/s = ${v_share}% (both) |"
