@@ -15,6 +15,18 @@ const RESTORING: u8 = 2;
 /// One answer: (order, HTTP status, phase when sent, phase when answered).
 type Seen = (String, u16, u8, u8);
 
+/// Waits until `pred` holds for the answers so far (bounded).
+async fn wait_for(seen: &Mutex<Vec<Seen>>, pred: impl Fn(&[Seen]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if pred(&seen.lock().await) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no progress");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_mid_load_answers_503_and_loses_nothing() {
     let proxy = Proxy::start("127.0.0.1:5432").await;
@@ -44,20 +56,7 @@ async fn postgres_outage_mid_load_answers_503_and_loses_nothing() {
             }
         }));
     }
-    let wait_for = |pred: Box<dyn Fn(&[Seen]) -> bool + Send>| {
-        let seen = seen.clone();
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(120);
-            loop {
-                if pred(&seen.lock().await) {
-                    return;
-                }
-                assert!(Instant::now() < deadline, "no progress");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    };
-    wait_for(Box::new(|s| s.iter().filter(|e| e.1 == 200).count() >= 200)).await;
+    wait_for(&seen, |s| s.iter().filter(|e| e.1 == 200).count() >= 200).await;
     proxy.cut();
     phase.store(DOWN, Ordering::SeqCst);
     wait_for(Box::new(|s| {
