@@ -59,9 +59,9 @@ async fn postgres_outage_mid_load_answers_503_and_loses_nothing() {
     wait_for(&seen, |s| s.iter().filter(|e| e.1 == 200).count() >= 200).await;
     proxy.cut();
     phase.store(DOWN, Ordering::SeqCst);
-    wait_for(Box::new(|s| {
+    wait_for(&seen, |s| {
         s.iter().filter(|e| e.2 == DOWN && e.3 == DOWN).count() >= 16
-    }))
+    })
     .await;
     phase.store(RESTORING, Ordering::SeqCst);
     proxy.restore();
