@@ -85,19 +85,19 @@ for db in $DATABASES; do
   base=http://127.0.0.1:$port
 
   R[$db,startup]=$("$BENCH" --json startup --bin "$BIN" --ready-url "$base/readyz" --runs 7 --args --config "$dir/keymint.toml" \
-    | tee /dev/stderr | json_field 'd["startup_ms_median"]')
+    | tee >(cat >&2) | json_field 'd["startup_ms_median"]')
 
   KEYMINT_LOG=info "$BIN" --config "$dir/keymint.toml" serve 2>"$dir/server.log" &
   server_pid=$!
   for _ in $(seq 1 300); do curl -fs "$base/readyz" >/dev/null 2>&1 && break; sleep 0.05; done
 
   max=$("$BENCH" --json load --url "$base" --secret bench-secret --concurrency "$CONCURRENCY" \
-    --duration "$DURATION" --warmup "$WARMUP" | tee /dev/stderr)
+    --duration "$DURATION" --warmup "$WARMUP" | tee >(cat >&2))
   R[$db,max]=$(echo "$max" | json_field 'd["statuses"].get("200 ok",0)/d["seconds"]')
   R[$db,max_p99]=$(echo "$max" | json_field 'd["p99_ms"]')
   half=$(python3 -c "print(max(1, ${R[$db,max]} / 2))")
   open=$("$BENCH" --json load --url "$base" --secret bench-secret --rate "$half" \
-    --duration "$DURATION" --warmup "$WARMUP" --duplicates 0.1 | tee /dev/stderr)
+    --duration "$DURATION" --warmup "$WARMUP" --duplicates 0.1 | tee >(cat >&2))
   R[$db,half_rate]=$half
   R[$db,half_p50]=$(echo "$open" | json_field 'd["p50_ms"]')
   R[$db,half_p99]=$(echo "$open" | json_field 'd["p99_ms"]')
@@ -105,7 +105,7 @@ for db in $DATABASES; do
   R[$db,half_max]=$(echo "$open" | json_field 'd["max_ms"]')
 
   token=$("$BIN" --config "$dir/keymint.toml" admin-token create --name bench 2>/dev/null | tail -n 1)
-  read_out=$("$BENCH" --json read --url "$base" --token "$token" --concurrency "$CONCURRENCY" --duration "$DURATION" | tee /dev/stderr)
+  read_out=$("$BENCH" --json read --url "$base" --token "$token" --concurrency "$CONCURRENCY" --duration "$DURATION" | tee >(cat >&2))
   R[$db,read]=$(echo "$read_out" | json_field 'd["statuses"].get("200",0)/d["seconds"]')
 
   R[$db,rss]=$(awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$server_pid/status")
@@ -113,11 +113,11 @@ for db in $DATABASES; do
 
   ceiling_url=$(fresh_db_url "$db" ceiling)
   mkdir -p "$work/ceiling"
-  ceil=$("$BENCH" --json ceiling --database-url "$ceiling_url" --concurrency 10 --duration "$DURATION" | tee /dev/stderr)
+  ceil=$("$BENCH" --json ceiling --database-url "$ceiling_url" --concurrency 10 --duration "$DURATION" | tee >(cat >&2))
   R[$db,ceiling]=$(echo "$ceil" | json_field 'd["rate"]')
 done
 
-verify=$("$BENCH" --json verify --seconds 3 | tee /dev/stderr)
+verify=$("$BENCH" --json verify --seconds 3 | tee >(cat >&2))
 v_ours=$(echo "$verify" | json_field 'd["verify_per_s"]')
 v_raw=$(echo "$verify" | json_field 'd["raw_ed25519_per_s"]')
 v_share=$(echo "$verify" | json_field 'd["share_pct"]')
@@ -150,4 +150,4 @@ row "latency at half the max: p50 / p99 / p99.9 / max (ms)" "p99 <= 20" half_lat
 row "admin get by key (req/s)" "" reads
 row "peak resident memory of the server (MiB)" "<= 64" rss
 row "start to ready, median of 7 runs (ms)" "<= 150 on SQLite" startup
-echo "| offline verification, one core: keymint-license / raw Ed25519 | >= 90% | ${v_ours%.*}/s / ${v_raw%.*}/s = ${v_share}% (both) |"
+echo "| offline verification, one core: keymint-license / raw Ed25519 | >= 90% | ${v_ours%.*}/s / ${v_raw%.*}/s = $(printf %.1f "$v_share")% (both) |"

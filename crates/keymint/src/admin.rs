@@ -48,7 +48,7 @@ pub async fn create_token(
         last_used_at: None,
         revoked_at: None,
     };
-    let mut conn = store.conn().await?;
+    let mut conn = store.writer().await?;
     admin_tokens::insert(&mut conn, &row).await?;
     Ok((row, text))
 }

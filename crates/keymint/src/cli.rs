@@ -294,7 +294,7 @@ async fn check_config(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode
 
 async fn keys(config: Config, cmd: KeysCmd) -> anyhow::Result<ExitCode> {
     let store = open_store(&config).await?;
-    let mut conn = store.conn().await?;
+    let mut conn = store.writer().await?;
     match cmd {
         KeysCmd::List => {
             for k in signing_keys::list(&mut conn).await? {
@@ -353,7 +353,7 @@ async fn tokens(config: Config, cmd: TokenCmd) -> anyhow::Result<ExitCode> {
             }
         }
         TokenCmd::Revoke { id_or_name } => {
-            let mut conn = store.conn().await?;
+            let mut conn = store.writer().await?;
             let n = admin_tokens::revoke(&mut conn, &id_or_name, store::now_ms()).await?;
             if n == 0 {
                 eprintln!("no active token {id_or_name:?}");

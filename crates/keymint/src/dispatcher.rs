@@ -135,7 +135,7 @@ impl Dispatcher {
         outcome
             .event_id
             .get_or_insert_with(|| parsed.event_id.clone());
-        let mut conn = self.store.conn().await?;
+        let mut conn = self.store.writer().await?;
         deliveries::finish(&mut conn, src.delivery_id, &outcome, store::now_ms()).await
     }
 

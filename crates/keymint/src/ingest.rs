@@ -148,7 +148,7 @@ async fn record(
     d: &NewDelivery,
     auth: Option<&AuthError>,
 ) -> Result<(), sqlx::Error> {
-    let mut conn = state.store.conn().await?;
+    let mut conn = state.store.writer().await?;
     deliveries::insert(&mut conn, d).await?;
     if let Some(e) = auth {
         let outcome = Outcome {
@@ -206,7 +206,7 @@ pub async fn process(
     let applied = match result {
         Ok(applied) => applied,
         Err((outcome, reason)) => {
-            let mut conn = match state.store.conn().await {
+            let mut conn = match state.store.writer().await {
                 Ok(c) => c,
                 Err(_) => return IngestResult::Unavailable,
             };

@@ -96,7 +96,7 @@ impl Keyring {
     /// Loads (or on first start generates) the signing key and registers
     /// the public halves of every local key.
     pub async fn load(config: &Config, store: &Store) -> Result<Self, KeyError> {
-        let mut conn = store.conn().await?;
+        let mut conn = store.writer().await?;
         let retired: Vec<String> = signing_keys::list(&mut conn)
             .await?
             .into_iter()

@@ -54,7 +54,7 @@ async fn deliver(state: &AppState, row: outbox::OutboxRow) -> Result<(), sqlx::E
         Ok(email) => state.mailer.send(&email).await,
         Err(e) => Err(e),
     };
-    let mut conn = state.store.conn().await?;
+    let mut conn = state.store.writer().await?;
     let now = store::now_ms();
     match result {
         Ok(message_id) => {
