@@ -117,7 +117,7 @@ for db in $DATABASES; do
   R[$db,ceiling]=$(echo "$ceil" | json_field 'd["rate"]')
 done
 
-verify=$("$BENCH" --json verify --seconds 3 | tee >(cat >&2))
+verify=$("$BENCH" --json verify --seconds 6 | tee >(cat >&2))
 v_ours=$(echo "$verify" | json_field 'd["verify_per_s"]')
 v_raw=$(echo "$verify" | json_field 'd["raw_ed25519_per_s"]')
 v_share=$(echo "$verify" | json_field 'd["share_pct"]')

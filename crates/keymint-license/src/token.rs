@@ -446,6 +446,30 @@ mod tests {
         assert!(!debug.contains(&key.secret_paserk()["k4.secret.".len()..]));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_verifies_or_panics(text in "\\PC{0,300}") {
+            let key = SigningKey::generate();
+            let set = KeySet::from_paserks([key.public_paserk().as_str()]).unwrap();
+            proptest::prop_assert!(set.verify(&text).is_err());
+            let prefixed = format!("v4.public.{text}");
+            proptest::prop_assert!(set.verify(&prefixed).is_err());
+        }
+
+        #[test]
+        fn any_single_byte_change_is_rejected(index in 10usize..200, replacement in proptest::char::range('A', 'z')) {
+            let key = SigningKey::generate();
+            let token = key.mint(&LicenseClaims::example()).unwrap();
+            let set = KeySet::from_paserks([key.public_paserk().as_str()]).unwrap();
+            let index = index.min(token.len() - 1);
+            let mut chars: Vec<char> = token.chars().collect();
+            proptest::prop_assume!(chars[index] != replacement);
+            chars[index] = replacement;
+            let changed: String = chars.into_iter().collect();
+            proptest::prop_assert!(set.verify(&changed).is_err());
+        }
+    }
+
     #[test]
     fn garbage_is_malformed() {
         let set = KeySet::new();

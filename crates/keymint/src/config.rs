@@ -97,8 +97,10 @@ pub struct DatabaseConfig {
     /// `sqlite://path` or `postgres://user@host/db`; default
     /// `sqlite://<data_dir>/keymint.db`.
     pub url: Option<Secret>,
-    /// Connections in the pool.
-    pub max_connections: u32,
+    /// Connections in the pool. Default: 10 on PostgreSQL; on SQLite, one
+    /// reader per CPU core (plus the single writer), since more readers only
+    /// add memory and thread contention.
+    pub max_connections: Option<u32>,
     /// How long a request waits for a connection before answering 503.
     #[serde(with = "humantime_serde_compat")]
     pub acquire_timeout: Duration,
@@ -308,7 +310,7 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
             url: None,
-            max_connections: 10,
+            max_connections: None,
             acquire_timeout: Duration::from_secs(5),
             busy_timeout: Duration::from_secs(5),
         }
@@ -496,7 +498,7 @@ impl Config {
                 "database.url scheme {scheme:?} is not supported (use sqlite:// or postgres://)"
             ));
         }
-        if self.database.max_connections == 0 {
+        if self.database.max_connections == Some(0) {
             problems.push("database.max_connections must be at least 1".into());
         }
         if !self.email.from.contains('@') {

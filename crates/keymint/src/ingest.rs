@@ -124,9 +124,10 @@ pub async fn ingest(state: &AppState, req: Incoming) -> IngestResult {
         } else {
             status::REJECTED
         },
+        error: auth.as_ref().err().map(|e| e.reason().to_string()),
     };
     // Record first: nothing is parsed or acted on before this commits.
-    if let Err(e) = record(state, &delivery, auth.as_ref().err()).await {
+    if let Err(e) = deliveries::record(&state.store, &delivery).await {
         tracing::error!(endpoint = %endpoint.name, error = %e, "could not record a delivery; answering 503");
         count(&endpoint.name, "unrecorded");
         return IngestResult::Unavailable;
@@ -141,24 +142,6 @@ pub async fn ingest(state: &AppState, req: Incoming) -> IngestResult {
     }
     let parsed = adapter.parse(&raw);
     process(state, &endpoint.name, &delivery.id, parsed).await
-}
-
-async fn record(
-    state: &AppState,
-    d: &NewDelivery,
-    auth: Option<&AuthError>,
-) -> Result<(), sqlx::Error> {
-    let mut conn = state.store.writer().await?;
-    deliveries::insert(&mut conn, d).await?;
-    if let Some(e) = auth {
-        let outcome = Outcome {
-            status: status::REJECTED,
-            error: Some(e.reason().to_string()),
-            ..Outcome::default()
-        };
-        deliveries::finish(&mut conn, &d.id, &outcome, d.received_at).await?;
-    }
-    Ok(())
 }
 
 /// Parses and dispatches an authenticated, recorded delivery.

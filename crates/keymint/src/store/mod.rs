@@ -101,7 +101,13 @@ impl Store {
             Backend::Postgres => url.to_string(),
         };
         let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
-        let pool = Self::pool_options(backend, cfg, cfg.max_connections)
+        let readers = cfg.max_connections.unwrap_or(match backend {
+            Backend::Postgres => 10,
+            Backend::Sqlite => {
+                std::thread::available_parallelism().map_or(2, |n| n.get().max(2)) as u32
+            }
+        });
+        let pool = Self::pool_options(backend, cfg, readers)
             .connect_with(options.clone())
             .await?;
         let writer = match backend {
