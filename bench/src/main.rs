@@ -6,8 +6,9 @@
 //! - `read`: admin lookups by license key, closed loop.
 //! - `verify`: offline verification rate of `keymint-license` against raw
 //!   Ed25519 verification of a message of the same length.
-//! - `ceiling`: the SQL writes of one delivery, run directly against the
-//!   database without HTTP, through keymint's own store functions.
+//! - `ceiling`: the SQL of one delivery (recording it, applying it, and the
+//!   email worker's claim and mark), run directly against the database
+//!   without HTTP, through keymint's own store functions.
 //! - `startup`: time from process start to the first 200 from `/readyz`.
 //!
 //! Every command prints a human summary and, with `--json`, one JSON line.
@@ -114,6 +115,9 @@ struct CeilingArgs {
     concurrency: usize,
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
+    /// Include the email worker's writes (claim, mark sent) per delivery.
+    #[arg(long)]
+    with_email: bool,
 }
 
 #[derive(clap::Args)]
@@ -469,6 +473,7 @@ async fn ceiling(args: CeilingArgs, json: bool) -> anyhow::Result<()> {
     let signer = keymint_license::SigningKey::generate();
     let token = signer.mint(&keymint_license::LicenseClaims::example())?;
     let run = ulid::Ulid::generate().to_string();
+    let with_email = args.with_email;
     let counter = Arc::new(AtomicU64::new(0));
     let end = Instant::now() + Duration::from_secs_f64(args.duration);
     let mut tasks = Vec::new();
@@ -572,6 +577,21 @@ async fn ceiling(args: CeilingArgs, json: bool) -> anyhow::Result<()> {
                 };
                 deliveries::finish(&mut tx, &d.id, &outcome, now).await?;
                 tx.commit().await?;
+                // 3. With --with-email, the email worker's writes too: claim
+                // due rows under a lease, read each license, mark each sent.
+                if !with_email {
+                    t.record(started.elapsed(), "ok".into());
+                    continue;
+                }
+                let mut tx = store.begin().await?;
+                let claimed =
+                    outbox::claim_due(&mut tx, store.backend(), now, now + 60_000, 16).await?;
+                tx.commit().await?;
+                for row in claimed {
+                    licenses::by_id(&mut *store.conn().await?, &row.license_id).await?;
+                    outbox::mark_sent(&mut *store.writer().await?, &row.id, None, store::now_ms())
+                        .await?;
+                }
                 t.record(started.elapsed(), "ok".into());
             }
             anyhow::Ok(t)
