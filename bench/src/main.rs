@@ -544,7 +544,6 @@ async fn ceiling(args: CeilingArgs, json: bool) -> anyhow::Result<()> {
                     created_at: now,
                     updated_at: now,
                 };
-                licenses::by_order(&mut tx, "gumroad", &order).await?;
                 licenses::insert(&mut tx, &license).await?;
                 licenses::record_event(
                     &mut tx,

@@ -109,11 +109,8 @@ pub async fn mint(
     delivery_id: Option<&str>,
 ) -> Result<Minted, MintError> {
     let now = store::now_ms();
-    if let Some(order_id) = &order.order_id
-        && let Some(existing) = licenses::by_order(conn, &order.source, order_id).await?
-    {
-        return Ok(Minted::Existing(existing));
-    }
+    // No read first: the `(source, order_id)` unique key decides below, and
+    // the common case (a new order) saves a round trip.
     let customer_id =
         licenses::upsert_customer(conn, &order.email.to_lowercase(), &order.name, now).await?;
     let license = build_license(product, order, &customer_id, signer, issuer, now)?;

@@ -1,7 +1,7 @@
 //! `deliveries`: the audit log of every webhook delivery, authenticated or
 //! not, with its raw body so it can be replayed.
 
-use super::{Backend, Conn, Store};
+use super::{Conn, Store};
 use serde::Serialize;
 
 /// Final and intermediate delivery statuses.
@@ -110,24 +110,14 @@ pub async fn insert(conn: &mut Conn, d: &NewDelivery) -> Result<(), sqlx::Error>
 
 /// Records a delivery before anything acts on it (DESIGN rule 1).
 ///
-/// On PostgreSQL the record commits with `synchronous_commit = off`: it is
-/// committed and visible at once, and made durable by the next synchronous
-/// commit, which always precedes a 2xx answer (the dispatcher's
-/// transaction, or the write of a failure). A crash in between loses only
-/// deliveries that were never acknowledged, which the sender retries. This
-/// saves one WAL flush per delivery.
+/// On PostgreSQL the record commits with `synchronous_commit = off` (the
+/// recorder pool's sessions): it is committed and visible at once, and made
+/// durable by the next synchronous commit, which always precedes a 2xx
+/// answer (the dispatcher's transaction, or the write of a failure). A
+/// crash in between loses only deliveries that were never acknowledged,
+/// which the sender retries. This saves one WAL flush per delivery.
 pub async fn record(store: &Store, d: &NewDelivery) -> Result<(), sqlx::Error> {
-    match store.backend() {
-        Backend::Postgres => {
-            let mut tx = store.begin().await?;
-            sqlx::query("SET LOCAL synchronous_commit TO OFF")
-                .execute(&mut *tx)
-                .await?;
-            insert(&mut tx, d).await?;
-            tx.commit().await
-        }
-        Backend::Sqlite => insert(&mut *store.writer().await?, d).await,
-    }
+    insert(&mut *store.recorder().await?, d).await
 }
 
 /// Writes the outcome of one processing attempt.

@@ -67,6 +67,9 @@ impl Backend {
 pub struct Store {
     pool: AnyPool,
     writer: AnyPool,
+    /// Where deliveries are recorded: on PostgreSQL a small pool whose
+    /// sessions commit asynchronously (see `deliveries::record`).
+    recorder: AnyPool,
     backend: Backend,
 }
 
@@ -107,25 +110,37 @@ impl Store {
                 std::thread::available_parallelism().map_or(2, |n| n.get().max(2)) as u32
             }
         });
-        let pool = Self::pool_options(backend, cfg, readers)
+        let pool = Self::pool_options(backend, cfg, readers, false)
             .connect_with(options.clone())
             .await?;
-        let writer = match backend {
+        let (writer, recorder) = match backend {
             Backend::Sqlite => {
-                Self::pool_options(backend, cfg, 1)
+                let writer = Self::pool_options(backend, cfg, 1, false)
                     .connect_with(options)
-                    .await?
+                    .await?;
+                (writer.clone(), writer)
             }
-            Backend::Postgres => pool.clone(),
+            Backend::Postgres => {
+                let recorder = Self::pool_options(backend, cfg, readers.div_ceil(2), true)
+                    .connect_with(options)
+                    .await?;
+                (pool.clone(), recorder)
+            }
         };
         Ok(Self {
             pool,
             writer,
+            recorder,
             backend,
         })
     }
 
-    fn pool_options(backend: Backend, cfg: &DatabaseConfig, size: u32) -> AnyPoolOptions {
+    fn pool_options(
+        backend: Backend,
+        cfg: &DatabaseConfig,
+        size: u32,
+        async_commit: bool,
+    ) -> AnyPoolOptions {
         let busy_ms = cfg.busy_timeout.as_millis();
         AnyPoolOptions::new()
             .max_connections(size)
@@ -146,6 +161,11 @@ impl Store {
                                 .execute(&mut *conn)
                                 .await?;
                         }
+                    }
+                    if async_commit {
+                        sqlx::query("SET synchronous_commit TO OFF")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -190,6 +210,12 @@ impl Store {
         self.writer.acquire().await
     }
 
+    /// A connection for recording deliveries (asynchronous commit on
+    /// PostgreSQL; the single writer on SQLite).
+    pub async fn recorder(&self) -> Result<sqlx::pool::PoolConnection<Any>, sqlx::Error> {
+        self.recorder.acquire().await
+    }
+
     /// True when a trivial query succeeds.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1")
@@ -201,6 +227,7 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
         self.writer.close().await;
+        self.recorder.close().await;
     }
 }
 
