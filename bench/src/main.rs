@@ -600,15 +600,17 @@ async fn ceiling(args: CeilingArgs, json: bool) -> anyhow::Result<()> {
     for task in tasks {
         tally.merge(&task.await??);
     }
-    tally.report(
-        &format!(
-            "database ceiling ({}), {} connections",
-            store.backend().as_str(),
-            args.concurrency
-        ),
-        args.duration,
-        json,
+    let what = if with_email {
+        "ingest and email writes"
+    } else {
+        "ingest writes"
+    };
+    let label = format!(
+        "database ceiling ({}, {what}), {} connections",
+        store.backend().as_str(),
+        args.concurrency
     );
+    tally.report(&label, args.duration, json);
     Ok(())
 }
 
