@@ -254,3 +254,82 @@ mod keys {
     use super::*;
     crate::both_databases!(keys_can_be_listed_generated_and_retired);
 }
+
+/// Verifies `token` with pyseto (an independent PASETO implementation);
+/// None when Python or pyseto is missing and not required.
+fn pyseto_verify(public_key: &str, token: &str) -> Option<Result<Value, String>> {
+    const SCRIPT: &str = r#"
+import json, sys, pyseto
+from pyseto import Key
+key = Key.from_paserk(sys.argv[1])
+try:
+    t = pyseto.decode(key, sys.argv[2])
+except Exception as e:
+    print(json.dumps({"error": type(e).__name__}))
+    sys.exit(0)
+footer = json.loads(t.footer)
+print(json.dumps({"claims": json.loads(t.payload), "kid": footer["kid"], "pid": key.to_paserk_id()}))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", SCRIPT, public_key, token])
+        .output();
+    let available = matches!(&out, Ok(o) if o.status.success());
+    if !available {
+        if std::env::var("KEYMINT_TEST_REQUIRE_INTEROP").is_ok_and(|v| v == "1") {
+            panic!("python3 with pyseto is required (KEYMINT_TEST_REQUIRE_INTEROP=1): {out:?}");
+        }
+        eprintln!(
+            "NOTICE: skipping the pyseto interoperability check (pip install pyseto to run it)"
+        );
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.unwrap().stdout).unwrap();
+    Some(match v.get("error") {
+        Some(e) => Err(e.to_string()),
+        None => Ok(v),
+    })
+}
+
+async fn tokens_verify_with_an_independent_paseto_library(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    let token = minted_token(&app, &sale_form("GUM-PYSETO")).await;
+    let keys = published_keys(&app).await;
+    let public = keys["keys"][0]["public_key"].as_str().unwrap();
+
+    let Some(verified) = pyseto_verify(public, &token) else {
+        return;
+    };
+
+    let verified = verified.expect("pyseto accepts the token");
+    assert_eq!(verified["claims"]["product"], "datatools-core");
+    assert_eq!(
+        verified["kid"], keys["keys"][0]["kid"],
+        "footer kid is the key's PASERK id"
+    );
+    assert_eq!(
+        verified["pid"], keys["keys"][0]["kid"],
+        "pyseto computes the same PASERK id"
+    );
+    let mut bytes = token.into_bytes();
+    let i = "v4.public.".len() + 20;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(bytes).unwrap();
+    assert!(
+        pyseto_verify(public, &tampered).unwrap().is_err(),
+        "pyseto rejects a changed token"
+    );
+    let other = SigningKey::generate();
+    let token = minted_token(&app, &sale_form("GUM-PYSETO-2")).await;
+    assert!(
+        pyseto_verify(&other.public_paserk(), &token)
+            .unwrap()
+            .is_err()
+    );
+}
+
+mod interop {
+    use super::*;
+    crate::both_databases!(tokens_verify_with_an_independent_paseto_library);
+}
