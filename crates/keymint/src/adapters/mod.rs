@@ -3,6 +3,7 @@
 //! normalized [`Parsed`] event. Adapters know providers and nothing else.
 
 pub mod gumroad;
+pub mod signatures;
 
 use crate::config::{EndpointKind, Secret};
 use crate::events::Parsed;

@@ -1,0 +1,534 @@
+//! Webhook signature schemes of the signed providers (DESIGN section 3),
+//! checked on the raw body bytes in constant time, before any parsing.
+//!
+//! Each function takes every configured secret (rotation) and accepts when
+//! any secret matches any signature in the header. Timestamped schemes
+//! reject a timestamp more than `tolerance` seconds away from `now`, in
+//! either direction. The provider adapters call these; they know nothing
+//! about HTTP.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Sha256, Sha512};
+
+/// Why a signature check failed. Only for the delivery row and the log;
+/// the sender gets a bare 401.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SigError {
+    #[error("missing header {0}")]
+    Missing(&'static str),
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    #[error("timestamp outside the replay window")]
+    Stale,
+    #[error("no signature matches")]
+    Mismatch,
+    #[error("no usable secret configured")]
+    NoSecret,
+}
+
+/// Default replay window, seconds.
+pub const DEFAULT_TOLERANCE: i64 = 300;
+
+fn check_window(ts: i64, now: i64, tolerance: i64) -> Result<(), SigError> {
+    if (now - ts).abs() > tolerance {
+        Err(SigError::Stale)
+    } else {
+        Ok(())
+    }
+}
+
+/// True when HMAC-SHA256(`key`, `parts`) equals `expected` (constant time).
+fn hmac256_matches(key: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.verify_slice(expected).is_ok()
+}
+
+fn hmac512_matches(key: &[u8], body: &[u8], expected: &[u8]) -> bool {
+    let mut mac = Hmac::<Sha512>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(body);
+    mac.verify_slice(expected).is_ok()
+}
+
+/// `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>][,v0=...]`: the timestamp
+/// and every `v1` signature (other schemes are ignored, as Stripe's SDKs do).
+pub fn parse_stripe_header(header: &str) -> Result<(i64, Vec<Vec<u8>>), SigError> {
+    let mut ts = None;
+    let mut sigs = Vec::new();
+    for item in header.split(',') {
+        let Some((k, v)) = item.trim().split_once('=') else {
+            continue;
+        };
+        match k {
+            "t" => {
+                ts = Some(
+                    v.parse::<i64>()
+                        .map_err(|_| SigError::Malformed("Stripe-Signature timestamp"))?,
+                )
+            }
+            "v1" => {
+                if let Ok(bytes) = hex::decode(v) {
+                    sigs.push(bytes);
+                }
+            }
+            _ => {}
+        }
+    }
+    let ts = ts.ok_or(SigError::Malformed("Stripe-Signature: no t="))?;
+    if sigs.is_empty() {
+        return Err(SigError::Malformed("Stripe-Signature: no v1="));
+    }
+    Ok((ts, sigs))
+}
+
+/// Stripe: HMAC-SHA256 keyed with the whole `whsec_...` string over
+/// `{t}.{body}`, hex.
+pub fn verify_stripe(
+    header: Option<&str>,
+    body: &[u8],
+    secrets: &[&str],
+    now: i64,
+    tolerance: i64,
+) -> Result<(), SigError> {
+    let (ts, sigs) = parse_stripe_header(header.ok_or(SigError::Missing("Stripe-Signature"))?)?;
+    let t = ts.to_string();
+    let mut ok = false;
+    for secret in secrets {
+        for sig in &sigs {
+            ok |= hmac256_matches(secret.as_bytes(), &[t.as_bytes(), b".", body], sig);
+        }
+    }
+    if !ok {
+        return Err(SigError::Mismatch);
+    }
+    check_window(ts, now, tolerance)
+}
+
+/// `Paddle-Signature: ts=<unix>;h1=<hex>[;h1=<hex>]`.
+pub fn parse_paddle_header(header: &str) -> Result<(i64, Vec<Vec<u8>>), SigError> {
+    let mut ts = None;
+    let mut sigs = Vec::new();
+    for item in header.split(';') {
+        let Some((k, v)) = item.trim().split_once('=') else {
+            continue;
+        };
+        match k {
+            "ts" => {
+                ts = Some(
+                    v.parse::<i64>()
+                        .map_err(|_| SigError::Malformed("Paddle-Signature timestamp"))?,
+                )
+            }
+            "h1" => {
+                if let Ok(bytes) = hex::decode(v) {
+                    sigs.push(bytes);
+                }
+            }
+            _ => {}
+        }
+    }
+    let ts = ts.ok_or(SigError::Malformed("Paddle-Signature: no ts="))?;
+    if sigs.is_empty() {
+        return Err(SigError::Malformed("Paddle-Signature: no h1="));
+    }
+    Ok((ts, sigs))
+}
+
+/// Paddle Billing: HMAC-SHA256 keyed with the secret's bytes over
+/// `{ts}:{body}`, hex; any `h1` may match.
+pub fn verify_paddle(
+    header: Option<&str>,
+    body: &[u8],
+    secrets: &[&str],
+    now: i64,
+    tolerance: i64,
+) -> Result<(), SigError> {
+    let (ts, sigs) = parse_paddle_header(header.ok_or(SigError::Missing("Paddle-Signature"))?)?;
+    let t = ts.to_string();
+    let mut ok = false;
+    for secret in secrets {
+        for sig in &sigs {
+            ok |= hmac256_matches(secret.as_bytes(), &[t.as_bytes(), b":", body], sig);
+        }
+    }
+    if !ok {
+        return Err(SigError::Mismatch);
+    }
+    check_window(ts, now, tolerance)
+}
+
+/// Lemon Squeezy: `X-Signature` = hex HMAC-SHA256 of the body.
+pub fn verify_lemonsqueezy(
+    header: Option<&str>,
+    body: &[u8],
+    secrets: &[&str],
+) -> Result<(), SigError> {
+    let sig = hex::decode(header.ok_or(SigError::Missing("X-Signature"))?.trim())
+        .map_err(|_| SigError::Malformed("X-Signature"))?;
+    let mut ok = false;
+    for secret in secrets {
+        ok |= hmac256_matches(secret.as_bytes(), &[body], &sig);
+    }
+    if ok { Ok(()) } else { Err(SigError::Mismatch) }
+}
+
+/// Hyperswitch: `X-Webhook-Signature-512` = hex HMAC-SHA512 of the body,
+/// keyed with the profile's payment response hash key.
+pub fn verify_hyperswitch(
+    header: Option<&str>,
+    body: &[u8],
+    secrets: &[&str],
+) -> Result<(), SigError> {
+    let sig = hex::decode(
+        header
+            .ok_or(SigError::Missing("X-Webhook-Signature-512"))?
+            .trim(),
+    )
+    .map_err(|_| SigError::Malformed("X-Webhook-Signature-512"))?;
+    let mut ok = false;
+    for secret in secrets {
+        ok |= hmac512_matches(secret.as_bytes(), body, &sig);
+    }
+    if ok { Ok(()) } else { Err(SigError::Mismatch) }
+}
+
+/// How a Standard Webhooks secret is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandardKeyMode {
+    /// `whsec_<base64>`: the HMAC key is the decoded bytes (the standard).
+    Standard,
+    /// Polar's legacy secrets: the HMAC key is the whole string's bytes.
+    LegacyRawString,
+}
+
+/// The `webhook-signature` header: space-separated `v1,<base64>` (HMAC) and
+/// `v1a,<base64>` (Ed25519) entries; unknown versions are skipped.
+pub fn parse_standard_signatures(header: &str) -> Vec<(&str, Vec<u8>)> {
+    header
+        .split_whitespace()
+        .filter_map(|entry| {
+            let (version, sig) = entry.split_once(',')?;
+            let bytes = B64.decode(sig).ok()?;
+            matches!(version, "v1" | "v1a").then_some((version, bytes))
+        })
+        .collect()
+}
+
+/// Standard Webhooks (and Polar): `v1` = base64 HMAC-SHA256 over
+/// `{id}.{ts}.{body}`; `v1a` = Ed25519 over the same with a `whpk_` key.
+#[allow(clippy::too_many_arguments)]
+pub fn verify_standard(
+    id: Option<&str>,
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+    secrets: &[&str],
+    mode: StandardKeyMode,
+    now: i64,
+    tolerance: i64,
+) -> Result<(), SigError> {
+    let id = id.ok_or(SigError::Missing("webhook-id"))?;
+    let ts_text = timestamp.ok_or(SigError::Missing("webhook-timestamp"))?;
+    let header = signature.ok_or(SigError::Missing("webhook-signature"))?;
+    let ts: i64 = ts_text
+        .trim()
+        .parse()
+        .map_err(|_| SigError::Malformed("webhook-timestamp"))?;
+    let sigs = parse_standard_signatures(header);
+    if sigs.is_empty() {
+        return Err(SigError::Malformed("webhook-signature"));
+    }
+    let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts_text.trim().as_bytes(), b".", body];
+    let mut usable = false;
+    let mut ok = false;
+    for secret in secrets {
+        if let Some(public) = secret.strip_prefix("whpk_") {
+            let Ok(raw) = B64.decode(public) else {
+                continue;
+            };
+            let Ok(pk) = ed25519_compact::PublicKey::from_slice(&raw) else {
+                continue;
+            };
+            usable = true;
+            let message = parts.concat();
+            for (version, sig) in &sigs {
+                if *version == "v1a"
+                    && let Ok(sig) = ed25519_compact::Signature::from_slice(sig)
+                {
+                    ok |= pk.verify(&message, &sig).is_ok();
+                }
+            }
+        } else {
+            let key = match mode {
+                StandardKeyMode::Standard => {
+                    match B64.decode(secret.strip_prefix("whsec_").unwrap_or(secret)) {
+                        Ok(k) => k,
+                        Err(_) => continue,
+                    }
+                }
+                StandardKeyMode::LegacyRawString => secret.as_bytes().to_vec(),
+            };
+            usable = true;
+            for (version, sig) in &sigs {
+                if *version == "v1" {
+                    ok |= hmac256_matches(&key, &parts, sig);
+                }
+            }
+        }
+    }
+    if !usable {
+        return Err(SigError::NoSecret);
+    }
+    if !ok {
+        return Err(SigError::Mismatch);
+    }
+    check_window(ts, now, tolerance)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn vectors() -> Value {
+        serde_json::from_str(include_str!("../../tests/fixtures/signatures.json")).unwrap()
+    }
+
+    fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+        v[k].as_str().unwrap()
+    }
+
+    /// Changes the first signature digit after the last `marker` (the
+    /// first character when `marker` is empty).
+    fn corrupt(sig: &str, marker: &str) -> String {
+        let at = if marker.is_empty() {
+            0
+        } else {
+            sig.rfind(marker).unwrap() + marker.len()
+        };
+        let mut chars: Vec<char> = sig.chars().collect();
+        chars[at] = if chars[at] == 'a' { 'b' } else { 'a' };
+        chars.into_iter().collect()
+    }
+
+    #[test]
+    fn standard_webhooks_vectors() {
+        for v in vectors()["standard_webhooks"].as_array().unwrap() {
+            let ts = v["timestamp"].as_i64().unwrap();
+            let secret = v
+                .get("secret")
+                .or_else(|| v.get("public_key"))
+                .unwrap()
+                .as_str()
+                .unwrap();
+            let check = |sig: &str, now: i64| {
+                verify_standard(
+                    Some(s(v, "msg_id")),
+                    Some(&ts.to_string()),
+                    Some(sig),
+                    s(v, "payload").as_bytes(),
+                    &[secret],
+                    StandardKeyMode::Standard,
+                    now,
+                    DEFAULT_TOLERANCE,
+                )
+            };
+            assert_eq!(check(s(v, "signature"), ts), Ok(()), "{v}");
+            if let Some(bad) = v["must_fail_signature"].as_str() {
+                assert_eq!(check(bad, ts), Err(SigError::Mismatch));
+            }
+            assert_eq!(
+                check(&corrupt(s(v, "signature"), ","), ts),
+                Err(SigError::Mismatch)
+            );
+            assert_eq!(check(s(v, "signature"), ts + 301), Err(SigError::Stale));
+            assert_eq!(check(s(v, "signature"), ts - 301), Err(SigError::Stale));
+            // Several signatures in one header: any may match.
+            let listed = format!("v1,AAAA {} v2,zzzz", s(v, "signature"));
+            assert_eq!(check(&listed, ts + 299), Ok(()));
+        }
+    }
+
+    #[test]
+    fn polar_legacy_vector_needs_legacy_mode() {
+        let v = &vectors()["polar_legacy"][0];
+        let ts = v["timestamp"].as_i64().unwrap();
+        let check = |mode| {
+            verify_standard(
+                Some(s(v, "msg_id")),
+                Some(&ts.to_string()),
+                Some(s(v, "signature")),
+                s(v, "payload").as_bytes(),
+                &[s(v, "secret")],
+                mode,
+                ts,
+                DEFAULT_TOLERANCE,
+            )
+        };
+        assert_eq!(check(StandardKeyMode::LegacyRawString), Ok(()));
+        assert_eq!(check(StandardKeyMode::Standard), Err(SigError::Mismatch));
+    }
+
+    #[test]
+    fn stripe_vector_and_rotation() {
+        let v = &vectors()["stripe"][0];
+        let ts = v["timestamp"].as_i64().unwrap();
+        let body = s(v, "payload").as_bytes();
+        let header = s(v, "header");
+        assert_eq!(
+            verify_stripe(Some(header), body, &[s(v, "secret")], ts, 300),
+            Ok(())
+        );
+        assert_eq!(
+            verify_stripe(Some(header), body, &["whsec_old", s(v, "secret")], ts, 300),
+            Ok(())
+        );
+        assert_eq!(
+            verify_stripe(Some(header), body, &["whsec_other"], ts, 300),
+            Err(SigError::Mismatch)
+        );
+        assert_eq!(
+            verify_stripe(
+                Some(&corrupt(header, "v1=")),
+                body,
+                &[s(v, "secret")],
+                ts,
+                300
+            ),
+            Err(SigError::Mismatch)
+        );
+        assert_eq!(
+            verify_stripe(Some(header), body, &[s(v, "secret")], ts + 301, 300),
+            Err(SigError::Stale)
+        );
+        assert_eq!(
+            verify_stripe(Some(header), body, &[s(v, "secret")], ts - 301, 300),
+            Err(SigError::Stale)
+        );
+        assert_eq!(
+            verify_stripe(None, body, &[s(v, "secret")], ts, 300),
+            Err(SigError::Missing("Stripe-Signature"))
+        );
+        let two = format!("{header},v1={}", "00".repeat(32));
+        assert_eq!(
+            verify_stripe(Some(&two), body, &[s(v, "secret")], ts, 300),
+            Ok(())
+        );
+        let mut changed = body.to_vec();
+        changed[0] ^= 1;
+        assert_eq!(
+            verify_stripe(Some(header), &changed, &[s(v, "secret")], ts, 300),
+            Err(SigError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn paddle_vector() {
+        let v = &vectors()["paddle"][0];
+        let header = s(v, "header");
+        let (ts, _) = parse_paddle_header(header).unwrap();
+        let body = s(v, "payload").as_bytes();
+        assert_eq!(
+            verify_paddle(Some(header), body, &[s(v, "secret")], ts, 300),
+            Ok(())
+        );
+        assert_eq!(
+            verify_paddle(
+                Some(&corrupt(header, "h1=")),
+                body,
+                &[s(v, "secret")],
+                ts,
+                300
+            ),
+            Err(SigError::Mismatch)
+        );
+        assert_eq!(
+            verify_paddle(Some(header), body, &[s(v, "secret")], ts + 400, 300),
+            Err(SigError::Stale)
+        );
+        assert_eq!(
+            verify_paddle(Some(header), body, &["pdl_other"], ts, 300),
+            Err(SigError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn lemonsqueezy_and_hyperswitch_vectors() {
+        let v = &vectors()["lemonsqueezy"][0];
+        let body = s(v, "payload").as_bytes();
+        assert_eq!(
+            verify_lemonsqueezy(Some(s(v, "signature")), body, &[s(v, "secret")]),
+            Ok(())
+        );
+        assert_eq!(
+            verify_lemonsqueezy(
+                Some(&corrupt(s(v, "signature"), "")),
+                body,
+                &[s(v, "secret")]
+            ),
+            Err(SigError::Mismatch)
+        );
+        assert_eq!(
+            verify_lemonsqueezy(Some("zz"), body, &[s(v, "secret")]),
+            Err(SigError::Malformed("X-Signature"))
+        );
+        let v = &vectors()["hyperswitch"][0];
+        let body = s(v, "payload").as_bytes();
+        assert_eq!(
+            verify_hyperswitch(Some(s(v, "signature")), body, &[s(v, "secret")]),
+            Ok(())
+        );
+        assert_eq!(
+            verify_hyperswitch(
+                Some(&corrupt(s(v, "signature"), "")),
+                body,
+                &[s(v, "secret")]
+            ),
+            Err(SigError::Mismatch)
+        );
+        assert_eq!(
+            verify_hyperswitch(None, body, &[s(v, "secret")]),
+            Err(SigError::Missing("X-Webhook-Signature-512"))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn header_parsers_never_panic(text in "\\PC{0,200}") {
+            let _ = parse_stripe_header(&text);
+            let _ = parse_paddle_header(&text);
+            let _ = parse_standard_signatures(&text);
+        }
+
+        #[test]
+        fn stripe_header_round_trips(ts in 0i64..4_000_000_000, sigs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 32), 1..4)) {
+            let header = std::iter::once(format!("t={ts}"))
+                .chain(sigs.iter().map(|s| format!("v1={}", hex::encode(s))))
+                .chain(std::iter::once("v0=abc".to_string()))
+                .collect::<Vec<_>>()
+                .join(",");
+            prop_assert_eq!(parse_stripe_header(&header).unwrap(), (ts, sigs));
+        }
+
+        #[test]
+        fn paddle_header_round_trips(ts in 0i64..4_000_000_000, sigs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 32), 1..4)) {
+            let header = std::iter::once(format!("ts={ts}"))
+                .chain(sigs.iter().map(|s| format!("h1={}", hex::encode(s))))
+                .collect::<Vec<_>>()
+                .join(";");
+            prop_assert_eq!(parse_paddle_header(&header).unwrap(), (ts, sigs));
+        }
+
+        #[test]
+        fn standard_signatures_round_trip(sigs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..80), 1..4)) {
+            let header = sigs.iter().map(|s| format!("v1,{}", B64.encode(s))).collect::<Vec<_>>().join(" ");
+            let parsed: Vec<Vec<u8>> = parse_standard_signatures(&header).into_iter().map(|(_, b)| b).collect();
+            prop_assert_eq!(parsed, sigs);
+        }
+    }
+}
