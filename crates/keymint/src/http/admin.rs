@@ -4,7 +4,7 @@
 use crate::admin::{self, AdminError, ManualMint, scope};
 use crate::app::AppState;
 use crate::http::ApiError;
-use crate::http::error::ErrorBody;
+use crate::http::error::{ApiJson, ErrorBody};
 use crate::http::webhooks::respond;
 use crate::ingest::{self, ReplayError};
 use crate::store::deliveries::{self, Delivery};
@@ -256,7 +256,7 @@ fn parse_key(key: &str) -> Result<String, ApiError> {
 async fn mint(
     admin: Admin,
     State(state): State<AppState>,
-    Json(req): Json<ManualMint>,
+    ApiJson(req): ApiJson<ManualMint>,
 ) -> Result<Response, ApiError> {
     admin.require(scope::LICENSES_WRITE)?;
     let (license, created) = admin::mint_manual(&state, &req, &admin.actor()).await?;
@@ -397,7 +397,7 @@ async fn revoke(
     admin: Admin,
     State(state): State<AppState>,
     Path(key): Path<String>,
-    Json(body): Json<ReasonBody>,
+    ApiJson(body): ApiJson<ReasonBody>,
 ) -> Result<Json<LicenseOne>, ApiError> {
     change_status(admin, state, key, body, true).await
 }
@@ -410,7 +410,7 @@ async fn reinstate(
     admin: Admin,
     State(state): State<AppState>,
     Path(key): Path<String>,
-    Json(body): Json<ReasonBody>,
+    ApiJson(body): ApiJson<ReasonBody>,
 ) -> Result<Json<LicenseOne>, ApiError> {
     change_status(admin, state, key, body, false).await
 }

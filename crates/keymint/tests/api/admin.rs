@@ -492,3 +492,47 @@ both_databases!(
     replaying_a_failed_delivery_applies_it_once,
     rejected_deliveries_are_never_replayed,
 );
+
+async fn malformed_json_gets_a_json_error(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    let token = app.admin_token("ops");
+
+    let syntax = app
+        .client
+        .post(app.url("/admin/v1/licenses"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let shape = app
+        .admin_post(
+            &token,
+            "/admin/v1/licenses",
+            json!({"product": 7, "email": []}),
+        )
+        .await;
+    let no_type = app
+        .client
+        .post(app.url("/admin/v1/licenses"))
+        .bearer_auth(&token)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(syntax.status(), 400);
+    assert!(syntax.json::<Value>().await.unwrap()["error"].is_string());
+    assert_eq!(shape.status(), 422);
+    assert!(shape.json::<Value>().await.unwrap()["error"].is_string());
+    assert_eq!(no_type.status(), 415);
+    assert!(no_type.json::<Value>().await.unwrap()["error"].is_string());
+}
+
+mod json_errors {
+    use super::*;
+    crate::both_databases!(malformed_json_gets_a_json_error);
+}
