@@ -6,6 +6,7 @@ use crate::store::signing_keys;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use base64::Engine;
 use serde::Serialize;
 
 pub fn routes() -> Router<AppState> {
@@ -19,6 +20,10 @@ pub struct KeyOut {
     kid: String,
     /// PASERK k4.public: give it to any PASETO v4 library.
     public_key: String,
+    /// The same key as SPKI PEM, for libraries that take PEM.
+    public_key_pem: String,
+    /// The same key as its raw 32 bytes, base64url without padding.
+    public_key_raw: String,
     /// active or retired.
     status: String,
 }
@@ -36,10 +41,16 @@ pub(crate) async fn keys(State(state): State<AppState>) -> Result<Json<Keys>, Ap
     let keys = signing_keys::list(&mut conn)
         .await?
         .into_iter()
-        .map(|k| KeyOut {
-            kid: k.kid,
-            public_key: k.public_key,
-            status: k.status,
+        .filter_map(|k| {
+            let key = keymint_license::PublicKey::from_paserk(&k.public_key).ok()?;
+            let raw = key.as_bytes();
+            Some(KeyOut {
+                public_key_pem: ed25519_compact::PublicKey::from_slice(raw).ok()?.to_pem(),
+                public_key_raw: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw),
+                kid: k.kid,
+                public_key: k.public_key,
+                status: k.status,
+            })
         })
         .collect();
     Ok(Json(Keys { keys }))

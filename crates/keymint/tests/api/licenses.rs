@@ -40,6 +40,22 @@ async fn token_verifies_with_the_published_key_only(db: Db) {
     assert!(key["kid"].as_str().unwrap().starts_with("k4.pid."));
     let public = key["public_key"].as_str().unwrap();
     assert!(public.starts_with("k4.public."));
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(key["public_key_raw"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        raw,
+        keymint_license::PublicKey::from_paserk(public)
+            .unwrap()
+            .as_bytes()
+    );
+    assert!(
+        key["public_key_pem"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN PUBLIC KEY-----")
+    );
 
     let set = KeySet::from_paserks([public]).unwrap();
     let claims = set.verify(&token).unwrap();
@@ -53,7 +69,6 @@ async fn token_verifies_with_the_published_key_only(db: Db) {
     assert_eq!((claims.exp.unwrap() - claims.iat).whole_days(), 365);
     // The footer names the key.
     let footer = token.rsplit('.').next().unwrap();
-    use base64::Engine;
     let footer: Value = serde_json::from_slice(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(footer)
@@ -261,14 +276,15 @@ fn pyseto_verify(public_key: &str, token: &str) -> Option<Result<Value, String>>
     const SCRIPT: &str = r#"
 import json, sys, pyseto
 from pyseto import Key
-key = Key.from_paserk(sys.argv[1])
+key = Key.from_paserk(sys.argv[1]) if sys.argv[1].startswith("k4.") else Key.new(version=4, purpose="public", key=sys.argv[1].encode())
 try:
     t = pyseto.decode(key, sys.argv[2])
 except Exception as e:
     print(json.dumps({"error": type(e).__name__}))
     sys.exit(0)
 footer = json.loads(t.footer)
-print(json.dumps({"claims": json.loads(t.payload), "kid": footer["kid"], "pid": key.to_paserk_id()}))
+pid = key.to_paserk_id() if sys.argv[1].startswith("k4.") else None
+print(json.dumps({"claims": json.loads(t.payload), "kid": footer["kid"], "pid": pid}))
 "#;
     let out = std::process::Command::new("python3")
         .args(["-c", SCRIPT, public_key, token])
@@ -303,6 +319,11 @@ async fn tokens_verify_with_an_independent_paseto_library(db: Db) {
     };
 
     let verified = verified.expect("pyseto accepts the token");
+    let pem = keys["keys"][0]["public_key_pem"].as_str().unwrap();
+    let by_pem = pyseto_verify(pem, &token)
+        .unwrap()
+        .expect("pyseto accepts the token with the PEM key");
+    assert_eq!(by_pem["claims"], verified["claims"]);
     assert_eq!(verified["claims"]["product"], "datatools-core");
     assert_eq!(
         verified["kid"], keys["keys"][0]["kid"],
