@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod notify;
 pub mod signing;
 pub mod store;
+pub mod subscriptions;
 pub mod telemetry;
 pub mod workers;
 

@@ -1,0 +1,442 @@
+//! The subscription state machine of DESIGN section 6, as a pure function
+//! over normalized subscription events: no database, no provider.
+//!
+//! Providers deliver out of order, so every event carries the provider's
+//! event time; an event older than the last one applied is `Stale` and
+//! changes nothing. The table below is the whole machine (also in
+//! `docs/subscriptions.md`):
+//!
+//! | event | resulting status |
+//! |---|---|
+//! | `Created { status }` | the given status (pending_payment, trialing or active) |
+//! | `Trialing` | trialing |
+//! | `Activated` / `PaymentSucceeded` / `Resumed` / `Uncanceled` | active (`Uncanceled` clears cancel-at-period-end) |
+//! | `PaymentFailed` / `PastDue` | past_due (from pending_payment: stays pending_payment) |
+//! | `Canceled { at_period_end: true }` | canceled, access until the period end |
+//! | `Canceled { at_period_end: false }` | expired |
+//! | `Paused` | paused |
+//! | `Expired` | expired |
+//! | `Revoked` | revoked |
+//!
+//! `expired` and `revoked` are terminal: only a newer `Created` (a
+//! resubscription) or `Resumed`/`Activated` with a new period leaves them.
+
+/// Where a subscription stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    PendingPayment,
+    Trialing,
+    Active,
+    PastDue,
+    /// Canceled at period end: access continues until `current_period_end`.
+    Canceled,
+    Paused,
+    Expired,
+    Revoked,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PendingPayment => "pending_payment",
+            Self::Trialing => "trialing",
+            Self::Active => "active",
+            Self::PastDue => "past_due",
+            Self::Canceled => "canceled",
+            Self::Paused => "paused",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    fn terminal(self) -> bool {
+        matches!(self, Self::Expired | Self::Revoked)
+    }
+}
+
+/// A normalized subscription event. Times are Unix milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Created {
+        status: Status,
+        trial_end: Option<i64>,
+        period_end: Option<i64>,
+    },
+    Trialing {
+        trial_end: Option<i64>,
+    },
+    Activated {
+        period_end: Option<i64>,
+    },
+    PaymentSucceeded {
+        period_end: Option<i64>,
+    },
+    PaymentFailed,
+    PastDue,
+    Canceled {
+        at_period_end: bool,
+        period_end: Option<i64>,
+    },
+    Uncanceled,
+    Paused,
+    Resumed {
+        period_end: Option<i64>,
+    },
+    Expired,
+    Revoked,
+}
+
+/// A subscription's state as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    pub status: Status,
+    pub trial_end: Option<i64>,
+    pub current_period_end: Option<i64>,
+    pub cancel_at_period_end: bool,
+    /// The provider's time of the last event applied.
+    pub last_event_at: i64,
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The new state (possibly equal to the old one).
+    Changed(State),
+    /// Older than the last applied event: recorded, changes nothing.
+    Stale,
+    /// Not applicable in the current state (e.g. `Uncanceled` after expiry).
+    Ignored(&'static str),
+}
+
+/// Applies `event`, which the provider emitted at `event_at`, to `state`
+/// (`None` for a subscription seen for the first time).
+pub fn apply(state: Option<&State>, event: &Event, event_at: i64) -> Applied {
+    if let Some(s) = state
+        && event_at < s.last_event_at
+    {
+        return Applied::Stale;
+    }
+    let mut next = state.cloned().unwrap_or(State {
+        status: Status::PendingPayment,
+        trial_end: None,
+        current_period_end: None,
+        cancel_at_period_end: false,
+        last_event_at: event_at,
+    });
+    next.last_event_at = event_at;
+    let was_terminal = state.is_some_and(|s| s.status.terminal());
+    match event {
+        Event::Created {
+            status,
+            trial_end,
+            period_end,
+        } => {
+            next.status = *status;
+            next.trial_end = trial_end.or(next.trial_end);
+            next.current_period_end = period_end.or(next.current_period_end);
+            next.cancel_at_period_end = false;
+        }
+        _ if was_terminal && !matches!(event, Event::Resumed { .. } | Event::Activated { .. }) => {
+            return Applied::Ignored("the subscription has ended");
+        }
+        Event::Trialing { trial_end } => {
+            next.status = Status::Trialing;
+            next.trial_end = trial_end.or(next.trial_end);
+        }
+        Event::Activated { period_end } | Event::PaymentSucceeded { period_end } => {
+            if next.status != Status::Canceled {
+                next.status = Status::Active;
+            }
+            next.current_period_end = period_end.or(next.current_period_end);
+        }
+        Event::Resumed { period_end } => {
+            next.status = Status::Active;
+            next.cancel_at_period_end = false;
+            next.current_period_end = period_end.or(next.current_period_end);
+        }
+        Event::PaymentFailed | Event::PastDue => {
+            if next.status != Status::PendingPayment {
+                next.status = Status::PastDue;
+            }
+        }
+        Event::Canceled {
+            at_period_end: true,
+            period_end,
+        } => {
+            next.status = Status::Canceled;
+            next.cancel_at_period_end = true;
+            next.current_period_end = period_end.or(next.current_period_end);
+        }
+        Event::Canceled {
+            at_period_end: false,
+            ..
+        }
+        | Event::Expired => {
+            next.status = Status::Expired;
+            next.cancel_at_period_end = false;
+        }
+        Event::Uncanceled => {
+            if next.status != Status::Canceled {
+                return Applied::Ignored("not canceled");
+            }
+            next.status = Status::Active;
+            next.cancel_at_period_end = false;
+        }
+        Event::Paused => next.status = Status::Paused,
+        Event::Revoked => next.status = Status::Revoked,
+    }
+    Applied::Changed(next)
+}
+
+/// Whether the subscription grants access at `now` (ms), with `grace` (ms)
+/// after a missed payment or the period end.
+pub fn grants_access(state: &State, now: i64, grace: i64) -> bool {
+    let within = |end: Option<i64>| end.is_none_or(|end| now < end.saturating_add(grace));
+    match state.status {
+        Status::Trialing => within(state.trial_end.or(state.current_period_end)),
+        Status::Active | Status::PastDue | Status::Canceled => within(state.current_period_end),
+        Status::PendingPayment | Status::Paused | Status::Expired | Status::Revoked => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const DAY: i64 = 86_400_000;
+
+    fn run(events: &[(Event, i64)]) -> Option<State> {
+        let mut state: Option<State> = None;
+        for (event, at) in events {
+            if let Applied::Changed(next) = apply(state.as_ref(), event, *at) {
+                state = Some(next);
+            }
+        }
+        state
+    }
+
+    #[test]
+    fn the_table() {
+        use Status::*;
+        let base = State {
+            status: Active,
+            trial_end: None,
+            current_period_end: Some(30 * DAY),
+            cancel_at_period_end: false,
+            last_event_at: 0,
+        };
+        let cases: Vec<(Status, Event, Option<Status>)> = vec![
+            (Active, Event::PaymentFailed, Some(PastDue)),
+            (PendingPayment, Event::PaymentFailed, Some(PendingPayment)),
+            (
+                PastDue,
+                Event::PaymentSucceeded {
+                    period_end: Some(60 * DAY),
+                },
+                Some(Active),
+            ),
+            (
+                Active,
+                Event::Canceled {
+                    at_period_end: true,
+                    period_end: None,
+                },
+                Some(Canceled),
+            ),
+            (
+                Active,
+                Event::Canceled {
+                    at_period_end: false,
+                    period_end: None,
+                },
+                Some(Expired),
+            ),
+            (Canceled, Event::Uncanceled, Some(Active)),
+            (Active, Event::Uncanceled, None),
+            (Active, Event::Paused, Some(Paused)),
+            (Paused, Event::Resumed { period_end: None }, Some(Active)),
+            (Active, Event::Revoked, Some(Revoked)),
+            (Expired, Event::PaymentFailed, None),
+            (Revoked, Event::Uncanceled, None),
+            (
+                Expired,
+                Event::Created {
+                    status: Active,
+                    trial_end: None,
+                    period_end: Some(90 * DAY),
+                },
+                Some(Active),
+            ),
+            (
+                Trialing,
+                Event::Activated {
+                    period_end: Some(30 * DAY),
+                },
+                Some(Active),
+            ),
+            (
+                Canceled,
+                Event::PaymentSucceeded { period_end: None },
+                Some(Canceled),
+            ),
+        ];
+        for (from, event, to) in cases {
+            let state = State {
+                status: from,
+                ..base.clone()
+            };
+            let got = apply(Some(&state), &event, 1);
+            match to {
+                Some(to) => assert!(
+                    matches!(&got, Applied::Changed(s) if s.status == to),
+                    "{from:?} + {event:?} -> {got:?}"
+                ),
+                None => assert!(
+                    matches!(got, Applied::Ignored(_)),
+                    "{from:?} + {event:?} -> {got:?}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn older_events_are_stale_and_change_nothing() {
+        let state = run(&[
+            (
+                Event::Created {
+                    status: Status::Active,
+                    trial_end: None,
+                    period_end: Some(30 * DAY),
+                },
+                100,
+            ),
+            (Event::Revoked, 300),
+        ])
+        .unwrap();
+        assert_eq!(
+            apply(Some(&state), &Event::Activated { period_end: None }, 200),
+            Applied::Stale
+        );
+        assert_eq!(state.status, Status::Revoked);
+    }
+
+    #[test]
+    fn trial_then_active_then_canceled_then_expired() {
+        let events = [
+            (
+                Event::Created {
+                    status: Status::Trialing,
+                    trial_end: Some(7 * DAY),
+                    period_end: None,
+                },
+                1,
+            ),
+            (
+                Event::Activated {
+                    period_end: Some(37 * DAY),
+                },
+                2,
+            ),
+            (
+                Event::Canceled {
+                    at_period_end: true,
+                    period_end: Some(37 * DAY),
+                },
+                3,
+            ),
+        ];
+        let s = run(&events).unwrap();
+        assert_eq!(s.status, Status::Canceled);
+        assert!(
+            grants_access(&s, 36 * DAY, 0),
+            "canceled keeps access until the period end"
+        );
+        assert!(!grants_access(&s, 38 * DAY, 0));
+        assert!(grants_access(&s, 38 * DAY, 2 * DAY), "grace extends it");
+        let s = run(&[
+            events[0].clone(),
+            events[1].clone(),
+            events[2].clone(),
+            (Event::Expired, 4),
+        ])
+        .unwrap();
+        assert_eq!(s.status, Status::Expired);
+        assert!(!grants_access(&s, 10 * DAY, DAY));
+    }
+
+    #[test]
+    fn pending_payment_grants_nothing() {
+        let s = run(&[(
+            Event::Created {
+                status: Status::PendingPayment,
+                trial_end: None,
+                period_end: None,
+            },
+            1,
+        )])
+        .unwrap();
+        assert!(!grants_access(&s, 0, DAY));
+    }
+
+    fn event_strategy() -> impl Strategy<Value = Event> {
+        let end = proptest::option::of(0i64..100 * DAY);
+        prop_oneof![
+            (end.clone()).prop_map(|period_end| Event::Created {
+                status: Status::Active,
+                trial_end: None,
+                period_end
+            }),
+            end.clone()
+                .prop_map(|trial_end| Event::Trialing { trial_end }),
+            end.clone()
+                .prop_map(|period_end| Event::Activated { period_end }),
+            end.clone()
+                .prop_map(|period_end| Event::PaymentSucceeded { period_end }),
+            Just(Event::PaymentFailed),
+            Just(Event::PastDue),
+            (any::<bool>(), end.clone()).prop_map(|(at_period_end, period_end)| Event::Canceled {
+                at_period_end,
+                period_end
+            }),
+            Just(Event::Uncanceled),
+            Just(Event::Paused),
+            end.prop_map(|period_end| Event::Resumed { period_end }),
+            Just(Event::Expired),
+            Just(Event::Revoked),
+        ]
+    }
+
+    proptest! {
+        /// An event older than the last one applied never changes anything.
+        #[test]
+        fn stale_events_never_change_state(events in proptest::collection::vec(event_strategy(), 1..6), late in event_strategy()) {
+            let timed: Vec<(Event, i64)> = events.into_iter().enumerate().map(|(i, e)| (e, 100 + i as i64)).collect();
+            if let Some(state) = run(&timed) {
+                prop_assert_eq!(apply(Some(&state), &late, 99), Applied::Stale);
+            }
+        }
+
+        /// However the earlier events are ordered in delivery, a newest
+        /// snapshot (`Created`) decides the final status.
+        #[test]
+        fn the_newest_snapshot_wins_in_any_delivery_order(
+            events in proptest::collection::vec(event_strategy(), 0..7),
+            seed in any::<u64>(),
+            position in any::<proptest::sample::Index>(),
+        ) {
+            let mut timed: Vec<(Event, i64)> = events.into_iter().enumerate().map(|(i, e)| (e, i as i64)).collect();
+            let n = timed.len();
+            for i in (1..n).rev() {
+                let j = (seed.rotate_left(i as u32) % (i as u64 + 1)) as usize;
+                timed.swap(i, j);
+            }
+            let snapshot = (Event::Created { status: Status::Trialing, trial_end: Some(DAY), period_end: None }, 1_000);
+            timed.insert(position.index(n + 1), snapshot);
+            let fin = run(&timed).unwrap();
+            // Events delivered after the snapshot are older, hence stale.
+            prop_assert_eq!(fin.status, Status::Trialing);
+            prop_assert_eq!(fin.last_event_at, 1_000);
+        }
+    }
+}
