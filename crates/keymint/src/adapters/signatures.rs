@@ -54,35 +54,93 @@ fn hmac512_matches(key: &[u8], body: &[u8], expected: &[u8]) -> bool {
     mac.verify_slice(expected).is_ok()
 }
 
-/// `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>][,v0=...]`: the timestamp
-/// and every `v1` signature (other schemes are ignored, as Stripe's SDKs do).
-pub fn parse_stripe_header(header: &str) -> Result<(i64, Vec<Vec<u8>>), SigError> {
-    let mut ts = None;
-    let mut sigs = Vec::new();
-    for item in header.split(',') {
-        let Some((k, v)) = item.trim().split_once('=') else {
-            continue;
-        };
-        match k {
-            "t" => {
+/// The shape Stripe and Paddle share: a timestamp and one or more hex
+/// signatures in one header, each scheme with its own separators and names.
+struct Timestamped {
+    header: &'static str,
+    item_sep: char,
+    ts_key: &'static str,
+    sig_key: &'static str,
+    /// Between the timestamp and the body in the signed message.
+    message_sep: &'static [u8],
+}
+
+const STRIPE: Timestamped = Timestamped {
+    header: "Stripe-Signature",
+    item_sep: ',',
+    ts_key: "t",
+    sig_key: "v1",
+    message_sep: b".",
+};
+
+const PADDLE: Timestamped = Timestamped {
+    header: "Paddle-Signature",
+    item_sep: ';',
+    ts_key: "ts",
+    sig_key: "h1",
+    message_sep: b":",
+};
+
+impl Timestamped {
+    /// The timestamp and every signature of this scheme's kind (other
+    /// schemes, such as Stripe's `v0`, are ignored as the SDKs do).
+    fn parse(&self, header: &str) -> Result<(i64, Vec<Vec<u8>>), SigError> {
+        let mut ts = None;
+        let mut sigs = Vec::new();
+        for item in header.split(self.item_sep) {
+            let Some((k, v)) = item.trim().split_once('=') else {
+                continue;
+            };
+            if k == self.ts_key {
                 ts = Some(
                     v.parse::<i64>()
-                        .map_err(|_| SigError::Malformed("Stripe-Signature timestamp"))?,
-                )
+                        .map_err(|_| SigError::Malformed(self.header))?,
+                );
+            } else if k == self.sig_key
+                && let Ok(bytes) = hex::decode(v)
+            {
+                sigs.push(bytes);
             }
-            "v1" => {
-                if let Ok(bytes) = hex::decode(v) {
-                    sigs.push(bytes);
-                }
-            }
-            _ => {}
         }
+        let ts = ts.ok_or(SigError::Malformed(self.header))?;
+        if sigs.is_empty() {
+            return Err(SigError::Malformed(self.header));
+        }
+        Ok((ts, sigs))
     }
-    let ts = ts.ok_or(SigError::Malformed("Stripe-Signature: no t="))?;
-    if sigs.is_empty() {
-        return Err(SigError::Malformed("Stripe-Signature: no v1="));
+
+    /// HMAC-SHA256 keyed with the secret's bytes over `{ts}{sep}{body}`;
+    /// any signature may match any secret.
+    fn verify(
+        &self,
+        header: Option<&str>,
+        body: &[u8],
+        secrets: &[&str],
+        now: i64,
+        tolerance: i64,
+    ) -> Result<(), SigError> {
+        let (ts, sigs) = self.parse(header.ok_or(SigError::Missing(self.header))?)?;
+        let t = ts.to_string();
+        let mut ok = false;
+        for secret in secrets {
+            for sig in &sigs {
+                ok |= hmac256_matches(
+                    secret.as_bytes(),
+                    &[t.as_bytes(), self.message_sep, body],
+                    sig,
+                );
+            }
+        }
+        if !ok {
+            return Err(SigError::Mismatch);
+        }
+        check_window(ts, now, tolerance)
     }
-    Ok((ts, sigs))
+}
+
+/// `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>][,v0=...]`.
+pub fn parse_stripe_header(header: &str) -> Result<(i64, Vec<Vec<u8>>), SigError> {
+    STRIPE.parse(header)
 }
 
 /// Stripe: HMAC-SHA256 keyed with the whole `whsec_...` string over
@@ -94,48 +152,12 @@ pub fn verify_stripe(
     now: i64,
     tolerance: i64,
 ) -> Result<(), SigError> {
-    let (ts, sigs) = parse_stripe_header(header.ok_or(SigError::Missing("Stripe-Signature"))?)?;
-    let t = ts.to_string();
-    let mut ok = false;
-    for secret in secrets {
-        for sig in &sigs {
-            ok |= hmac256_matches(secret.as_bytes(), &[t.as_bytes(), b".", body], sig);
-        }
-    }
-    if !ok {
-        return Err(SigError::Mismatch);
-    }
-    check_window(ts, now, tolerance)
+    STRIPE.verify(header, body, secrets, now, tolerance)
 }
 
 /// `Paddle-Signature: ts=<unix>;h1=<hex>[;h1=<hex>]`.
 pub fn parse_paddle_header(header: &str) -> Result<(i64, Vec<Vec<u8>>), SigError> {
-    let mut ts = None;
-    let mut sigs = Vec::new();
-    for item in header.split(';') {
-        let Some((k, v)) = item.trim().split_once('=') else {
-            continue;
-        };
-        match k {
-            "ts" => {
-                ts = Some(
-                    v.parse::<i64>()
-                        .map_err(|_| SigError::Malformed("Paddle-Signature timestamp"))?,
-                )
-            }
-            "h1" => {
-                if let Ok(bytes) = hex::decode(v) {
-                    sigs.push(bytes);
-                }
-            }
-            _ => {}
-        }
-    }
-    let ts = ts.ok_or(SigError::Malformed("Paddle-Signature: no ts="))?;
-    if sigs.is_empty() {
-        return Err(SigError::Malformed("Paddle-Signature: no h1="));
-    }
-    Ok((ts, sigs))
+    PADDLE.parse(header)
 }
 
 /// Paddle Billing: HMAC-SHA256 keyed with the secret's bytes over
@@ -147,18 +169,7 @@ pub fn verify_paddle(
     now: i64,
     tolerance: i64,
 ) -> Result<(), SigError> {
-    let (ts, sigs) = parse_paddle_header(header.ok_or(SigError::Missing("Paddle-Signature"))?)?;
-    let t = ts.to_string();
-    let mut ok = false;
-    for secret in secrets {
-        for sig in &sigs {
-            ok |= hmac256_matches(secret.as_bytes(), &[t.as_bytes(), b":", body], sig);
-        }
-    }
-    if !ok {
-        return Err(SigError::Mismatch);
-    }
-    check_window(ts, now, tolerance)
+    PADDLE.verify(header, body, secrets, now, tolerance)
 }
 
 /// Lemon Squeezy: `X-Signature` = hex HMAC-SHA256 of the body.
