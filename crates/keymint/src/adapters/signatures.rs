@@ -172,19 +172,33 @@ pub fn verify_paddle(
     PADDLE.verify(header, body, secrets, now, tolerance)
 }
 
+/// A hex HMAC of the body alone in header `name`, checked with `matches`
+/// against every secret.
+fn verify_body_hex(
+    name: &'static str,
+    header: Option<&str>,
+    body: &[u8],
+    secrets: &[&str],
+    matches: fn(&[u8], &[u8], &[u8]) -> bool,
+) -> Result<(), SigError> {
+    let sig = hex::decode(header.ok_or(SigError::Missing(name))?.trim())
+        .map_err(|_| SigError::Malformed(name))?;
+    let mut ok = false;
+    for secret in secrets {
+        ok |= matches(secret.as_bytes(), body, &sig);
+    }
+    if ok { Ok(()) } else { Err(SigError::Mismatch) }
+}
+
 /// Lemon Squeezy: `X-Signature` = hex HMAC-SHA256 of the body.
 pub fn verify_lemonsqueezy(
     header: Option<&str>,
     body: &[u8],
     secrets: &[&str],
 ) -> Result<(), SigError> {
-    let sig = hex::decode(header.ok_or(SigError::Missing("X-Signature"))?.trim())
-        .map_err(|_| SigError::Malformed("X-Signature"))?;
-    let mut ok = false;
-    for secret in secrets {
-        ok |= hmac256_matches(secret.as_bytes(), &[body], &sig);
-    }
-    if ok { Ok(()) } else { Err(SigError::Mismatch) }
+    verify_body_hex("X-Signature", header, body, secrets, |key, body, sig| {
+        hmac256_matches(key, &[body], sig)
+    })
 }
 
 /// Hyperswitch: `X-Webhook-Signature-512` = hex HMAC-SHA512 of the body,
@@ -194,17 +208,13 @@ pub fn verify_hyperswitch(
     body: &[u8],
     secrets: &[&str],
 ) -> Result<(), SigError> {
-    let sig = hex::decode(
-        header
-            .ok_or(SigError::Missing("X-Webhook-Signature-512"))?
-            .trim(),
+    verify_body_hex(
+        "X-Webhook-Signature-512",
+        header,
+        body,
+        secrets,
+        hmac512_matches,
     )
-    .map_err(|_| SigError::Malformed("X-Webhook-Signature-512"))?;
-    let mut ok = false;
-    for secret in secrets {
-        ok |= hmac512_matches(secret.as_bytes(), body, &sig);
-    }
-    if ok { Ok(()) } else { Err(SigError::Mismatch) }
 }
 
 /// How a Standard Webhooks secret is used.

@@ -60,6 +60,18 @@ pub async fn enqueue(
     Ok(done.rows_affected() == 1)
 }
 
+/// True when some email is due and not leased.
+pub async fn any_due(conn: &mut Conn, now: i64) -> Result<bool, sqlx::Error> {
+    let due: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 \
+         AND (lease_until IS NULL OR lease_until < $1) LIMIT 1",
+    )
+    .bind(now)
+    .fetch_optional(conn)
+    .await?;
+    Ok(due.is_some())
+}
+
 /// Leases up to `limit` due rows to the caller until `lease_until`,
 /// counting the attempt. On PostgreSQL concurrent workers skip each
 /// other's rows (`FOR UPDATE SKIP LOCKED`); on SQLite the caller runs this

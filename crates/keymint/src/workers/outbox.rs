@@ -31,6 +31,10 @@ pub async fn run_once(state: &AppState) -> Result<usize, sqlx::Error> {
 async fn claim(state: &AppState) -> Result<Vec<outbox::OutboxRow>, sqlx::Error> {
     let now = store::now_ms();
     let lease_ms = i64::try_from(state.config.email.lease.as_millis()).unwrap_or(i64::MAX / 2);
+    // A read first, so an idle poll never takes the write lock.
+    if !outbox::any_due(&mut *state.store.conn().await?, now).await? {
+        return Ok(Vec::new());
+    }
     let mut tx = state.store.begin().await?;
     let rows =
         outbox::claim_due(&mut tx, state.store.backend(), now, now + lease_ms, BATCH).await?;
