@@ -115,6 +115,9 @@ pub async fn mint_manual(
         currency: None,
         test: false,
         notes: req.notes.clone(),
+        customer_ref: None,
+        refs: Vec::new(),
+        valid_until: None,
     };
     let mut tx = state.store.begin().await?;
     let minted = fulfilment::mint(

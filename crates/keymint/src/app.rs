@@ -37,6 +37,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Wakes the outbox worker when an email is queued.
     pub outbox_wake: Arc<Notify>,
+    /// For provider APIs (Stripe line items).
+    pub http: reqwest::Client,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,8 @@ pub enum StartError {
     Config(#[from] ConfigProblems),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("HTTP client: {0}")]
+    Http(String),
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("signing keys: {0}")]
@@ -99,6 +103,7 @@ impl AppState {
             catalog.clone(),
             keyring.clone(),
             config.signing.issuer.clone(),
+            config.subscriptions.clone(),
         );
         let mailer = Mailer::from_config(&config.email)?;
         let templates = Arc::new(Templates::load(config.templates_dir().as_deref())?);
@@ -112,6 +117,10 @@ impl AppState {
             templates,
             metrics: metrics_handle(),
             outbox_wake: Arc::new(Notify::new()),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .map_err(|e| StartError::Http(e.to_string()))?,
         })
     }
 }
@@ -164,6 +173,10 @@ impl Application {
         let mut workers = Vec::new();
         if self.state.config.workers.enabled {
             workers.push(tokio::spawn(workers::outbox::run(
+                self.state.clone(),
+                stop_rx.clone(),
+            )));
+            workers.push(tokio::spawn(workers::sweeper::run(
                 self.state.clone(),
                 stop_rx.clone(),
             )));

@@ -21,7 +21,14 @@ const ENV_RESERVED: &[&str] = &["KEYMINT_CONFIG", "KEYMINT_LOG"];
 const ENV_TEST_PREFIX: &str = "KEYMINT_TEST_";
 /// Keys whose value may be read from a file named by `<key>_file` in the
 /// TOML, or `KEYMINT_..._FILE` in the environment.
-const SECRET_KEYS: &[&str] = &["secrets", "server_token", "password", "url", "secret_key"];
+const SECRET_KEYS: &[&str] = &[
+    "secrets",
+    "server_token",
+    "password",
+    "url",
+    "secret_key",
+    "api_key",
+];
 
 /// A secret string: shown as `***` by `Debug` and `Display`.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -53,6 +60,7 @@ pub struct Config {
     pub email: EmailConfig,
     pub signing: SigningConfig,
     pub workers: WorkersConfig,
+    pub subscriptions: SubscriptionsConfig,
     pub endpoints: Vec<EndpointConfig>,
     pub products: Vec<ProductConfig>,
     /// Directory the config file was loaded from (templates are looked up
@@ -238,6 +246,67 @@ pub struct EndpointConfig {
     /// Accepted secrets; several allow rotation without downtime.
     #[serde(default)]
     pub secrets: Vec<Secret>,
+    /// Replay window for providers that sign a timestamp (stripe, standard,
+    /// polar, paddle): deliveries further than this from now, in either
+    /// direction, are rejected.
+    #[serde(default = "default_tolerance", with = "humantime_serde_compat")]
+    pub tolerance: Duration,
+    /// Polar only: the secret is a legacy one, used as raw UTF-8 bytes
+    /// instead of base64-decoded.
+    #[serde(default)]
+    pub legacy_secret: bool,
+    /// The provider's API key (Stripe: a restricted key with read access to
+    /// Checkout Sessions, used to fetch line items).
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// The provider's API base URL (default: the provider's public API).
+    #[serde(default)]
+    pub api_url: Option<String>,
+}
+
+impl EndpointConfig {
+    /// An endpoint with defaults, for tests and tools.
+    pub fn for_test(name: &str, kind: EndpointKind, secrets: &[&str]) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
+            tolerance: default_tolerance(),
+            legacy_secret: false,
+            api_key: None,
+            api_url: None,
+        }
+    }
+}
+
+fn default_tolerance() -> Duration {
+    Duration::from_secs(300)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SubscriptionsConfig {
+    /// Access continues this long after a paid period ends (late renewal
+    /// webhooks, payment retries); subscription tokens expire at the period
+    /// end plus this.
+    #[serde(with = "humantime_serde_compat")]
+    pub grace: Duration,
+    /// Email a fresh token to the buyer when a subscription renews.
+    pub renewal_email: bool,
+    /// How often the sweeper expires subscriptions whose paid period (plus
+    /// grace) has ended.
+    #[serde(with = "humantime_serde_compat")]
+    pub sweep_interval: Duration,
+}
+
+impl Default for SubscriptionsConfig {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(3 * 86_400),
+            renewal_email: true,
+            sweep_interval: Duration::from_secs(60),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -557,11 +626,43 @@ impl Config {
                     ep.name.to_uppercase().replace('-', "_")
                 ));
             }
-            if ep.kind != EndpointKind::Gumroad {
+            if ep.legacy_secret && ep.kind != EndpointKind::Polar {
                 problems.push(format!(
-                    "endpoint {:?}: kind {:?} is not supported by this version (supported: gumroad)",
-                    ep.name,
-                    ep.kind.as_str()
+                    "endpoint {:?}: legacy_secret applies to kind \"polar\" only",
+                    ep.name
+                ));
+            }
+            if matches!(ep.kind, EndpointKind::Standard | EndpointKind::Polar) && !ep.legacy_secret
+            {
+                for s in &ep.secrets {
+                    // Polar's own `polar_whs_...` secrets are used as text,
+                    // as Polar's SDKs do; only `whsec_` ones are base64.
+                    if ep.kind == EndpointKind::Polar && !s.expose().starts_with("whsec_") {
+                        continue;
+                    }
+                    if let Err(e) = crate::adapters::signatures::check_standard_secret(s.expose()) {
+                        problems.push(format!("endpoint {:?}: {e}", ep.name));
+                    }
+                }
+            }
+            if ep.kind == EndpointKind::Gumroad && ep.tolerance != default_tolerance() {
+                problems.push(format!(
+                    "endpoint {:?}: gumroad sends no timestamp, so tolerance does not apply",
+                    ep.name
+                ));
+            }
+            if ep.tolerance.is_zero() {
+                problems.push(format!(
+                    "endpoint {:?}: tolerance must be at least one second",
+                    ep.name
+                ));
+            }
+            if let Some(url) = &ep.api_url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                problems.push(format!(
+                    "endpoint {:?}: api_url {url:?} must start with http:// or https://",
+                    ep.name
                 ));
             }
         }

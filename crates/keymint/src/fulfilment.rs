@@ -18,6 +18,13 @@ pub struct Order {
     pub currency: Option<String>,
     pub test: bool,
     pub notes: Option<String>,
+    /// The provider's customer id, linked to the customer.
+    pub customer_ref: Option<String>,
+    /// Other provider ids naming this order (see `license_refs`).
+    pub refs: Vec<String>,
+    /// Token expiry (Unix ms) instead of the product's duration:
+    /// subscriptions expire with their paid period plus grace.
+    pub valid_until: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +50,10 @@ pub fn build_license(
     let key = LicenseKey::generate(&product.key_prefix, &product.tier)?;
     let now =
         OffsetDateTime::from_unix_timestamp(now_ms / 1000).expect("current time is representable");
-    let validity = product.validity().unwrap_or(None);
-    let exp = validity.map(|d| now + d);
+    let exp = match order.valid_until {
+        Some(ms) => Some(ms_to_time(ms)),
+        None => product.validity().unwrap_or(None).map(|d| now + d),
+    };
     let claims = LicenseClaims {
         iss: issuer.to_string(),
         sub: id.clone(),
@@ -114,10 +123,22 @@ pub async fn mint(
     let customer_id =
         licenses::upsert_customer(conn, &order.email.to_lowercase(), &order.name, now).await?;
     let license = build_license(product, order, &customer_id, signer, issuer, now)?;
+    if let Some(r) = &order.customer_ref {
+        licenses::link_customer(conn, &order.source, r, &customer_id).await?;
+    }
     if !licenses::insert(conn, &license).await? {
         // A concurrent transaction minted this order first.
         let order_id = order.order_id.as_deref().unwrap_or_default();
         let existing = licenses::by_order(conn, &order.source, order_id)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)?;
+        return Ok(Minted::Existing(existing));
+    }
+    if let Some(holder) = licenses::add_refs(conn, &order.source, &order.refs, &license.id).await? {
+        // Another license already names one of this order's ids (a
+        // subscription and its first order, delivered concurrently).
+        licenses::delete_fresh(conn, &license.id).await?;
+        let existing = licenses::by_id(conn, &holder)
             .await?
             .ok_or(sqlx::Error::RowNotFound)?;
         return Ok(Minted::Existing(existing));
@@ -146,4 +167,36 @@ pub async fn mint(
     metrics::counter!("keymint_licenses_minted_total", "product" => product.id.clone())
         .increment(1);
     Ok(Minted::New(license))
+}
+
+fn ms_to_time(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Signs a fresh token for an existing license, expiring at `valid_until`
+/// (Unix ms); the claims are otherwise the license's own.
+pub fn reissue(
+    license: &licenses::License,
+    include_email: bool,
+    valid_until: Option<i64>,
+    signer: &SigningKey,
+    issuer: &str,
+    now_ms: i64,
+) -> Result<String, MintError> {
+    let now = ms_to_time(now_ms);
+    let claims = LicenseClaims {
+        iss: issuer.to_string(),
+        sub: license.id.clone(),
+        key: license.key.clone(),
+        product: license.product.clone(),
+        tier: license.tier.clone(),
+        entitlements: serde_json::from_str(&license.entitlements).unwrap_or_default(),
+        iat: now,
+        nbf: now,
+        exp: valid_until.map(ms_to_time),
+        max_machines: license.max_machines.and_then(|m| u32::try_from(m).ok()),
+        name: license.name.clone(),
+        email: include_email.then(|| license.email.clone()),
+    };
+    Ok(signer.mint(&claims)?)
 }

@@ -102,7 +102,7 @@ pub async fn ingest(state: &AppState, req: Incoming) -> IngestResult {
         body: &req.body,
     };
     let now = store::now_ms();
-    let auth = adapter.authenticate(&raw, &endpoint.secrets, now / 1000);
+    let auth = adapter.authenticate(&raw, endpoint, now / 1000);
     let delivery = NewDelivery {
         id: store::new_id("dlv"),
         endpoint: endpoint.name.clone(),
@@ -154,6 +154,10 @@ pub async fn process(
     let src = Source {
         endpoint,
         delivery_id,
+    };
+    let parsed = match parsed {
+        Ok(p) if p.line_items_of.is_some() => fill_line_items(state, endpoint, p).await,
+        other => other,
     };
     let result = match parsed {
         Ok(parsed) => match state.dispatcher.apply(&src, &parsed).await {
@@ -209,6 +213,42 @@ pub async fn process(
     IngestResult::Done {
         delivery_id: delivery_id.to_string(),
         applied,
+    }
+}
+
+/// Names a Stripe Checkout Session's products by its line items, read from
+/// the API when the endpoint has a key (and none is named otherwise).
+async fn fill_line_items(
+    state: &AppState,
+    endpoint: &str,
+    mut parsed: Parsed,
+) -> Result<Parsed, adapters::ParseError> {
+    let Some(session) = parsed.line_items_of.take() else {
+        return Ok(parsed);
+    };
+    let Some(ep) = state.config.endpoint(endpoint) else {
+        return Ok(parsed);
+    };
+    let Some(key) = &ep.api_key else {
+        return Ok(parsed);
+    };
+    match adapters::stripe::fetch_line_items(
+        &state.http,
+        ep.api_url.as_deref(),
+        key.expose(),
+        &session,
+    )
+    .await
+    {
+        Ok(ids) => {
+            if let Some(products) = parsed.product_ids_mut() {
+                adapters::json::push_all(products, ids.into_iter().map(Some));
+            }
+            Ok(parsed)
+        }
+        Err(e) => Err(adapters::ParseError(format!(
+            "could not read the line items of {session}: {e}; replay the delivery once the API answers"
+        ))),
     }
 }
 

@@ -9,6 +9,7 @@
 //! | event | resulting status |
 //! |---|---|
 //! | `Created { status }` | the given status (pending_payment, trialing or active) |
+//! | `Snapshot { status, cancel_at_period_end }` | the provider's whole view: its status (`active` with cancel-at-period-end is `canceled`) |
 //! | `Trialing` | trialing |
 //! | `Activated` / `PaymentSucceeded` / `Resumed` / `Uncanceled` | active (`Uncanceled` clears cancel-at-period-end) |
 //! | `PaymentFailed` / `PastDue` | past_due (from pending_payment: stays pending_payment) |
@@ -18,8 +19,11 @@
 //! | `Expired` | expired |
 //! | `Revoked` | revoked |
 //!
-//! `expired` and `revoked` are terminal: only a newer `Created` (a
-//! resubscription) or `Resumed`/`Activated` with a new period leaves them.
+//! `expired` and `revoked` are terminal: only a newer `Created` or
+//! `Snapshot` (a resubscription) or `Resumed`/`Activated` with a new period
+//! leaves them. Two events with the same time apply in arrival order,
+//! except that one never moves a subscription back to `pending_payment`
+//! (providers stamp creation and first payment with the same second).
 
 /// Where a subscription stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +53,31 @@ impl Status {
         }
     }
 
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "pending_payment" => Self::PendingPayment,
+            "trialing" => Self::Trialing,
+            "active" => Self::Active,
+            "past_due" => Self::PastDue,
+            "canceled" => Self::Canceled,
+            "paused" => Self::Paused,
+            "expired" => Self::Expired,
+            "revoked" => Self::Revoked,
+            _ => return None,
+        })
+    }
+
+    pub const ALL: [Self; 8] = [
+        Self::PendingPayment,
+        Self::Trialing,
+        Self::Active,
+        Self::PastDue,
+        Self::Canceled,
+        Self::Paused,
+        Self::Expired,
+        Self::Revoked,
+    ];
+
     fn terminal(self) -> bool {
         matches!(self, Self::Expired | Self::Revoked)
     }
@@ -61,6 +90,14 @@ pub enum Event {
         status: Status,
         trial_end: Option<i64>,
         period_end: Option<i64>,
+    },
+    /// The provider's full state of the subscription (Stripe, Polar, Lemon
+    /// Squeezy and Paddle send the whole object with every event).
+    Snapshot {
+        status: Status,
+        trial_end: Option<i64>,
+        period_end: Option<i64>,
+        cancel_at_period_end: bool,
     },
     Trialing {
         trial_end: Option<i64>,
@@ -136,6 +173,23 @@ pub fn apply(state: Option<&State>, event: &Event, event_at: i64) -> Applied {
             next.current_period_end = period_end.or(next.current_period_end);
             next.cancel_at_period_end = false;
         }
+        Event::Snapshot {
+            status,
+            trial_end,
+            period_end,
+            cancel_at_period_end,
+        } => {
+            next.trial_end = trial_end.or(next.trial_end);
+            next.current_period_end = period_end.or(next.current_period_end);
+            next.cancel_at_period_end = *cancel_at_period_end && !status.terminal();
+            next.status = if next.cancel_at_period_end
+                && matches!(status, Status::Active | Status::Trialing | Status::PastDue)
+            {
+                Status::Canceled
+            } else {
+                *status
+            };
+        }
         _ if was_terminal && !matches!(event, Event::Resumed { .. } | Event::Activated { .. }) => {
             return Applied::Ignored("the subscription has ended");
         }
@@ -184,6 +238,13 @@ pub fn apply(state: Option<&State>, event: &Event, event_at: i64) -> Applied {
         }
         Event::Paused => next.status = Status::Paused,
         Event::Revoked => next.status = Status::Revoked,
+    }
+    if let Some(s) = state
+        && s.last_event_at == event_at
+        && s.status != Status::PendingPayment
+        && next.status == Status::PendingPayment
+    {
+        return Applied::Ignored("an earlier state reported with the same time");
     }
     Applied::Changed(next)
 }

@@ -2,13 +2,14 @@
 //! sign its pings), bodies form-encoded or JSON. A wrong or missing secret
 //! answers 404 so a prober learns nothing.
 //!
-//! Resources: `sale` (the default for plain pings), `refund`, `dispute`,
-//! `dispute_won`; `cancellation` and `subscription_*` are recorded as
-//! ignored for now.
+//! Resources: `sale` (the default for plain pings; a membership sale, one
+//! with a `subscription_id`, is the subscription's payment), `refund`,
+//! `dispute`, `dispute_won`, `cancellation`, `subscription_updated`,
+//! `subscription_ended`, `subscription_restarted`.
 
-use super::{Adapter, AuthError, ParseError, RawRequest, ct_eq};
-use crate::config::Secret;
-use crate::events::{DisputeStage, Event, Parsed, Sale};
+use super::{Adapter, AuthError, ParseError, RawRequest, ct_eq, parse_time_ms};
+use crate::config::EndpointConfig;
+use crate::events::{Buyer, DisputeStage, Event, Parsed, Sale, Subscription, SubscriptionChange};
 use std::collections::HashMap;
 
 pub struct Gumroad;
@@ -20,7 +21,7 @@ impl Adapter for Gumroad {
     fn authenticate(
         &self,
         req: &RawRequest<'_>,
-        secrets: &[Secret],
+        endpoint: &EndpointConfig,
         _now: i64,
     ) -> Result<(), AuthError> {
         let given = req
@@ -35,7 +36,7 @@ impl Adapter for Gumroad {
             .ok_or(AuthError::Hidden("missing secret"))?;
         // Compare against every configured secret without stopping early.
         let mut ok = false;
-        for s in secrets {
+        for s in &endpoint.secrets {
             ok |= ct_eq(given.as_bytes(), s.expose().as_bytes());
         }
         if ok {
@@ -107,32 +108,139 @@ pub fn parse_fields(fields: &HashMap<String, String>) -> Result<Parsed, ParseErr
     let resource = field(fields, "resource_name")
         .unwrap_or("sale")
         .to_ascii_lowercase();
+    let sale_ref = || -> Result<Vec<String>, ParseError> {
+        Ok(vec![required(fields, "sale_id")?.to_string()])
+    };
+    // Gumroad has no event id: the sale id (or subscription id and the
+    // change's time) plus the resource is unique.
+    let mut key = field(fields, "sale_id")
+        .or_else(|| field(fields, "subscription_id"))
+        .unwrap_or("-")
+        .to_string();
     let event = match resource.as_str() {
-        "sale" => Event::Sale(parse_sale(fields)?),
+        "sale" => match field(fields, "subscription_id") {
+            Some(sub) => Event::Subscription(parse_subscription_sale(fields, sub)?),
+            None => Event::Sale(parse_sale(fields)?),
+        },
         "refund" => Event::Refund {
-            order_id: required(fields, "sale_id")?.to_string(),
+            refs: sale_ref()?,
             full: !truthy(fields, "partially_refunded"),
+            amount_cents: None,
         },
         "dispute" => Event::Dispute {
-            order_id: required(fields, "sale_id")?.to_string(),
+            refs: sale_ref()?,
             stage: DisputeStage::Opened,
         },
         "dispute_won" => Event::Dispute {
-            order_id: required(fields, "sale_id")?.to_string(),
+            refs: sale_ref()?,
             stage: DisputeStage::Won,
         },
-        other => Event::Ignored(format!(
-            "gumroad resource `{other}` has no license effect yet"
-        )),
+        "cancellation"
+        | "subscription_updated"
+        | "subscription_ended"
+        | "subscription_restarted" => {
+            let sub = required(fields, "subscription_id")?;
+            let (time_field, change) = match resource.as_str() {
+                "cancellation" => (
+                    "cancelled_at",
+                    SubscriptionChange::Canceled {
+                        at_period_end: true,
+                        period_end: None,
+                    },
+                ),
+                "subscription_ended" => ("ended_at", SubscriptionChange::Expired),
+                "subscription_restarted" => (
+                    "restarted_at",
+                    SubscriptionChange::Resumed { period_end: None },
+                ),
+                _ => (
+                    "effective_as_of",
+                    SubscriptionChange::Activated { period_end: None },
+                ),
+            };
+            let at = field(fields, time_field).and_then(parse_time_ms);
+            key = format!("{sub}:{}", field(fields, time_field).unwrap_or("-"));
+            Event::Subscription(Subscription {
+                subscription_id: sub.to_string(),
+                at_ms: at.unwrap_or_else(crate::store::now_ms),
+                change,
+                refs: Vec::new(),
+                product_ids: product_ids(fields),
+                buyer: Buyer {
+                    email: field(fields, "user_email")
+                        .or_else(|| field(fields, "email"))
+                        .map(str::to_string),
+                    name: None,
+                    customer_ref: field(fields, "user_id").map(str::to_string),
+                },
+                amount_cents: None,
+                currency: None,
+                test: truthy(fields, "test"),
+            })
+        }
+        other => Event::Ignored(format!("gumroad resource `{other}` has no license effect")),
     };
-    // Gumroad has no event id; the sale id plus the resource is unique.
-    let key = field(fields, "sale_id")
-        .or_else(|| field(fields, "subscription_id"))
-        .unwrap_or("-");
-    Ok(Parsed {
-        event_id: format!("{resource}:{key}"),
-        event_type: resource,
-        event,
+    Ok(Parsed::new(format!("{resource}:{key}"), resource, event))
+}
+
+fn product_ids(fields: &HashMap<String, String>) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for name in [
+        "product_id",
+        "product_permalink",
+        "permalink",
+        "short_product_id",
+    ] {
+        if let Some(v) = field(fields, name)
+            && !ids.iter().any(|p| p == v)
+        {
+            ids.push(v.to_string());
+        }
+    }
+    ids
+}
+
+/// Length of one paid period for Gumroad's `recurrence`.
+fn recurrence_ms(recurrence: Option<&str>) -> i64 {
+    const DAY: i64 = 86_400_000;
+    match recurrence.map(str::to_ascii_lowercase).as_deref() {
+        Some("yearly") => 366 * DAY,
+        Some("biannually") => 183 * DAY,
+        Some("quarterly") => 92 * DAY,
+        Some("every_two_years") => 731 * DAY,
+        _ => 31 * DAY,
+    }
+}
+
+/// A sale of a membership: the subscription's first or next payment.
+fn parse_subscription_sale(
+    fields: &HashMap<String, String>,
+    subscription_id: &str,
+) -> Result<Subscription, ParseError> {
+    let sale = parse_sale(fields)?;
+    let at = field(fields, "sale_timestamp")
+        .and_then(parse_time_ms)
+        .unwrap_or_else(crate::store::now_ms);
+    let period_end = Some(at + recurrence_ms(field(fields, "recurrence")));
+    let change = if truthy(fields, "is_recurring_charge") {
+        SubscriptionChange::PaymentSucceeded { period_end }
+    } else {
+        SubscriptionChange::Created {
+            status: crate::subscriptions::Status::Active,
+            trial_end: None,
+            period_end,
+        }
+    };
+    Ok(Subscription {
+        subscription_id: subscription_id.to_string(),
+        at_ms: at,
+        change,
+        refs: vec![sale.order_id],
+        product_ids: sale.product_ids,
+        buyer: sale.buyer,
+        amount_cents: sale.amount_cents,
+        currency: sale.currency,
+        test: sale.test,
     })
 }
 
@@ -144,26 +252,13 @@ fn parse_sale(fields: &HashMap<String, String>) -> Result<Sale, ParseError> {
             "field `email` is not an email address: {email:?}"
         )));
     }
-    let mut product_ids = Vec::new();
-    for name in [
-        "product_id",
-        "product_permalink",
-        "permalink",
-        "short_product_id",
-    ] {
-        if let Some(v) = field(fields, name)
-            && !product_ids.iter().any(|p| p == v)
-        {
-            product_ids.push(v.to_string());
-        }
-    }
+    let product_ids = product_ids(fields);
     if product_ids.is_empty() {
         return Err(ParseError("missing required field `product_id`".into()));
     }
     let name = field(fields, "full_name")
         .or_else(|| field(fields, "purchaser_name"))
-        .map(str::to_string)
-        .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string());
+        .map(str::to_string);
     // Gumroad sends `price` in cents.
     let amount_cents = match field(fields, "price") {
         Some(p) => Some(p.parse::<i64>().map_err(|_| {
@@ -175,9 +270,13 @@ fn parse_sale(fields: &HashMap<String, String>) -> Result<Sale, ParseError> {
     };
     Ok(Sale {
         order_id,
+        refs: Vec::new(),
         product_ids,
-        email,
-        name,
+        buyer: Buyer {
+            email: Some(email),
+            name,
+            customer_ref: field(fields, "purchaser_id").map(str::to_string),
+        },
         amount_cents,
         currency: field(fields, "currency").map(|c| c.to_ascii_uppercase()),
         test: truthy(fields, "test"),
@@ -235,13 +334,13 @@ mod tests {
     }
 
     #[test]
-    fn name_falls_back_to_the_email_local_part() {
+    fn a_missing_name_is_left_to_the_dispatcher() {
         let body = form(&[
             ("sale_id", "S1"),
             ("email", "bob.smith@example.com"),
             ("product_id", "p"),
         ]);
-        assert_eq!(sale(&parse(&body, false).unwrap()).name, "bob.smith");
+        assert_eq!(sale(&parse(&body, false).unwrap()).buyer.name, None);
     }
 
     #[test]
@@ -284,8 +383,9 @@ mod tests {
         assert_eq!(
             refund.event,
             Event::Refund {
-                order_id: "S".into(),
-                full: true
+                refs: vec!["S".into()],
+                full: true,
+                amount_cents: None
             }
         );
         let partial = parse(
@@ -300,8 +400,9 @@ mod tests {
         assert_eq!(
             partial.event,
             Event::Refund {
-                order_id: "S".into(),
-                full: false
+                refs: vec!["S".into()],
+                full: false,
+                amount_cents: None
             }
         );
         let won = parse(
@@ -312,23 +413,47 @@ mod tests {
         assert_eq!(
             won.event,
             Event::Dispute {
-                order_id: "S".into(),
+                refs: vec!["S".into()],
                 stage: DisputeStage::Won
             }
         );
         assert_eq!(won.event_id, "dispute_won:S");
         let cancel = parse(
-            &form(&[("resource_name", "cancellation"), ("sale_id", "S")]),
+            &form(&[
+                ("resource_name", "cancellation"),
+                ("subscription_id", "SUB"),
+                ("cancelled_at", "2026-01-02T03:04:05Z"),
+            ]),
             false,
         )
         .unwrap();
-        assert!(matches!(cancel.event, Event::Ignored(_)));
+        match cancel.event {
+            Event::Subscription(s) => {
+                assert_eq!(s.subscription_id, "SUB");
+                assert_eq!(s.at_ms, 1_767_323_045_000);
+                assert!(matches!(
+                    s.change,
+                    SubscriptionChange::Canceled {
+                        at_period_end: true,
+                        ..
+                    }
+                ));
+            }
+            other => panic!("not a subscription event: {other:?}"),
+        }
+        assert_eq!(cancel.event_id, "cancellation:SUB:2026-01-02T03:04:05Z");
+        let unknown = parse(&form(&[("resource_name", "ping"), ("sale_id", "S")]), false).unwrap();
+        assert!(matches!(unknown.event, Event::Ignored(_)));
     }
 
     #[test]
     fn secret_must_match_one_of_the_configured_secrets() {
         let headers = BTreeMap::new();
-        let secrets = [Secret::new("old"), Secret::new("new")];
+        let secrets = crate::config::EndpointConfig::for_test(
+            "g",
+            crate::config::EndpointKind::Gumroad,
+            &["old", "new"],
+        );
         let req = |q| RawRequest {
             headers: &headers,
             query: q,
@@ -380,10 +505,10 @@ mod tests {
             let p = parse(&body, false).unwrap();
             let s = sale(&p);
             prop_assert_eq!(&s.order_id, sale_id.trim());
-            prop_assert_eq!(&s.email, &email);
+            prop_assert_eq!(s.buyer.email.as_ref(), Some(&email));
             prop_assert_eq!(s.amount_cents, Some(price));
-            let expected_name = if name.trim().is_empty() { local.clone() } else { name.trim().to_string() };
-            prop_assert_eq!(&s.name, &expected_name);
+            let expected_name = (!name.trim().is_empty()).then(|| name.trim().to_string());
+            prop_assert_eq!(&s.buyer.name, &expected_name);
         }
     }
 }

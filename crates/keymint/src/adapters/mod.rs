@@ -3,9 +3,15 @@
 //! normalized [`Parsed`] event. Adapters know providers and nothing else.
 
 pub mod gumroad;
+pub mod hyperswitch;
+pub mod lemonsqueezy;
+pub mod paddle;
+pub mod polar;
 pub mod signatures;
+pub mod standard;
+pub mod stripe;
 
-use crate::config::{EndpointKind, Secret};
+use crate::config::{EndpointConfig, EndpointKind};
 use crate::events::Parsed;
 use std::collections::BTreeMap;
 
@@ -53,7 +59,7 @@ pub trait Adapter: Send + Sync {
     fn authenticate(
         &self,
         req: &RawRequest<'_>,
-        secrets: &[Secret],
+        endpoint: &EndpointConfig,
         now_secs: i64,
     ) -> Result<(), AuthError>;
     /// Parses an authenticated body.
@@ -64,13 +70,124 @@ pub trait Adapter: Send + Sync {
     }
 }
 
-/// The adapter for a kind, when this version supports it.
+/// The adapter for a kind.
 pub fn for_kind(kind: EndpointKind) -> Option<&'static dyn Adapter> {
-    match kind {
-        EndpointKind::Gumroad => Some(&gumroad::Gumroad),
-        _ => None,
+    Some(match kind {
+        EndpointKind::Gumroad => &gumroad::Gumroad,
+        EndpointKind::Stripe => &stripe::Stripe,
+        EndpointKind::Standard => &standard::Standard,
+        EndpointKind::Polar => &polar::Polar,
+        EndpointKind::Lemonsqueezy => &lemonsqueezy::LemonSqueezy,
+        EndpointKind::Paddle => &paddle::Paddle,
+        EndpointKind::Hyperswitch => &hyperswitch::Hyperswitch,
+    })
+}
+
+/// A signature failure as the delivery row records it (the sender only
+/// ever sees a bare 401).
+pub fn unauthorized(e: signatures::SigError) -> AuthError {
+    use signatures::SigError;
+    AuthError::Unauthorized(match e {
+        SigError::Missing(_) => "missing signature header",
+        SigError::Malformed(_) => "malformed signature header",
+        SigError::Stale => "timestamp outside the replay window",
+        SigError::Mismatch => "no signature matches",
+        SigError::NoSecret => "no usable secret configured",
+    })
+}
+
+/// The endpoint's secrets as strings, for the signature functions.
+pub fn secret_strs(endpoint: &EndpointConfig) -> Vec<&str> {
+    endpoint.secrets.iter().map(|s| s.expose()).collect()
+}
+
+/// The endpoint's replay window in seconds.
+pub fn tolerance_secs(endpoint: &EndpointConfig) -> i64 {
+    i64::try_from(endpoint.tolerance.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Parses an RFC 3339 time or Unix seconds into Unix milliseconds.
+pub fn parse_time_ms(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<i64>() {
+        return secs.checked_mul(1000);
+    }
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// Helpers for reading provider JSON without panicking on odd shapes.
+pub mod json {
+    use super::ParseError;
+    pub use serde_json::Value;
+
+    pub fn parse(body: &[u8]) -> Result<Value, ParseError> {
+        let v: Value = serde_json::from_slice(body)
+            .map_err(|e| ParseError(format!("body is not JSON: {e}")))?;
+        if v.is_object() {
+            Ok(v)
+        } else {
+            Err(ParseError("JSON body is not an object".into()))
+        }
+    }
+
+    /// A non-empty string (numbers are written as text) at a JSON pointer.
+    pub fn str_at(v: &Value, ptr: &str) -> Option<String> {
+        match v.pointer(ptr)? {
+            Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    pub fn required(v: &Value, ptr: &str) -> Result<String, ParseError> {
+        str_at(v, ptr).ok_or_else(|| ParseError(format!("missing required field `{ptr}`")))
+    }
+
+    /// An integer (or integer text, as Paddle sends amounts) at a pointer.
+    pub fn i64_at(v: &Value, ptr: &str) -> Option<i64> {
+        match v.pointer(ptr)? {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    pub fn bool_at(v: &Value, ptr: &str) -> bool {
+        matches!(v.pointer(ptr), Some(Value::Bool(true)))
+    }
+
+    /// A time (RFC 3339 text or Unix seconds) at a pointer, in Unix ms.
+    pub fn time_at(v: &Value, ptr: &str) -> Option<i64> {
+        match v.pointer(ptr)? {
+            Value::Number(n) => n.as_i64().and_then(|s| s.checked_mul(1000)),
+            Value::String(s) => super::parse_time_ms(s),
+            _ => None,
+        }
+    }
+
+    /// The elements of an array at a pointer (none when absent).
+    pub fn items<'a>(v: &'a Value, ptr: &str) -> &'a [Value] {
+        v.pointer(ptr)
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// Appends each present, new value.
+    pub fn push_all(list: &mut Vec<String>, values: impl IntoIterator<Item = Option<String>>) {
+        for v in values.into_iter().flatten() {
+            if !list.contains(&v) {
+                list.push(v);
+            }
+        }
     }
 }
+
+/// A catalog product named directly (Stripe Checkout or Hyperswitch
+/// metadata `keymint_product`), as opposed to a provider's product id.
+pub const CATALOG_ID_PREFIX: &str = "keymint:";
 
 /// Constant-time equality of two byte strings (length may leak, content
 /// does not).

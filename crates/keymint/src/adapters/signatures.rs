@@ -226,6 +226,24 @@ pub enum StandardKeyMode {
     LegacyRawString,
 }
 
+/// Checks a Standard Webhooks secret at start-up: `whsec_<base64>` (or bare
+/// base64) for HMAC, `whpk_<base64 of 32 bytes>` for Ed25519.
+pub fn check_standard_secret(secret: &str) -> Result<(), String> {
+    if let Some(public) = secret.strip_prefix("whpk_") {
+        return match B64.decode(public) {
+            Ok(raw) if ed25519_compact::PublicKey::from_slice(&raw).is_ok() => Ok(()),
+            _ => Err("a whpk_ secret must be whpk_ followed by a base64 Ed25519 public key".into()),
+        };
+    }
+    match B64.decode(secret.strip_prefix("whsec_").unwrap_or(secret)) {
+        Ok(k) if !k.is_empty() => Ok(()),
+        _ => Err(
+            "a Standard Webhooks secret must be whsec_ followed by base64 (a secret used as raw text needs kind = \"polar\" with legacy_secret = true)"
+                .into(),
+        ),
+    }
+}
+
 /// The `webhook-signature` header: space-separated `v1,<base64>` (HMAC) and
 /// `v1a,<base64>` (Ed25519) entries; unknown versions are skipped.
 pub fn parse_standard_signatures(header: &str) -> Vec<(&str, Vec<u8>)> {

@@ -36,6 +36,8 @@ pub struct LicenseContext {
     pub expires_at: Option<String>,
     pub max_machines: Option<i64>,
     pub resend: bool,
+    /// A subscription renewed and this is its fresh token.
+    pub renewal: bool,
 }
 
 pub struct Templates {
@@ -118,6 +120,7 @@ mod tests {
             expires_at: None,
             max_machines: Some(3),
             resend: false,
+            renewal: false,
         }
     }
 

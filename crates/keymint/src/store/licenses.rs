@@ -249,3 +249,151 @@ pub async fn count_for_order(
         .fetch_one(conn)
         .await
 }
+
+/// The license whose order any of `ids` names: its own order id first,
+/// then the other provider ids recorded for it.
+pub async fn find_by_refs(
+    conn: &mut Conn,
+    source: &str,
+    ids: &[String],
+) -> Result<Option<License>, sqlx::Error> {
+    for id in ids {
+        if let Some(l) = by_order(conn, source, id).await? {
+            return Ok(Some(l));
+        }
+    }
+    for id in ids {
+        let found = sqlx::query_as(
+            "SELECT l.* FROM license_refs r JOIN licenses l ON l.id = r.license_id \
+             WHERE r.source = $1 AND r.ref = $2",
+        )
+        .bind(source)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+/// Records provider ids that name this license's order. Returns the id of
+/// another license that already holds one of them, if any.
+pub async fn add_refs(
+    conn: &mut Conn,
+    source: &str,
+    refs: &[String],
+    license_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    for r in refs {
+        sqlx::query(
+            "INSERT INTO license_refs (source, ref, license_id) VALUES ($1, $2, $3) \
+             ON CONFLICT (source, ref) DO NOTHING",
+        )
+        .bind(source)
+        .bind(r)
+        .bind(license_id)
+        .execute(&mut *conn)
+        .await?;
+        let holder: String = sqlx::query_scalar(
+            "SELECT license_id FROM license_refs WHERE source = $1 AND ref = $2",
+        )
+        .bind(source)
+        .bind(r)
+        .fetch_one(&mut *conn)
+        .await?;
+        if holder != license_id {
+            return Ok(Some(holder));
+        }
+    }
+    Ok(None)
+}
+
+/// Deletes a license written earlier in the same transaction (a concurrent
+/// one won the race for one of its refs).
+pub async fn delete_fresh(conn: &mut Conn, license_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM license_refs WHERE license_id = $1")
+        .bind(license_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM licenses WHERE id = $1")
+        .bind(license_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Replaces a license's token (renewal, new expiry).
+pub async fn set_token(
+    conn: &mut Conn,
+    license_id: &str,
+    token: &str,
+    kid: &str,
+    expires_at: Option<i64>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE licenses SET token = $2, kid = $3, expires_at = $4, issued_at = $5, updated_at = $5 \
+         WHERE id = $1",
+    )
+    .bind(license_id)
+    .bind(token)
+    .bind(kid)
+    .bind(expires_at)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A customer row.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Customer {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+/// The customer a provider's customer id is linked to.
+pub async fn customer_by_ref(
+    conn: &mut Conn,
+    source: &str,
+    customer_ref: &str,
+) -> Result<Option<Customer>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT c.* FROM customer_refs r JOIN customers c ON c.id = r.customer_id \
+         WHERE r.source = $1 AND r.ref = $2",
+    )
+    .bind(source)
+    .bind(customer_ref)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn customer_by_id(conn: &mut Conn, id: &str) -> Result<Option<Customer>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM customers WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Links a provider's customer id to a customer (first link wins).
+pub async fn link_customer(
+    conn: &mut Conn,
+    source: &str,
+    customer_ref: &str,
+    customer_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO customer_refs (source, ref, customer_id) VALUES ($1, $2, $3) \
+         ON CONFLICT (source, ref) DO NOTHING",
+    )
+    .bind(source)
+    .bind(customer_ref)
+    .bind(customer_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

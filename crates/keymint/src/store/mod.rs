@@ -11,6 +11,7 @@ pub mod deliveries;
 pub mod licenses;
 pub mod outbox;
 pub mod signing_keys;
+pub mod subscriptions;
 
 use crate::config::DatabaseConfig;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

@@ -16,6 +16,8 @@ pub mod kind {
     pub const LICENSE_ISSUED: &str = "license_issued";
     /// An operator's resend.
     pub const LICENSE_RESEND: &str = "license_resend";
+    /// A subscription renewed: a fresh token.
+    pub const LICENSE_RENEWED: &str = "license_renewed";
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

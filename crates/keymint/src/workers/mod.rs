@@ -3,3 +3,4 @@
 //! they call the network.
 
 pub mod outbox;
+pub mod sweeper;

@@ -110,6 +110,7 @@ fn render(
         expires_at: license.expires_at.map(store::format_ms),
         max_machines: license.max_machines,
         resend: row.kind == outbox::kind::LICENSE_RESEND,
+        renewal: row.kind == outbox::kind::LICENSE_RENEWED,
     };
     let rendered = state
         .templates

@@ -1,0 +1,94 @@
+//! Hyperswitch: `X-Webhook-Signature-512` = hex HMAC-SHA512 of the body,
+//! keyed with the profile's payment response hash key; no timestamp.
+//! Event id = the body's `event_id`. A payment names its product in its
+//! `metadata`: `keymint_product` (a catalog product id) or `product_id`
+//! (mapped through the catalog like any provider id).
+
+use super::json::{self, Value, i64_at, push_all, str_at};
+use super::signatures::verify_hyperswitch;
+use super::{
+    Adapter, AuthError, CATALOG_ID_PREFIX, ParseError, RawRequest, secret_strs, unauthorized,
+};
+use crate::config::EndpointConfig;
+use crate::events::{Buyer, DisputeStage, Event, Parsed, Sale};
+
+pub struct Hyperswitch;
+
+impl Adapter for Hyperswitch {
+    fn authenticate(
+        &self,
+        req: &RawRequest<'_>,
+        endpoint: &EndpointConfig,
+        _now: i64,
+    ) -> Result<(), AuthError> {
+        verify_hyperswitch(
+            req.header("x-webhook-signature-512"),
+            req.body,
+            &secret_strs(endpoint),
+        )
+        .map_err(unauthorized)
+    }
+
+    fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError> {
+        let v = json::parse(req.body)?;
+        let kind = json::required(&v, "/event_type")?;
+        let id = json::required(&v, "/event_id")?;
+        let o = v.pointer("/content/object").unwrap_or(&Value::Null);
+        Ok(Parsed::new(id, kind.clone(), parse_event(&kind, o)?))
+    }
+}
+
+fn parse_event(kind: &str, o: &Value) -> Result<Event, ParseError> {
+    let payment = || json::required(o, "/payment_id");
+    Ok(match kind {
+        "payment_succeeded" => {
+            let mut product_ids = Vec::new();
+            push_all(
+                &mut product_ids,
+                [
+                    str_at(o, "/metadata/keymint_product")
+                        .map(|p| format!("{CATALOG_ID_PREFIX}{p}")),
+                    str_at(o, "/metadata/product_id"),
+                ],
+            );
+            if product_ids.is_empty() {
+                return Err(ParseError(
+                    "missing required field `/content/object/metadata/keymint_product` (or metadata.product_id)"
+                        .into(),
+                ));
+            }
+            Event::Sale(Sale {
+                order_id: payment()?,
+                refs: Vec::new(),
+                product_ids,
+                buyer: Buyer {
+                    email: str_at(o, "/email").or_else(|| str_at(o, "/customer/email")),
+                    name: str_at(o, "/name")
+                        .or_else(|| str_at(o, "/customer/name"))
+                        .or_else(|| str_at(o, "/billing/address/first_name")),
+                    customer_ref: str_at(o, "/customer_id").or_else(|| str_at(o, "/customer/id")),
+                },
+                amount_cents: i64_at(o, "/amount_received").or_else(|| i64_at(o, "/amount")),
+                currency: str_at(o, "/currency").map(|c| c.to_uppercase()),
+                test: false,
+            })
+        }
+        "refund_succeeded" => Event::Refund {
+            refs: vec![payment()?],
+            full: false,
+            amount_cents: i64_at(o, "/amount").or_else(|| i64_at(o, "/refund_amount")),
+        },
+        "dispute_opened" | "dispute_won" | "dispute_lost" | "dispute_accepted"
+        | "dispute_cancelled" => Event::Dispute {
+            refs: vec![payment()?],
+            stage: match kind {
+                "dispute_opened" => DisputeStage::Opened,
+                "dispute_won" | "dispute_cancelled" => DisputeStage::Won,
+                _ => DisputeStage::Lost,
+            },
+        },
+        "payment_failed" => Event::Ignored("payment failed: nothing was sold".into()),
+        "refund_failed" => Event::Ignored("refund failed: the license stands".into()),
+        other => Event::Ignored(format!("hyperswitch event `{other}` has no license effect")),
+    })
+}

@@ -1,0 +1,162 @@
+//! Lemon Squeezy: `X-Signature` = hex HMAC-SHA256 of the body; no
+//! timestamp. Event id = `meta.webhook_id` when present, else a hash of the
+//! body (a retried delivery is byte-identical). Event time = the object's
+//! `updated_at`. Catalog ids are variant ids (then product ids).
+
+use super::json::{self, Value, bool_at, i64_at, push_all, str_at, time_at};
+use super::signatures::verify_lemonsqueezy;
+use super::{Adapter, AuthError, ParseError, RawRequest, secret_strs, unauthorized};
+use crate::config::EndpointConfig;
+use crate::events::{Buyer, Event, Parsed, Sale, Subscription, SubscriptionChange as Change};
+use crate::subscriptions::Status;
+use sha2::{Digest, Sha256};
+
+pub struct LemonSqueezy;
+
+impl Adapter for LemonSqueezy {
+    fn authenticate(
+        &self,
+        req: &RawRequest<'_>,
+        endpoint: &EndpointConfig,
+        _now: i64,
+    ) -> Result<(), AuthError> {
+        verify_lemonsqueezy(req.header("x-signature"), req.body, &secret_strs(endpoint))
+            .map_err(unauthorized)
+    }
+
+    fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError> {
+        let v = json::parse(req.body)?;
+        let kind = json::required(&v, "/meta/event_name")?;
+        let id = str_at(&v, "/meta/webhook_id")
+            .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(req.body))));
+        Ok(Parsed::new(id, kind.clone(), parse_event(&kind, &v)?))
+    }
+}
+
+fn status(text: &str) -> Option<Status> {
+    Some(match text {
+        "on_trial" => Status::Trialing,
+        "active" => Status::Active,
+        "past_due" | "unpaid" => Status::PastDue,
+        "paused" => Status::Paused,
+        "cancelled" => Status::Canceled,
+        "expired" => Status::Expired,
+        _ => return None,
+    })
+}
+
+fn buyer(a: &Value) -> Buyer {
+    Buyer {
+        email: str_at(a, "/user_email"),
+        name: str_at(a, "/user_name"),
+        customer_ref: str_at(a, "/customer_id"),
+    }
+}
+
+fn parse_event(kind: &str, v: &Value) -> Result<Event, ParseError> {
+    let id = json::required(v, "/data/id")?;
+    let a = v
+        .pointer("/data/attributes")
+        .ok_or_else(|| ParseError("missing required field `/data/attributes`".into()))?;
+    let test = bool_at(a, "/test_mode") || bool_at(v, "/meta/test_mode");
+    let at = time_at(a, "/updated_at")
+        .or_else(|| time_at(a, "/created_at"))
+        .unwrap_or_else(crate::store::now_ms);
+    let currency = str_at(a, "/currency").map(|c| c.to_uppercase());
+    Ok(match kind {
+        "order_created" => {
+            if str_at(a, "/status").as_deref() != Some("paid") {
+                return Ok(Event::Ignored("order not paid".into()));
+            }
+            let mut product_ids = Vec::new();
+            push_all(
+                &mut product_ids,
+                [
+                    str_at(a, "/first_order_item/variant_id"),
+                    str_at(a, "/first_order_item/product_id"),
+                ],
+            );
+            if product_ids.is_empty() {
+                return Err(ParseError(
+                    "missing required field `/data/attributes/first_order_item/variant_id`".into(),
+                ));
+            }
+            Event::Sale(Sale {
+                order_id: id,
+                refs: str_at(a, "/identifier").into_iter().collect(),
+                product_ids,
+                buyer: buyer(a),
+                amount_cents: i64_at(a, "/total"),
+                currency,
+                test,
+            })
+        }
+        "order_refunded" => Event::Refund {
+            refs: vec![id],
+            full: str_at(a, "/status").as_deref() == Some("refunded"),
+            amount_cents: i64_at(a, "/refunded_amount"),
+        },
+        "subscription_payment_refunded" => {
+            let mut refs = vec![id];
+            push_all(&mut refs, [str_at(a, "/subscription_id")]);
+            Event::Refund {
+                refs,
+                full: str_at(a, "/status").as_deref() == Some("refunded"),
+                amount_cents: i64_at(a, "/refunded_amount"),
+            }
+        }
+        "subscription_payment_success"
+        | "subscription_payment_recovered"
+        | "subscription_payment_failed" => Event::Subscription(Subscription {
+            subscription_id: json::required(a, "/subscription_id")?,
+            at_ms: at,
+            change: if kind == "subscription_payment_failed" {
+                Change::PaymentFailed
+            } else {
+                Change::PaymentSucceeded { period_end: None }
+            },
+            refs: vec![id],
+            product_ids: Vec::new(),
+            buyer: buyer(a),
+            amount_cents: i64_at(a, "/total"),
+            currency,
+            test,
+        }),
+        k if k.starts_with("subscription_") => {
+            let raw = json::required(a, "/status")?;
+            let status = status(&raw).ok_or_else(|| {
+                ParseError(format!("unknown Lemon Squeezy subscription status {raw:?}"))
+            })?;
+            let period_end = match status {
+                Status::Canceled | Status::Expired => {
+                    time_at(a, "/ends_at").or_else(|| time_at(a, "/renews_at"))
+                }
+                _ => time_at(a, "/renews_at"),
+            };
+            let mut product_ids = Vec::new();
+            push_all(
+                &mut product_ids,
+                [str_at(a, "/variant_id"), str_at(a, "/product_id")],
+            );
+            Event::Subscription(Subscription {
+                subscription_id: id,
+                at_ms: at,
+                change: Change::Snapshot {
+                    status,
+                    trial_end: time_at(a, "/trial_ends_at"),
+                    period_end,
+                    cancel_at_period_end: status == Status::Canceled,
+                },
+                refs: str_at(a, "/order_id").into_iter().collect(),
+                product_ids,
+                buyer: buyer(a),
+                amount_cents: None,
+                currency,
+                test,
+            })
+        }
+        other => Event::Ignored(format!(
+            "lemon squeezy event `{other}` has no license effect"
+        )),
+    })
+}

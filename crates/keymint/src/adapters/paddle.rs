@@ -1,0 +1,196 @@
+//! Paddle Billing: `Paddle-Signature: ts=..;h1=..` over `{ts}:{body}`;
+//! dedupe key = `notification_id`; event time = `occurred_at`. Catalog ids
+//! are price ids (then product ids).
+//!
+//! Paddle's transaction and subscription events name the customer by id
+//! only: the buyer's email comes from `custom_data.email` when the
+//! checkout sets it, else from a `customer.created` / `customer.updated`
+//! event (enable them) linking the id to an email.
+
+use super::json::{self, Value, i64_at, items, push_all, str_at, time_at};
+use super::signatures::verify_paddle;
+use super::{
+    Adapter, AuthError, ParseError, RawRequest, secret_strs, tolerance_secs, unauthorized,
+};
+use crate::config::EndpointConfig;
+use crate::events::{
+    Buyer, DisputeStage, Event, Parsed, Sale, Subscription, SubscriptionChange as Change,
+};
+use crate::subscriptions::Status;
+
+pub struct Paddle;
+
+impl Adapter for Paddle {
+    fn authenticate(
+        &self,
+        req: &RawRequest<'_>,
+        endpoint: &EndpointConfig,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        verify_paddle(
+            req.header("paddle-signature"),
+            req.body,
+            &secret_strs(endpoint),
+            now,
+            tolerance_secs(endpoint),
+        )
+        .map_err(unauthorized)
+    }
+
+    fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError> {
+        let v = json::parse(req.body)?;
+        let kind = json::required(&v, "/event_type")?;
+        let id = str_at(&v, "/notification_id")
+            .or_else(|| str_at(&v, "/event_id"))
+            .ok_or_else(|| ParseError("missing required field `/notification_id`".into()))?;
+        Ok(Parsed::new(id, kind.clone(), parse_event(&kind, &v)?))
+    }
+}
+
+fn status(text: &str) -> Option<Status> {
+    Some(match text {
+        "trialing" => Status::Trialing,
+        "active" => Status::Active,
+        "past_due" => Status::PastDue,
+        "paused" => Status::Paused,
+        "canceled" => Status::Expired,
+        _ => return None,
+    })
+}
+
+fn buyer(d: &Value) -> Buyer {
+    Buyer {
+        email: str_at(d, "/custom_data/email").or_else(|| str_at(d, "/customer/email")),
+        name: str_at(d, "/custom_data/name").or_else(|| str_at(d, "/customer/name")),
+        customer_ref: str_at(d, "/customer_id"),
+    }
+}
+
+fn price_ids(d: &Value) -> Vec<String> {
+    let list = items(d, "/items");
+    let mut ids = Vec::new();
+    for i in list {
+        push_all(&mut ids, [str_at(i, "/price/id"), str_at(i, "/price_id")]);
+    }
+    for i in list {
+        push_all(
+            &mut ids,
+            [str_at(i, "/price/product_id"), str_at(i, "/product/id")],
+        );
+    }
+    ids
+}
+
+fn parse_event(kind: &str, v: &Value) -> Result<Event, ParseError> {
+    let d = v
+        .pointer("/data")
+        .ok_or_else(|| ParseError("missing required field `/data`".into()))?;
+    let at = time_at(v, "/occurred_at").unwrap_or_else(crate::store::now_ms);
+    let id = || json::required(d, "/id");
+    let currency = str_at(d, "/currency_code").map(|c| c.to_uppercase());
+    Ok(match kind {
+        "transaction.completed" | "transaction.paid" => {
+            let amount = i64_at(d, "/details/totals/grand_total")
+                .or_else(|| i64_at(d, "/details/totals/total"));
+            match str_at(d, "/subscription_id") {
+                Some(sub) => Event::Subscription(Subscription {
+                    subscription_id: sub,
+                    at_ms: at,
+                    change: Change::PaymentSucceeded {
+                        period_end: time_at(d, "/billing_period/ends_at"),
+                    },
+                    refs: vec![id()?],
+                    product_ids: price_ids(d),
+                    buyer: buyer(d),
+                    amount_cents: amount,
+                    currency,
+                    test: false,
+                }),
+                None => {
+                    let product_ids = price_ids(d);
+                    if product_ids.is_empty() {
+                        return Err(ParseError(
+                            "missing required field `/data/items/0/price/id`".into(),
+                        ));
+                    }
+                    Event::Sale(Sale {
+                        order_id: id()?,
+                        refs: str_at(d, "/invoice_id").into_iter().collect(),
+                        product_ids,
+                        buyer: buyer(d),
+                        amount_cents: amount,
+                        currency,
+                        test: false,
+                    })
+                }
+            }
+        }
+        k if k.starts_with("subscription.") => {
+            let raw = json::required(d, "/status")?;
+            let status = status(&raw)
+                .ok_or_else(|| ParseError(format!("unknown Paddle subscription status {raw:?}")))?;
+            let scheduled = str_at(d, "/scheduled_change/action");
+            let trial_end = items(d, "/items")
+                .iter()
+                .filter_map(|i| time_at(i, "/trial_dates/ends_at"))
+                .max();
+            Event::Subscription(Subscription {
+                subscription_id: id()?,
+                at_ms: at,
+                change: Change::Snapshot {
+                    status,
+                    trial_end,
+                    period_end: time_at(d, "/current_billing_period/ends_at"),
+                    cancel_at_period_end: scheduled.as_deref() == Some("cancel"),
+                },
+                refs: Vec::new(),
+                product_ids: price_ids(d),
+                buyer: buyer(d),
+                amount_cents: None,
+                currency,
+                test: false,
+            })
+        }
+        "adjustment.created" | "adjustment.updated" => {
+            let mut refs = Vec::new();
+            push_all(
+                &mut refs,
+                [str_at(d, "/transaction_id"), str_at(d, "/subscription_id")],
+            );
+            if refs.is_empty() {
+                return Err(ParseError(
+                    "missing required field `/data/transaction_id`".into(),
+                ));
+            }
+            let approved = str_at(d, "/status").as_deref() == Some("approved");
+            match str_at(d, "/action").as_deref() {
+                Some("refund") if approved => Event::Refund {
+                    refs,
+                    full: str_at(d, "/type").as_deref() == Some("full"),
+                    amount_cents: None,
+                },
+                Some("refund") => Event::Ignored("refund not approved (yet)".into()),
+                Some("chargeback") => Event::Dispute {
+                    refs,
+                    stage: DisputeStage::Opened,
+                },
+                Some("chargeback_reverse") => Event::Dispute {
+                    refs,
+                    stage: DisputeStage::Won,
+                },
+                other => {
+                    Event::Ignored(format!("adjustment action {other:?} has no license effect"))
+                }
+            }
+        }
+        "customer.created" | "customer.updated" => match str_at(d, "/email") {
+            Some(email) => Event::Customer {
+                customer_ref: id()?,
+                email,
+                name: str_at(d, "/name"),
+            },
+            None => Event::Ignored("customer without an email".into()),
+        },
+        other => Event::Ignored(format!("paddle event `{other}` has no license effect")),
+    })
+}

@@ -1,0 +1,188 @@
+//! Polar: Standard Webhooks signatures; event id = `webhook-id`; event time
+//! = the body's `timestamp`. Secrets are used as Polar's SDKs use them:
+//! a `whsec_` secret base64-decoded (the standard), any other secret (such
+//! as `polar_whs_...`) as its raw text; `legacy_secret = true` uses every
+//! secret, `whsec_` ones included, as raw text.
+//!
+//! `order.paid` of a one-time product is a sale; of a subscription, the
+//! subscription's payment. `subscription.*` carry the whole subscription.
+
+use super::json::{self, Value, bool_at, i64_at, push_all, str_at, time_at};
+use super::signatures::StandardKeyMode;
+use super::{Adapter, AuthError, ParseError, RawRequest, standard};
+use crate::config::EndpointConfig;
+use crate::events::{Buyer, Event, Parsed, Sale, Subscription, SubscriptionChange as Change};
+use crate::subscriptions::Status;
+
+pub struct Polar;
+
+impl Adapter for Polar {
+    fn authenticate(
+        &self,
+        req: &RawRequest<'_>,
+        endpoint: &EndpointConfig,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let (standard, raw): (Vec<&str>, Vec<&str>) = endpoint
+            .secrets
+            .iter()
+            .map(|s| s.expose())
+            .partition(|s| !endpoint.legacy_secret && s.starts_with("whsec_"));
+        let mut result = Err(AuthError::Unauthorized("no usable secret configured"));
+        for (secrets, mode) in [
+            (standard, StandardKeyMode::Standard),
+            (raw, StandardKeyMode::LegacyRawString),
+        ] {
+            if secrets.is_empty() {
+                continue;
+            }
+            match standard::authenticate(req, &secrets, mode, endpoint, now) {
+                Ok(()) => return Ok(()),
+                // Keep the most telling reason for the delivery row.
+                Err(e) => {
+                    if result
+                        .as_ref()
+                        .err()
+                        .is_none_or(|r| r.reason() == "no usable secret configured")
+                    {
+                        result = Err(e);
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError> {
+        let v = json::parse(req.body)?;
+        let (id, at) = standard::id_and_time(req, &v)?;
+        let kind = json::required(&v, "/type")?;
+        let d = v
+            .pointer("/data")
+            .ok_or_else(|| ParseError("missing required field `/data`".into()))?;
+        Ok(Parsed::new(id, kind.clone(), parse_data(&kind, d, at)?))
+    }
+}
+
+/// Polar's subscription status, as the state machine's.
+fn status(text: &str) -> Option<Status> {
+    Some(match text {
+        "incomplete" => Status::PendingPayment,
+        "trialing" => Status::Trialing,
+        "active" => Status::Active,
+        "past_due" | "unpaid" => Status::PastDue,
+        "canceled" | "incomplete_expired" => Status::Expired,
+        _ => return None,
+    })
+}
+
+fn buyer(d: &Value) -> Buyer {
+    Buyer {
+        email: str_at(d, "/customer/email"),
+        name: str_at(d, "/customer/name"),
+        customer_ref: str_at(d, "/customer_id").or_else(|| str_at(d, "/customer/id")),
+    }
+}
+
+fn products(d: &Value) -> Vec<String> {
+    let mut ids = Vec::new();
+    push_all(
+        &mut ids,
+        [str_at(d, "/product_id"), str_at(d, "/product/id")],
+    );
+    ids
+}
+
+fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
+    let id = || json::required(d, "/id");
+    Ok(match kind {
+        "order.paid" => match str_at(d, "/subscription_id") {
+            Some(sub) => Event::Subscription(Subscription {
+                subscription_id: sub,
+                at_ms: at,
+                change: Change::PaymentSucceeded {
+                    period_end: time_at(d, "/subscription/current_period_end"),
+                },
+                refs: vec![id()?],
+                product_ids: products(d),
+                buyer: buyer(d),
+                amount_cents: i64_at(d, "/total_amount"),
+                currency: str_at(d, "/currency").map(|c| c.to_uppercase()),
+                test: false,
+            }),
+            None => {
+                let product_ids = products(d);
+                if product_ids.is_empty() {
+                    return Err(ParseError(
+                        "missing required field `/data/product_id`".into(),
+                    ));
+                }
+                Event::Sale(Sale {
+                    order_id: id()?,
+                    refs: str_at(d, "/checkout_id").into_iter().collect(),
+                    product_ids,
+                    buyer: buyer(d),
+                    amount_cents: i64_at(d, "/total_amount"),
+                    currency: str_at(d, "/currency").map(|c| c.to_uppercase()),
+                    test: false,
+                })
+            }
+        },
+        "order.refunded" => {
+            let total = i64_at(d, "/total_amount");
+            let refunded = i64_at(d, "/refunded_amount");
+            Event::Refund {
+                refs: vec![id()?],
+                full: str_at(d, "/status").as_deref() == Some("refunded")
+                    || matches!((total, refunded), (Some(t), Some(r)) if r >= t),
+                amount_cents: None,
+            }
+        }
+        "refund.created" | "refund.updated" => {
+            if str_at(d, "/status").as_deref() != Some("succeeded") {
+                return Ok(Event::Ignored("refund not succeeded (yet)".into()));
+            }
+            Event::Refund {
+                refs: vec![json::required(d, "/order_id")?],
+                full: false,
+                amount_cents: i64_at(d, "/amount"),
+            }
+        }
+        k if k.starts_with("subscription.") => {
+            let raw = json::required(d, "/status")?;
+            let status = status(&raw)
+                .ok_or_else(|| ParseError(format!("unknown Polar subscription status {raw:?}")))?;
+            let change = match k {
+                // Revoked: access ends now (immediate cancel, or the period
+                // of a canceled subscription ended).
+                "subscription.revoked" => Change::Expired,
+                _ => Change::Snapshot {
+                    status,
+                    trial_end: time_at(d, "/trial_end"),
+                    period_end: time_at(d, "/current_period_end"),
+                    cancel_at_period_end: bool_at(d, "/cancel_at_period_end"),
+                },
+            };
+            Event::Subscription(Subscription {
+                subscription_id: id()?,
+                at_ms: at,
+                change,
+                refs: Vec::new(),
+                product_ids: products(d),
+                buyer: buyer(d),
+                amount_cents: i64_at(d, "/amount"),
+                currency: str_at(d, "/currency").map(|c| c.to_uppercase()),
+                test: false,
+            })
+        }
+        "customer.created" | "customer.updated" => match str_at(d, "/email") {
+            Some(email) => Event::Customer {
+                customer_ref: id()?,
+                email,
+                name: str_at(d, "/name"),
+            },
+            None => Event::Ignored("customer without an email".into()),
+        },
+        other => Event::Ignored(format!("polar event `{other}` has no license effect")),
+    })
+}

@@ -1,0 +1,228 @@
+//! Standard Webhooks (<https://www.standardwebhooks.com>): `webhook-id`,
+//! `webhook-timestamp`, `webhook-signature` (`v1,` HMAC-SHA256 with a
+//! `whsec_` secret, `v1a,` Ed25519 with a `whpk_` public key); event id =
+//! `webhook-id`.
+//!
+//! The body is keymint's own provider-neutral schema, for any sender that
+//! signs with Standard Webhooks (a custom store, a billing system):
+//! `{"type": "...", "timestamp": "...", "data": {...}}` with the types and
+//! fields of `docs/providers/standard.md`.
+
+use super::json::{self, Value, bool_at, i64_at, push_all, str_at, time_at};
+use super::signatures::{StandardKeyMode, verify_standard};
+use super::{
+    Adapter, AuthError, CATALOG_ID_PREFIX, ParseError, RawRequest, tolerance_secs, unauthorized,
+};
+use crate::config::EndpointConfig;
+use crate::events::{
+    Buyer, DisputeStage, Event, Parsed, Sale, Subscription, SubscriptionChange as Change,
+};
+use crate::subscriptions::Status;
+
+pub struct Standard;
+
+/// Checks a Standard Webhooks signature with the endpoint's secrets.
+pub fn authenticate(
+    req: &RawRequest<'_>,
+    secrets: &[&str],
+    mode: StandardKeyMode,
+    endpoint: &EndpointConfig,
+    now: i64,
+) -> Result<(), AuthError> {
+    verify_standard(
+        req.header("webhook-id"),
+        req.header("webhook-timestamp"),
+        req.header("webhook-signature"),
+        req.body,
+        secrets,
+        mode,
+        now,
+        tolerance_secs(endpoint),
+    )
+    .map_err(unauthorized)
+}
+
+/// The event id (`webhook-id`) and the event time: the body's
+/// `timestamp` when it has one, else `webhook-timestamp`.
+pub fn id_and_time(req: &RawRequest<'_>, body: &Value) -> Result<(String, i64), ParseError> {
+    let id = req
+        .header("webhook-id")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ParseError("missing webhook-id header".into()))?
+        .to_string();
+    let at = time_at(body, "/timestamp")
+        .or_else(|| {
+            req.header("webhook-timestamp")
+                .and_then(super::parse_time_ms)
+        })
+        .unwrap_or_else(crate::store::now_ms);
+    Ok((id, at))
+}
+
+impl Adapter for Standard {
+    fn authenticate(
+        &self,
+        req: &RawRequest<'_>,
+        endpoint: &EndpointConfig,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        authenticate(
+            req,
+            &super::secret_strs(endpoint),
+            StandardKeyMode::Standard,
+            endpoint,
+            now,
+        )
+    }
+
+    fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError> {
+        let v = json::parse(req.body)?;
+        let (id, at) = id_and_time(req, &v)?;
+        let kind = json::required(&v, "/type")?;
+        let d = v.pointer("/data").unwrap_or(&Value::Null);
+        Ok(Parsed::new(id, kind.clone(), parse_data(&kind, d, at)?))
+    }
+}
+
+fn buyer(d: &Value) -> Buyer {
+    Buyer {
+        email: str_at(d, "/email").or_else(|| str_at(d, "/customer/email")),
+        name: str_at(d, "/name").or_else(|| str_at(d, "/customer/name")),
+        customer_ref: str_at(d, "/customer_id").or_else(|| str_at(d, "/customer/id")),
+    }
+}
+
+fn products(d: &Value) -> Vec<String> {
+    let mut ids = Vec::new();
+    push_all(
+        &mut ids,
+        [
+            str_at(d, "/product_id"),
+            str_at(d, "/keymint_product").map(|p| format!("{CATALOG_ID_PREFIX}{p}")),
+        ],
+    );
+    ids
+}
+
+fn order_refs(d: &Value) -> Result<Vec<String>, ParseError> {
+    let mut refs = Vec::new();
+    push_all(&mut refs, [str_at(d, "/order_id"), str_at(d, "/id")]);
+    if refs.is_empty() {
+        return Err(ParseError("missing required field `/data/order_id`".into()));
+    }
+    Ok(refs)
+}
+
+/// keymint's neutral subscription status names.
+fn status(text: &str) -> Option<Status> {
+    Status::parse(text).or(match text {
+        "trial" | "on_trial" => Some(Status::Trialing),
+        "incomplete" | "pending" => Some(Status::PendingPayment),
+        "ended" | "cancelled_now" => Some(Status::Expired),
+        _ => None,
+    })
+}
+
+fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
+    let test = bool_at(d, "/test");
+    Ok(match kind {
+        "sale" | "order.paid" => {
+            let refs = order_refs(d)?;
+            let email =
+                json::required(d, "/email").or_else(|_| json::required(d, "/customer/email"))?;
+            let product_ids = products(d);
+            if product_ids.is_empty() {
+                return Err(ParseError(
+                    "missing required field `/data/product_id`".into(),
+                ));
+            }
+            Event::Sale(Sale {
+                order_id: refs[0].clone(),
+                refs: refs[1..].to_vec(),
+                product_ids,
+                buyer: Buyer {
+                    email: Some(email),
+                    ..buyer(d)
+                },
+                amount_cents: i64_at(d, "/amount_cents"),
+                currency: str_at(d, "/currency").map(|c| c.to_uppercase()),
+                test,
+            })
+        }
+        "refund" | "order.refunded" => Event::Refund {
+            refs: order_refs(d)?,
+            full: d.pointer("/full").and_then(Value::as_bool).unwrap_or(true),
+            amount_cents: i64_at(d, "/amount_cents"),
+        },
+        "dispute.opened" | "dispute.won" | "dispute.lost" => Event::Dispute {
+            refs: order_refs(d)?,
+            stage: match kind {
+                "dispute.opened" => DisputeStage::Opened,
+                "dispute.won" => DisputeStage::Won,
+                _ => DisputeStage::Lost,
+            },
+        },
+        "customer.created" | "customer.updated" => Event::Customer {
+            customer_ref: json::required(d, "/id")
+                .or_else(|_| json::required(d, "/customer_id"))?,
+            email: json::required(d, "/email")?,
+            name: str_at(d, "/name"),
+        },
+        k if k.starts_with("subscription.") => {
+            let sub =
+                json::required(d, "/subscription_id").or_else(|_| json::required(d, "/id"))?;
+            let period_end = time_at(d, "/current_period_end");
+            let trial_end = time_at(d, "/trial_end");
+            let change = match &k["subscription.".len()..] {
+                "created" | "updated" => {
+                    let raw = json::required(d, "/status")?;
+                    Change::Snapshot {
+                        status: status(&raw).ok_or_else(|| {
+                            ParseError(format!("unknown subscription status {raw:?}"))
+                        })?,
+                        trial_end,
+                        period_end,
+                        cancel_at_period_end: bool_at(d, "/cancel_at_period_end"),
+                    }
+                }
+                "trialing" => Change::Trialing { trial_end },
+                "active" | "activated" => Change::Activated { period_end },
+                "payment_succeeded" | "renewed" => Change::PaymentSucceeded { period_end },
+                "payment_failed" => Change::PaymentFailed,
+                "past_due" => Change::PastDue,
+                "canceled" => Change::Canceled {
+                    at_period_end: d
+                        .pointer("/cancel_at_period_end")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(true),
+                    period_end,
+                },
+                "uncanceled" => Change::Uncanceled,
+                "paused" => Change::Paused,
+                "resumed" => Change::Resumed { period_end },
+                "expired" => Change::Expired,
+                "revoked" => Change::Revoked,
+                other => {
+                    return Ok(Event::Ignored(format!(
+                        "subscription event `{other}` has no license effect"
+                    )));
+                }
+            };
+            let mut refs = Vec::new();
+            push_all(&mut refs, [str_at(d, "/order_id")]);
+            Event::Subscription(Subscription {
+                subscription_id: sub,
+                at_ms: time_at(d, "/occurred_at").unwrap_or(at),
+                change,
+                refs,
+                product_ids: products(d),
+                buyer: buyer(d),
+                amount_cents: i64_at(d, "/amount_cents"),
+                currency: str_at(d, "/currency").map(|c| c.to_uppercase()),
+                test,
+            })
+        }
+        other => Event::Ignored(format!("event type `{other}` has no license effect")),
+    })
+}
