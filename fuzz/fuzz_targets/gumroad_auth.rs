@@ -3,15 +3,15 @@
 #![no_main]
 
 use keymint::adapters::{Adapter, RawRequest, gumroad::Gumroad};
-use keymint::config::Secret;
+use keymint::config::{EndpointConfig, EndpointKind};
 use libfuzzer_sys::fuzz_target;
 use std::collections::BTreeMap;
 
 fuzz_target!(|query: &str| {
     let headers = BTreeMap::new();
-    let secrets = [Secret::new("fuzz-secret-value")];
+    let endpoint = EndpointConfig::for_test("g", EndpointKind::Gumroad, &["fuzz-secret-value"]);
     let req = RawRequest { headers: &headers, query: Some(query), body: b"" };
-    if Gumroad.authenticate(&req, &secrets, 0).is_ok() {
+    if Gumroad.authenticate(&req, &endpoint, 0).is_ok() {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).expect("an accepted query parses");
         assert!(pairs.iter().any(|(k, v)| k == "secret" && v == "fuzz-secret-value"));
     }

@@ -118,6 +118,7 @@ pub async fn mint_manual(
         customer_ref: None,
         refs: Vec::new(),
         valid_until: None,
+        send_email: true,
     };
     let mut tx = state.store.begin().await?;
     let minted = fulfilment::mint(

@@ -376,6 +376,7 @@ impl Dispatcher {
             customer_ref: sale.buyer.customer_ref.clone(),
             refs: sale.refs.clone(),
             valid_until: None,
+            send_email: true,
         };
         let minted = fulfilment::mint(
             conn,
@@ -589,7 +590,11 @@ impl Dispatcher {
             Some(id) => licenses::by_id(conn, id).await?,
             None => None,
         };
-        if license.is_none() && machine::grants_access(&state, now, self.grace_ms()) {
+        // A subscription that ever got past pending payment has a license
+        // (expired at once when first seen after it ended), so the same
+        // events in any order end in the same state.
+        let grants = machine::grants_access(&state, now, self.grace_ms());
+        if license.is_none() && state.status != Status::PendingPayment {
             let Some(product) = product else {
                 if ev.product_ids.is_empty() && result == "applied" {
                     // Nothing to mint from yet; later events name the product.
@@ -619,7 +624,12 @@ impl Dispatcher {
                 notes: None,
                 customer_ref: ev.buyer.customer_ref.clone(),
                 refs: ev.refs.clone(),
-                valid_until: Some(self.valid_until(&state, now)),
+                valid_until: Some(if grants {
+                    self.valid_until(&state, now)
+                } else {
+                    now
+                }),
+                send_email: grants,
             };
             let minted = fulfilment::mint(
                 conn,
@@ -776,7 +786,11 @@ impl Dispatcher {
     /// Expires subscription licenses whose paid period plus grace has
     /// ended (the sweeper's tick). Returns how many it expired.
     pub async fn sweep(&self, limit: i64) -> Result<usize, DispatchError> {
-        let now = store::now_ms();
+        self.sweep_at(store::now_ms(), limit).await
+    }
+
+    /// [`Self::sweep`] as if the time were `now` (Unix ms).
+    pub async fn sweep_at(&self, now: i64, limit: i64) -> Result<usize, DispatchError> {
         let due = {
             let mut conn = self.store.conn().await?;
             subs::due_for_expiry(&mut conn, now, self.grace_ms(), limit).await?

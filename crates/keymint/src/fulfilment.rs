@@ -25,6 +25,9 @@ pub struct Order {
     /// Token expiry (Unix ms) instead of the product's duration:
     /// subscriptions expire with their paid period plus grace.
     pub valid_until: Option<i64>,
+    /// Email the license to the buyer (not for a subscription first seen
+    /// after it ended).
+    pub send_email: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,15 +158,17 @@ pub async fn mint(
         now,
     )
     .await?;
-    outbox::enqueue(
-        conn,
-        &license.id,
-        outbox::kind::LICENSE_ISSUED,
-        &format!("{}:{}", outbox::kind::LICENSE_ISSUED, license.id),
-        &license.email,
-        now,
-    )
-    .await?;
+    if order.send_email {
+        outbox::enqueue(
+            conn,
+            &license.id,
+            outbox::kind::LICENSE_ISSUED,
+            &format!("{}:{}", outbox::kind::LICENSE_ISSUED, license.id),
+            &license.email,
+            now,
+        )
+        .await?;
+    }
     metrics::counter!("keymint_licenses_minted_total", "product" => product.id.clone())
         .increment(1);
     Ok(Minted::New(license))

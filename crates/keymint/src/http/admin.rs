@@ -65,6 +65,8 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/v1/deliveries", get(list_deliveries))
         .route("/admin/v1/deliveries/{id}", get(show_delivery))
         .route("/admin/v1/deliveries/{id}/replay", post(replay))
+        .route("/admin/v1/subscriptions", get(list_subscriptions))
+        .route("/admin/v1/subscriptions/{id}", get(show_subscription))
 }
 
 /// The authenticated caller.
@@ -589,4 +591,178 @@ async fn replay(
         }
         Err(ReplayError::Database(e)) => Err(e.into()),
     }
+}
+
+/// A subscription as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct SubscriptionOut {
+    /// keymint's id (`sub_...`).
+    pub id: String,
+    pub endpoint: String,
+    /// The provider's subscription id.
+    pub subscription_id: String,
+    pub status: String,
+    pub trial_end: Option<String>,
+    pub current_period_end: Option<String>,
+    pub cancel_at_period_end: bool,
+    /// The provider's time of the last event applied.
+    pub last_event_at: String,
+    pub product: Option<String>,
+    pub email: Option<String>,
+    pub customer_ref: Option<String>,
+    pub license_key: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<store::subscriptions::Listed> for SubscriptionOut {
+    fn from(l: store::subscriptions::Listed) -> Self {
+        let s = l.subscription;
+        Self {
+            id: s.id,
+            endpoint: s.source,
+            subscription_id: s.subscription_id,
+            status: s.status,
+            trial_end: s.trial_end.map(store::format_ms),
+            current_period_end: s.current_period_end.map(store::format_ms),
+            cancel_at_period_end: s.cancel_at_period_end != 0,
+            last_event_at: store::format_ms(s.last_event_at),
+            product: s.product,
+            email: l.email,
+            customer_ref: s.customer_ref,
+            license_key: l.license_key,
+            created_at: store::format_ms(s.created_at),
+            updated_at: store::format_ms(s.updated_at),
+        }
+    }
+}
+
+/// One event in a subscription's history.
+#[derive(Serialize, ToSchema)]
+pub struct SubscriptionEventOut {
+    /// The provider's time for the event.
+    pub at: String,
+    pub received_at: String,
+    pub event_type: String,
+    /// `applied`, `stale` (older than the last applied event: changed
+    /// nothing) or `ignored` (not applicable in that state).
+    pub result: String,
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub period_end: Option<String>,
+    pub actor: String,
+    pub delivery_id: Option<String>,
+}
+
+impl From<store::subscriptions::SubscriptionEvent> for SubscriptionEventOut {
+    fn from(e: store::subscriptions::SubscriptionEvent) -> Self {
+        Self {
+            at: store::format_ms(e.at),
+            received_at: store::format_ms(e.received_at),
+            event_type: e.event_type,
+            result: e.result,
+            from_status: e.from_status,
+            to_status: e.to_status,
+            period_end: e.period_end.map(store::format_ms),
+            actor: e.actor,
+            delivery_id: e.delivery_id,
+        }
+    }
+}
+
+/// A page of subscriptions; pass `next_before` as `before` for the next page.
+#[derive(Serialize, ToSchema)]
+pub struct SubscriptionPage {
+    pub subscriptions: Vec<SubscriptionOut>,
+    pub next_before: Option<String>,
+}
+
+/// A subscription with its event history and its license's history.
+#[derive(Serialize, ToSchema)]
+pub struct SubscriptionDetail {
+    pub subscription: SubscriptionOut,
+    pub events: Vec<SubscriptionEventOut>,
+    pub license_history: Vec<HistoryOut>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+struct SubscriptionQuery {
+    status: Option<String>,
+    endpoint: Option<String>,
+    /// Buyer email, case-insensitive.
+    email: Option<String>,
+    before: Option<String>,
+    limit: Option<i64>,
+}
+
+/// List subscriptions, newest first.
+#[utoipa::path(get, path = "/admin/v1/subscriptions", tag = "subscriptions", security(("bearer" = [])),
+    params(SubscriptionQuery),
+    responses((status = 200, body = SubscriptionPage), (status = 400, body = ErrorBody)))]
+async fn list_subscriptions(
+    admin: Admin,
+    State(state): State<AppState>,
+    Query(q): Query<SubscriptionQuery>,
+) -> Result<Json<SubscriptionPage>, ApiError> {
+    admin.require(scope::LICENSES_READ)?;
+    if let Some(s) = &q.status
+        && crate::subscriptions::Status::parse(s).is_none()
+    {
+        return Err(ApiError::BadRequest(format!(
+            "status must be one of {}",
+            crate::subscriptions::Status::ALL
+                .map(|s| s.as_str())
+                .join(", ")
+        )));
+    }
+    let filter = store::subscriptions::Filter {
+        status: q.status,
+        endpoint: q.endpoint,
+        email: q.email.map(|e| e.trim().to_lowercase()),
+        before: q.before,
+        limit: page_limit(q.limit)?,
+    };
+    let mut conn = state.store.conn().await?;
+    let rows = store::subscriptions::search(&mut conn, &filter).await?;
+    let next = (rows.len() as i64 == filter.limit)
+        .then(|| rows.last().map(|s| s.subscription.id.clone()))
+        .flatten();
+    Ok(Json(SubscriptionPage {
+        subscriptions: rows.into_iter().map(Into::into).collect(),
+        next_before: next,
+    }))
+}
+
+/// One subscription (by keymint id or the provider's id) with its history.
+#[utoipa::path(get, path = "/admin/v1/subscriptions/{id}", tag = "subscriptions", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = SubscriptionDetail), (status = 404, body = ErrorBody)))]
+async fn show_subscription(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SubscriptionDetail>, ApiError> {
+    admin.require(scope::LICENSES_READ)?;
+    let mut conn = state.store.conn().await?;
+    let row = store::subscriptions::get(&mut conn, &id)
+        .await?
+        .ok_or(ApiError::NotFound("subscription"))?;
+    let events = store::subscriptions::history(&mut conn, &row.subscription.id)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    let license_history = match &row.subscription.license_id {
+        Some(l) => licenses::history(&mut conn, l)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(Json(SubscriptionDetail {
+        subscription: row.into(),
+        events,
+        license_history,
+    }))
 }

@@ -23,6 +23,8 @@ use utoipa::{Modify, OpenApi};
         admin::list_deliveries,
         admin::show_delivery,
         admin::replay,
+        admin::list_subscriptions,
+        admin::show_subscription,
     ),
     modifiers(&BearerAuth)
 )]

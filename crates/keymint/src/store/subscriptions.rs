@@ -155,11 +155,13 @@ pub struct Listed {
     #[serde(flatten)]
     pub subscription: Subscription,
     pub email: Option<String>,
+    pub license_key: Option<String>,
 }
 
 pub async fn search(conn: &mut Conn, f: &Filter) -> Result<Vec<Listed>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT s.*, c.email AS email FROM subscriptions s LEFT JOIN customers c ON c.id = s.customer_id \
+        "SELECT s.*, c.email AS email, l.key AS license_key FROM subscriptions s \
+         LEFT JOIN customers c ON c.id = s.customer_id LEFT JOIN licenses l ON l.id = s.license_id \
          WHERE ($1 IS NULL OR s.status = $1) AND ($2 IS NULL OR s.source = $2) \
          AND ($3 IS NULL OR c.email = $3) AND ($4 IS NULL OR s.id < $4) ORDER BY s.id DESC LIMIT $5",
     )
@@ -175,7 +177,8 @@ pub async fn search(conn: &mut Conn, f: &Filter) -> Result<Vec<Listed>, sqlx::Er
 /// By keymint id (`sub_...`) or by the provider's subscription id.
 pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<Listed>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT s.*, c.email AS email FROM subscriptions s LEFT JOIN customers c ON c.id = s.customer_id \
+        "SELECT s.*, c.email AS email, l.key AS license_key FROM subscriptions s \
+         LEFT JOIN customers c ON c.id = s.customer_id LEFT JOIN licenses l ON l.id = s.license_id \
          WHERE s.id = $1 OR s.subscription_id = $1 ORDER BY s.id LIMIT 1",
     )
     .bind(id)

@@ -378,9 +378,15 @@ async fn unsupported_resources_are_ignored(db: Db) {
     let Some(app) = spawn_app(db).await else {
         return;
     };
+    let unknown = with(sale_form("GUM-C"), "resource_name", "something_new");
+    let body: Value = app.post_gumroad(&unknown).await.json().await.unwrap();
+    assert_eq!(body["status"], "ignored");
+    // A known resource missing what it needs is an error naming the field.
     let cancel = with(sale_form("GUM-C"), "resource_name", "cancellation");
     let body: Value = app.post_gumroad(&cancel).await.json().await.unwrap();
-    assert_eq!(body["status"], "ignored");
+    assert_eq!(body["status"], "error");
+    let d = app.delivery(body["delivery_id"].as_str().unwrap()).await;
+    assert!(d.error.unwrap().contains("subscription_id"));
     assert_eq!(
         app.scalar(
             "SELECT COUNT(*) FROM deliveries WHERE status = $1",

@@ -21,6 +21,12 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 pub const GUMROAD_SECRET: &str = "test-gumroad-secret";
+/// `whsec_` + base64("keymint-standard-test-key-000001").
+pub const STANDARD_SECRET: &str = "whsec_a2V5bWludC1zdGFuZGFyZC10ZXN0LWtleS0wMDAwMDE=";
+/// `whsec_` + base64("keymint-standard-old-key-0000001").
+pub const STANDARD_OLD_SECRET: &str = "whsec_a2V5bWludC1zdGFuZGFyZC1vbGQta2V5LTAwMDAwMDE=";
+pub const POLAR_CORE: &str = "0d7e8c1a-0b0e-4f2c-9a1e-5b1c2d3e4f50";
+pub const POLAR_SUB: &str = "5f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {
@@ -209,6 +215,36 @@ name = "gumroad"
 kind = "gumroad"
 secrets = ["old-secret", "{GUMROAD_SECRET}"]
 
+[[endpoints]]
+name = "stripe"
+kind = "stripe"
+secrets = ["whsec_old_stripe_secret", "whsec_test_stripe_secret"]
+
+[[endpoints]]
+name = "standard"
+kind = "standard"
+secrets = ["{STANDARD_OLD_SECRET}", "{STANDARD_SECRET}"]
+
+[[endpoints]]
+name = "polar"
+kind = "polar"
+secrets = ["polar_whs_old_secret", "polar_whs_test_secret"]
+
+[[endpoints]]
+name = "lemonsqueezy"
+kind = "lemonsqueezy"
+secrets = ["ls-old-secret", "ls-test-secret"]
+
+[[endpoints]]
+name = "paddle"
+kind = "paddle"
+secrets = ["pdl_ntfset_old_secret", "pdl_ntfset_test_secret"]
+
+[[endpoints]]
+name = "hyperswitch"
+kind = "hyperswitch"
+secrets = ["hs-old-hash-key", "hs-test-hash-key"]
+
 [[products]]
 id = "datatools-core"
 name = "DataTools Core"
@@ -219,6 +255,26 @@ max_machines = 3
 entitlements = ["export"]
 [products.map]
 gumroad = ["datatools-core"]
+stripe = ["price_core_onetime"]
+standard = ["core"]
+polar = ["{POLAR_CORE}"]
+lemonsqueezy = ["101"]
+paddle = ["pri_core_onetime"]
+hyperswitch = ["datatools-core"]
+
+[[products]]
+id = "datatools-sub"
+name = "DataTools Subscription"
+tier = "sub"
+key_prefix = "DT1"
+entitlements = ["export", "sync"]
+[products.map]
+gumroad = ["dt-membership"]
+stripe = ["price_sub_monthly"]
+standard = ["plan-monthly"]
+polar = ["{POLAR_SUB}"]
+lemonsqueezy = ["202"]
+paddle = ["pri_sub_monthly"]
 
 [[products]]
 id = "datatools-pro"

@@ -9,4 +9,5 @@ mod email;
 mod gumroad;
 mod licenses;
 mod ops;
+mod providers;
 mod serve;
