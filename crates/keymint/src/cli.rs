@@ -47,10 +47,28 @@ pub enum Command {
     /// The webhook delivery log.
     #[command(subcommand)]
     Deliveries(DeliveriesCmd),
+    /// Test an endpoint without the provider.
+    #[command(subcommand)]
+    Webhook(WebhookCmd),
     /// Re-run a stored delivery through the current code and catalog.
     Replay {
         /// Delivery id (dlv_...).
         delivery_id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WebhookCmd {
+    /// Sign a payload file as the endpoint's provider would (with its first
+    /// secret) and POST it to a running keymint; prints the answer.
+    Send {
+        /// Endpoint name from the configuration.
+        endpoint: String,
+        /// The payload: JSON, or form-encoded for Gumroad.
+        file: PathBuf,
+        /// Base URL of the server (default: http://<server.listen>).
+        #[arg(long)]
+        url: Option<String>,
     },
 }
 
@@ -199,6 +217,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::AdminToken(cmd) => tokens(config, cmd).await,
         Command::License(cmd) => license(config, cmd).await,
         Command::Deliveries(cmd) => deliveries_cmd(config, cmd).await,
+        Command::Webhook(WebhookCmd::Send {
+            endpoint,
+            file,
+            url,
+        }) => send_webhook(config, &endpoint, &file, url).await,
         Command::Replay { delivery_id } => {
             let state = AppState::build(config).await?;
             let result = ingest::replay(&state, &delivery_id).await?;
@@ -491,4 +514,65 @@ async fn deliveries_cmd(config: Config, cmd: DeliveriesCmd) -> anyhow::Result<Ex
         },
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn send_webhook(
+    config: Config,
+    endpoint: &str,
+    file: &std::path::Path,
+    url: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let ep = config
+        .endpoint(endpoint)
+        .ok_or_else(|| anyhow::anyhow!("endpoint {endpoint:?} is not configured"))?;
+    let secret = ep
+        .secrets
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("endpoint {endpoint:?} has no secret"))?;
+    let body =
+        std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let json = serde_json::from_slice::<serde_json::Value>(&body).is_ok();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let msg_id = store::new_id("msg");
+    let headers = crate::adapters::signatures::sign(
+        ep.kind,
+        secret.expose(),
+        ep.legacy_secret,
+        &body,
+        now,
+        &msg_id,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let base = url.unwrap_or_else(|| format!("http://{}", config.server.listen));
+    let mut target = format!("{}/webhooks/{endpoint}", base.trim_end_matches('/'));
+    if ep.kind == crate::config::EndpointKind::Gumroad {
+        target.push_str("?secret=");
+        target.push_str(&serde_urlencoded::to_string([("", secret.expose())])?[1..]);
+    }
+    let mut req = reqwest::Client::new()
+        .post(&target)
+        .header(
+            "content-type",
+            if json {
+                "application/json"
+            } else {
+                "application/x-www-form-urlencoded"
+            },
+        )
+        .body(body);
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach {base}: {}", e.without_url()))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    println!("{} {text}", status.as_u16());
+    Ok(if status.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -328,6 +328,79 @@ pub fn verify_standard(
     check_window(ts, now, tolerance)
 }
 
+/// Signs `body` the way provider `kind` does, with `secret`, at `ts`
+/// (Unix seconds); `msg_id` is the Standard Webhooks message id. For
+/// `keymint webhook send`, which lets an operator test an endpoint
+/// without the provider. Returns the headers to send.
+pub fn sign(
+    kind: crate::config::EndpointKind,
+    secret: &str,
+    legacy_secret: bool,
+    body: &[u8],
+    ts: i64,
+    msg_id: &str,
+) -> Result<Vec<(&'static str, String)>, String> {
+    use crate::config::EndpointKind as K;
+    let mac256 = |key: &[u8], parts: &[&[u8]]| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+        for p in parts {
+            mac.update(p);
+        }
+        mac.finalize().into_bytes().to_vec()
+    };
+    Ok(match kind {
+        K::Gumroad => Vec::new(),
+        K::Stripe => {
+            let sig = mac256(secret.as_bytes(), &[ts.to_string().as_bytes(), b".", body]);
+            vec![(
+                "stripe-signature",
+                format!("t={ts},v1={}", hex::encode(sig)),
+            )]
+        }
+        K::Paddle => {
+            let sig = mac256(secret.as_bytes(), &[ts.to_string().as_bytes(), b":", body]);
+            vec![(
+                "paddle-signature",
+                format!("ts={ts};h1={}", hex::encode(sig)),
+            )]
+        }
+        K::Lemonsqueezy => vec![(
+            "x-signature",
+            hex::encode(mac256(secret.as_bytes(), &[body])),
+        )],
+        K::Hyperswitch => {
+            let mut mac = Hmac::<Sha512>::new_from_slice(secret.as_bytes())
+                .expect("HMAC takes any key length");
+            mac.update(body);
+            vec![(
+                "x-webhook-signature-512",
+                hex::encode(mac.finalize().into_bytes()),
+            )]
+        }
+        K::Standard | K::Polar => {
+            if secret.starts_with("whpk_") {
+                return Err("a whpk_ public key can verify but not sign; configure a whsec_ secret to send a test event".into());
+            }
+            let key = if kind == K::Standard || (secret.starts_with("whsec_") && !legacy_secret) {
+                B64.decode(secret.strip_prefix("whsec_").unwrap_or(secret))
+                    .map_err(|_| "the secret is not whsec_ followed by base64".to_string())?
+            } else {
+                secret.as_bytes().to_vec()
+            };
+            let ts_text = ts.to_string();
+            let sig = mac256(
+                &key,
+                &[msg_id.as_bytes(), b".", ts_text.as_bytes(), b".", body],
+            );
+            vec![
+                ("webhook-id", msg_id.to_string()),
+                ("webhook-timestamp", ts_text),
+                ("webhook-signature", format!("v1,{}", B64.encode(sig))),
+            ]
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,6 +464,54 @@ mod tests {
             let listed = format!("v1,AAAA {} v2,zzzz", s(v, "signature"));
             assert_eq!(check(&listed, ts + 299), Ok(()));
         }
+    }
+
+    #[test]
+    fn signing_for_a_test_event_verifies_with_each_scheme() {
+        use crate::config::EndpointKind as K;
+        let body = br#"{"test": 1}"#;
+        let now = 1_700_000_000;
+        let check = |kind, secret: &str, legacy| {
+            let headers = sign(kind, secret, legacy, body, now, "msg_1").unwrap();
+            let h = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.as_str())
+            };
+            match kind {
+                K::Stripe => verify_stripe(h("stripe-signature"), body, &[secret], now, 300),
+                K::Paddle => verify_paddle(h("paddle-signature"), body, &[secret], now, 300),
+                K::Lemonsqueezy => verify_lemonsqueezy(h("x-signature"), body, &[secret]),
+                K::Hyperswitch => verify_hyperswitch(h("x-webhook-signature-512"), body, &[secret]),
+                _ => verify_standard(
+                    h("webhook-id"),
+                    h("webhook-timestamp"),
+                    h("webhook-signature"),
+                    body,
+                    &[secret],
+                    if legacy {
+                        StandardKeyMode::LegacyRawString
+                    } else {
+                        StandardKeyMode::Standard
+                    },
+                    now,
+                    300,
+                ),
+            }
+        };
+        let std_secret = s(&vectors()["standard_webhooks"][0], "secret").to_string();
+        for (kind, secret, legacy) in [
+            (K::Stripe, "whsec_test_secret", false),
+            (K::Paddle, "pdl_ntfset_x", false),
+            (K::Lemonsqueezy, "ls", false),
+            (K::Hyperswitch, "hash-key", false),
+            (K::Standard, std_secret.as_str(), false),
+            (K::Polar, std_secret.as_str(), true),
+        ] {
+            assert_eq!(check(kind, secret, legacy), Ok(()), "{kind:?}");
+        }
+        assert!(sign(K::Standard, "whpk_AAAA", false, body, now, "m").is_err());
     }
 
     #[test]

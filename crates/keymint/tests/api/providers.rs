@@ -1381,7 +1381,36 @@ async fn admin_lists_subscriptions_by_status_endpoint_and_email(db: Db) {
     assert_eq!(missing.status(), 404);
 }
 
+async fn the_cli_sends_a_signed_test_event_for_each_provider(db: Db) {
+    let Some(app) = crate::helpers::spawn_app(db).await else {
+        return;
+    };
+    for kind in SIGNED {
+        let ids = Ids::new(kind);
+        let file = app.dir.join(format!("{kind}-event.json"));
+        std::fs::write(&file, sale(kind, &ids, now_secs()).body).unwrap();
+        let out = app.cli(&[
+            "webhook",
+            "send",
+            kind,
+            file.to_str().unwrap(),
+            "--url",
+            &app.base,
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{kind}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.starts_with("200 "), "{kind}: {text}");
+        assert!(text.contains(r#""status":"ok""#), "{kind}: {text}");
+        assert_eq!(app.licenses_for(&ids.order).await, 1, "{kind}");
+    }
+}
+
 both_databases!(
+    the_cli_sends_a_signed_test_event_for_each_provider,
     every_provider_mints_on_a_good_signature_and_dedupes,
     bad_signatures_missing_headers_and_stale_or_future_times_are_401,
     a_rotated_secret_still_verifies,
