@@ -18,6 +18,7 @@ CONCURRENCY=${CONCURRENCY:-32}
 DATABASES=${DATABASES:-"sqlite postgres"}
 PG_ADMIN_URL=${KEYMINT_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 PG_BASE=${PG_ADMIN_URL%/*}
+STANDARD_SECRET=whsec_$(printf 'keymint-bench-standard-secret-01' | base64)
 
 echo "building (release)..." >&2
 cargo build --release -q -p keymint -p keymint-bench
@@ -64,6 +65,14 @@ provider = "log"
 name = "gumroad"
 kind = "gumroad"
 secrets = ["bench-secret"]
+[[endpoints]]
+name = "stripe"
+kind = "stripe"
+secrets = ["whsec_bench_secret"]
+[[endpoints]]
+name = "standard"
+kind = "standard"
+secrets = ["$STANDARD_SECRET"]
 [[products]]
 id = "datatools-core"
 name = "DataTools Core"
@@ -72,6 +81,7 @@ key_prefix = "DT1"
 duration = "365d"
 [products.map]
 gumroad = ["datatools-core"]
+standard = ["datatools-core"]
 TOML
 }
 
@@ -95,6 +105,13 @@ for db in $DATABASES; do
     --duration "$DURATION" --warmup "$WARMUP" | tee >(cat >&2))
   R[$db,max]=$(echo "$max" | json_field 'd["statuses"].get("200 ok",0)/d["seconds"]')
   R[$db,max_p99]=$(echo "$max" | json_field 'd["p99_ms"]')
+  # The signed providers: the same closed loop, each request freshly signed.
+  for kind in stripe standard; do
+    secret=whsec_bench_secret; [ "$kind" = standard ] && secret=$STANDARD_SECRET
+    out=$("$BENCH" --json load --url "$base" --kind "$kind" --secret "$secret" --concurrency "$CONCURRENCY" \
+      --duration "$DURATION" --warmup "$WARMUP" | tee >(cat >&2))
+    R[$db,max_$kind]=$(echo "$out" | json_field 'd["statuses"].get("200 ok",0)/d["seconds"]')
+  done
   half=$(python3 -c "print(max(1, ${R[$db,max]} / 2))")
   open=$("$BENCH" --json load --url "$base" --secret bench-secret --rate "$half" \
     --duration "$DURATION" --warmup "$WARMUP" --duplicates 0.1 | tee >(cat >&2))
@@ -141,6 +158,8 @@ share() { python3 -c "print(f'{100*${R[$1,max]}/${R[$1,ceiling]}:.1f}%')"; }
 ceiling_mail() { num "${R[$1,ceiling_mail]}"; }
 share_mail() { python3 -c "print(f'{100*${R[$1,max]}/${R[$1,ceiling_mail]}:.1f}%')"; }
 max_p99() { printf '%.1f' "${R[$1,max_p99]}"; }
+max_stripe() { num "${R[$1,max_stripe]}"; }
+max_standard() { num "${R[$1,max_standard]}"; }
 half_rate() { num "${R[$1,half_rate]}"; }
 half_lat() { printf '%.2f / %.2f / %.2f / %.1f' "${R[$1,half_p50]}" "${R[$1,half_p99]}" "${R[$1,half_p999]}" "${R[$1,half_max]}"; }
 reads() { num "${R[$1,read]}"; }
@@ -152,6 +171,8 @@ row "keymint's share of that ceiling" ">= 75%" share
 row "database ceiling with the email worker's writes too (/s)" "" ceiling_mail
 row "keymint's share of that ceiling" "" share_mail
 row "p99 at max load (ms)" "" max_p99
+row "max sustained ingest, Stripe-signed (/s)" "" max_stripe
+row "max sustained ingest, Standard Webhooks-signed (/s)" "" max_standard
 row "open loop at half the max (req/s, 10% duplicates)" "" half_rate
 row "latency at half the max: p50 / p99 / p99.9 / max (ms)" "p99 <= 20" half_lat
 row "admin get by key (req/s)" "" reads

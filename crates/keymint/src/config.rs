@@ -330,6 +330,11 @@ pub struct ProductConfig {
     /// Revoke on a partial refund too (default: only a full refund revokes).
     #[serde(default)]
     pub revoke_on_partial_refund: bool,
+    /// Sold as a subscription: its license comes from subscription events
+    /// only, and a plain order of it (such as Lemon Squeezy's
+    /// `order_created` for a subscription's first payment) mints nothing.
+    #[serde(default)]
+    pub subscription: bool,
     /// Endpoint name -> that provider's product ids.
     #[serde(default)]
     pub map: BTreeMap<String, Vec<String>>,

@@ -359,6 +359,14 @@ impl Dispatcher {
         let Some(product) = self.product_for(src.endpoint, &sale.product_ids) else {
             return Ok(Self::unmapped(src.endpoint, &sale.product_ids));
         };
+        if product.subscription {
+            return Ok(Applied::Ignored {
+                reason: format!(
+                    "product {:?} is a subscription: its license comes from the subscription's events",
+                    product.id
+                ),
+            });
+        }
         let Some(buyer) = self.resolve_buyer(conn, src, &sale.buyer, None).await? else {
             return Ok(Applied::Failed {
                 reason: no_email_reason(src.endpoint, &sale.buyer),

@@ -267,6 +267,7 @@ id = "datatools-sub"
 name = "DataTools Subscription"
 tier = "sub"
 key_prefix = "DT1"
+subscription = true
 entitlements = ["export", "sync"]
 [products.map]
 gumroad = ["dt-membership"]

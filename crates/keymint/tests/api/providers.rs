@@ -1494,7 +1494,54 @@ async fn signatures_made_by_the_providers_own_libraries_verify(db: Db) {
     }
 }
 
+/// Lemon Squeezy sends `order_created` and `subscription_created` for one
+/// purchase: one license, and a refund of the order revokes it.
+async fn a_subscriptions_first_order_and_the_subscription_are_one_license(db: Db) {
+    let Some(app) = crate::helpers::spawn_app(db).await else {
+        return;
+    };
+    let token = app.admin_token("ops");
+    let now = now_secs();
+    let ids = Ids::new("lemonsqueezy");
+    let order = step(
+        "lemonsqueezy",
+        "order_created",
+        &ids,
+        vec![
+            ("T", now.to_string()),
+            ("T_ISO", iso(now)),
+            ("VARIANT", "202".into()),
+        ],
+    );
+    let r = app.send(&order).await;
+    assert_eq!(r["status"], "ignored", "{r}");
+    let r = app
+        .send(&sub_step("lemonsqueezy", &ids, Moment::Active, now, now + 30 * DAY, 0).unwrap())
+        .await;
+    assert_eq!(r["status"], "ok", "{r}");
+    let key = r["license_key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("DT1-SUB-"), "{key}");
+    // The order arriving again (or late) finds nothing new to mint.
+    let r = app.send(&order).await;
+    assert_eq!(r["status"], "duplicate", "{r}");
+    let mut refund = refund("lemonsqueezy", &ids, now + 10, true);
+    refund.body = String::from_utf8(refund.body)
+        .unwrap()
+        .replace("\"variant_id\": 101", "\"variant_id\": 202")
+        .into_bytes();
+    let r = app.send(&refund).await;
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(r["license_key"], key.as_str());
+    assert_eq!(license_status(&app, &token, &key).await, "revoked");
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM licenses WHERE email = $1", &ids.email)
+            .await,
+        1
+    );
+}
+
 both_databases!(
+    a_subscriptions_first_order_and_the_subscription_are_one_license,
     signatures_made_by_the_providers_own_libraries_verify,
     the_cli_sends_a_signed_test_event_for_each_provider,
     every_provider_mints_on_a_good_signature_and_dedupes,
