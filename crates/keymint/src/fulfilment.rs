@@ -123,8 +123,20 @@ pub async fn mint(
     let now = store::now_ms();
     // No read first: the `(source, order_id)` unique key decides below, and
     // the common case (a new order) saves a round trip.
-    let customer_id =
-        licenses::upsert_customer(conn, &order.email.to_lowercase(), &order.name, now).await?;
+    // The provider's customer id decides who the buyer is; the email only
+    // when that id is new.
+    let linked = match &order.customer_ref {
+        Some(r) => licenses::customer_by_ref(conn, &order.source, r)
+            .await?
+            .map(|c| c.id),
+        None => None,
+    };
+    let customer_id = match linked {
+        Some(id) => id,
+        None => {
+            licenses::upsert_customer(conn, &order.email.to_lowercase(), &order.name, now).await?
+        }
+    };
     let license = build_license(product, order, &customer_id, signer, issuer, now)?;
     if let Some(r) = &order.customer_ref {
         licenses::link_customer(conn, &order.source, r, &customer_id).await?;

@@ -278,6 +278,43 @@ mod tests {
     }
 
     #[test]
+    fn an_event_with_the_same_time_never_moves_back_to_pending_payment() {
+        let active = State {
+            status: Status::Active,
+            trial_end: None,
+            current_period_end: Some(30 * DAY),
+            cancel_at_period_end: false,
+            last_event_at: 500,
+        };
+        let incomplete = Event::Snapshot {
+            status: Status::PendingPayment,
+            trial_end: None,
+            period_end: None,
+            cancel_at_period_end: false,
+        };
+        assert!(matches!(
+            apply(Some(&active), &incomplete, 500),
+            Applied::Ignored(_)
+        ));
+        // A newer one may.
+        assert!(matches!(
+            apply(Some(&active), &incomplete, 501),
+            Applied::Changed(State {
+                status: Status::PendingPayment,
+                ..
+            })
+        ));
+        // Same time, any other change applies in arrival order.
+        assert!(matches!(
+            apply(Some(&active), &Event::PaymentFailed, 500),
+            Applied::Changed(State {
+                status: Status::PastDue,
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn the_table() {
         use Status::*;
         let base = State {
@@ -314,6 +351,46 @@ mod tests {
                 Some(Expired),
             ),
             (Canceled, Event::Uncanceled, Some(Active)),
+            (
+                Active,
+                Event::Snapshot {
+                    status: Active,
+                    trial_end: None,
+                    period_end: Some(60 * DAY),
+                    cancel_at_period_end: true,
+                },
+                Some(Canceled),
+            ),
+            (
+                Canceled,
+                Event::Snapshot {
+                    status: Active,
+                    trial_end: None,
+                    period_end: None,
+                    cancel_at_period_end: false,
+                },
+                Some(Active),
+            ),
+            (
+                Expired,
+                Event::Snapshot {
+                    status: Trialing,
+                    trial_end: Some(DAY),
+                    period_end: None,
+                    cancel_at_period_end: false,
+                },
+                Some(Trialing),
+            ),
+            (
+                Active,
+                Event::Snapshot {
+                    status: Expired,
+                    trial_end: None,
+                    period_end: None,
+                    cancel_at_period_end: true,
+                },
+                Some(Expired),
+            ),
             (Active, Event::Uncanceled, None),
             (Active, Event::Paused, Some(Paused)),
             (Paused, Event::Resumed { period_end: None }, Some(Active)),
@@ -461,6 +538,14 @@ mod tests {
                 period_end
             }),
             Just(Event::Uncanceled),
+            (0usize..8, any::<bool>(), end.clone()).prop_map(
+                |(i, cancel_at_period_end, period_end)| Event::Snapshot {
+                    status: Status::ALL[i],
+                    trial_end: None,
+                    period_end,
+                    cancel_at_period_end,
+                }
+            ),
             Just(Event::Paused),
             end.prop_map(|period_end| Event::Resumed { period_end }),
             Just(Event::Expired),

@@ -1540,7 +1540,74 @@ async fn a_subscriptions_first_order_and_the_subscription_are_one_license(db: Db
     );
 }
 
+/// Polar's legacy mode: a `whsec_` secret used as raw text.
+async fn polar_legacy_secrets_verify_only_in_legacy_mode(db: Db) {
+    const LEGACY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let sign_legacy = |s: &Step| {
+        let ts = now_secs();
+        let msg = [format!("{}.{ts}.", s.msg_id).as_bytes(), s.body.as_slice()].concat();
+        vec![
+            ("webhook-id".to_string(), s.msg_id.clone()),
+            ("webhook-timestamp".to_string(), ts.to_string()),
+            (
+                "webhook-signature".to_string(),
+                format!("v1,{}", B64.encode(hmac256(LEGACY.as_bytes(), &msg))),
+            ),
+        ]
+    };
+    for (legacy, want) in [("true", 200), ("false", 401)] {
+        let Some(app) = crate::helpers::spawn_app_with(
+            db,
+            &[
+                ("KEYMINT_ENDPOINTS__POLAR__SECRETS", LEGACY),
+                ("KEYMINT_ENDPOINTS__POLAR__LEGACY_SECRET", legacy),
+            ],
+        )
+        .await
+        else {
+            return;
+        };
+        let s = sale("polar", &Ids::new("polar"), now_secs());
+        let mut req = app
+            .client
+            .post(app.url("/webhooks/polar"))
+            .header("content-type", "application/json")
+            .body(s.body.clone());
+        for (k, v) in sign_legacy(&s) {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), want, "legacy_secret = {legacy}");
+    }
+}
+
+async fn customers_are_linked_by_the_provider_customer_id_first(db: Db) {
+    let Some(app) = crate::helpers::spawn_app(db).await else {
+        return;
+    };
+    let first = Ids::new("stripe");
+    let mut second = Ids::new("stripe");
+    second.customer = first.customer.clone();
+    second.email = format!("renamed-{}", first.email);
+    for ids in [&first, &second] {
+        assert_eq!(
+            app.send(&sale("stripe", ids, now_secs())).await["status"],
+            "ok"
+        );
+    }
+    let orders = app
+        .scalar(
+            "SELECT COUNT(*) FROM licenses WHERE customer_id = \
+             (SELECT customer_id FROM customer_refs WHERE source = 'stripe' AND ref = $1)",
+            &first.customer,
+        )
+        .await;
+    assert_eq!(orders, 2, "both sales belong to one customer");
+}
+
 both_databases!(
+    customers_are_linked_by_the_provider_customer_id_first,
+    polar_legacy_secrets_verify_only_in_legacy_mode,
     a_subscriptions_first_order_and_the_subscription_are_one_license,
     signatures_made_by_the_providers_own_libraries_verify,
     the_cli_sends_a_signed_test_event_for_each_provider,
