@@ -553,6 +553,8 @@ impl Dispatcher {
             ),
             machine::Applied::Ignored(why) => ("ignored", Some(why.to_string())),
         };
+        metrics::counter!("keymint_subscription_events_total", "endpoint" => src.endpoint.to_string(), "result" => result)
+            .increment(1);
         subs::record_event(
             conn,
             &subs::SubscriptionEvent {
@@ -864,6 +866,7 @@ impl Dispatcher {
             )
             .await?;
             tx.commit().await?;
+            metrics::counter!("keymint_subscription_licenses_expired_total").increment(1);
             done += 1;
         }
         Ok(done)

@@ -1605,7 +1605,49 @@ async fn customers_are_linked_by_the_provider_customer_id_first(db: Db) {
     assert_eq!(orders, 2, "both sales belong to one customer");
 }
 
+/// Many events for one new subscription at once (different event ids, as
+/// when a provider fires several types together): one subscription row,
+/// one license, one email.
+async fn concurrent_events_for_one_subscription_make_one_license(db: Db) {
+    let Some(app) = crate::helpers::spawn_app(db).await else {
+        return;
+    };
+    for kind in ["polar", "standard", "lemonsqueezy"] {
+        let ids = Ids::new(kind);
+        let now = now_secs();
+        let steps: Vec<Step> = (0..12)
+            .map(|i| sub_step(kind, &ids, Moment::Active, now - 100 + i, now + DAY, 0).unwrap())
+            .collect();
+        let answers = futures::future::join_all(steps.iter().map(|s| app.send(s))).await;
+        let minted = answers
+            .iter()
+            .filter(|a| a["license_key"].is_string())
+            .count();
+        assert!(minted >= 1, "{kind}: {answers:?}");
+        assert_eq!(app.licenses_for(&ids.sub).await, 1, "{kind}");
+        assert_eq!(
+            app.scalar(
+                "SELECT COUNT(*) FROM subscriptions WHERE subscription_id = $1",
+                &ids.sub
+            )
+            .await,
+            1,
+            "{kind}"
+        );
+        assert_eq!(
+            app.scalar(
+                "SELECT COUNT(*) FROM outbox o JOIN licenses l ON l.id = o.license_id WHERE l.order_id = $1",
+                &ids.sub
+            )
+            .await,
+            1,
+            "{kind}: one email"
+        );
+    }
+}
+
 both_databases!(
+    concurrent_events_for_one_subscription_make_one_license,
     customers_are_linked_by_the_provider_customer_id_first,
     polar_legacy_secrets_verify_only_in_legacy_mode,
     a_subscriptions_first_order_and_the_subscription_are_one_license,
