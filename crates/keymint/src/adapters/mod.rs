@@ -175,6 +175,20 @@ pub mod json {
             .unwrap_or_default()
     }
 
+    /// A provider's customer object (`id`, `email`, `name`) as the event
+    /// linking its id to an email.
+    pub fn customer(v: &Value) -> Result<crate::events::Event, ParseError> {
+        use crate::events::Event;
+        Ok(match str_at(v, "/email") {
+            Some(email) => Event::Customer {
+                customer_ref: required(v, "/id")?,
+                email,
+                name: str_at(v, "/name"),
+            },
+            None => Event::Ignored("customer without an email".into()),
+        })
+    }
+
     /// Appends each present, new value.
     pub fn push_all(list: &mut Vec<String>, values: impl IntoIterator<Item = Option<String>>) {
         for v in values.into_iter().flatten() {

@@ -183,14 +183,7 @@ fn parse_event(kind: &str, v: &Value) -> Result<Event, ParseError> {
                 }
             }
         }
-        "customer.created" | "customer.updated" => match str_at(d, "/email") {
-            Some(email) => Event::Customer {
-                customer_ref: id()?,
-                email,
-                name: str_at(d, "/name"),
-            },
-            None => Event::Ignored("customer without an email".into()),
-        },
+        "customer.created" | "customer.updated" => json::customer(d)?,
         other => Event::Ignored(format!("paddle event `{other}` has no license effect")),
     })
 }

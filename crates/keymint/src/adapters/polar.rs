@@ -175,14 +175,7 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
                 test: false,
             })
         }
-        "customer.created" | "customer.updated" => match str_at(d, "/email") {
-            Some(email) => Event::Customer {
-                customer_ref: id()?,
-                email,
-                name: str_at(d, "/name"),
-            },
-            None => Event::Ignored("customer without an email".into()),
-        },
+        "customer.created" | "customer.updated" => json::customer(d)?,
         other => Event::Ignored(format!("polar event `{other}` has no license effect")),
     })
 }

@@ -284,14 +284,7 @@ pub fn parse_event(v: &Value) -> Result<Parsed, ParseError> {
                 None => Event::Ignored("dispute closed with an undecided status".into()),
             }
         }
-        "customer.created" | "customer.updated" => match str_at(o, "/email") {
-            Some(email) => Event::Customer {
-                customer_ref: object_id()?,
-                email,
-                name: str_at(o, "/name"),
-            },
-            None => Event::Ignored("customer without an email".into()),
-        },
+        "customer.created" | "customer.updated" => json::customer(o)?,
         other => Event::Ignored(format!("stripe event `{other}` has no license effect")),
     };
     let mut parsed = Parsed::new(id, kind, event);
