@@ -50,10 +50,21 @@ pub enum Command {
     /// Test an endpoint without the provider.
     #[command(subcommand)]
     Webhook(WebhookCmd),
-    /// Re-run a stored delivery through the current code and catalog.
+    /// Re-run stored deliveries through the current code and catalog: one
+    /// by id, or every failed one (oldest first) with --failed.
     Replay {
         /// Delivery id (dlv_...).
-        delivery_id: String,
+        #[arg(required_unless_present = "failed", conflicts_with = "failed")]
+        delivery_id: Option<String>,
+        /// Replay every failed, authentic delivery.
+        #[arg(long)]
+        failed: bool,
+        /// With --failed: only this endpoint's.
+        #[arg(long, requires = "failed")]
+        endpoint: Option<String>,
+        /// With --failed: only those received since (RFC 3339 or an age such as 24h).
+        #[arg(long, requires = "failed")]
+        since: Option<String>,
     },
 }
 
@@ -222,7 +233,55 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             file,
             url,
         }) => send_webhook(config, &endpoint, &file, url).await,
-        Command::Replay { delivery_id } => {
+        Command::Replay {
+            delivery_id: None,
+            endpoint,
+            since,
+            ..
+        } => {
+            let state = AppState::build(config).await?;
+            let filter = ingest::ReplayFilter {
+                endpoint,
+                since: since
+                    .as_deref()
+                    .map(parse_time)
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!(e))?,
+                ..Default::default()
+            };
+            let bar = indicatif::ProgressBar::new_spinner().with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} replayed {pos} deliveries ({per_sec}) {msg}",
+                )
+                .expect("static template"),
+            );
+            let summary = ingest::replay_failed(&state, &filter, |n, id| {
+                bar.set_position(n as u64);
+                bar.set_message(id.to_string());
+            })
+            .await?;
+            bar.finish_and_clear();
+            println!(
+                "replayed {}: {} ok, {} duplicate, {} ignored, {} logged-no-mint, {} error, {} unavailable",
+                summary.replayed,
+                summary.ok,
+                summary.duplicate,
+                summary.ignored,
+                summary.no_mint,
+                summary.error,
+                summary.unavailable
+            );
+            crate::workers::outbox::run_once(&state).await?;
+            Ok(if summary.unavailable == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Replay {
+            delivery_id: Some(delivery_id),
+            ..
+        } => {
             let state = AppState::build(config).await?;
             let result = ingest::replay(&state, &delivery_id).await?;
             let code = match &result {

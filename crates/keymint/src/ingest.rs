@@ -325,3 +325,92 @@ pub async fn replay(state: &AppState, delivery_id: &str) -> Result<IngestResult,
     };
     Ok(process(state, &endpoint.name, &d.id, adapter.parse(&raw)).await)
 }
+
+/// Which failed deliveries a bulk replay takes.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayFilter {
+    pub endpoint: Option<String>,
+    /// Received at or after (Unix ms).
+    pub since: Option<i64>,
+    /// Start after this delivery id (a previous call's `next_after`).
+    pub after: Option<String>,
+    /// At most this many deliveries.
+    pub limit: Option<usize>,
+}
+
+/// What a bulk replay did, by answer.
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct ReplaySummary {
+    pub replayed: usize,
+    pub ok: usize,
+    pub duplicate: usize,
+    pub ignored: usize,
+    #[serde(rename = "logged-no-mint")]
+    pub no_mint: usize,
+    /// Failed again (the reason is on each delivery).
+    pub error: usize,
+    /// The database was unavailable; these stay failed.
+    pub unavailable: usize,
+    /// Set when `limit` stopped the run: pass it as `after` to continue.
+    pub next_after: Option<String>,
+}
+
+/// Replays every failed, authentic delivery that `filter` selects, oldest
+/// first, calling `progress(done, delivery id)` after each.
+pub async fn replay_failed(
+    state: &AppState,
+    filter: &ReplayFilter,
+    mut progress: impl FnMut(usize, &str),
+) -> Result<ReplaySummary, ReplayError> {
+    const PAGE: i64 = 200;
+    let mut summary = ReplaySummary::default();
+    let mut after = filter.after.clone().unwrap_or_default();
+    loop {
+        let page = {
+            let mut conn = state.store.conn().await?;
+            deliveries::failed_page(
+                &mut conn,
+                filter.endpoint.as_deref(),
+                filter.since,
+                &after,
+                PAGE,
+            )
+            .await?
+        };
+        if page.is_empty() {
+            return Ok(summary);
+        }
+        for id in page {
+            if filter.limit.is_some_and(|l| summary.replayed >= l) {
+                summary.next_after = Some(after);
+                return Ok(summary);
+            }
+            let result = match replay(state, &id).await {
+                Ok(r) => r,
+                // Its endpoint is gone: nothing to do for it now.
+                Err(ReplayError::UnknownEndpoint(_) | ReplayError::NotAuthentic(_)) => {
+                    IngestResult::Done {
+                        delivery_id: id.clone(),
+                        applied: Applied::Failed {
+                            reason: String::new(),
+                        },
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+            summary.replayed += 1;
+            match result {
+                IngestResult::Done { applied, .. } => match applied {
+                    Applied::Ok { .. } => summary.ok += 1,
+                    Applied::Duplicate { .. } => summary.duplicate += 1,
+                    Applied::Ignored { .. } => summary.ignored += 1,
+                    Applied::NoMint { .. } => summary.no_mint += 1,
+                    Applied::Failed { .. } => summary.error += 1,
+                },
+                _ => summary.unavailable += 1,
+            }
+            progress(summary.replayed, &id);
+            after = id;
+        }
+    }
+}

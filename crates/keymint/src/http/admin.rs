@@ -65,6 +65,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/v1/deliveries", get(list_deliveries))
         .route("/admin/v1/deliveries/{id}", get(show_delivery))
         .route("/admin/v1/deliveries/{id}/replay", post(replay))
+        .route("/admin/v1/deliveries/replay", post(replay_failed))
         .route("/admin/v1/subscriptions", get(list_subscriptions))
         .route("/admin/v1/subscriptions/{id}", get(show_subscription))
 }
@@ -765,4 +766,56 @@ async fn show_subscription(
         events,
         license_history,
     }))
+}
+
+/// Which failed deliveries to replay.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BulkReplay {
+    /// Only this endpoint's.
+    endpoint: Option<String>,
+    /// Received since: RFC 3339 or an age such as `24h`.
+    since: Option<String>,
+    /// Continue after this delivery id (a previous answer's `next_after`).
+    after: Option<String>,
+    /// At most this many (default 500, at most 5000).
+    limit: Option<usize>,
+}
+
+/// Replay every failed, authentic delivery (oldest first) through the
+/// current code and catalog; answers how each ended.
+#[utoipa::path(post, path = "/admin/v1/deliveries/replay", tag = "deliveries", security(("bearer" = [])),
+    request_body = BulkReplay,
+    responses((status = 200, body = crate::ingest::ReplaySummary), (status = 400, body = ErrorBody)))]
+async fn replay_failed(
+    admin: Admin,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<BulkReplay>,
+) -> Result<Json<crate::ingest::ReplaySummary>, ApiError> {
+    admin.require(scope::DELIVERIES_WRITE)?;
+    let limit = req.limit.unwrap_or(500);
+    if !(1..=5000).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit {limit} must be between 1 and 5000"
+        )));
+    }
+    let filter = ingest::ReplayFilter {
+        endpoint: req.endpoint,
+        since: req
+            .since
+            .as_deref()
+            .map(parse_time)
+            .transpose()
+            .map_err(ApiError::BadRequest)?,
+        after: req.after,
+        limit: Some(limit),
+    };
+    match ingest::replay_failed(&state, &filter, |_, _| {}).await {
+        Ok(summary) => {
+            state.outbox_wake.notify_one();
+            Ok(Json(summary))
+        }
+        Err(ReplayError::Database(e)) => Err(e.into()),
+        Err(e) => Err(ApiError::Conflict(e.to_string())),
+    }
 }

@@ -23,6 +23,7 @@ use utoipa::{Modify, OpenApi};
         admin::list_deliveries,
         admin::show_delivery,
         admin::replay,
+        admin::replay_failed,
         admin::list_subscriptions,
         admin::show_subscription,
     ),

@@ -198,3 +198,25 @@ pub async fn claim_event(
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Failed, authentic deliveries after `after_id` (oldest first), for bulk
+/// replay.
+pub async fn failed_page(
+    conn: &mut Conn,
+    endpoint: Option<&str>,
+    since: Option<i64>,
+    after_id: &str,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM deliveries WHERE status = 'failed' AND signature_valid = 1 \
+         AND ($1 IS NULL OR endpoint = $1) AND ($2 IS NULL OR received_at >= $2) AND id > $3 \
+         ORDER BY id LIMIT $4",
+    )
+    .bind(endpoint)
+    .bind(since)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}

@@ -10,4 +10,5 @@ mod gumroad;
 mod licenses;
 mod ops;
 mod providers;
+mod replay;
 mod serve;
