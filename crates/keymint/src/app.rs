@@ -180,6 +180,10 @@ impl Application {
                 self.state.clone(),
                 stop_rx.clone(),
             )));
+            workers.push(tokio::spawn(workers::retention::run(
+                self.state.clone(),
+                stop_rx.clone(),
+            )));
         }
         let router = crate::http::router(self.state.clone());
         let header_timeout = self.state.config.server.header_read_timeout;

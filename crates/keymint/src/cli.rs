@@ -47,6 +47,12 @@ pub enum Command {
     /// The webhook delivery log.
     #[command(subcommand)]
     Deliveries(DeliveriesCmd),
+    /// Delete deliveries and dead emails older than the retention settings.
+    Retention {
+        /// Only say what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Test an endpoint without the provider.
     #[command(subcommand)]
     Webhook(WebhookCmd),
@@ -228,6 +234,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::AdminToken(cmd) => tokens(config, cmd).await,
         Command::License(cmd) => license(config, cmd).await,
         Command::Deliveries(cmd) => deliveries_cmd(config, cmd).await,
+        Command::Retention { dry_run } => {
+            let store = open_store(&config).await?;
+            let r = &config.retention;
+            let cutoffs = r.cutoffs(store::now_ms());
+            let (verb, counts) = if dry_run {
+                (
+                    "would delete",
+                    store::retention::count(&store, &cutoffs).await?,
+                )
+            } else {
+                (
+                    "deleted",
+                    store::retention::sweep(&store, &cutoffs, r.batch, r.pause).await?,
+                )
+            };
+            println!(
+                "{verb}: {} deliveries older than {}, {} failed or rejected deliveries older than {}, {} dead emails older than {}",
+                counts.deliveries,
+                store::format_ms(cutoffs.deliveries),
+                counts.failed_deliveries,
+                store::format_ms(cutoffs.failed_deliveries),
+                counts.dead_emails,
+                store::format_ms(cutoffs.dead_emails),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Webhook(WebhookCmd::Send {
             endpoint,
             file,

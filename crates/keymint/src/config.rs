@@ -61,6 +61,7 @@ pub struct Config {
     pub signing: SigningConfig,
     pub workers: WorkersConfig,
     pub subscriptions: SubscriptionsConfig,
+    pub retention: RetentionConfig,
     pub endpoints: Vec<EndpointConfig>,
     pub products: Vec<ProductConfig>,
     /// Directory the config file was loaded from (templates are looked up
@@ -297,6 +298,55 @@ pub struct SubscriptionsConfig {
     /// grace) has ended.
     #[serde(with = "humantime_serde_compat")]
     pub sweep_interval: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RetentionConfig {
+    /// Processed, duplicate and ignored deliveries older than this are
+    /// deleted.
+    #[serde(with = "humantime_serde_compat")]
+    pub deliveries: Duration,
+    /// Failed and rejected deliveries (kept longer, for forensics).
+    #[serde(with = "humantime_serde_compat")]
+    pub failed_deliveries: Duration,
+    /// Dead emails (an operator has had this long to resend them).
+    #[serde(with = "humantime_serde_compat")]
+    pub dead_emails: Duration,
+    /// Rows deleted per transaction.
+    pub batch: i64,
+    /// Pause between batches, so ingest is never held up.
+    #[serde(with = "humantime_serde_compat")]
+    pub pause: Duration,
+    /// How often `keymint serve` runs it (with workers enabled).
+    #[serde(with = "humantime_serde_compat")]
+    pub interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        const DAY: u64 = 86_400;
+        Self {
+            deliveries: Duration::from_secs(90 * DAY),
+            failed_deliveries: Duration::from_secs(365 * DAY),
+            dead_emails: Duration::from_secs(90 * DAY),
+            batch: 1000,
+            pause: Duration::from_millis(100),
+            interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// The cut-offs at `now` (Unix ms).
+    pub fn cutoffs(&self, now: i64) -> crate::store::retention::Cutoffs {
+        let before = |d: Duration| now - i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2);
+        crate::store::retention::Cutoffs {
+            deliveries: before(self.deliveries),
+            failed_deliveries: before(self.failed_deliveries),
+            dead_emails: before(self.dead_emails),
+        }
+    }
 }
 
 impl Default for SubscriptionsConfig {
@@ -611,6 +661,16 @@ impl Config {
                     );
                 }
             }
+        }
+
+        if self.retention.batch < 1 {
+            problems.push("retention.batch must be at least 1".into());
+        }
+        if self.retention.failed_deliveries < self.retention.deliveries {
+            problems.push(
+                "retention.failed_deliveries must be at least retention.deliveries (failed and rejected deliveries are kept longer)"
+                    .into(),
+            );
         }
 
         let mut names = HashMap::new();

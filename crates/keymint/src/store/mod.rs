@@ -10,6 +10,7 @@ pub mod admin_tokens;
 pub mod deliveries;
 pub mod licenses;
 pub mod outbox;
+pub mod retention;
 pub mod signing_keys;
 pub mod subscriptions;
 

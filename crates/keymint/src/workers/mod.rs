@@ -3,4 +3,5 @@
 //! they call the network.
 
 pub mod outbox;
+pub mod retention;
 pub mod sweeper;

@@ -11,4 +11,5 @@ mod licenses;
 mod ops;
 mod providers;
 mod replay;
+mod retention;
 mod serve;
