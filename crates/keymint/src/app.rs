@@ -39,6 +39,8 @@ pub struct AppState {
     pub outbox_wake: Arc<Notify>,
     /// For provider APIs (Stripe line items).
     pub http: reqwest::Client,
+    /// This process's name in job leases.
+    pub instance_id: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +123,7 @@ impl AppState {
                 .timeout(std::time::Duration::from_secs(10))
                 .build()
                 .map_err(|e| StartError::Http(e.to_string()))?,
+            instance_id: format!("{}-{}", hostname_or_pid(), crate::store::new_id("inst")),
         })
     }
 }
@@ -241,4 +244,13 @@ impl Application {
         self.state.store.close().await;
         Ok(())
     }
+}
+
+/// A readable prefix for this process in job leases.
+fn hostname_or_pid() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("pid{}", std::process::id()))
 }

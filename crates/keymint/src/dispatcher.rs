@@ -344,11 +344,12 @@ impl Dispatcher {
         outcome: &mut Outcome,
     ) -> Result<Applied, DispatchError> {
         // A sale some other event already licensed (a subscription's first
-        // order) is not sold twice.
+        // order) is not sold twice. One indexed read; a repeat of this very
+        // order is left to the `(source, order_id)` unique key in `mint`.
         let ids: Vec<String> = std::iter::once(sale.order_id.clone())
             .chain(sale.refs.iter().cloned())
             .collect();
-        if let Some(existing) = licenses::find_by_refs(conn, src.endpoint, &ids).await? {
+        if let Some(existing) = licenses::by_any_ref(conn, src.endpoint, &ids).await? {
             licenses::add_refs(conn, src.endpoint, &ids, &existing.id).await?;
             outcome.status = dstatus::DUPLICATE;
             outcome.license_id = Some(existing.id);

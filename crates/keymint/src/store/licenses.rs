@@ -278,6 +278,33 @@ pub async fn find_by_refs(
     Ok(None)
 }
 
+/// The license another order recorded any of `ids` for (its refs only, in
+/// one query of at most four ids at a time).
+pub async fn by_any_ref(
+    conn: &mut Conn,
+    source: &str,
+    ids: &[String],
+) -> Result<Option<License>, sqlx::Error> {
+    for chunk in ids.chunks(4) {
+        let pick = |i: usize| chunk.get(i).or(chunk.first()).cloned();
+        let found = sqlx::query_as(
+            "SELECT l.* FROM license_refs r JOIN licenses l ON l.id = r.license_id \
+             WHERE r.source = $1 AND r.ref IN ($2, $3, $4, $5) LIMIT 1",
+        )
+        .bind(source)
+        .bind(pick(0))
+        .bind(pick(1))
+        .bind(pick(2))
+        .bind(pick(3))
+        .fetch_optional(&mut *conn)
+        .await?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
 /// Records provider ids that name this license's order. Returns the id of
 /// another license that already holds one of them, if any.
 pub async fn add_refs(

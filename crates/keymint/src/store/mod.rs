@@ -8,6 +8,7 @@
 
 pub mod admin_tokens;
 pub mod deliveries;
+pub mod leases;
 pub mod licenses;
 pub mod outbox;
 pub mod retention;

@@ -18,6 +18,10 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
             _ = tokio::time::sleep(state.config.retention.interval) => {}
             _ = shutdown.changed() => return,
         }
+        let interval = state.config.retention.interval;
+        if !super::hold_lease(&state, "retention", super::lease_ttl(interval)).await {
+            continue;
+        }
         match run_once(&state).await {
             Ok(c) => {
                 if c != retention::Counts::default() {

@@ -25,6 +25,13 @@ pub async fn run_once(state: &AppState) -> Result<usize, crate::dispatcher::Disp
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     let interval = state.config.subscriptions.sweep_interval;
     loop {
+        // One replica at a time (each row is re-checked under its lock too).
+        if !super::hold_lease(&state, "sweeper", super::lease_ttl(interval)).await {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => continue,
+                _ = shutdown.changed() => return,
+            }
+        }
         let sleep = match run_once(&state).await {
             Ok(n) => {
                 if n > 0 {

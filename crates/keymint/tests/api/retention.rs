@@ -116,4 +116,69 @@ async fn retention_deletes_only_what_is_older_than_its_cut_off(db: Db) {
     assert!(String::from_utf8_lossy(&again.stdout).starts_with("deleted: 0 deliveries"));
 }
 
-both_databases!(retention_deletes_only_what_is_older_than_its_cut_off);
+/// Singleton jobs: one holder at a time; a dead holder's lease expires.
+async fn job_leases_have_one_holder_at_a_time(db: Db) {
+    let Some(app) = crate::helpers::spawn_app(db).await else {
+        return;
+    };
+    use keymint::store::leases::{acquire, holder, release};
+    let mut conn = app.state.store.writer().await.unwrap();
+    let t = 1_000_000;
+    assert!(
+        acquire(&mut conn, "sweeper", "a", t, t + 100)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !acquire(&mut conn, "sweeper", "b", t + 10, t + 110)
+            .await
+            .unwrap()
+    );
+    // The holder renews.
+    assert!(
+        acquire(&mut conn, "sweeper", "a", t + 50, t + 150)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !acquire(&mut conn, "sweeper", "b", t + 120, t + 220)
+            .await
+            .unwrap()
+    );
+    // Other jobs are independent.
+    assert!(
+        acquire(&mut conn, "retention", "b", t, t + 100)
+            .await
+            .unwrap()
+    );
+    // `a` stops renewing: after the lease ends, `b` takes over.
+    assert!(
+        acquire(&mut conn, "sweeper", "b", t + 150, t + 250)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        holder(&mut conn, "sweeper", t + 160)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("b")
+    );
+    assert!(
+        !acquire(&mut conn, "sweeper", "a", t + 160, t + 260)
+            .await
+            .unwrap()
+    );
+    // Released early, it is free at once.
+    release(&mut conn, "sweeper", "b").await.unwrap();
+    assert!(
+        acquire(&mut conn, "sweeper", "a", t + 170, t + 270)
+            .await
+            .unwrap()
+    );
+}
+
+both_databases!(
+    retention_deletes_only_what_is_older_than_its_cut_off,
+    job_leases_have_one_holder_at_a_time,
+);
