@@ -13,4 +13,5 @@ mod crash;
 mod database;
 mod email;
 mod proxy;
+mod replicas;
 mod slow_clients;

@@ -1,0 +1,145 @@
+//! Three `keymint serve` processes on one PostgreSQL behave as one server:
+//! they migrate a fresh database together, the same sale sent to all three
+//! at once mints once and emails once, distinct sales spread across them
+//! each get one license and one email, and each singleton job has one
+//! holder at a time. PostgreSQL only: SQLite is one instance by design.
+
+use crate::helpers::{Db, GUMROAD_SECRET, Served, TestDb, sale_form, write_config};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+async fn post(client: &reqwest::Client, base: &str, order: &str) -> Value {
+    let resp = client
+        .post(format!("{base}/webhooks/gumroad?secret={GUMROAD_SECRET}"))
+        .form(&sale_form(order))
+        .send()
+        .await
+        .expect("replica answers");
+    assert_eq!(resp.status(), 200, "{order}");
+    resp.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_on_one_postgres_behave_as_one_server() {
+    let dir = std::env::temp_dir().join(format!("keymint-replicas-{}", ulid::Ulid::generate()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let Some(database) = TestDb::create(Db::Postgres, &dir, None).await else {
+        return;
+    };
+    let config = write_config(&dir, &database.url, "http://127.0.0.1:9");
+    let config_arg = config.to_str().unwrap().to_string();
+    let env = [
+        ("KEYMINT_WORKERS__ENABLED", "true"),
+        ("KEYMINT_EMAIL__PROVIDER", "log"),
+        ("KEYMINT_EMAIL__POLL_INTERVAL", "20ms"),
+        ("KEYMINT_SUBSCRIPTIONS__SWEEP_INTERVAL", "100ms"),
+        ("KEYMINT_RETENTION__INTERVAL", "100ms"),
+    ];
+    // All three start at once on a database nobody has migrated yet.
+    let replicas: Vec<Served> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| Served::start(&dir, &["--config", &config_arg], &env)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let bases: Vec<String> = replicas.iter().map(|r| r.url("")).collect();
+    let client = reqwest::Client::new();
+
+    // The same sale to every replica at the same moment, ten times over.
+    let same: Vec<String> = (0..10).map(|i| format!("SAME-{i}")).collect();
+    let mut sends = Vec::new();
+    for order in &same {
+        for base in &bases {
+            sends.push(post(&client, base, order));
+        }
+    }
+    let answers = futures::future::join_all(sends).await;
+    let statuses: BTreeSet<String> = answers
+        .iter()
+        .map(|a| a["status"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        statuses.iter().all(|s| s == "ok" || s == "duplicate"),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        answers.iter().filter(|a| a["status"] == "ok").count(),
+        same.len(),
+        "one replica minted each sale"
+    );
+
+    // Many distinct sales spread across the replicas, 24 in flight.
+    let distinct: Vec<String> = (0..150).map(|i| format!("SPREAD-{i}")).collect();
+    for chunk in distinct.chunks(24) {
+        let sends = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, order)| post(&client, &bases[i % 3], order));
+        for a in futures::future::join_all(sends).await {
+            assert_eq!(a["status"], "ok", "{a}");
+        }
+    }
+
+    let store = database.store().await;
+    // Every email is sent by some replica; wait for the outbox to drain.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut conn = store.conn().await.unwrap();
+        let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE status <> 'sent'")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        if pending == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{pending} emails still unsent");
+        drop(conn);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut conn = store.conn().await.unwrap();
+    for order in same.iter().chain(&distinct) {
+        let licenses: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM licenses WHERE order_id = $1")
+            .bind(order)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(licenses, 1, "{order}: one license");
+        let emails: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox o JOIN licenses l ON l.id = o.license_id \
+             WHERE l.order_id = $1 AND o.status = 'sent' AND o.attempts = 1",
+        )
+        .bind(order)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        assert_eq!(emails, 1, "{order}: one email, sent once");
+    }
+
+    // Singleton jobs: sampled over a second (ten sweeper intervals), each
+    // job has exactly one holder, always the same live replica.
+    for job in ["sweeper", "retention"] {
+        let mut holders = BTreeSet::new();
+        for _ in 0..20 {
+            let now = keymint::store::now_ms();
+            if let Some(h) = keymint::store::leases::holder(&mut conn, job, now)
+                .await
+                .unwrap()
+            {
+                holders.insert(h);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(holders.len(), 1, "{job}: {holders:?}");
+    }
+    drop(conn);
+    // Across the three logs, each email was sent by exactly one replica.
+    let mut sent = 0;
+    for r in replicas {
+        let log = r.stop();
+        assert!(!log.contains("panicked"), "{log}");
+        sent += log.lines().filter(|l| l.contains("email sent")).count();
+    }
+    assert_eq!(sent, same.len() + distinct.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}
