@@ -63,6 +63,8 @@ pub enum AdminError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    NotConfigured(String),
     #[error(transparent)]
     Mint(#[from] MintError),
     #[error(transparent)]
@@ -219,4 +221,113 @@ pub async fn resend(store: &Store, key: &str, actor: &str) -> Result<String, Adm
     .await?;
     tx.commit().await?;
     Ok(dedupe)
+}
+
+/// Refunds a license's payment through its provider: a `pending` refund row
+/// is written (and the license suspended) first, then the provider is
+/// called with that row's id as the `Idempotency-Key`. The answer never
+/// makes the refund terminal; the provider's webhook or the reconciler
+/// does.
+pub async fn request_refund(
+    state: &crate::app::AppState,
+    key: &str,
+    amount_cents: Option<i64>,
+    reason: Option<&str>,
+    actor: &str,
+) -> Result<crate::store::refunds::Refund, AdminError> {
+    use crate::store::refunds;
+    if amount_cents.is_some_and(|a| a <= 0) {
+        return Err(AdminError::Invalid("amount_cents must be positive".into()));
+    }
+    let now = store::now_ms();
+    let mut tx = state.store.begin().await?;
+    let license = licenses::by_key(&mut tx, key)
+        .await?
+        .ok_or(AdminError::NotFound)?;
+    let ep = state
+        .config
+        .endpoint(&license.source)
+        .filter(|ep| crate::provider_api::refunds_configured(ep))
+        .ok_or_else(|| {
+            AdminError::NotConfigured(format!("refunds not configured for {}", license.source))
+        })?;
+    if license.status == lstatus::REVOKED {
+        return Err(AdminError::Conflict("license is already revoked".into()));
+    }
+    // What the provider refunds: the order itself (Hyperswitch payment,
+    // Stripe payment intent), else a payment intent recorded for it.
+    let payment_ref = match license.order_id.as_deref() {
+        Some(o) if ep.kind != crate::config::EndpointKind::Stripe || o.starts_with("pi_") => {
+            Some(o.to_string())
+        }
+        _ => licenses::refs_of(&mut tx, &license.id)
+            .await?
+            .into_iter()
+            .filter(|r| r.starts_with("pi_"))
+            .last(),
+    }
+    .ok_or_else(|| AdminError::Invalid("no payment of this license to refund".into()))?;
+    let refund = refunds::Refund {
+        id: store::new_id("ref"),
+        license_id: license.id.clone(),
+        endpoint: license.source.clone(),
+        payment_ref,
+        amount_cents,
+        status: refunds::status::PENDING.into(),
+        provider_refund_id: None,
+        reason: reason.map(str::to_string),
+        error: None,
+        requested_by: actor.to_string(),
+        created_at: now,
+        updated_at: now,
+    };
+    if !refunds::insert_pending(&mut tx, &refund).await? {
+        let pending = refunds::pending_for_license(&mut tx, &license.id).await?;
+        return Err(AdminError::Conflict(format!(
+            "a refund for this license is already pending ({}); wait for the provider's answer",
+            pending.map(|p| p.id).unwrap_or_default()
+        )));
+    }
+    if license.status == lstatus::ACTIVE {
+        licenses::set_status(
+            &mut tx,
+            &license,
+            lstatus::SUSPENDED,
+            "refund_requested",
+            Some(crate::dispatcher::REFUND_PENDING),
+            actor,
+            None,
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+
+    // The row is committed: a crash from here on leaves an orphan the
+    // reconciler fails and restores.
+    let (provider_id, error) = match crate::provider_api::create_refund(
+        &state.http,
+        ep,
+        &refund.payment_ref,
+        amount_cents,
+        &refund.id,
+    )
+    .await
+    {
+        Ok(id) => (id, None),
+        Err(e) => {
+            tracing::warn!(refund_id = %refund.id, error = %e, "the provider did not take the refund; the reconciler will settle it");
+            (None, Some(e.to_string()))
+        }
+    };
+    let mut conn = state.store.writer().await?;
+    refunds::note_call(
+        &mut conn,
+        &refund.id,
+        provider_id.as_deref(),
+        error.as_deref(),
+        store::now_ms(),
+    )
+    .await?;
+    Ok(refunds::get(&mut conn, &refund.id).await?.unwrap_or(refund))
 }

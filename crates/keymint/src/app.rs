@@ -187,6 +187,10 @@ impl Application {
                 self.state.clone(),
                 stop_rx.clone(),
             )));
+            workers.push(tokio::spawn(workers::reconciler::run(
+                self.state.clone(),
+                stop_rx.clone(),
+            )));
         }
         let router = crate::http::router(self.state.clone());
         let header_timeout = self.state.config.server.header_read_timeout;

@@ -47,6 +47,12 @@ pub enum Command {
     /// The webhook delivery log.
     #[command(subcommand)]
     Deliveries(DeliveriesCmd),
+    /// Settle operator refunds stuck in pending against the provider's API.
+    Reconcile {
+        /// Run one pass and exit (the server runs it every reconciler.interval).
+        #[arg(long)]
+        once: bool,
+    },
     /// Delete deliveries and dead emails older than the retention settings.
     Retention {
         /// Only say what would be deleted.
@@ -142,6 +148,16 @@ pub enum LicenseCmd {
     },
     /// Queue the license email again.
     Resend { key: String },
+    /// Refund the license's payment through its provider (Stripe,
+    /// Hyperswitch); pending until the provider's webhook or the reconciler.
+    Refund {
+        key: String,
+        /// Minor units; omit for a full refund.
+        #[arg(long)]
+        amount: Option<i64>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -234,6 +250,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::AdminToken(cmd) => tokens(config, cmd).await,
         Command::License(cmd) => license(config, cmd).await,
         Command::Deliveries(cmd) => deliveries_cmd(config, cmd).await,
+        Command::Reconcile { .. } => {
+            let state = AppState::build(config).await?;
+            let tick = crate::workers::reconciler::run_once(&state).await?;
+            println!(
+                "settled {}, orphans failed {}, left for the next pass {}",
+                tick.settled, tick.orphans_failed, tick.left
+            );
+            crate::workers::outbox::run_once(&state).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Retention { dry_run } => {
             let store = open_store(&config).await?;
             let r = &config.retention;
@@ -545,6 +571,24 @@ async fn license(config: Config, cmd: LicenseCmd) -> anyhow::Result<ExitCode> {
             admin::resend(&store, &key, "cli").await?;
             println!("queued; the running server sends it");
             Ok(ExitCode::SUCCESS)
+        }
+        LicenseCmd::Refund {
+            key,
+            amount,
+            reason,
+        } => {
+            let key = key.parse::<keymint_license::LicenseKey>()?.to_string();
+            let state = AppState::build(config).await?;
+            match admin::request_refund(&state, &key, amount, reason.as_deref(), "cli").await {
+                Ok(r) => {
+                    print_json(&crate::http::admin::RefundOut::from(r));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
     }
 }

@@ -62,6 +62,7 @@ pub struct Config {
     pub workers: WorkersConfig,
     pub subscriptions: SubscriptionsConfig,
     pub retention: RetentionConfig,
+    pub reconciler: ReconcilerConfig,
     pub endpoints: Vec<EndpointConfig>,
     pub products: Vec<ProductConfig>,
     /// Directory the config file was loaded from (templates are looked up
@@ -298,6 +299,36 @@ pub struct SubscriptionsConfig {
     /// grace) has ended.
     #[serde(with = "humantime_serde_compat")]
     pub sweep_interval: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ReconcilerConfig {
+    /// How often `keymint serve` runs it (with workers enabled).
+    #[serde(with = "humantime_serde_compat")]
+    pub interval: Duration,
+    /// Operator refunds still pending this long are checked against the
+    /// provider's API.
+    #[serde(with = "humantime_serde_compat")]
+    pub pending_age: Duration,
+    /// Operator refunds without a provider id this long (the process died
+    /// between writing the row and calling the provider) are failed and
+    /// the license restored.
+    #[serde(with = "humantime_serde_compat")]
+    pub orphan_age: Duration,
+    /// Rows looked at per tick.
+    pub batch: i64,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(300),
+            pending_age: Duration::from_secs(900),
+            orphan_age: Duration::from_secs(120),
+            batch: 50,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -11,6 +11,7 @@ use crate::fulfilment::{self, MintError, Minted, Order};
 use crate::signing::Keyring;
 use crate::store::deliveries::{self, Outcome, status as dstatus};
 use crate::store::licenses::{self, License, status as lstatus};
+use crate::store::refunds;
 use crate::store::subscriptions as subs;
 use crate::store::{self, Conn, Store, outbox};
 use crate::subscriptions::{self as machine, Status};
@@ -211,6 +212,10 @@ impl Dispatcher {
                 self.refund(conn, src, refs, *full, *amount_cents, &actor, &mut outcome)
                     .await?
             }
+            Event::RefundFailed { refs } => {
+                self.refund_failed(conn, src, refs, &actor, &mut outcome)
+                    .await?
+            }
             Event::Dispute { refs, stage } => {
                 let (to, action, from): (_, _, &[&str]) = match stage {
                     DisputeStage::Opened => {
@@ -272,7 +277,9 @@ impl Dispatcher {
             Event::Sale(s) => std::iter::once(s.order_id.clone())
                 .chain(s.refs.iter().cloned())
                 .collect(),
-            Event::Refund { refs, .. } | Event::Dispute { refs, .. } => refs.clone(),
+            Event::Refund { refs, .. }
+            | Event::RefundFailed { refs }
+            | Event::Dispute { refs, .. } => refs.clone(),
             Event::Subscription(s) => vec![s.subscription_id.clone()],
             Event::Customer { .. } | Event::Ignored(_) => return Ok(None),
         };
@@ -430,7 +437,7 @@ impl Dispatcher {
             || matches!((amount_cents, license.as_ref().and_then(|l| l.amount_cents)),
                 (Some(refunded), Some(paid)) if refunded >= paid);
         let revoke = full
-            || license.is_some_and(|l| {
+            || license.as_ref().is_some_and(|l| {
                 self.catalog
                     .product(&l.product)
                     .is_some_and(|p| p.revoke_on_partial_refund)
@@ -440,8 +447,57 @@ impl Dispatcher {
             (false, true) => (Some(lstatus::REVOKED), "partially_refunded"),
             (false, false) => (None, "partially_refunded"),
         };
-        self.transition(conn, src, refs, action, to, &[], actor, outcome)
-            .await
+        let applied = self
+            .transition(conn, src, refs, action, to, &[], actor, outcome)
+            .await?;
+        // An operator's pending refund is now done.
+        if let Some(l) = &license
+            && let Some(r) = refunds::pending_for_license(conn, &l.id).await?
+        {
+            let now = store::now_ms();
+            refunds::finish(conn, &r.id, refunds::status::SUCCEEDED, None, now).await?;
+            // A partial refund that keeps the license lifts the hold.
+            if let Some(after) = licenses::by_id(conn, &l.id).await? {
+                restore_after_refund(conn, &after, actor, Some(src.delivery_id), now).await?;
+            }
+        }
+        Ok(applied)
+    }
+
+    /// The provider could not refund: an operator's pending refund fails
+    /// and the license it held comes back.
+    async fn refund_failed(
+        &self,
+        conn: &mut Conn,
+        src: &Source<'_>,
+        refs: &[String],
+        actor: &str,
+        outcome: &mut Outcome,
+    ) -> Result<Applied, DispatchError> {
+        let Some(license) = licenses::find_by_refs(conn, src.endpoint, refs).await? else {
+            return Ok(Applied::Ignored {
+                reason: "refund failed for an order keymint has no license for".into(),
+            });
+        };
+        outcome.license_id = Some(license.id.clone());
+        let Some(r) = refunds::pending_for_license(conn, &license.id).await? else {
+            return Ok(Applied::Ignored {
+                reason: "refund failed; no operator refund was pending".into(),
+            });
+        };
+        let now = store::now_ms();
+        refunds::finish(
+            conn,
+            &r.id,
+            refunds::status::FAILED,
+            Some("the provider reported the refund failed"),
+            now,
+        )
+        .await?;
+        restore_after_refund(conn, &license, actor, Some(src.delivery_id), now).await?;
+        Ok(Applied::Ok {
+            license_key: Some(license.key),
+        })
     }
 
     /// Moves the license that `refs` names to `to` when its status is one
@@ -873,6 +929,35 @@ impl Dispatcher {
         Ok(done)
     }
 }
+
+/// Puts back a license an operator's refund suspended.
+pub async fn restore_after_refund(
+    conn: &mut Conn,
+    license: &License,
+    actor: &str,
+    delivery_id: Option<&str>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    if license.status == lstatus::SUSPENDED
+        && license.status_reason.as_deref() == Some(REFUND_PENDING)
+    {
+        licenses::set_status(
+            conn,
+            license,
+            lstatus::ACTIVE,
+            "refund_failed",
+            Some("refund_failed"),
+            actor,
+            delivery_id,
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The status reason of a license held while an operator's refund is pending.
+pub const REFUND_PENDING: &str = "refund_pending";
 
 fn default_name(email: &str) -> String {
     email.split('@').next().unwrap_or_default().to_string()

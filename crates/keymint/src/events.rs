@@ -65,6 +65,11 @@ pub enum Event {
         /// counts as full.
         amount_cents: Option<i64>,
     },
+    /// A refund the provider could not make (an operator's pending refund
+    /// fails; the license is restored).
+    RefundFailed {
+        refs: Vec<String>,
+    },
     Dispute {
         refs: Vec<String>,
         stage: DisputeStage,
@@ -108,9 +113,9 @@ impl Parsed {
     pub fn order_id(&self) -> Option<&str> {
         match &self.event {
             Event::Sale(s) => Some(&s.order_id),
-            Event::Refund { refs, .. } | Event::Dispute { refs, .. } => {
-                refs.first().map(String::as_str)
-            }
+            Event::Refund { refs, .. }
+            | Event::RefundFailed { refs }
+            | Event::Dispute { refs, .. } => refs.first().map(String::as_str),
             Event::Subscription(s) => Some(&s.subscription_id),
             Event::Customer { .. } | Event::Ignored(_) => None,
         }

@@ -18,6 +18,7 @@ pub mod fulfilment;
 pub mod http;
 pub mod ingest;
 pub mod notify;
+pub mod provider_api;
 pub mod signing;
 pub mod store;
 pub mod subscriptions;

@@ -88,7 +88,9 @@ fn parse_event(kind: &str, o: &Value) -> Result<Event, ParseError> {
             },
         },
         "payment_failed" => Event::Ignored("payment failed: nothing was sold".into()),
-        "refund_failed" => Event::Ignored("refund failed: the license stands".into()),
+        "refund_failed" => Event::RefundFailed {
+            refs: vec![payment()?],
+        },
         other => Event::Ignored(format!("hyperswitch event `{other}` has no license effect")),
     })
 }

@@ -259,6 +259,19 @@ pub fn parse_event(v: &Value) -> Result<Parsed, ParseError> {
                 amount_cents: None,
             }
         }
+        "charge.refund.updated" | "refund.updated" | "refund.failed" => {
+            match str_at(o, "/status").as_deref() {
+                Some("failed" | "canceled") => {
+                    let mut refs = Vec::new();
+                    push_all(
+                        &mut refs,
+                        [str_at(o, "/payment_intent"), str_at(o, "/charge")],
+                    );
+                    Event::RefundFailed { refs }
+                }
+                _ => Event::Ignored("refund update with no license effect".into()),
+            }
+        }
         "charge.dispute.created" | "charge.dispute.closed" => {
             let stage = if kind == "charge.dispute.created" {
                 Some(DisputeStage::Opened)

@@ -62,6 +62,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/v1/licenses/{key}/revoke", post(revoke))
         .route("/admin/v1/licenses/{key}/reinstate", post(reinstate))
         .route("/admin/v1/licenses/{key}/resend", post(resend))
+        .route("/admin/v1/licenses/{key}/refund", post(refund))
         .route("/admin/v1/deliveries", get(list_deliveries))
         .route("/admin/v1/deliveries/{id}", get(show_delivery))
         .route("/admin/v1/deliveries/{id}/replay", post(replay))
@@ -133,6 +134,7 @@ impl From<AdminError> for ApiError {
             }
             AdminError::NotFound => ApiError::NotFound("license"),
             AdminError::Conflict(m) => ApiError::Conflict(m),
+            AdminError::NotConfigured(m) => ApiError::NotConfigured(m),
             AdminError::Database(e)
             | AdminError::Mint(crate::fulfilment::MintError::Database(e)) => e.into(),
             AdminError::Mint(e) => ApiError::Internal(e.into()),
@@ -818,4 +820,75 @@ async fn replay_failed(
         Err(ReplayError::Database(e)) => Err(e.into()),
         Err(e) => Err(ApiError::Conflict(e.to_string())),
     }
+}
+
+/// An operator's refund request.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RefundBody {
+    /// Minor units; absent for a full refund.
+    amount_cents: Option<i64>,
+    reason: Option<String>,
+}
+
+/// A refund as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct RefundOut {
+    pub id: String,
+    pub status: String,
+    pub endpoint: String,
+    pub payment_ref: String,
+    pub amount_cents: Option<i64>,
+    pub provider_refund_id: Option<String>,
+    pub error: Option<String>,
+    pub requested_by: String,
+    pub created_at: String,
+}
+
+impl From<store::refunds::Refund> for RefundOut {
+    fn from(r: store::refunds::Refund) -> Self {
+        Self {
+            id: r.id,
+            status: r.status,
+            endpoint: r.endpoint,
+            payment_ref: r.payment_ref,
+            amount_cents: r.amount_cents,
+            provider_refund_id: r.provider_refund_id,
+            error: r.error,
+            requested_by: r.requested_by,
+            created_at: store::format_ms(r.created_at),
+        }
+    }
+}
+
+/// Refund the license's payment through its provider. The refund stays
+/// `pending` (license suspended) until the provider's webhook or the
+/// reconciler settles it.
+#[utoipa::path(post, path = "/admin/v1/licenses/{key}/refund", tag = "licenses", security(("bearer" = [])),
+    params(("key" = String, Path)), request_body = RefundBody,
+    responses((status = 202, body = RefundOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn refund(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<RefundOut>), ApiError> {
+    admin.require(scope::LICENSES_WRITE)?;
+    let key = parse_key(&key)?;
+    // An empty body is a full refund.
+    let req: RefundBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RefundBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?
+    };
+    let r = admin::request_refund(
+        &state,
+        &key,
+        req.amount_cents,
+        req.reason.as_deref(),
+        &admin.actor(),
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(r.into())))
 }

@@ -35,6 +35,9 @@ pub enum ApiError {
     /// 422: well-formed but not acceptable.
     #[error("{0}")]
     Unprocessable(String),
+    /// 503 with a message: a needed service or setting is missing.
+    #[error("{0}")]
+    NotConfigured(String),
     /// 503: the database cannot be reached; retry later.
     #[error("service temporarily unavailable")]
     Unavailable,
@@ -64,7 +67,7 @@ impl IntoResponse for ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
                 StatusCode::INTERNAL_SERVER_ERROR

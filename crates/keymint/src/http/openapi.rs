@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
         admin::revoke,
         admin::reinstate,
         admin::resend,
+        admin::refund,
         admin::list_deliveries,
         admin::show_delivery,
         admin::replay,

@@ -424,3 +424,11 @@ pub async fn link_customer(
     .await?;
     Ok(())
 }
+
+/// The provider ids recorded for a license's order.
+pub async fn refs_of(conn: &mut Conn, license_id: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT ref FROM license_refs WHERE license_id = $1 ORDER BY ref")
+        .bind(license_id)
+        .fetch_all(conn)
+        .await
+}

@@ -11,6 +11,7 @@ pub mod deliveries;
 pub mod leases;
 pub mod licenses;
 pub mod outbox;
+pub mod refunds;
 pub mod retention;
 pub mod signing_keys;
 pub mod subscriptions;

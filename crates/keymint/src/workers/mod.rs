@@ -35,3 +35,4 @@ pub async fn hold_lease(state: &AppState, job: &str, ttl: Duration) -> bool {
 pub fn lease_ttl(interval: Duration) -> Duration {
     (interval * 2).max(Duration::from_secs(30))
 }
+pub mod reconciler;

@@ -10,6 +10,7 @@ mod gumroad;
 mod licenses;
 mod ops;
 mod providers;
+mod refunds;
 mod replay;
 mod retention;
 mod serve;

@@ -1,0 +1,166 @@
+//! Provider APIs for operator refunds and the reconciler: create a refund
+//! (with an `Idempotency-Key`), read a refund's state. Stripe and
+//! Hyperswitch. Answers here never make a refund terminal by themselves;
+//! the caller turns a read state into a synthetic event for the dispatcher.
+
+use crate::config::{EndpointConfig, EndpointKind};
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("refunds not configured for {0}")]
+    NotConfigured(String),
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("the provider answered {status}: {message}")]
+    Answered { status: u16, message: String },
+}
+
+/// A refund's state at the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundState {
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+/// Whether operator refunds can go through this endpoint.
+pub fn refunds_configured(ep: &EndpointConfig) -> bool {
+    matches!(ep.kind, EndpointKind::Stripe | EndpointKind::Hyperswitch) && ep.api_key.is_some()
+}
+
+fn base(ep: &EndpointConfig) -> String {
+    let default = match ep.kind {
+        EndpointKind::Stripe => "https://api.stripe.com",
+        _ => "https://api.hyperswitch.io",
+    };
+    ep.api_url
+        .as_deref()
+        .unwrap_or(default)
+        .trim_end_matches('/')
+        .to_string()
+}
+
+async fn send(req: reqwest::RequestBuilder) -> Result<Value, ApiError> {
+    let resp = req.send().await.map_err(|e| {
+        ApiError::Unreachable(format!("provider API unreachable: {}", e.without_url()))
+    })?;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        let message = body
+            .pointer("/error/message")
+            .or_else(|| body.pointer("/error"))
+            .or_else(|| body.pointer("/message"))
+            .map(|m| {
+                m.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| m.to_string())
+            })
+            .unwrap_or_default();
+        return Err(ApiError::Answered {
+            status: status.as_u16(),
+            message,
+        });
+    }
+    Ok(body)
+}
+
+fn state(text: Option<&str>) -> RefundState {
+    match text {
+        Some("succeeded") => RefundState::Succeeded,
+        Some("failed" | "canceled" | "cancelled") => RefundState::Failed,
+        _ => RefundState::Pending,
+    }
+}
+
+/// Asks the provider to refund `payment_ref`; returns the provider's refund
+/// id. `idempotency_key` is the refund row's id and must not be empty.
+pub async fn create_refund(
+    http: &reqwest::Client,
+    ep: &EndpointConfig,
+    payment_ref: &str,
+    amount_cents: Option<i64>,
+    idempotency_key: &str,
+) -> Result<Option<String>, ApiError> {
+    assert!(
+        !idempotency_key.is_empty(),
+        "an empty idempotency key is a bug"
+    );
+    let key = ep
+        .api_key
+        .as_ref()
+        .filter(|_| refunds_configured(ep))
+        .ok_or_else(|| ApiError::NotConfigured(ep.name.clone()))?;
+    let body = match ep.kind {
+        EndpointKind::Stripe => {
+            let mut form = vec![
+                ("payment_intent", payment_ref.to_string()),
+                ("metadata[keymint_refund]", idempotency_key.to_string()),
+            ];
+            if let Some(a) = amount_cents {
+                form.push(("amount", a.to_string()));
+            }
+            send(
+                http.post(format!("{}/v1/refunds", base(ep)))
+                    .bearer_auth(key.expose())
+                    .header("Idempotency-Key", idempotency_key)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(serde_urlencoded::to_string(&form).expect("strings encode")),
+            )
+            .await?
+        }
+        _ => {
+            let mut json = serde_json::json!({
+                "payment_id": payment_ref,
+                "refund_id": idempotency_key,
+                "reason": "operator refund",
+            });
+            if let Some(a) = amount_cents {
+                json["amount"] = a.into();
+            }
+            send(
+                http.post(format!("{}/refunds", base(ep)))
+                    .header("api-key", key.expose())
+                    .header("Idempotency-Key", idempotency_key)
+                    .json(&json),
+            )
+            .await?
+        }
+    };
+    Ok(body
+        .pointer("/id")
+        .or_else(|| body.pointer("/refund_id"))
+        .and_then(Value::as_str)
+        .map(str::to_string))
+}
+
+/// Reads a refund's state at the provider.
+pub async fn refund_state(
+    http: &reqwest::Client,
+    ep: &EndpointConfig,
+    provider_refund_id: &str,
+) -> Result<RefundState, ApiError> {
+    let key = ep
+        .api_key
+        .as_ref()
+        .filter(|_| refunds_configured(ep))
+        .ok_or_else(|| ApiError::NotConfigured(ep.name.clone()))?;
+    let body = match ep.kind {
+        EndpointKind::Stripe => {
+            send(
+                http.get(format!("{}/v1/refunds/{provider_refund_id}", base(ep)))
+                    .bearer_auth(key.expose()),
+            )
+            .await?
+        }
+        _ => {
+            send(
+                http.get(format!("{}/refunds/{provider_refund_id}", base(ep)))
+                    .header("api-key", key.expose()),
+            )
+            .await?
+        }
+    };
+    Ok(state(body.pointer("/status").and_then(Value::as_str)))
+}

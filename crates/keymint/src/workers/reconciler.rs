@@ -1,0 +1,151 @@
+//! The reconciler: operator refunds stuck in `pending` are checked against
+//! the provider's API and settled by a synthetic event sent through the
+//! same dispatcher as webhooks (so a late real webhook is a no-op); refunds
+//! that never reached the provider are failed and their license restored.
+//! A provider read error leaves the row for the next tick.
+
+use crate::app::AppState;
+use crate::dispatcher::{Source, restore_after_refund};
+use crate::events::{Event, Parsed};
+use crate::provider_api::{self, RefundState};
+use crate::store::deliveries::{self, NewDelivery};
+use crate::store::{self, licenses, refunds};
+use serde::Serialize;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// What one tick did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Tick {
+    /// Settled from the provider's state (succeeded or failed).
+    pub settled: usize,
+    /// Failed because the provider never got them.
+    pub orphans_failed: usize,
+    /// Still pending at the provider, or it could not be read: next tick.
+    pub left: usize,
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+pub async fn run_once(state: &AppState) -> Result<Tick, crate::dispatcher::DispatchError> {
+    let cfg = &state.config.reconciler;
+    let now = store::now_ms();
+    let mut tick = Tick::default();
+
+    let orphans = {
+        let mut conn = state.store.conn().await?;
+        refunds::orphans(&mut conn, now - ms(cfg.orphan_age), cfg.batch).await?
+    };
+    for r in orphans {
+        let mut tx = state.store.begin().await?;
+        let why = format!(
+            "no provider refund id after {}: the provider was never reached (or refused); failed by the reconciler",
+            humantime::format_duration(cfg.orphan_age)
+        );
+        if refunds::finish(&mut tx, &r.id, refunds::status::FAILED, Some(&why), now).await?
+            && let Some(l) = licenses::by_id(&mut tx, &r.license_id).await?
+        {
+            restore_after_refund(&mut tx, &l, "reconciler", None, now).await?;
+        }
+        tx.commit().await?;
+        tracing::error!(refund_id = %r.id, license_id = %r.license_id, error = %r.error.as_deref().unwrap_or("-"), "orphan refund failed and its license restored");
+        tick.orphans_failed += 1;
+    }
+
+    let stuck = {
+        let mut conn = state.store.conn().await?;
+        refunds::stuck(&mut conn, now - ms(cfg.pending_age), cfg.batch).await?
+    };
+    for r in stuck {
+        let Some(ep) = state.config.endpoint(&r.endpoint) else {
+            tick.left += 1;
+            continue;
+        };
+        let provider_id = r.provider_refund_id.clone().unwrap_or_default();
+        let read = provider_api::refund_state(&state.http, ep, &provider_id).await;
+        let event = match read {
+            Ok(RefundState::Succeeded) => Event::Refund {
+                refs: vec![r.payment_ref.clone()],
+                full: r.amount_cents.is_none(),
+                amount_cents: r.amount_cents,
+            },
+            Ok(RefundState::Failed) => Event::RefundFailed {
+                refs: vec![r.payment_ref.clone()],
+            },
+            Ok(RefundState::Pending) => {
+                tick.left += 1;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(refund_id = %r.id, error = %e, "could not read the refund from the provider; next tick");
+                tick.left += 1;
+                continue;
+            }
+        };
+        let kind = if matches!(event, Event::Refund { .. }) {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        // Recorded like a delivery, so the audit trail and the dispatcher
+        // are the same as for webhooks.
+        let body = serde_json::json!({
+            "refund": r.id, "provider_refund_id": provider_id, "provider_state": kind,
+        });
+        let delivery = NewDelivery {
+            id: store::new_id("dlv"),
+            endpoint: r.endpoint.clone(),
+            kind: "reconciler".into(),
+            received_at: now,
+            source_ip: None,
+            user_agent: Some("keymint-reconciler".into()),
+            request_id: None,
+            path: "/reconciler/refunds".into(),
+            headers: "{}".into(),
+            body: body.to_string().into_bytes(),
+            signature_valid: true,
+            status: deliveries::status::RECEIVED,
+            error: None,
+        };
+        deliveries::record(&state.store, &delivery).await?;
+        let parsed = Parsed::new(
+            format!("reconcile:refund:{}", r.id),
+            format!("keymint.reconcile.refund_{kind}"),
+            event,
+        );
+        let src = Source {
+            endpoint: &r.endpoint,
+            delivery_id: &delivery.id,
+        };
+        state.dispatcher.apply(&src, &parsed).await?;
+        tick.settled += 1;
+    }
+    Ok(tick)
+}
+
+pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let interval = state.config.reconciler.interval;
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        if !super::hold_lease(&state, "reconciler", super::lease_ttl(interval)).await {
+            continue;
+        }
+        match run_once(&state).await {
+            Ok(t) if t != Tick::default() => {
+                tracing::info!(
+                    settled = t.settled,
+                    orphans_failed = t.orphans_failed,
+                    left = t.left,
+                    "reconciler tick"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reconciler tick failed; next interval"),
+        }
+    }
+}

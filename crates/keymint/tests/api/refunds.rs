@@ -1,0 +1,305 @@
+//! Operator refunds and the reconciler, against fake provider APIs.
+
+use crate::both_databases;
+use crate::helpers::{Db, TestApp, spawn_app_with};
+use crate::providers::{Ids, now_secs, refund, sale};
+use serde_json::{Value, json};
+use wiremock::matchers::{header_exists, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+async fn app_with_api(db: Db, kind: &str, api: &MockServer) -> Option<TestApp> {
+    let upper = kind.to_uppercase();
+    let key = format!("KEYMINT_ENDPOINTS__{upper}__API_KEY");
+    let url = format!("KEYMINT_ENDPOINTS__{upper}__API_URL");
+    spawn_app_with(
+        db,
+        &[
+            (key.as_str(), "sk_test_keymint"),
+            (url.as_str(), &api.uri()),
+            ("KEYMINT_RECONCILER__PENDING_AGE", "0s"),
+            ("KEYMINT_RECONCILER__ORPHAN_AGE", "0s"),
+        ],
+    )
+    .await
+}
+
+async fn license(app: &TestApp, token: &str, key: &str) -> Value {
+    let v: Value = app
+        .admin_get(token, &format!("/admin/v1/licenses/{key}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    v["license"].clone()
+}
+
+async fn refund_status(app: &TestApp, id: &str) -> String {
+    let mut conn = app.state.store.conn().await.unwrap();
+    sqlx::query_scalar("SELECT status FROM refunds WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap()
+}
+
+async fn a_stripe_refund_is_pending_until_the_webhook_settles_it(db: Db) {
+    let api = MockServer::start().await;
+    let Some(app) = app_with_api(db, "stripe", &api).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .and(path("/v1/refunds"))
+        .and(header_exists("idempotency-key"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": "re_123", "object": "refund", "status": "pending"})),
+        )
+        .mount(&api)
+        .await;
+    let token = app.admin_token("ops");
+    let ids = Ids::new("stripe");
+    let key = app.send(&sale("stripe", &ids, now_secs())).await["license_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let resp = app
+        .admin_post(
+            &token,
+            &format!("/admin/v1/licenses/{key}/refund"),
+            json!({"reason": "asked"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 202);
+    let r: Value = resp.json().await.unwrap();
+    let refund_id = r["id"].as_str().unwrap().to_string();
+    // The provider's synchronous answer does not settle it.
+    assert_eq!(r["status"], "pending");
+    assert_eq!(r["provider_refund_id"], "re_123");
+    assert_eq!(license(&app, &token, &key).await["status"], "suspended");
+    // The provider was asked once, with the row's id as the idempotency key.
+    let calls = api.received_requests().await.unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        calls[0]
+            .headers
+            .get("idempotency-key")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        refund_id
+    );
+    let form = String::from_utf8(calls[0].body.clone()).unwrap();
+    assert!(
+        form.contains(&format!("payment_intent={}", ids.order)),
+        "{form}"
+    );
+
+    // A second request while one is pending: 409, and no second call.
+    let again = app
+        .admin_post(
+            &token,
+            &format!("/admin/v1/licenses/{key}/refund"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(again.status(), 409);
+    let msg: Value = again.json().await.unwrap();
+    assert!(
+        msg["error"].as_str().unwrap().contains("already pending"),
+        "{msg}"
+    );
+    assert_eq!(api.received_requests().await.unwrap().len(), 1);
+
+    // Stripe's webhook settles it.
+    let r = app.send(&refund("stripe", &ids, now_secs(), true)).await;
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(refund_status(&app, &refund_id).await, "succeeded");
+    assert_eq!(license(&app, &token, &key).await["status"], "revoked");
+}
+
+async fn refunds_without_api_credentials_answer_503(db: Db) {
+    let Some(app) = spawn_app_with(db, &[]).await else {
+        return;
+    };
+    let token = app.admin_token("ops");
+    let r: Value = app
+        .post_gumroad(&crate::helpers::sale_form("NR-1"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let key = r["license_key"].as_str().unwrap();
+    let resp = app
+        .admin_post(
+            &token,
+            &format!("/admin/v1/licenses/{key}/refund"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "refunds not configured for gumroad");
+    let ids = Ids::new("stripe");
+    let key = app.send(&sale("stripe", &ids, now_secs())).await["license_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resp = app
+        .admin_post(
+            &token,
+            &format!("/admin/v1/licenses/{key}/refund"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "refunds not configured for stripe");
+    // Nothing was written or changed.
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM refunds WHERE endpoint <> $1", "")
+            .await,
+        0
+    );
+    assert_eq!(license(&app, &token, &key).await["status"], "active");
+}
+
+async fn the_reconciler_settles_a_stuck_refund_and_the_late_webhook_is_a_no_op(db: Db) {
+    let api = MockServer::start().await;
+    let Some(app) = app_with_api(db, "hyperswitch", &api).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .and(path("/refunds"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"refund_id": "hs_ref_1", "status": "pending"})),
+        )
+        .mount(&api)
+        .await;
+    // The first read fails: the row must stay for the next tick.
+    Mock::given(method("GET"))
+        .and(path("/refunds/hs_ref_1"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .mount(&api)
+        .await;
+    let token = app.admin_token("ops");
+    let ids = Ids::new("hyperswitch");
+    let key = app.send(&sale("hyperswitch", &ids, now_secs())).await["license_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r: Value = app
+        .admin_post(
+            &token,
+            &format!("/admin/v1/licenses/{key}/refund"),
+            json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let refund_id = r["id"].as_str().unwrap().to_string();
+
+    let tick = keymint::workers::reconciler::run_once(&app.state)
+        .await
+        .unwrap();
+    assert_eq!((tick.settled, tick.left), (0, 1));
+    assert_eq!(refund_status(&app, &refund_id).await, "pending");
+
+    Mock::given(method("GET"))
+        .and(path("/refunds/hs_ref_1"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"refund_id": "hs_ref_1", "status": "succeeded"})),
+        )
+        .mount(&api)
+        .await;
+    let tick = keymint::workers::reconciler::run_once(&app.state)
+        .await
+        .unwrap();
+    assert_eq!((tick.settled, tick.left), (1, 0));
+    assert_eq!(refund_status(&app, &refund_id).await, "succeeded");
+    assert_eq!(license(&app, &token, &key).await["status"], "revoked");
+
+    // Hyperswitch's own webhook arrives late: it changes nothing.
+    let late = app
+        .send(&refund("hyperswitch", &ids, now_secs(), true))
+        .await;
+    assert_eq!(late["status"], "ok", "{late}");
+    let detail: Value = app
+        .admin_get(&token, &format!("/admin/v1/licenses/{key}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["license"]["status"], "revoked");
+    let changes = detail["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["to_status"] == "revoked" && h["from_status"] != "revoked")
+        .count();
+    assert_eq!(changes, 1, "{detail}");
+    assert_eq!(refund_status(&app, &refund_id).await, "succeeded");
+}
+
+async fn an_orphan_refund_is_failed_and_the_license_restored(db: Db) {
+    let api = MockServer::start().await;
+    let Some(app) = app_with_api(db, "stripe", &api).await else {
+        return;
+    };
+    // The provider cannot be reached when the refund is requested.
+    Mock::given(method("POST"))
+        .and(path("/v1/refunds"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&api)
+        .await;
+    let token = app.admin_token("ops");
+    let ids = Ids::new("stripe");
+    let key = app.send(&sale("stripe", &ids, now_secs())).await["license_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r: Value = app
+        .admin_post(
+            &token,
+            &format!("/admin/v1/licenses/{key}/refund"),
+            json!({"amount_cents": 1000}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["status"], "pending");
+    assert!(r["provider_refund_id"].is_null());
+    assert!(r["error"].as_str().unwrap().contains("503"), "{r}");
+    assert_eq!(license(&app, &token, &key).await["status"], "suspended");
+
+    let tick = keymint::workers::reconciler::run_once(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(tick.orphans_failed, 1);
+    assert_eq!(
+        refund_status(&app, r["id"].as_str().unwrap()).await,
+        "failed"
+    );
+    assert_eq!(license(&app, &token, &key).await["status"], "active");
+    // A new refund may be asked for now.
+    let again = app
+        .admin_post(
+            &token,
+            &format!("/admin/v1/licenses/{key}/refund"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(again.status(), 202);
+}
+
+both_databases!(
+    a_stripe_refund_is_pending_until_the_webhook_settles_it,
+    refunds_without_api_credentials_answer_503,
+    the_reconciler_settles_a_stuck_refund_and_the_late_webhook_is_a_no_op,
+    an_orphan_refund_is_failed_and_the_license_restored,
+);
