@@ -263,8 +263,7 @@ pub async fn request_refund(
         _ => licenses::refs_of(&mut tx, &license.id)
             .await?
             .into_iter()
-            .filter(|r| r.starts_with("pi_"))
-            .last(),
+            .rfind(|r| r.starts_with("pi_")),
     }
     .ok_or_else(|| AdminError::Invalid("no payment of this license to refund".into()))?;
     let refund = refunds::Refund {
