@@ -164,3 +164,21 @@ pub async fn refund_state(
     };
     Ok(state(body.pointer("/status").and_then(Value::as_str)))
 }
+
+/// Stripe: the subscription object as `GET /v1/subscriptions/{id}` gives
+/// it. `Ok(None)` for providers keymint does not read subscriptions from.
+pub async fn read_subscription(
+    http: &reqwest::Client,
+    ep: &EndpointConfig,
+    subscription_id: &str,
+) -> Result<Option<Value>, ApiError> {
+    let (EndpointKind::Stripe, Some(key)) = (ep.kind, ep.api_key.as_ref()) else {
+        return Ok(None);
+    };
+    send(
+        http.get(format!("{}/v1/subscriptions/{subscription_id}", base(ep)))
+            .bearer_auth(key.expose()),
+    )
+    .await
+    .map(Some)
+}

@@ -217,3 +217,20 @@ pub async fn due_for_expiry(
     .fetch_all(conn)
     .await
 }
+
+/// Subscriptions still waiting for their first payment since before
+/// `before` (the reconciler asks the provider about them).
+pub async fn stuck_pending(
+    conn: &mut Conn,
+    before: i64,
+    limit: i64,
+) -> Result<Vec<Subscription>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT * FROM subscriptions WHERE status = 'pending_payment' AND updated_at < $1 \
+         ORDER BY updated_at LIMIT $2",
+    )
+    .bind(before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}

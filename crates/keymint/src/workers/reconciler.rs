@@ -122,6 +122,66 @@ pub async fn run_once(state: &AppState) -> Result<Tick, crate::dispatcher::Dispa
         state.dispatcher.apply(&src, &parsed).await?;
         tick.settled += 1;
     }
+    // Subscriptions stuck waiting for a first payment: the provider's
+    // current object, applied as a snapshot taken now (a late webhook is
+    // older, hence stale).
+    let pending = {
+        let mut conn = state.store.conn().await?;
+        crate::store::subscriptions::stuck_pending(&mut conn, now - ms(cfg.pending_age), cfg.batch)
+            .await?
+    };
+    for s in pending {
+        let Some(ep) = state.config.endpoint(&s.source) else {
+            continue;
+        };
+        let object = match provider_api::read_subscription(&state.http, ep, &s.subscription_id)
+            .await
+        {
+            Ok(Some(o)) => o,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(subscription = %s.subscription_id, error = %e, "could not read the subscription from the provider; next tick");
+                tick.left += 1;
+                continue;
+            }
+        };
+        let synthetic = serde_json::json!({
+            "id": format!("reconcile:sub:{}:{now}", s.id),
+            "type": "customer.subscription.updated",
+            "created": now / 1000,
+            "data": {"object": object},
+        });
+        let parsed = match crate::adapters::stripe::parse_event(&synthetic) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(subscription = %s.subscription_id, error = %e, "the provider's subscription could not be read as one");
+                tick.left += 1;
+                continue;
+            }
+        };
+        let delivery = NewDelivery {
+            id: store::new_id("dlv"),
+            endpoint: s.source.clone(),
+            kind: "reconciler".into(),
+            received_at: now,
+            source_ip: None,
+            user_agent: Some("keymint-reconciler".into()),
+            request_id: None,
+            path: "/reconciler/subscriptions".into(),
+            headers: "{}".into(),
+            body: synthetic.to_string().into_bytes(),
+            signature_valid: true,
+            status: deliveries::status::RECEIVED,
+            error: None,
+        };
+        deliveries::record(&state.store, &delivery).await?;
+        let src = Source {
+            endpoint: &s.source,
+            delivery_id: &delivery.id,
+        };
+        state.dispatcher.apply(&src, &parsed).await?;
+        tick.settled += 1;
+    }
     Ok(tick)
 }
 

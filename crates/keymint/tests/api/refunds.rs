@@ -297,7 +297,68 @@ async fn an_orphan_refund_is_failed_and_the_license_restored(db: Db) {
     assert_eq!(again.status(), 202);
 }
 
+async fn the_reconciler_resolves_a_subscription_stuck_in_pending_payment(db: Db) {
+    use crate::providers::{Moment, sub_step};
+    let api = MockServer::start().await;
+    let Some(app) = app_with_api(db, "stripe", &api).await else {
+        return;
+    };
+    let token = app.admin_token("ops");
+    let ids = Ids::new("stripe");
+    let now = now_secs();
+    // Checkout finished but the first payment has not (yet) gone through.
+    let mut checkout = sub_step("stripe", &ids, Moment::Identity, now - 100, now, 0).unwrap();
+    checkout.body = String::from_utf8(checkout.body)
+        .unwrap()
+        .replace("\"no_payment_required\"", "\"unpaid\"")
+        .replace(
+            "\"metadata\": {}",
+            "\"metadata\": {\"keymint_product\": \"datatools-sub\"}",
+        )
+        .into_bytes();
+    let r = app.send(&checkout).await;
+    assert_eq!(r["status"], "ok", "{r}");
+    assert!(r["license_key"].is_null());
+    let (status, _) = crate::providers::sub_state(&app, &token, &ids.sub).await;
+    assert_eq!(status, "pending_payment");
+
+    // The webhook that would have activated it never came; Stripe says active.
+    let period_end = now + 30 * 86_400;
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/subscriptions/{}", ids.sub)))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": ids.sub, "object": "subscription", "status": "active",
+            "customer": ids.customer, "cancel_at_period_end": false,
+            "current_period_end": period_end, "trial_end": null, "livemode": false,
+            "items": {"object": "list", "data": [{"id": "si_1", "price": {"id": "price_sub_monthly", "product": "prod_1"}}]}
+        })))
+        .mount(&api)
+        .await;
+    let tick = keymint::workers::reconciler::run_once(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(tick.settled, 1);
+    let (status, license) = crate::providers::sub_state(&app, &token, &ids.sub).await;
+    assert_eq!(status, "active");
+    let license = license.expect("minted on reconciliation");
+    assert_eq!(license["status"], "active");
+    assert_eq!(license["email"], ids.email.as_str());
+
+    // The late real webhook (created before the reconciler looked) is stale.
+    let mut late = sub_step("stripe", &ids, Moment::Trial, now - 50, period_end, 0).unwrap();
+    late.body = String::from_utf8(late.body)
+        .unwrap()
+        .replace("\"trialing\"", "\"incomplete\"")
+        .into_bytes();
+    let r = app.send(&late).await;
+    assert_eq!(r["status"], "ignored", "{r}");
+    let (status, license) = crate::providers::sub_state(&app, &token, &ids.sub).await;
+    assert_eq!(status, "active");
+    assert_eq!(license.unwrap()["status"], "active");
+}
+
 both_databases!(
+    the_reconciler_resolves_a_subscription_stuck_in_pending_payment,
     a_stripe_refund_is_pending_until_the_webhook_settles_it,
     refunds_without_api_credentials_answer_503,
     the_reconciler_settles_a_stuck_refund_and_the_late_webhook_is_a_no_op,
