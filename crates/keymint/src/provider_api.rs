@@ -29,6 +29,13 @@ pub fn refunds_configured(ep: &EndpointConfig) -> bool {
     matches!(ep.kind, EndpointKind::Stripe | EndpointKind::Hyperswitch) && ep.api_key.is_some()
 }
 
+fn refund_key(ep: &EndpointConfig) -> Result<&crate::config::Secret, ApiError> {
+    ep.api_key
+        .as_ref()
+        .filter(|_| refunds_configured(ep))
+        .ok_or_else(|| ApiError::NotConfigured(ep.name.clone()))
+}
+
 fn base(ep: &EndpointConfig) -> String {
     let default = match ep.kind {
         EndpointKind::Stripe => "https://api.stripe.com",
@@ -87,11 +94,7 @@ pub async fn create_refund(
         !idempotency_key.is_empty(),
         "an empty idempotency key is a bug"
     );
-    let key = ep
-        .api_key
-        .as_ref()
-        .filter(|_| refunds_configured(ep))
-        .ok_or_else(|| ApiError::NotConfigured(ep.name.clone()))?;
+    let key = refund_key(ep)?;
     let body = match ep.kind {
         EndpointKind::Stripe => {
             let mut form = vec![
@@ -141,11 +144,7 @@ pub async fn refund_state(
     ep: &EndpointConfig,
     provider_refund_id: &str,
 ) -> Result<RefundState, ApiError> {
-    let key = ep
-        .api_key
-        .as_ref()
-        .filter(|_| refunds_configured(ep))
-        .ok_or_else(|| ApiError::NotConfigured(ep.name.clone()))?;
+    let key = refund_key(ep)?;
     let body = match ep.kind {
         EndpointKind::Stripe => {
             send(

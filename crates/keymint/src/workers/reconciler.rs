@@ -94,22 +94,7 @@ pub async fn run_once(state: &AppState) -> Result<Tick, crate::dispatcher::Dispa
         let body = serde_json::json!({
             "refund": r.id, "provider_refund_id": provider_id, "provider_state": kind,
         });
-        let delivery = NewDelivery {
-            id: store::new_id("dlv"),
-            endpoint: r.endpoint.clone(),
-            kind: "reconciler".into(),
-            received_at: now,
-            source_ip: None,
-            user_agent: Some("keymint-reconciler".into()),
-            request_id: None,
-            path: "/reconciler/refunds".into(),
-            headers: "{}".into(),
-            body: body.to_string().into_bytes(),
-            signature_valid: true,
-            status: deliveries::status::RECEIVED,
-            error: None,
-        };
-        deliveries::record(&state.store, &delivery).await?;
+        let delivery = record_synthetic(state, &r.endpoint, "refunds", &body, now).await?;
         let parsed = Parsed::new(
             format!("reconcile:refund:{}", r.id),
             format!("keymint.reconcile.refund_{kind}"),
@@ -159,22 +144,7 @@ pub async fn run_once(state: &AppState) -> Result<Tick, crate::dispatcher::Dispa
                 continue;
             }
         };
-        let delivery = NewDelivery {
-            id: store::new_id("dlv"),
-            endpoint: s.source.clone(),
-            kind: "reconciler".into(),
-            received_at: now,
-            source_ip: None,
-            user_agent: Some("keymint-reconciler".into()),
-            request_id: None,
-            path: "/reconciler/subscriptions".into(),
-            headers: "{}".into(),
-            body: synthetic.to_string().into_bytes(),
-            signature_valid: true,
-            status: deliveries::status::RECEIVED,
-            error: None,
-        };
-        deliveries::record(&state.store, &delivery).await?;
+        let delivery = record_synthetic(state, &s.source, "subscriptions", &synthetic, now).await?;
         let src = Source {
             endpoint: &s.source,
             delivery_id: &delivery.id,
@@ -183,6 +153,34 @@ pub async fn run_once(state: &AppState) -> Result<Tick, crate::dispatcher::Dispa
         tick.settled += 1;
     }
     Ok(tick)
+}
+
+/// Records what the reconciler read as a delivery of kind `reconciler`, so
+/// its effect has the same audit trail as a webhook's.
+async fn record_synthetic(
+    state: &AppState,
+    endpoint: &str,
+    what: &str,
+    body: &serde_json::Value,
+    now: i64,
+) -> Result<NewDelivery, sqlx::Error> {
+    let delivery = NewDelivery {
+        id: store::new_id("dlv"),
+        endpoint: endpoint.to_string(),
+        kind: "reconciler".into(),
+        received_at: now,
+        source_ip: None,
+        user_agent: Some("keymint-reconciler".into()),
+        request_id: None,
+        path: format!("/reconciler/{what}"),
+        headers: "{}".into(),
+        body: body.to_string().into_bytes(),
+        signature_valid: true,
+        status: deliveries::status::RECEIVED,
+        error: None,
+    };
+    deliveries::record(&state.store, &delivery).await?;
+    Ok(delivery)
 }
 
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
