@@ -357,7 +357,80 @@ async fn the_reconciler_resolves_a_subscription_stuck_in_pending_payment(db: Db)
     assert_eq!(license.unwrap()["status"], "active");
 }
 
+/// The same flow from the command line: `keymint license refund` and
+/// `keymint reconcile --once`.
+async fn the_cli_refunds_and_reconciles(db: Db) {
+    let api = MockServer::start().await;
+    let Some(app) = crate::helpers::spawn_app(db).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .and(path("/v1/refunds"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": "re_cli", "status": "pending"})),
+        )
+        .mount(&api)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/refunds/re_cli"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": "re_cli", "status": "succeeded"})),
+        )
+        .mount(&api)
+        .await;
+    // The operator's config: the Stripe endpoint with API credentials.
+    let text = std::fs::read_to_string(&app.config_path).unwrap();
+    let with_key = text.replacen(
+        r#"secrets = ["whsec_old_stripe_secret", "whsec_test_stripe_secret"]"#,
+        &format!(
+            "secrets = [\"whsec_old_stripe_secret\", \"whsec_test_stripe_secret\"]\napi_key = \"sk_test_cli\"\napi_url = \"{}\"",
+            api.uri()
+        ),
+        1,
+    );
+    assert_ne!(text, with_key);
+    let config = app.dir.join("with-key.toml");
+    std::fs::write(&config, with_key).unwrap();
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_keymint"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("KEYMINT_LOG", "warn")
+            .env("KEYMINT_RECONCILER__PENDING_AGE", "0s")
+            .output()
+            .unwrap()
+    };
+    let ids = Ids::new("stripe");
+    let key = app.send(&sale("stripe", &ids, now_secs())).await["license_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = cli(&["license", "refund", &key, "--reason", "customer asked"]);
+    assert!(out.status.success(), "{out:?}");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["status"], "pending");
+    assert_eq!(r["provider_refund_id"], "re_cli");
+    let again = cli(&["license", "refund", &key]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already pending"));
+    let out = cli(&["reconcile", "--once"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("settled 1, orphans failed 0"),
+        "{out:?}"
+    );
+    assert_eq!(
+        refund_status(&app, r["id"].as_str().unwrap()).await,
+        "succeeded"
+    );
+    let token = app.admin_token("ops");
+    assert_eq!(license(&app, &token, &key).await["status"], "revoked");
+}
+
 both_databases!(
+    the_cli_refunds_and_reconciles,
     the_reconciler_resolves_a_subscription_stuck_in_pending_payment,
     a_stripe_refund_is_pending_until_the_webhook_settles_it,
     refunds_without_api_credentials_answer_503,
