@@ -39,19 +39,28 @@ fn check_window(ts: i64, now: i64, tolerance: i64) -> Result<(), SigError> {
     }
 }
 
-/// True when HMAC-SHA256(`key`, `parts`) equals `expected` (constant time).
-fn hmac256_matches(key: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool {
+/// HMAC-SHA256 of the concatenated `parts`, ready to verify or finalize.
+fn hmac256(key: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     for p in parts {
         mac.update(p);
     }
-    mac.verify_slice(expected).is_ok()
+    mac
+}
+
+fn hmac512(key: &[u8], body: &[u8]) -> Hmac<Sha512> {
+    let mut mac = Hmac::<Sha512>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(body);
+    mac
+}
+
+/// True when HMAC-SHA256(`key`, `parts`) equals `expected` (constant time).
+fn hmac256_matches(key: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool {
+    hmac256(key, parts).verify_slice(expected).is_ok()
 }
 
 fn hmac512_matches(key: &[u8], body: &[u8], expected: &[u8]) -> bool {
-    let mut mac = Hmac::<Sha512>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(body);
-    mac.verify_slice(expected).is_ok()
+    hmac512(key, body).verify_slice(expected).is_ok()
 }
 
 /// The shape Stripe and Paddle share: a timestamp and one or more hex
@@ -341,13 +350,7 @@ pub fn sign(
     msg_id: &str,
 ) -> Result<Vec<(&'static str, String)>, String> {
     use crate::config::EndpointKind as K;
-    let mac256 = |key: &[u8], parts: &[&[u8]]| {
-        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-        for p in parts {
-            mac.update(p);
-        }
-        mac.finalize().into_bytes().to_vec()
-    };
+    let mac256 = |key: &[u8], parts: &[&[u8]]| hmac256(key, parts).finalize().into_bytes();
     Ok(match kind {
         K::Gumroad => Vec::new(),
         K::Stripe => {
@@ -368,15 +371,10 @@ pub fn sign(
             "x-signature",
             hex::encode(mac256(secret.as_bytes(), &[body])),
         )],
-        K::Hyperswitch => {
-            let mut mac = Hmac::<Sha512>::new_from_slice(secret.as_bytes())
-                .expect("HMAC takes any key length");
-            mac.update(body);
-            vec![(
-                "x-webhook-signature-512",
-                hex::encode(mac.finalize().into_bytes()),
-            )]
-        }
+        K::Hyperswitch => vec![(
+            "x-webhook-signature-512",
+            hex::encode(hmac512(secret.as_bytes(), body).finalize().into_bytes()),
+        )],
         K::Standard | K::Polar => {
             if secret.starts_with("whpk_") {
                 return Err("a whpk_ public key can verify but not sign; configure a whsec_ secret to send a test event".into());

@@ -262,20 +262,7 @@ pub async fn find_by_refs(
             return Ok(Some(l));
         }
     }
-    for id in ids {
-        let found = sqlx::query_as(
-            "SELECT l.* FROM license_refs r JOIN licenses l ON l.id = r.license_id \
-             WHERE r.source = $1 AND r.ref = $2",
-        )
-        .bind(source)
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        if found.is_some() {
-            return Ok(found);
-        }
-    }
-    Ok(None)
+    by_any_ref(conn, source, ids).await
 }
 
 /// The license another order recorded any of `ids` for (its refs only, in
