@@ -224,10 +224,12 @@ impl Dispatcher {
                     DisputeStage::Won => (lstatus::ACTIVE, "dispute_won", &[lstatus::SUSPENDED]),
                     DisputeStage::Lost => (lstatus::REVOKED, "dispute_lost", &[]),
                 };
+                let license = licenses::find_by_refs(conn, src.endpoint, refs).await?;
                 self.transition(
                     conn,
                     src,
                     refs,
+                    license,
                     action,
                     Some(to),
                     from,
@@ -316,6 +318,27 @@ impl Dispatcher {
         }))
     }
 
+    /// Mints `order` with this instance's signing key, from this delivery.
+    async fn mint(
+        &self,
+        conn: &mut Conn,
+        src: &Source<'_>,
+        product: &ProductConfig,
+        order: &Order,
+        actor: &str,
+    ) -> Result<Minted, MintError> {
+        fulfilment::mint(
+            conn,
+            product,
+            order,
+            self.keyring.signer(),
+            &self.issuer,
+            actor,
+            Some(src.delivery_id),
+        )
+        .await
+    }
+
     fn product_for(&self, endpoint: &str, ids: &[String]) -> Option<&Arc<ProductConfig>> {
         ids.iter()
             .find_map(|id| match id.strip_prefix(CATALOG_ID_PREFIX) {
@@ -394,16 +417,7 @@ impl Dispatcher {
             valid_until: None,
             send_email: true,
         };
-        let minted = fulfilment::mint(
-            conn,
-            product,
-            &order,
-            self.keyring.signer(),
-            &self.issuer,
-            actor,
-            Some(src.delivery_id),
-        )
-        .await?;
+        let minted = self.mint(conn, src, product, &order, actor).await?;
         Ok(match minted {
             Minted::New(l) => {
                 outcome.license_id = Some(l.id);
@@ -448,7 +462,17 @@ impl Dispatcher {
             (false, false) => (None, "partially_refunded"),
         };
         let applied = self
-            .transition(conn, src, refs, action, to, &[], actor, outcome)
+            .transition(
+                conn,
+                src,
+                refs,
+                license.clone(),
+                action,
+                to,
+                &[],
+                actor,
+                outcome,
+            )
             .await?;
         // An operator's pending refund is now done.
         if let Some(l) = &license
@@ -500,22 +524,23 @@ impl Dispatcher {
         })
     }
 
-    /// Moves the license that `refs` names to `to` when its status is one
-    /// of `from` (any status but `to` when `from` is empty); `to = None`
-    /// records the event without a change.
+    /// Moves `license` (the one `refs` names, found by the caller) to `to`
+    /// when its status is one of `from` (any status but `to` when `from` is
+    /// empty); `to = None` records the event without a change.
     #[allow(clippy::too_many_arguments)]
     async fn transition(
         &self,
         conn: &mut Conn,
         src: &Source<'_>,
         refs: &[String],
+        license: Option<License>,
         action: &str,
         to: Option<&str>,
         from: &[&str],
         actor: &str,
         outcome: &mut Outcome,
     ) -> Result<Applied, DispatchError> {
-        let Some(license) = licenses::find_by_refs(conn, src.endpoint, refs).await? else {
+        let Some(license) = license else {
             return Ok(Applied::Failed {
                 reason: format!(
                     "no license for order {} from endpoint {:?}",
@@ -642,12 +667,16 @@ impl Dispatcher {
         let buyer = self
             .resolve_buyer(conn, src, &ev.buyer, row.customer_id.as_deref())
             .await?;
-        if let Some(b) = &buyer {
+        // The subscription's customer is settled once; later events only
+        // read it.
+        if row.customer_id.is_none()
+            && let Some(b) = &buyer
+        {
             let id = licenses::upsert_customer(conn, &b.email, &b.name, now).await?;
             if let Some(r) = &ev.buyer.customer_ref {
                 licenses::link_customer(conn, src.endpoint, r, &id).await?;
             }
-            row.customer_id.get_or_insert(id);
+            row.customer_id = Some(id);
         }
         row.updated_at = now;
 
@@ -698,20 +727,10 @@ impl Dispatcher {
                 }),
                 send_email: grants,
             };
-            let minted = fulfilment::mint(
-                conn,
-                product,
-                &order,
-                self.keyring.signer(),
-                &self.issuer,
-                actor,
-                Some(src.delivery_id),
-            )
-            .await?;
-            let l = match minted {
-                Minted::New(l) => l,
-                Minted::Existing(l) => l,
-            };
+            let l = self
+                .mint(conn, src, product, &order, actor)
+                .await?
+                .into_license();
             row.license_id = Some(l.id.clone());
             license = Some(l);
         } else if let Some(l) = &license {

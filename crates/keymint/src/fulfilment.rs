@@ -108,6 +108,15 @@ pub enum Minted {
     Existing(licenses::License),
 }
 
+impl Minted {
+    /// The license, new or existing.
+    pub fn into_license(self) -> licenses::License {
+        match self {
+            Self::New(l) | Self::Existing(l) => l,
+        }
+    }
+}
+
 /// Stores a new license for `order` with its history entry and first email,
 /// in the caller's transaction; or returns the one that exists for the
 /// same `(source, order_id)`.
@@ -134,13 +143,16 @@ pub async fn mint(
     let customer_id = match linked {
         Some(id) => id,
         None => {
-            licenses::upsert_customer(conn, &order.email.to_lowercase(), &order.name, now).await?
+            let id = licenses::upsert_customer(conn, &order.email.to_lowercase(), &order.name, now)
+                .await?;
+            // First sight of this provider customer id: link it.
+            if let Some(r) = &order.customer_ref {
+                licenses::link_customer(conn, &order.source, r, &id).await?;
+            }
+            id
         }
     };
     let license = build_license(product, order, &customer_id, signer, issuer, now)?;
-    if let Some(r) = &order.customer_ref {
-        licenses::link_customer(conn, &order.source, r, &customer_id).await?;
-    }
     if !licenses::insert(conn, &license).await? {
         // A concurrent transaction minted this order first.
         let order_id = order.order_id.as_deref().unwrap_or_default();
