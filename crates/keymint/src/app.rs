@@ -242,8 +242,18 @@ impl Application {
             }
         }
         let _ = stop_tx.send(true);
+        let had_workers = !workers.is_empty();
         for w in workers {
             let _ = w.await;
+        }
+        if had_workers {
+            // Hand singleton jobs to another replica now, not at lease end.
+            if let Ok(mut conn) = self.state.store.writer().await {
+                for job in workers::SINGLETON_JOBS {
+                    let _ = crate::store::leases::release(&mut conn, job, &self.state.instance_id)
+                        .await;
+                }
+            }
         }
         self.state.store.close().await;
         Ok(())

@@ -10,6 +10,9 @@ use crate::app::AppState;
 use crate::store;
 use std::time::Duration;
 
+/// Jobs that run on one replica at a time, by lease name.
+pub const SINGLETON_JOBS: [&str; 3] = ["sweeper", "retention", "reconciler"];
+
 /// Whether this process holds (or just took) the lease on the singleton
 /// `job`, for `ttl`; renewing it each tick keeps it. A database error
 /// counts as not holding it.

@@ -141,5 +141,14 @@ async fn three_replicas_on_one_postgres_behave_as_one_server() {
         sent += log.lines().filter(|l| l.contains("email sent")).count();
     }
     assert_eq!(sent, same.len() + distinct.len());
+    // Stopped gracefully, the holders gave their leases back.
+    let mut conn = store.conn().await.unwrap();
+    for job in keymint::workers::SINGLETON_JOBS {
+        let now = keymint::store::now_ms();
+        let holder = keymint::store::leases::holder(&mut conn, job, now)
+            .await
+            .unwrap();
+        assert_eq!(holder, None, "{job}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
