@@ -23,6 +23,7 @@ pub mod signing;
 pub mod store;
 pub mod subscriptions;
 pub mod telemetry;
+pub mod text;
 pub mod workers;
 
 pub use app::{AppState, Application};
