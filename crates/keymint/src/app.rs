@@ -41,6 +41,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// This process's name in job leases.
     pub instance_id: String,
+    /// How many rejected deliveries each source may have recorded.
+    pub rejected: Arc<crate::rejections::RejectedRecorder>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +111,9 @@ impl AppState {
         );
         let mailer = Mailer::from_config(&config.email)?;
         let templates = Arc::new(Templates::load(config.templates_dir().as_deref())?);
+        let rejected = Arc::new(crate::rejections::RejectedRecorder::new(
+            config.server.rejected_per_minute,
+        ));
         Ok(Self {
             config: Arc::new(config),
             store,
@@ -124,6 +129,7 @@ impl AppState {
                 .build()
                 .map_err(|e| StartError::Http(e.to_string()))?,
             instance_id: format!("{}-{}", hostname_or_pid(), crate::store::new_id("inst")),
+            rejected,
         })
     }
 }
@@ -191,12 +197,26 @@ impl Application {
                 self.state.clone(),
                 stop_rx.clone(),
             )));
+            workers.push(tokio::spawn(workers::recovery::run(
+                self.state.clone(),
+                stop_rx.clone(),
+            )));
         }
         let router = crate::http::router(self.state.clone());
         let header_timeout = self.state.config.server.header_read_timeout;
+        // Connections open at once are capped: a permit is taken before
+        // accepting, so past the cap new clients wait in the kernel's
+        // backlog and descriptors stay free for the database and keys.
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            self.state.config.server.max_connections.max(1),
+        ));
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
+            let permit = tokio::select! {
+                permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                () = &mut shutdown => break,
+            };
             let (stream, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(pair) => pair,
@@ -212,7 +232,14 @@ impl Application {
             };
             let _ = stream.set_nodelay(true);
             let router = router.clone();
+            // Set by the first request: until then the connection lives
+            // only `header_read_timeout` from accept, whichever protocol
+            // it turns out to speak (hyper's own header timer starts only
+            // once it has told HTTP/1 from HTTP/2 by the first bytes).
+            let first_request = Arc::new(Notify::new());
+            let seen = first_request.clone();
             let service = service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                seen.notify_one();
                 req.extensions_mut().insert(ConnectInfo(peer));
                 router.clone().oneshot(req.map(Body::new))
             });
@@ -221,6 +248,12 @@ impl Application {
                 .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                // A peer that stops answering pings is dropped.
+                .keep_alive_interval(Some(header_timeout))
+                .keep_alive_timeout(header_timeout);
             let conn = builder
                 .serve_connection_with_upgrades(
                     TokioIo::new(stream),
@@ -229,7 +262,21 @@ impl Application {
                 .into_owned();
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
+                let _permit = permit;
+                let mut conn = std::pin::pin!(conn);
+                let result = tokio::select! {
+                    result = conn.as_mut() => Some(result),
+                    () = first_request.notified() => None,
+                    () = tokio::time::sleep(header_timeout) => {
+                        tracing::debug!(%peer, "closed a connection that sent no request in time");
+                        return;
+                    }
+                };
+                let result = match result {
+                    Some(result) => result,
+                    None => conn.await,
+                };
+                if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
             });

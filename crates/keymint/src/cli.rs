@@ -49,7 +49,10 @@ pub enum Command {
     Deliveries(DeliveriesCmd),
     /// Settle operator refunds stuck in pending against the provider's API.
     Reconcile {
-        /// Run one pass and exit (the server runs it every reconciler.interval).
+        /// Run one pass and exit (the server runs it every reconciler.interval):
+        /// operator refunds and subscriptions stuck pending are read from the
+        /// provider, and deliveries a stopped process left `received` are
+        /// processed.
         #[arg(long)]
         once: bool,
     },
@@ -253,9 +256,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reconcile { .. } => {
             let state = AppState::build(config).await?;
             let tick = crate::workers::reconciler::run_once(&state).await?;
+            let recovered = crate::workers::recovery::run_once(&state).await?;
             println!(
-                "settled {}, orphans failed {}, left for the next pass {}",
-                tick.settled, tick.orphans_failed, tick.left
+                "settled {}, orphans failed {}, left for the next pass {}; recovered {} stuck deliveries",
+                tick.settled, tick.orphans_failed, tick.left, recovered.finished
             );
             crate::workers::outbox::run_once(&state).await?;
             Ok(ExitCode::SUCCESS)
@@ -276,11 +280,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 )
             };
             println!(
-                "{verb}: {} deliveries older than {}, {} failed or rejected deliveries older than {}, {} dead emails older than {}",
+                "{verb}: {} deliveries older than {}, {} failed deliveries older than {}, {} rejected deliveries older than {}, {} dead emails older than {}",
                 counts.deliveries,
                 store::format_ms(cutoffs.deliveries),
                 counts.failed_deliveries,
                 store::format_ms(cutoffs.failed_deliveries),
+                counts.rejected_deliveries,
+                store::format_ms(cutoffs.rejected_deliveries),
                 counts.dead_emails,
                 store::format_ms(cutoffs.dead_emails),
             );

@@ -92,6 +92,14 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Trust `X-Forwarded-For` for the recorded source IP (behind a proxy).
     pub trust_forwarded_for: bool,
+    /// Most client connections open at once; beyond it new connections wait
+    /// in the kernel's backlog until one closes, so file descriptors (which
+    /// the database and key files need too) cannot be exhausted.
+    pub max_connections: usize,
+    /// Deliveries that fail authentication recorded per source IP and
+    /// minute; beyond it they are answered the same but only counted in
+    /// `/metrics` (`keymint_webhook_rejected_unrecorded_total`).
+    pub rejected_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -338,9 +346,13 @@ pub struct RetentionConfig {
     /// deleted.
     #[serde(with = "humantime_serde_compat")]
     pub deliveries: Duration,
-    /// Failed and rejected deliveries (kept longer, for forensics).
+    /// Failed deliveries (kept longer: an operator may still replay them).
     #[serde(with = "humantime_serde_compat")]
     pub failed_deliveries: Duration,
+    /// Deliveries that failed authentication (forensics only: they hold at
+    /// most a prefix of the body and are never replayed).
+    #[serde(with = "humantime_serde_compat")]
+    pub rejected_deliveries: Duration,
     /// Dead emails (an operator has had this long to resend them).
     #[serde(with = "humantime_serde_compat")]
     pub dead_emails: Duration,
@@ -360,6 +372,7 @@ impl Default for RetentionConfig {
         Self {
             deliveries: Duration::from_secs(90 * DAY),
             failed_deliveries: Duration::from_secs(365 * DAY),
+            rejected_deliveries: Duration::from_secs(30 * DAY),
             dead_emails: Duration::from_secs(90 * DAY),
             batch: 1000,
             pause: Duration::from_millis(100),
@@ -375,6 +388,7 @@ impl RetentionConfig {
         crate::store::retention::Cutoffs {
             deliveries: before(self.deliveries),
             failed_deliveries: before(self.failed_deliveries),
+            rejected_deliveries: before(self.rejected_deliveries),
             dead_emails: before(self.dead_emails),
         }
     }
@@ -457,6 +471,8 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
             trust_forwarded_for: false,
+            max_connections: 512,
+            rejected_per_minute: 30,
         }
     }
 }
@@ -699,7 +715,7 @@ impl Config {
         }
         if self.retention.failed_deliveries < self.retention.deliveries {
             problems.push(
-                "retention.failed_deliveries must be at least retention.deliveries (failed and rejected deliveries are kept longer)"
+                "retention.failed_deliveries must be at least retention.deliveries (failed deliveries are kept longer)"
                     .into(),
             );
         }

@@ -63,6 +63,25 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A method as a metric label: the known methods by name, anything made up
+/// as `other`, so a client cannot grow the label set (every label comes
+/// from a fixed set; the route is the matched template, never the path).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 async fn record_metrics(req: Request, next: Next) -> Response {
     let start = std::time::Instant::now();
     let route = req
@@ -70,7 +89,7 @@ async fn record_metrics(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let resp = next.run(req).await;
     metrics::histogram!(
         "keymint_http_request_duration_seconds",

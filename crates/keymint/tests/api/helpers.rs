@@ -190,6 +190,8 @@ fn config_text(dir: &std::path::Path, db_url: &str, postmark: &str) -> String {
 [server]
 listen = "127.0.0.1:0"
 data_dir = "{data}"
+# Tests send many bad signatures from one address; the limit has its own test.
+rejected_per_minute = 100000
 
 [database]
 url = "{db_url}"

@@ -7,6 +7,7 @@ mod helpers;
 mod admin;
 mod email;
 mod gumroad;
+mod hardening;
 mod licenses;
 mod ops;
 mod providers;
