@@ -54,7 +54,16 @@ pub(crate) async fn receive(
         Ok(b) => b,
         Err(rejection) => {
             let status = rejection.status();
-            return (status, Json(json!({ "error": rejection.body_text() }))).into_response();
+            let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "payload_too_large"
+            } else {
+                "bad_request"
+            };
+            return (
+                status,
+                Json(json!({ "error": rejection.body_text(), "code": code })),
+            )
+                .into_response();
         }
     };
     let mut map = BTreeMap::new();
@@ -95,13 +104,13 @@ pub fn respond(result: IngestResult) -> Response {
         IngestResult::NotFound => StatusCode::NOT_FOUND.into_response(),
         IngestResult::Unauthorized => (
             StatusCode::UNAUTHORIZED,
-            Json(json!({ "error": "unauthorized" })),
+            Json(json!({ "error": "unauthorized", "code": "unauthorized" })),
         )
             .into_response(),
         IngestResult::Unavailable => (
             StatusCode::SERVICE_UNAVAILABLE,
             [(axum::http::header::RETRY_AFTER, "5")],
-            Json(json!({ "error": "temporarily unavailable; retry" })),
+            Json(json!({ "error": "temporarily unavailable; retry", "code": "unavailable" })),
         )
             .into_response(),
         IngestResult::Done {

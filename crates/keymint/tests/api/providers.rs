@@ -822,7 +822,7 @@ async fn bad_signatures_missing_headers_and_stale_or_future_times_are_401(db: Db
             // The same bare answer whatever the reason: nothing for a prober.
             assert_eq!(
                 resp.text().await.unwrap(),
-                r#"{"error":"unauthorized"}"#,
+                r#"{"code":"unauthorized","error":"unauthorized"}"#,
                 "{kind}: {what}"
             );
         }
