@@ -1,13 +1,15 @@
 //! Verify a keymint license token offline.
 //!
 //! ```text
-//! cargo run -p keymint-license --example verify -- <k4.public...> <v4.public...>
+//! cargo run --release -p keymint-license --example verify -- <k4.public...> <v4.public...>
 //! ```
 //!
-//! Prints the claims and exits 0 when the token is valid now; prints the
+//! Prints the claims (key, name, product, tier, entitlements, and the
+//! expiry in RFC 3339) and exits 0 when the token is valid now; prints the
 //! reason and exits 1 otherwise.
 
 use keymint_license::KeySet;
+use time::format_description::well_known::Rfc3339;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -25,13 +27,17 @@ fn main() {
     match keys.verify(token) {
         Ok(claims) => {
             println!(
-                "valid license {} for {} ({})",
-                claims.key, claims.name, claims.product
+                "valid license {} for {} ({}, tier {})",
+                claims.key, claims.name, claims.product, claims.tier
             );
             println!("entitlements: {}", claims.entitlements.join(", "));
-            match claims.exp {
-                Some(exp) => println!("expires: {exp}"),
-                None => println!("perpetual"),
+            match claims.exp.map(|exp| exp.format(&Rfc3339)) {
+                Some(Ok(exp)) => println!("expires: {exp}"),
+                Some(Err(e)) => {
+                    eprintln!("cannot print the expiry: {e}");
+                    std::process::exit(1);
+                }
+                None => println!("expires: never (perpetual)"),
             }
         }
         Err(e) => {

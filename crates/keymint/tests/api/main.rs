@@ -8,6 +8,7 @@ mod admin;
 mod email;
 mod gumroad;
 mod licenses;
+mod operator;
 mod ops;
 mod providers;
 mod refunds;
