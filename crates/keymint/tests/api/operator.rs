@@ -297,6 +297,108 @@ async fn admin_token_names_are_unique_among_live_tokens(db: Db) {
     );
 }
 
+/// Live tokens that shared a name before names were unique keep working
+/// after `keymint migrate`; all but the oldest get their id in their name.
+async fn the_migration_renames_live_tokens_that_share_a_name(db: Db) {
+    let dir = std::env::temp_dir().join(format!("keymint-test-{}", ulid::Ulid::generate()));
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let Some(database) = TestDb::create(db, &dir, None).await else {
+        return;
+    };
+    let config = write_config(&dir, &database.url, "http://127.0.0.1:9");
+    // The schema as it was before migration 0006, with three tokens named
+    // `me`: a revoked one, then two live ones.
+    let migrations = match db {
+        Db::Sqlite => concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"),
+        Db::Postgres => concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"),
+    };
+    let migrator = sqlx::migrate::Migrator::new(std::path::Path::new(migrations))
+        .await
+        .unwrap();
+    let insert = "INSERT INTO admin_tokens (id, name, token_hash, scopes, created_at, revoked_at) \
+                  VALUES ($1, 'me', $2, 'admin', $3, $4)";
+    let rows: [(&str, i64, Option<i64>); 3] = [
+        ("tok_revoked", 1, Some(2)),
+        ("tok_oldest", 3, None),
+        ("tok_younger", 4, None),
+    ];
+    match db {
+        Db::Sqlite => {
+            use sqlx::ConnectOptions;
+            let mut conn = database
+                .url
+                .parse::<sqlx::sqlite::SqliteConnectOptions>()
+                .unwrap()
+                .create_if_missing(true)
+                .connect()
+                .await
+                .unwrap();
+            migrator.run_to(5, &mut conn).await.unwrap();
+            for (id, at, revoked) in rows {
+                sqlx::query(insert)
+                    .bind(id)
+                    .bind(format!("hash-{id}"))
+                    .bind(at)
+                    .bind(revoked)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+        Db::Postgres => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&database.url).await.unwrap();
+            migrator.run_to(5, &mut conn).await.unwrap();
+            for (id, at, revoked) in rows {
+                sqlx::query(insert)
+                    .bind(id)
+                    .bind(format!("hash-{id}"))
+                    .bind(at)
+                    .bind(revoked)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_keymint"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("KEYMINT_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+
+    let migrated = cli(&["migrate"]);
+    let revoked = cli(&["admin-token", "revoke", "me"]);
+    let listed = cli(&["admin-token", "list"]);
+
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    let listed = stdout(&listed);
+    let state_of = |id: &str| {
+        let line = listed
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("{id} listed: {listed}"));
+        line.split_whitespace()
+            .skip(1)
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(state_of("tok_revoked"), "me revoked");
+    assert_eq!(
+        state_of("tok_oldest"),
+        "me revoked",
+        "revoke NAME took the oldest"
+    );
+    assert_eq!(state_of("tok_younger"), "me-tok_younger active");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // Item 8: resending a revoked license.
 
 async fn resend_is_refused_for_a_revoked_license_unless_forced(db: Db) {
@@ -677,6 +779,7 @@ both_databases!(
     the_cli_exits_non_zero_on_a_bad_delivery_filter,
     admin_errors_are_json_with_a_code,
     admin_token_names_are_unique_among_live_tokens,
+    the_migration_renames_live_tokens_that_share_a_name,
     resend_is_refused_for_a_revoked_license_unless_forced,
     manual_order_ids_never_duplicate_a_sale_or_hide_a_difference,
     keys_rotate_while_the_server_runs,
