@@ -692,6 +692,71 @@ async fn the_cli_never_creates_a_signing_key(db: Db) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+async fn a_configured_secret_key_signs_and_cannot_be_switched_by_the_cli(db: Db) {
+    let dir = std::env::temp_dir().join(format!("keymint-test-{}", ulid::Ulid::generate()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let Some(database) = TestDb::create(db, &dir, None).await else {
+        return;
+    };
+    let config = write_config(&dir, &database.url, "http://127.0.0.1:9");
+    let key = keymint_license::SigningKey::generate();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[signing]\nsecret_key = \"{}\"\n",
+        key.secret_paserk()
+    ));
+    std::fs::write(&config, text).unwrap();
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_keymint"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("KEYMINT_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+
+    let minted = cli(&[
+        "license",
+        "mint",
+        "--product",
+        "datatools-core",
+        "--email",
+        "configured@example.com",
+    ]);
+    let generate = cli(&["keys", "generate", "--activate"]);
+    let activate = cli(&["keys", "activate", key.kid()]);
+    let list = cli(&["keys", "list"]);
+
+    assert!(minted.status.success(), "{}", stderr(&minted));
+    let license: Value = serde_json::from_slice(&minted.stdout).unwrap();
+    assert_eq!(license["kid"], key.kid());
+    assert!(!generate.status.success());
+    assert!(
+        stderr(&generate).contains("secret_key"),
+        "{}",
+        stderr(&generate)
+    );
+    assert!(!activate.status.success());
+    assert!(
+        stdout(&list).contains(&format!("signing key: {}", key.kid())),
+        "{}",
+        stdout(&list)
+    );
+    assert!(!dir.join("data/keys").exists(), "no key file was written");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn reconcile_help_mentions_subscriptions() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keymint"))
+        .args(["reconcile", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("subscriptions"), "{}", stdout(&out));
+}
+
 // Item 22: `keymint webhook send` and the documented payloads.
 
 async fn webhook_send_fails_unless_the_event_took_effect(db: Db) {
@@ -784,6 +849,7 @@ both_databases!(
     manual_order_ids_never_duplicate_a_sale_or_hide_a_difference,
     keys_rotate_while_the_server_runs,
     the_cli_never_creates_a_signing_key,
+    a_configured_secret_key_signs_and_cannot_be_switched_by_the_cli,
     webhook_send_fails_unless_the_event_took_effect,
     license_show_prints_emails_and_rfc3339_times,
 );
