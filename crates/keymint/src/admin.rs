@@ -5,6 +5,7 @@ use crate::app::AppState;
 use crate::fulfilment::{self, MintError, Minted, Order};
 use crate::store::licenses::{self, License, status as lstatus};
 use crate::store::{self, Store, admin_tokens, outbox};
+use crate::text;
 use sha2::{Digest, Sha256};
 
 /// Scopes an admin token can hold.
@@ -30,12 +31,21 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Creates a token; returns its row and the only copy of its text.
+/// Creates a token; returns its row and the only copy of its text. Names
+/// are unique among live tokens, so `revoke NAME` means one token.
 pub async fn create_token(
     store: &Store,
     name: &str,
     scopes: &[String],
-) -> Result<(admin_tokens::AdminToken, String), sqlx::Error> {
+) -> Result<(admin_tokens::AdminToken, String), AdminError> {
+    let name = name.trim();
+    text::check_identifier("name", name)?;
+    if name.is_empty() || name.len() > 64 || name.starts_with("tok_") {
+        return Err(AdminError::invalid(
+            "invalid_name",
+            format!("token name {name:?} must be 1 to 64 characters and not start with tok_"),
+        ));
+    }
     let mut secret = [0u8; 32];
     rand::fill(&mut secret[..]);
     let text = format!("{TOKEN_PREFIX}{}", hex::encode(secret));
@@ -49,20 +59,30 @@ pub async fn create_token(
         revoked_at: None,
     };
     let mut conn = store.writer().await?;
-    admin_tokens::insert(&mut conn, &row).await?;
-    Ok((row, text))
+    match admin_tokens::insert(&mut conn, &row).await {
+        Ok(()) => Ok((row, text)),
+        Err(e) if store::is_unique_violation(&e) => Err(AdminError::conflict(
+            "token_name_taken",
+            format!(
+                "a live token is already named {name:?}; revoke it first or choose another name"
+            ),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error("unknown product {0:?}")]
     UnknownProduct(String),
-    #[error("{0}")]
-    Invalid(String),
+    /// Input that breaks a rule; `code` names the rule.
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
     #[error("license not found")]
     NotFound,
-    #[error("{0}")]
-    Conflict(String),
+    /// The request conflicts with the current state; `code` says how.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     #[error("{0}")]
     NotConfigured(String),
     #[error(transparent)]
@@ -71,8 +91,45 @@ pub enum AdminError {
     Database(#[from] sqlx::Error),
 }
 
+impl AdminError {
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The stable code a client sees.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownProduct(_) => "unknown_product",
+            Self::Invalid { code, .. } | Self::Conflict { code, .. } => code,
+            Self::NotFound => "license_not_found",
+            Self::NotConfigured(_) => "not_configured",
+            Self::Mint(_) | Self::Database(_) => "internal",
+        }
+    }
+}
+
+impl From<text::ControlCharacter> for AdminError {
+    fn from(e: text::ControlCharacter) -> Self {
+        Self::invalid("control_character", e.to_string())
+    }
+}
+
+/// The source of licenses minted by hand.
+pub const MANUAL: &str = "manual";
+
 /// A manual mint request.
 #[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ManualMint {
     pub product: String,
     pub email: String,
@@ -84,35 +141,118 @@ pub struct ManualMint {
     pub notes: Option<String>,
 }
 
+/// A manual mint request that passed the input rules (docs/admin-api.md,
+/// "Input text"): the same on SQLite and PostgreSQL.
+#[derive(Debug)]
+struct CleanMint {
+    product: String,
+    email: String,
+    name: String,
+    /// False when the name was left out (and derived from the email).
+    name_given: bool,
+    order_id: Option<String>,
+    notes: Option<String>,
+}
+
+impl ManualMint {
+    fn clean(&self) -> Result<CleanMint, AdminError> {
+        text::check_identifier("product", &self.product)?;
+        let email = self.email.trim();
+        text::check_identifier("email", email)?;
+        if !valid_email(email) {
+            return Err(AdminError::invalid(
+                "invalid_email",
+                format!("{email:?} is not an email address"),
+            ));
+        }
+        let email = email.to_lowercase();
+        let given = self
+            .name
+            .as_deref()
+            .map(text::clean_line)
+            .filter(|n| !n.is_empty());
+        let name_given = given.is_some();
+        let name = given.unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string());
+        let order_id = match self.order_id.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(o) => {
+                text::check_identifier("order_id", o)?;
+                Some(o.to_string())
+            }
+        };
+        let notes = self
+            .notes
+            .as_deref()
+            .map(text::clean_multiline)
+            .filter(|n| !n.is_empty());
+        Ok(CleanMint {
+            product: self.product.trim().to_string(),
+            email,
+            name,
+            name_given,
+            order_id,
+            notes,
+        })
+    }
+}
+
+/// What differs between a repeated manual mint and the license its
+/// order id already has: product and email always, name and notes when
+/// the repeat gives them.
+fn differences(existing: &License, req: &CleanMint) -> Vec<&'static str> {
+    let mut diff = Vec::new();
+    if existing.product != req.product {
+        diff.push("product");
+    }
+    if existing.email != req.email {
+        diff.push("email");
+    }
+    if req.name_given && existing.name != req.name {
+        diff.push("name");
+    }
+    if req.notes.is_some() && existing.notes != req.notes {
+        diff.push("notes");
+    }
+    diff
+}
+
+/// A repeat of a manual mint: the same details answer the same license;
+/// different ones are a conflict naming what differs.
+fn repeat(existing: License, req: &CleanMint) -> Result<(License, bool), AdminError> {
+    let diff = differences(&existing, req);
+    if diff.is_empty() {
+        return Ok((existing, false));
+    }
+    Err(AdminError::conflict(
+        "order_id_conflict",
+        format!(
+            "order id {:?} was already minted (license {}) with a different {}; repeat the original request or use a new order id",
+            req.order_id.as_deref().unwrap_or_default(),
+            existing.key,
+            diff.join(" and ")
+        ),
+    ))
+}
+
 /// Mints by hand (source `manual`). With an `order_id`, repeating the call
-/// returns the same license (`created = false`).
+/// with the same details returns the same license (`created = false`);
+/// different details, or an order id another source already minted, are a
+/// conflict (docs/admin-api.md).
 pub async fn mint_manual(
     state: &AppState,
     req: &ManualMint,
     actor: &str,
 ) -> Result<(License, bool), AdminError> {
+    let req = req.clean()?;
     let product = state
         .catalog
         .product(&req.product)
         .ok_or_else(|| AdminError::UnknownProduct(req.product.clone()))?;
-    let email = req.email.trim();
-    if !valid_email(email) {
-        return Err(AdminError::Invalid(format!(
-            "{email:?} is not an email address"
-        )));
-    }
-    let name = req
-        .name
-        .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| email.split('@').next().unwrap_or_default())
-        .to_string();
     let order = Order {
-        source: "manual".into(),
-        order_id: req.order_id.clone().filter(|o| !o.trim().is_empty()),
-        email: email.to_string(),
-        name,
+        source: MANUAL.into(),
+        order_id: req.order_id.clone(),
+        email: req.email.clone(),
+        name: req.name.clone(),
         amount_cents: None,
         currency: None,
         test: false,
@@ -123,21 +263,40 @@ pub async fn mint_manual(
         send_email: true,
     };
     let mut tx = state.store.begin().await?;
+    if let Some(order_id) = &req.order_id {
+        if let Some(existing) = licenses::by_order(&mut tx, MANUAL, order_id).await? {
+            return repeat(existing, &req);
+        }
+        if let Some(other) = licenses::by_order_elsewhere(&mut tx, MANUAL, order_id).await? {
+            return Err(AdminError::conflict(
+                "order_id_taken",
+                format!(
+                    "order id {order_id:?} belongs to a sale from {} (license {}); a manual order id must not repeat another source's",
+                    other.source, other.key
+                ),
+            ));
+        }
+    }
+    let signer = state
+        .keyring
+        .signer(&mut tx)
+        .await
+        .map_err(MintError::from)?;
     let minted = fulfilment::mint(
         &mut tx,
         product,
         &order,
-        state.keyring.signer(),
+        &signer,
         &state.config.signing.issuer,
         actor,
         None,
     )
     .await?;
     tx.commit().await?;
-    Ok(match minted {
-        Minted::New(l) => (l, true),
-        Minted::Existing(l) => (l, false),
-    })
+    match minted {
+        Minted::New(l) => Ok((l, true)),
+        Minted::Existing(l) => repeat(l, &req),
+    }
 }
 
 fn valid_email(email: &str) -> bool {
@@ -155,6 +314,14 @@ pub async fn set_status(
     reason: &str,
     actor: &str,
 ) -> Result<License, AdminError> {
+    let reason = text::clean_line(reason);
+    if reason.is_empty() {
+        return Err(AdminError::invalid(
+            "reason_required",
+            "a reason is required",
+        ));
+    }
+    let reason = reason.as_str();
     let mut tx = store.begin().await?;
     let license = licenses::by_key(&mut tx, key)
         .await?
@@ -165,7 +332,15 @@ pub async fn set_status(
         (lstatus::ACTIVE, "reinstated")
     };
     if license.status == to {
-        return Err(AdminError::Conflict(format!("license is already {to}")));
+        let code = if revoke {
+            "already_revoked"
+        } else {
+            "already_active"
+        };
+        return Err(AdminError::conflict(
+            code,
+            format!("license is already {to}"),
+        ));
     }
     licenses::set_status(
         &mut tx,
@@ -185,12 +360,34 @@ pub async fn set_status(
         .ok_or(AdminError::NotFound)
 }
 
-/// Queues the license email again; returns the outbox row id.
-pub async fn resend(store: &Store, key: &str, actor: &str) -> Result<String, AdminError> {
+/// Queues the license email again; returns the outbox row id. A revoked
+/// license is not sent again unless `force`, and a forced resend says so
+/// in the history.
+pub async fn resend(
+    store: &Store,
+    key: &str,
+    force: bool,
+    actor: &str,
+) -> Result<String, AdminError> {
     let mut tx = store.begin().await?;
     let license = licenses::by_key(&mut tx, key)
         .await?
         .ok_or(AdminError::NotFound)?;
+    let revoked = license.status == lstatus::REVOKED;
+    if revoked && !force {
+        return Err(AdminError::conflict(
+            "license_revoked",
+            format!(
+                "license {} is revoked ({}); it is not emailed again unless forced",
+                license.key,
+                license
+                    .status_reason
+                    .as_deref()
+                    .unwrap_or("no reason recorded")
+            ),
+        ));
+    }
+    let reason = revoked.then_some("forced: the license is revoked");
     let now = store::now_ms();
     let dedupe = format!(
         "{}:{}:{}",
@@ -213,7 +410,7 @@ pub async fn resend(store: &Store, key: &str, actor: &str) -> Result<String, Adm
         "resent",
         Some(&license.status),
         &license.status,
-        None,
+        reason,
         actor,
         None,
         now,
@@ -237,7 +434,10 @@ pub async fn request_refund(
 ) -> Result<crate::store::refunds::Refund, AdminError> {
     use crate::store::refunds;
     if amount_cents.is_some_and(|a| a <= 0) {
-        return Err(AdminError::Invalid("amount_cents must be positive".into()));
+        return Err(AdminError::invalid(
+            "invalid_amount",
+            "amount_cents must be positive",
+        ));
     }
     let now = store::now_ms();
     let mut tx = state.store.begin().await?;
@@ -252,7 +452,10 @@ pub async fn request_refund(
             AdminError::NotConfigured(format!("refunds not configured for {}", license.source))
         })?;
     if license.status == lstatus::REVOKED {
-        return Err(AdminError::Conflict("license is already revoked".into()));
+        return Err(AdminError::conflict(
+            "license_revoked",
+            "license is already revoked",
+        ));
     }
     // What the provider refunds: the order itself (Hyperswitch payment,
     // Stripe payment intent), else a payment intent recorded for it.
@@ -265,7 +468,7 @@ pub async fn request_refund(
             .into_iter()
             .rfind(|r| r.starts_with("pi_")),
     }
-    .ok_or_else(|| AdminError::Invalid("no payment of this license to refund".into()))?;
+    .ok_or_else(|| AdminError::invalid("no_payment", "no payment of this license to refund"))?;
     let refund = refunds::Refund {
         id: store::new_id("ref"),
         license_id: license.id.clone(),
@@ -274,7 +477,7 @@ pub async fn request_refund(
         amount_cents,
         status: refunds::status::PENDING.into(),
         provider_refund_id: None,
-        reason: reason.map(str::to_string),
+        reason: reason.map(text::clean_line).filter(|r| !r.is_empty()),
         error: None,
         requested_by: actor.to_string(),
         created_at: now,
@@ -282,10 +485,13 @@ pub async fn request_refund(
     };
     if !refunds::insert_pending(&mut tx, &refund).await? {
         let pending = refunds::pending_for_license(&mut tx, &license.id).await?;
-        return Err(AdminError::Conflict(format!(
-            "a refund for this license is already pending ({}); wait for the provider's answer",
-            pending.map(|p| p.id).unwrap_or_default()
-        )));
+        return Err(AdminError::conflict(
+            "refund_pending",
+            format!(
+                "a refund for this license is already pending ({}); wait for the provider's answer",
+                pending.map(|p| p.id).unwrap_or_default()
+            ),
+        ));
     }
     if license.status == lstatus::ACTIVE {
         licenses::set_status(

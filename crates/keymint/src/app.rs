@@ -91,7 +91,14 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 impl AppState {
     /// Connects, migrates and loads keys: everything but the listener.
+    /// For the CLI: it never creates a signing key.
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        Self::build_with(config, false).await
+    }
+
+    /// As [`AppState::build`]; `first_start` lets `serve` generate the
+    /// first signing key.
+    async fn build_with(config: Config, first_start: bool) -> Result<Self, StartError> {
         std::fs::create_dir_all(&config.server.data_dir).map_err(|source| {
             crate::signing::KeyError::Io {
                 path: config.server.data_dir.clone(),
@@ -100,7 +107,7 @@ impl AppState {
         })?;
         let store = Store::connect(config.database_url().expose(), &config.database).await?;
         store.migrate().await?;
-        let keyring = Arc::new(Keyring::load(&config, &store).await?);
+        let keyring = Arc::new(Keyring::load(&config, &store, first_start).await?);
         let catalog = Arc::new(Catalog::from_config(&config));
         let dispatcher = Dispatcher::new(
             store.clone(),
@@ -143,7 +150,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let listen = config.server.listen.clone();
-        let state = AppState::build(config).await?;
+        let state = AppState::build_with(config, true).await?;
         let listener = TcpListener::bind(&listen)
             .await
             .map_err(|source| StartError::Bind {

@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::http::admin::{DeliveryOut, LicenseOut, parse_time};
 use crate::ingest::{self, IngestResult};
 use crate::signing;
-use crate::store::{self, Store, admin_tokens, deliveries, licenses, signing_keys};
+use crate::store::{self, Store, admin_tokens, deliveries, signing_keys};
 use clap::{Args, Parser, Subcommand};
 use keymint_license::KeySet;
 use std::path::PathBuf;
@@ -47,7 +47,8 @@ pub enum Command {
     /// The webhook delivery log.
     #[command(subcommand)]
     Deliveries(DeliveriesCmd),
-    /// Settle operator refunds stuck in pending against the provider's API.
+    /// Settle operator refunds stuck in pending, and subscriptions stuck in
+    /// pending_payment, against the provider's API.
     Reconcile {
         /// Run one pass and exit (the server runs it every reconciler.interval):
         /// operator refunds and subscriptions stuck pending are read from the
@@ -100,11 +101,21 @@ pub enum WebhookCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCmd {
-    /// List signing keys and their status.
+    /// List signing keys: which one signs, which verify, which are retired.
     List,
-    /// Generate a new signing key; it signs from the next start on.
-    Generate,
-    /// Retire a key: it no longer signs or verifies.
+    /// Generate a new key: it verifies (is published) at once; it signs
+    /// once activated.
+    Generate {
+        /// Make it the signing key now; running servers sign with it from
+        /// their next license on.
+        #[arg(long)]
+        activate: bool,
+    },
+    /// Make a key the signing key; running servers follow at their next
+    /// license.
+    Activate { kid: String },
+    /// Retire a key: it no longer verifies. The signing key is refused;
+    /// activate another one first.
     Retire { kid: String },
 }
 
@@ -149,8 +160,13 @@ pub enum LicenseCmd {
         #[arg(long)]
         reason: String,
     },
-    /// Queue the license email again.
-    Resend { key: String },
+    /// Queue the license email again (refused for a revoked license).
+    Resend {
+        key: String,
+        /// Send it even though the license is revoked (recorded in its history).
+        #[arg(long)]
+        force: bool,
+    },
     /// Refund the license's payment through its provider (Stripe,
     /// Hyperswitch); pending until the provider's webhook or the reconciler.
     Refund {
@@ -374,8 +390,8 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     tracing::info!(
         addr = %app.addr(),
         database = state.store.backend().as_str(),
-        kid = state.keyring.signer().kid(),
-        public_key = state.keyring.signer().public_paserk(),
+        kid = state.keyring.at_start().map_or("", |k| k.kid()),
+        public_key = state.keyring.at_start().map(|k| k.public_paserk()).unwrap_or_default(),
         startup_ms = started.elapsed().as_millis() as u64,
         "keymint is listening on http://{}", app.addr()
     );
@@ -440,32 +456,99 @@ async fn check_config(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode
 
 async fn keys(config: Config, cmd: KeysCmd) -> anyhow::Result<ExitCode> {
     let store = open_store(&config).await?;
-    let mut conn = store.writer().await?;
+    let configured = config.signing.secret_key.is_some();
+    let refuse_configured = || {
+        eprintln!(
+            "signing.secret_key is set: it is the signing key; change it there and restart to rotate"
+        );
+        Ok(ExitCode::FAILURE)
+    };
     match cmd {
         KeysCmd::List => {
-            for k in signing_keys::list(&mut conn).await? {
+            let mut conn = store.conn().await?;
+            let rows = signing_keys::list(&mut conn).await?;
+            for k in &rows {
+                let role = if k.signing != 0 { "signing" } else { "-" };
                 println!(
-                    "{}  {:8}  {}  {}",
+                    "{}  {:8}  {:7}  {}  {}",
                     k.kid,
                     k.status,
+                    role,
                     store::format_ms(k.created_at),
                     k.public_key
                 );
             }
+            match rows.iter().find(|k| k.signing != 0) {
+                Some(k) => println!("signing key: {}", k.kid),
+                None => println!(
+                    "no signing key yet: `keymint serve` makes one at its first start, or run `keymint keys generate --activate`"
+                ),
+            }
         }
-        KeysCmd::Generate => {
+        KeysCmd::Generate { activate } => {
+            if activate && configured {
+                return refuse_configured();
+            }
             let key = signing::generate_key_file(&config.server.data_dir)?;
-            signing_keys::register(&mut conn, key.kid(), &key.public_paserk(), store::now_ms())
+            let mut tx = store.begin().await?;
+            signing_keys::register(&mut tx, key.kid(), &key.public_paserk(), store::now_ms())
                 .await?;
-            println!("generated {} (signs from the next start)", key.kid());
+            if activate {
+                signing_keys::activate(&mut tx, key.kid()).await?;
+            }
+            tx.commit().await?;
+            if activate {
+                println!("generated {}; it signs from now on", key.kid());
+            } else {
+                println!(
+                    "generated {}; it verifies now and signs after `keymint keys activate {}`",
+                    key.kid(),
+                    key.kid()
+                );
+            }
             println!("public key: {}", key.public_paserk());
         }
-        KeysCmd::Retire { kid } => {
-            if signing_keys::retire(&mut conn, &kid, store::now_ms()).await? == 0 {
-                eprintln!("no active key {kid}");
+        KeysCmd::Activate { kid } => {
+            if configured {
+                return refuse_configured();
+            }
+            // The key must be one this instance can sign with.
+            if !signing::load_local_keys(&config.server.data_dir)?
+                .iter()
+                .any(|k| k.kid() == kid)
+            {
+                eprintln!(
+                    "no key file for {kid} in {}",
+                    signing::keys_dir(&config.server.data_dir).display()
+                );
                 return Ok(ExitCode::FAILURE);
             }
-            println!("retired {kid}");
+            let mut tx = store.begin().await?;
+            if !signing_keys::activate(&mut tx, &kid).await? {
+                eprintln!("no unretired key {kid}");
+                return Ok(ExitCode::FAILURE);
+            }
+            tx.commit().await?;
+            println!("{kid} signs from now on");
+        }
+        KeysCmd::Retire { kid } => {
+            let mut tx = store.begin().await?;
+            match signing_keys::retire(&mut tx, &kid, store::now_ms()).await? {
+                signing_keys::Retired::Done => {
+                    tx.commit().await?;
+                    println!("retired {kid}");
+                }
+                signing_keys::Retired::Signing => {
+                    eprintln!(
+                        "{kid} is the signing key; make another key sign first (`keymint keys generate --activate` or `keymint keys activate KID`)"
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+                signing_keys::Retired::Unknown => {
+                    eprintln!("no unretired key {kid}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -479,7 +562,16 @@ async fn tokens(config: Config, cmd: TokenCmd) -> anyhow::Result<ExitCode> {
                 eprintln!("unknown scope {bad:?}; scopes: {}", scope::ALL.join(", "));
                 return Ok(ExitCode::FAILURE);
             }
-            let (row, text) = admin::create_token(&store, &name, &scopes).await?;
+            let (row, text) = match admin::create_token(&store, &name, &scopes).await {
+                Ok(created) => created,
+                Err(
+                    e @ (admin::AdminError::Invalid { .. } | admin::AdminError::Conflict { .. }),
+                ) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+                Err(e) => return Err(e.into()),
+            };
             println!(
                 "created admin token {} ({}) with scopes: {}",
                 row.id, row.name, row.scopes
@@ -505,7 +597,7 @@ async fn tokens(config: Config, cmd: TokenCmd) -> anyhow::Result<ExitCode> {
                 eprintln!("no active token {id_or_name:?}");
                 return Ok(ExitCode::FAILURE);
             }
-            println!("revoked {n} token(s)");
+            println!("revoked {id_or_name}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -554,13 +646,12 @@ async fn license(config: Config, cmd: LicenseCmd) -> anyhow::Result<ExitCode> {
         LicenseCmd::Show { key } => {
             let store = open_store(&config).await?;
             let key = key.parse::<keymint_license::LicenseKey>()?.to_string();
-            let mut conn = store.conn().await?;
-            let Some(l) = licenses::by_key(&mut conn, &key).await? else {
+            // The same document as GET /admin/v1/licenses/{key}.
+            let Some(detail) = crate::http::admin::license_detail(&store, &key).await? else {
                 eprintln!("no license {key}");
                 return Ok(ExitCode::FAILURE);
             };
-            let history = licenses::history(&mut conn, &l.id).await?;
-            print_json(&serde_json::json!({ "license": LicenseOut::from(l), "history": history }));
+            print_json(&detail);
             Ok(ExitCode::SUCCESS)
         }
         LicenseCmd::Revoke { key, reason } | LicenseCmd::Reinstate { key, reason }
@@ -571,12 +662,20 @@ async fn license(config: Config, cmd: LicenseCmd) -> anyhow::Result<ExitCode> {
         }
         LicenseCmd::Revoke { key, reason } => set_status(config, &key, true, &reason).await,
         LicenseCmd::Reinstate { key, reason } => set_status(config, &key, false, &reason).await,
-        LicenseCmd::Resend { key } => {
+        LicenseCmd::Resend { key, force } => {
             let store = open_store(&config).await?;
             let key = key.parse::<keymint_license::LicenseKey>()?.to_string();
-            admin::resend(&store, &key, "cli").await?;
-            println!("queued; the running server sends it");
-            Ok(ExitCode::SUCCESS)
+            match admin::resend(&store, &key, force, "cli").await {
+                Ok(_) => {
+                    println!("queued; the running server sends it");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e @ admin::AdminError::Conflict { .. }) => {
+                    eprintln!("error: {e}; add --force to send it anyway");
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => Err(e.into()),
+            }
         }
         LicenseCmd::Refund {
             key,
@@ -622,6 +721,19 @@ async fn deliveries_cmd(config: Config, cmd: DeliveriesCmd) -> anyhow::Result<Ex
             since,
             limit,
         } => {
+            if let Some(s) = &status
+                && !deliveries::status::ALL.contains(&s.as_str())
+            {
+                eprintln!(
+                    "error: --status {s:?} is not one of {}",
+                    deliveries::status::ALL.join(", ")
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            if !(1..=10_000).contains(&limit) {
+                eprintln!("error: --limit {limit} must be between 1 and 10000");
+                return Ok(ExitCode::FAILURE);
+            }
             let filter = deliveries::Filter {
                 endpoint,
                 status,
@@ -632,7 +744,7 @@ async fn deliveries_cmd(config: Config, cmd: DeliveriesCmd) -> anyhow::Result<Ex
                     .map_err(anyhow::Error::msg)?,
                 until: None,
                 before: None,
-                limit: limit.clamp(1, 10_000),
+                limit,
             };
             for d in deliveries::list(&mut conn, &filter).await? {
                 println!(
@@ -672,7 +784,17 @@ async fn send_webhook(
         .ok_or_else(|| anyhow::anyhow!("endpoint {endpoint:?} has no secret"))?;
     let body =
         std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-    let json = serde_json::from_slice::<serde_json::Value>(&body).is_ok();
+    let parsed = serde_json::from_slice::<serde_json::Value>(&body);
+    let json = parsed.is_ok();
+    if let Err(e) = &parsed
+        && ep.kind != crate::config::EndpointKind::Gumroad
+    {
+        eprintln!(
+            "error: {} is not JSON ({e}); {endpoint} takes a JSON payload (examples: docs/providers/)",
+            file.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let msg_id = store::new_id("msg");
     let headers = crate::adapters::signatures::sign(
@@ -711,9 +833,22 @@ async fn send_webhook(
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     println!("{} {text}", status.as_u16());
-    Ok(if status.is_success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    // Success is a 2xx whose body says the event was applied, seen before
+    // or deliberately ignored; `error` and `logged-no-mint` are 200s too.
+    let outcome = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(str::to_string));
+    match outcome.as_deref() {
+        Some("ok" | "duplicate" | "ignored") if status.is_success() => Ok(ExitCode::SUCCESS),
+        Some(other) if status.is_success() => {
+            eprintln!(
+                "error: the server took the delivery but answered status {other:?}; see `keymint deliveries list`"
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        _ => {
+            eprintln!("error: the server answered {status}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

@@ -327,11 +327,12 @@ impl Dispatcher {
         order: &Order,
         actor: &str,
     ) -> Result<Minted, MintError> {
+        let signer = self.keyring.signer(conn).await?;
         fulfilment::mint(
             conn,
             product,
             order,
-            self.keyring.signer(),
+            &signer,
             &self.issuer,
             actor,
             Some(src.delivery_id),
@@ -820,12 +821,12 @@ impl Dispatcher {
             .catalog
             .product(&license.product)
             .is_some_and(|p| p.include_email);
-        let signer = self.keyring.signer();
+        let signer = self.keyring.signer(conn).await.map_err(MintError::from)?;
         let token = fulfilment::reissue(
             license,
             include_email,
             Some(valid_until),
-            signer,
+            &signer,
             &self.issuer,
             now,
         )?;

@@ -36,8 +36,19 @@ pub enum MintError {
     Key(#[from] keymint_license::LicenseKeyError),
     #[error("cannot sign the license token: {0}")]
     Token(#[from] keymint_license::TokenError),
+    #[error("cannot sign: {0}")]
+    Signing(crate::signing::KeyError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+}
+
+impl From<crate::signing::KeyError> for MintError {
+    fn from(e: crate::signing::KeyError) -> Self {
+        match e {
+            crate::signing::KeyError::Database(e) => Self::Database(e),
+            other => Self::Signing(other),
+        }
+    }
 }
 
 /// Builds (does not store) a license for `order`.

@@ -1,18 +1,30 @@
-//! Signing keys: generated on first start into `<data_dir>/keys/` (mode
-//! 0600), or given by `signing.secret_key`. The newest key signs; every
-//! key that is not retired verifies. Public halves are registered in the
-//! database so `GET /v1/keys` can publish them.
+//! Signing keys: generated on `serve`'s first start into
+//! `<data_dir>/keys/` (mode 0600), by `keymint keys generate`, or given by
+//! `signing.secret_key`. Public halves are registered in the database so
+//! `GET /v1/keys` can publish them; every key that is not retired
+//! verifies.
+//!
+//! Which key signs is recorded in the database (`signing_keys.signing`),
+//! not held in memory: every mint reads it in its own transaction, and a
+//! key file that appeared after start is loaded on first use. So a running
+//! server and the CLI always sign with the same key, and a rotation takes
+//! effect without a restart (docs/operations.md, "Signing keys").
 
 use crate::config::Config;
-use crate::store::{self, Store, signing_keys};
+use crate::store::{self, Conn, Store, signing_keys};
 use keymint_license::{KeySet, PublicKey, SigningKey};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
-/// The key that signs, and the set that verifies.
+/// The private keys this process can sign with, by kid.
 #[derive(Debug)]
 pub struct Keyring {
-    signer: SigningKey,
+    data_dir: PathBuf,
+    loaded: RwLock<HashMap<String, Arc<SigningKey>>>,
+    /// The key that was active when the keyring was loaded (for the log).
+    at_start: Option<Arc<SigningKey>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +38,17 @@ pub enum KeyError {
     Invalid { path: PathBuf },
     #[error("signing.secret_key is not a PASERK k4.secret key")]
     InvalidConfigured,
+    #[error("signing.secret_key is the retired key {kid}; configure another key")]
+    ConfiguredRetired { kid: String },
+    #[error(
+        "no signing key is active: start `keymint serve` once, or run `keymint keys generate --activate`"
+    )]
+    NoActiveKey,
+    #[error(
+        "the active signing key {kid} is neither in {} nor signing.secret_key; activate a key this instance has (`keymint keys activate KID`)",
+        dir.display()
+    )]
+    Missing { kid: String, dir: PathBuf },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -93,43 +116,121 @@ pub fn generate_key_file(data_dir: &Path) -> Result<SigningKey, KeyError> {
 }
 
 impl Keyring {
-    /// Loads (or on first start generates) the signing key and registers
-    /// the public halves of every local key.
-    pub async fn load(config: &Config, store: &Store) -> Result<Self, KeyError> {
-        let mut conn = store.writer().await?;
-        let retired: Vec<String> = signing_keys::list(&mut conn)
-            .await?
-            .into_iter()
-            .filter(|k| k.status == signing_keys::status::RETIRED)
-            .map(|k| k.kid)
-            .collect();
-        let mut local = load_local_keys(&config.server.data_dir)?;
-        let signer = if let Some(secret) = &config.signing.secret_key {
-            SigningKey::from_paserk(secret.expose()).map_err(|_| KeyError::InvalidConfigured)?
-        } else {
-            local.retain(|k| !retired.iter().any(|r| r == k.kid()));
-            match local.pop() {
-                Some(k) => k,
-                None => {
-                    let key = generate_key_file(&config.server.data_dir)?;
-                    tracing::info!(kid = key.kid(), "generated a new signing key");
-                    key
-                }
-            }
+    /// Loads the local and configured keys and registers their public
+    /// halves. When the database records no active key yet, the
+    /// configured key, else the newest local key that is not retired,
+    /// becomes active; only `serve` (`first_start`) generates a key when
+    /// there is none. A configured `signing.secret_key` is always the
+    /// active key.
+    pub async fn load(config: &Config, store: &Store, first_start: bool) -> Result<Self, KeyError> {
+        let data_dir = config.server.data_dir.clone();
+        let configured = match &config.signing.secret_key {
+            Some(secret) => Some(
+                SigningKey::from_paserk(secret.expose())
+                    .map_err(|_| KeyError::InvalidConfigured)?,
+            ),
+            None => None,
         };
+        let mut local = load_local_keys(&data_dir)?;
+        // One transaction, so replicas starting together choose one key.
+        let mut tx = store.begin().await?;
         let now = store::now_ms();
-        for key in local.iter().chain(std::iter::once(&signer)) {
-            signing_keys::register(&mut conn, key.kid(), &key.public_paserk(), now).await?;
+        for key in local.iter().chain(configured.iter()) {
+            signing_keys::register(&mut tx, key.kid(), &key.public_paserk(), now).await?;
         }
-        Ok(Self { signer })
+        let rows = signing_keys::list(&mut tx).await?;
+        let retired = |kid: &str| {
+            rows.iter()
+                .any(|r| r.kid == kid && r.status == signing_keys::status::RETIRED)
+        };
+        let mut active = rows.iter().find(|r| r.signing != 0).map(|r| r.kid.clone());
+        if let Some(key) = &configured {
+            if retired(key.kid()) {
+                return Err(KeyError::ConfiguredRetired {
+                    kid: key.kid().to_string(),
+                });
+            }
+            if active.as_deref() != Some(key.kid()) {
+                signing_keys::activate(&mut tx, key.kid()).await?;
+                tracing::info!(
+                    kid = key.kid(),
+                    "signing.secret_key is now the active signing key"
+                );
+                active = Some(key.kid().to_string());
+            }
+        } else if active.is_none() {
+            // A first start, or a database from before the active key was
+            // recorded: the newest local key signs, as it always did.
+            let newest = local.iter().rev().find(|k| !retired(k.kid()));
+            let kid = match newest {
+                Some(k) => Some(k.kid().to_string()),
+                None if first_start => {
+                    let key = generate_key_file(&data_dir)?;
+                    signing_keys::register(&mut tx, key.kid(), &key.public_paserk(), now).await?;
+                    tracing::info!(kid = key.kid(), "generated a new signing key");
+                    let kid = key.kid().to_string();
+                    local.push(key);
+                    Some(kid)
+                }
+                None => None,
+            };
+            if let Some(kid) = &kid {
+                signing_keys::activate(&mut tx, kid).await?;
+            }
+            active = kid;
+        }
+        tx.commit().await?;
+        let loaded: HashMap<String, Arc<SigningKey>> = local
+            .into_iter()
+            .chain(configured)
+            .map(|k| (k.kid().to_string(), Arc::new(k)))
+            .collect();
+        let at_start = active.as_deref().and_then(|kid| loaded.get(kid).cloned());
+        if first_start && at_start.is_none() {
+            // The server must be able to sign from its first request.
+            return Err(KeyError::Missing {
+                kid: active.unwrap_or_default(),
+                dir: keys_dir(&data_dir),
+            });
+        }
+        Ok(Self {
+            data_dir,
+            loaded: RwLock::new(loaded),
+            at_start,
+        })
     }
 
-    pub fn signer(&self) -> &SigningKey {
-        &self.signer
+    /// The active signing key, read from the database in the caller's
+    /// transaction, so every process signs with the key the store names.
+    pub async fn signer(&self, conn: &mut Conn) -> Result<Arc<SigningKey>, KeyError> {
+        let kid = signing_keys::active_kid(conn)
+            .await?
+            .ok_or(KeyError::NoActiveKey)?;
+        self.key(&kid)
     }
 
-    pub fn public_key(&self) -> &PublicKey {
-        self.signer.public_key()
+    /// A key by kid; a key file written since the last look (by
+    /// `keymint keys generate`) is loaded now.
+    fn key(&self, kid: &str) -> Result<Arc<SigningKey>, KeyError> {
+        if let Some(k) = self.loaded.read().expect("keyring lock").get(kid) {
+            return Ok(k.clone());
+        }
+        let fresh = load_local_keys(&self.data_dir)?;
+        let mut loaded = self.loaded.write().expect("keyring lock");
+        for k in fresh {
+            loaded
+                .entry(k.kid().to_string())
+                .or_insert_with(|| Arc::new(k));
+        }
+        loaded.get(kid).cloned().ok_or_else(|| KeyError::Missing {
+            kid: kid.to_string(),
+            dir: keys_dir(&self.data_dir),
+        })
+    }
+
+    /// The key that was active at load time, if any (for the start-up log).
+    pub fn at_start(&self) -> Option<&SigningKey> {
+        self.at_start.as_deref()
     }
 }
 

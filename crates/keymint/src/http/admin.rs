@@ -1,20 +1,23 @@
 //! Admin API under `/admin/v1`, authenticated by bearer tokens that are
-//! stored hashed and carry scopes.
+//! stored hashed and carry scopes. Every answer that is an error is JSON
+//! with a `code`, whoever made it (a handler, an extractor, the router);
+//! input text follows one rule on both databases (docs/admin-api.md).
 
 use crate::admin::{self, AdminError, ManualMint, scope};
 use crate::app::AppState;
 use crate::http::ApiError;
-use crate::http::error::{ApiJson, ErrorBody};
+use crate::http::error::{ApiJson, ApiQuery, ErrorBody, code_for_status};
 use crate::http::webhooks::respond;
 use crate::ingest::{self, ReplayError};
 use crate::store::deliveries::{self, Delivery};
 use crate::store::licenses::{self, License, LicenseEvent};
 use crate::store::{self, admin_tokens, outbox};
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -69,6 +72,101 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/v1/deliveries/replay", post(replay_failed))
         .route("/admin/v1/subscriptions", get(list_subscriptions))
         .route("/admin/v1/subscriptions/{id}", get(show_subscription))
+        .route("/admin", any(no_such_route))
+        .route("/admin/{*rest}", any(no_such_route))
+        .layer(middleware::from_fn(json_errors))
+}
+
+async fn no_such_route() -> ApiError {
+    ApiError::coded(
+        StatusCode::NOT_FOUND,
+        "no_such_route",
+        "no such admin route (see docs/admin-api.md)",
+    )
+}
+
+/// Turns an error answer that is not JSON (a method not allowed, a path
+/// or body the framework refused) into the JSON error shape, keeping its
+/// status and headers such as `Allow`.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let error = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    let mut out = (
+        status,
+        Json(ErrorBody {
+            error,
+            code: code_for_status(status).to_string(),
+        }),
+    )
+        .into_response();
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// A present filter or id value: not empty, and without control
+/// characters (which PostgreSQL would refuse and SQLite would store).
+fn filter_text(field: &'static str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(ApiError::coded(
+            StatusCode::BAD_REQUEST,
+            "empty_filter",
+            format!("{field} must not be empty; leave it out to match everything"),
+        ));
+    }
+    check_text(field, value)?;
+    Ok(Some(value.to_string()))
+}
+
+/// Refuses an identifier with a control character (400).
+fn check_text(field: &str, value: &str) -> Result<(), ApiError> {
+    crate::text::check_identifier(field, value)
+        .map_err(|e| ApiError::coded(StatusCode::BAD_REQUEST, "control_character", e.to_string()))
+}
+
+/// A paging cursor: an id of the listed kind (`lic_...`), as a previous
+/// page's `next_before` gave it.
+fn cursor(field: &str, prefix: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let valid = value
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .is_some_and(|ulid| ulid::Ulid::from_string(ulid).is_ok());
+    if !valid {
+        return Err(ApiError::coded(
+            StatusCode::BAD_REQUEST,
+            "bad_cursor",
+            format!("{field} must be a {prefix}_... id as a previous answer gave it"),
+        ));
+    }
+    Ok(Some(value))
 }
 
 /// The authenticated caller.
@@ -128,12 +226,17 @@ impl FromRequestParts<AppState> for Admin {
 
 impl From<AdminError> for ApiError {
     fn from(e: AdminError) -> Self {
+        let code = e.code();
         match e {
-            AdminError::UnknownProduct(_) | AdminError::Invalid(_) => {
-                ApiError::Unprocessable(e.to_string())
+            AdminError::UnknownProduct(_) | AdminError::Invalid { .. } => {
+                ApiError::coded(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
             }
-            AdminError::NotFound => ApiError::NotFound("license"),
-            AdminError::Conflict(m) => ApiError::Conflict(m),
+            AdminError::NotFound => {
+                ApiError::coded(StatusCode::NOT_FOUND, code, "license not found")
+            }
+            AdminError::Conflict { code, message } => {
+                ApiError::coded(StatusCode::CONFLICT, code, message)
+            }
             AdminError::NotConfigured(m) => ApiError::NotConfigured(m),
             AdminError::Database(e)
             | AdminError::Mint(crate::fulfilment::MintError::Database(e)) => e.into(),
@@ -249,7 +352,34 @@ impl From<outbox::OutboxRow> for EmailOut {
 fn parse_key(key: &str) -> Result<String, ApiError> {
     key.parse::<keymint_license::LicenseKey>()
         .map(|k| k.to_string())
-        .map_err(|e| ApiError::BadRequest(e.to_string()))
+        .map_err(|e| ApiError::coded(StatusCode::BAD_REQUEST, "bad_license_key", e.to_string()))
+}
+
+/// A license with its history and emails, as the API and
+/// `keymint license show` give it; None when no license has that key.
+pub async fn license_detail(
+    store: &store::Store,
+    key: &str,
+) -> Result<Option<LicenseDetail>, sqlx::Error> {
+    let mut conn = store.conn().await?;
+    let Some(license) = licenses::by_key(&mut conn, key).await? else {
+        return Ok(None);
+    };
+    let history: Vec<HistoryOut> = licenses::history(&mut conn, &license.id)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    let emails: Vec<EmailOut> = outbox::for_license(&mut conn, &license.id)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    Ok(Some(LicenseDetail {
+        license: license.into(),
+        history,
+        emails,
+    }))
 }
 
 /// Mint a license by hand and queue its email.
@@ -291,33 +421,24 @@ async fn show(
 ) -> Result<Json<LicenseDetail>, ApiError> {
     admin.require(scope::LICENSES_READ)?;
     let key = parse_key(&key)?;
-    let mut conn = state.store.conn().await?;
-    let license = licenses::by_key(&mut conn, &key)
+    license_detail(&state.store, &key)
         .await?
-        .ok_or(ApiError::NotFound("license"))?;
-    let history: Vec<HistoryOut> = licenses::history(&mut conn, &license.id)
-        .await?
-        .into_iter()
-        .map(Into::into)
-        .collect();
-    let emails: Vec<EmailOut> = outbox::for_license(&mut conn, &license.id)
-        .await?
-        .into_iter()
-        .map(Into::into)
-        .collect();
-    Ok(Json(LicenseDetail {
-        license: license.into(),
-        history,
-        emails,
-    }))
+        .map(Json)
+        .ok_or_else(|| AdminError::NotFound.into())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 struct SearchQuery {
-    /// Buyer email, case-insensitive.
+    /// Part of the buyer's email, case-insensitive.
     email: Option<String>,
+    /// The order id, exactly.
+    order_id: Option<String>,
+    /// Free text: part of the key, email, order id or name, case-insensitive.
+    q: Option<String>,
     product: Option<String>,
     status: Option<String>,
+    /// A previous page's `next_before`.
     before: Option<String>,
     limit: Option<i64>,
 }
@@ -326,9 +447,11 @@ fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     match limit {
         None => Ok(50),
         Some(n) if (1..=500).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::BadRequest(format!(
-            "limit {n} must be between 1 and 500"
-        ))),
+        Some(n) => Err(ApiError::coded(
+            StatusCode::BAD_REQUEST,
+            "bad_limit",
+            format!("limit {n} must be between 1 and 500"),
+        )),
     }
 }
 
@@ -339,22 +462,22 @@ fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
 async fn search(
     admin: Admin,
     State(state): State<AppState>,
-    Query(q): Query<SearchQuery>,
+    ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> Result<Json<LicensePage>, ApiError> {
     admin.require(scope::LICENSES_READ)?;
-    if let Some(s) = &q.status
+    let status = filter_text("status", q.status)?;
+    if let Some(s) = &status
         && !licenses::status::ALL.contains(&s.as_str())
     {
-        return Err(ApiError::BadRequest(format!(
-            "status must be one of {}",
-            licenses::status::ALL.join(", ")
-        )));
+        return Err(bad_status(licenses::status::ALL));
     }
     let filter = licenses::Filter {
-        email: q.email.map(|e| e.trim().to_lowercase()),
-        product: q.product,
-        status: q.status,
-        before: q.before,
+        email: filter_text("email", q.email)?.map(|e| e.to_lowercase()),
+        order_id: filter_text("order_id", q.order_id)?,
+        q: filter_text("q", q.q)?.map(|t| t.to_lowercase()),
+        product: filter_text("product", q.product)?,
+        status,
+        before: cursor("before", "lic", q.before)?,
         limit: page_limit(q.limit)?,
     };
     let mut conn = state.store.conn().await?;
@@ -367,6 +490,14 @@ async fn search(
         licenses,
         next_before: next,
     }))
+}
+
+fn bad_status(all: &[&str]) -> ApiError {
+    ApiError::coded(
+        StatusCode::BAD_REQUEST,
+        "bad_status",
+        format!("status must be one of {}", all.join(", ")),
+    )
 }
 
 /// Why a license changes state.
@@ -384,11 +515,8 @@ async fn change_status(
 ) -> Result<Json<LicenseOne>, ApiError> {
     admin.require(scope::LICENSES_WRITE)?;
     let key = parse_key(&key)?;
-    let reason = body.reason.trim();
-    if reason.is_empty() {
-        return Err(ApiError::Unprocessable("a reason is required".into()));
-    }
-    let license = admin::set_status(&state.store, &key, revoke, reason, &admin.actor()).await?;
+    let license =
+        admin::set_status(&state.store, &key, revoke, &body.reason, &admin.actor()).await?;
     Ok(Json(LicenseOne {
         license: license.into(),
     }))
@@ -420,18 +548,43 @@ async fn reinstate(
     change_status(admin, state, key, body, false).await
 }
 
-/// Queue the license email again.
+/// Options of a resend.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ResendBody {
+    /// Send even though the license is revoked (recorded in its history).
+    #[serde(default)]
+    force: bool,
+}
+
+/// A JSON body that may be left out (no body, or only whitespace, means
+/// every field's default), whatever the content type says then.
+fn optional_json<T: serde::de::DeserializeOwned + Default>(
+    body: &axum::body::Bytes,
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::Unprocessable(format!("invalid body: {e}")),
+        _ => ApiError::BadRequest(format!("invalid JSON body: {e}")),
+    })
+}
+
+/// Queue the license email again; a revoked license only with `force`.
 #[utoipa::path(post, path = "/admin/v1/licenses/{key}/resend", tag = "licenses", security(("bearer" = [])),
-    params(("key" = String, Path)),
-    responses((status = 202, description = "queued"), (status = 404, body = ErrorBody)))]
+    params(("key" = String, Path)), request_body(content = ResendBody, description = "optional"),
+    responses((status = 202, description = "queued"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "the license is revoked")))]
 async fn resend(
     admin: Admin,
     State(state): State<AppState>,
     Path(key): Path<String>,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     admin.require(scope::LICENSES_WRITE)?;
     let key = parse_key(&key)?;
-    admin::resend(&state.store, &key, &admin.actor()).await?;
+    let req: ResendBody = optional_json(&body)?;
+    admin::resend(&state.store, &key, req.force, &admin.actor()).await?;
     state.outbox_wake.notify_one();
     Ok((StatusCode::ACCEPTED, Json(json!({ "status": "queued" }))).into_response())
 }
@@ -488,6 +641,7 @@ impl DeliveryOut {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 struct DeliveryQuery {
     endpoint: Option<String>,
     status: Option<String>,
@@ -515,20 +669,18 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
 async fn list_deliveries(
     admin: Admin,
     State(state): State<AppState>,
-    Query(q): Query<DeliveryQuery>,
+    ApiQuery(q): ApiQuery<DeliveryQuery>,
 ) -> Result<Json<DeliveryPage>, ApiError> {
     admin.require(scope::DELIVERIES_READ)?;
-    if let Some(s) = &q.status
+    let status = filter_text("status", q.status)?;
+    if let Some(s) = &status
         && !deliveries::status::ALL.contains(&s.as_str())
     {
-        return Err(ApiError::BadRequest(format!(
-            "status must be one of {}",
-            deliveries::status::ALL.join(", ")
-        )));
+        return Err(bad_status(deliveries::status::ALL));
     }
     let filter = deliveries::Filter {
-        endpoint: q.endpoint,
-        status: q.status,
+        endpoint: filter_text("endpoint", q.endpoint)?,
+        status,
         since: q
             .since
             .as_deref()
@@ -541,7 +693,7 @@ async fn list_deliveries(
             .map(parse_time)
             .transpose()
             .map_err(ApiError::BadRequest)?,
-        before: q.before,
+        before: cursor("before", "dlv", q.before)?,
         limit: page_limit(q.limit)?,
     };
     let mut conn = state.store.conn().await?;
@@ -569,6 +721,7 @@ async fn show_delivery(
     Path(id): Path<String>,
 ) -> Result<Json<DeliveryOut>, ApiError> {
     admin.require(scope::DELIVERIES_READ)?;
+    check_text("id", &id)?;
     let mut conn = state.store.conn().await?;
     let d = deliveries::get(&mut conn, &id)
         .await?
@@ -586,6 +739,7 @@ async fn replay(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     admin.require(scope::DELIVERIES_WRITE)?;
+    check_text("id", &id)?;
     match ingest::replay(&state, &id).await {
         Ok(result) => Ok(respond(result)),
         Err(ReplayError::NotFound) => Err(ApiError::NotFound("delivery")),
@@ -689,6 +843,7 @@ pub struct SubscriptionDetail {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 struct SubscriptionQuery {
     status: Option<String>,
     endpoint: Option<String>,
@@ -705,24 +860,22 @@ struct SubscriptionQuery {
 async fn list_subscriptions(
     admin: Admin,
     State(state): State<AppState>,
-    Query(q): Query<SubscriptionQuery>,
+    ApiQuery(q): ApiQuery<SubscriptionQuery>,
 ) -> Result<Json<SubscriptionPage>, ApiError> {
     admin.require(scope::LICENSES_READ)?;
-    if let Some(s) = &q.status
+    let status = filter_text("status", q.status)?;
+    if let Some(s) = &status
         && crate::subscriptions::Status::parse(s).is_none()
     {
-        return Err(ApiError::BadRequest(format!(
-            "status must be one of {}",
-            crate::subscriptions::Status::ALL
-                .map(|s| s.as_str())
-                .join(", ")
-        )));
+        return Err(bad_status(
+            &crate::subscriptions::Status::ALL.map(|s| s.as_str()),
+        ));
     }
     let filter = store::subscriptions::Filter {
-        status: q.status,
-        endpoint: q.endpoint,
-        email: q.email.map(|e| e.trim().to_lowercase()),
-        before: q.before,
+        status,
+        endpoint: filter_text("endpoint", q.endpoint)?,
+        email: filter_text("email", q.email)?.map(|e| e.to_lowercase()),
+        before: cursor("before", "sub", q.before)?,
         limit: page_limit(q.limit)?,
     };
     let mut conn = state.store.conn().await?;
@@ -746,6 +899,7 @@ async fn show_subscription(
     Path(id): Path<String>,
 ) -> Result<Json<SubscriptionDetail>, ApiError> {
     admin.require(scope::LICENSES_READ)?;
+    check_text("id", &id)?;
     let mut conn = state.store.conn().await?;
     let row = store::subscriptions::get(&mut conn, &id)
         .await?
@@ -785,16 +939,17 @@ pub struct BulkReplay {
 }
 
 /// Replay every failed, authentic delivery (oldest first) through the
-/// current code and catalog; answers how each ended.
+/// current code and catalog; answers how each ended. The body is optional.
 #[utoipa::path(post, path = "/admin/v1/deliveries/replay", tag = "deliveries", security(("bearer" = [])),
-    request_body = BulkReplay,
+    request_body(content = BulkReplay, description = "optional: every field has a default"),
     responses((status = 200, body = crate::ingest::ReplaySummary), (status = 400, body = ErrorBody)))]
 async fn replay_failed(
     admin: Admin,
     State(state): State<AppState>,
-    ApiJson(req): ApiJson<BulkReplay>,
+    body: axum::body::Bytes,
 ) -> Result<Json<crate::ingest::ReplaySummary>, ApiError> {
     admin.require(scope::DELIVERIES_WRITE)?;
+    let req: BulkReplay = optional_json(&body)?;
     let limit = req.limit.unwrap_or(500);
     if !(1..=5000).contains(&limit) {
         return Err(ApiError::BadRequest(format!(
@@ -802,14 +957,14 @@ async fn replay_failed(
         )));
     }
     let filter = ingest::ReplayFilter {
-        endpoint: req.endpoint,
+        endpoint: filter_text("endpoint", req.endpoint)?,
         since: req
             .since
             .as_deref()
             .map(parse_time)
             .transpose()
             .map_err(ApiError::BadRequest)?,
-        after: req.after,
+        after: cursor("after", "dlv", req.after)?,
         limit: Some(limit),
     };
     match ingest::replay_failed(&state, &filter, |_, _| {}).await {
@@ -876,12 +1031,7 @@ async fn refund(
     admin.require(scope::LICENSES_WRITE)?;
     let key = parse_key(&key)?;
     // An empty body is a full refund.
-    let req: RefundBody = if body.iter().all(u8::is_ascii_whitespace) {
-        RefundBody::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?
-    };
+    let req: RefundBody = optional_json(&body)?;
     let r = admin::request_refund(
         &state,
         &key,

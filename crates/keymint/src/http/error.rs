@@ -6,10 +6,12 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-/// The body of every error answer.
+/// The body of every error answer: a message for people and a stable
+/// `code` for programs (docs/admin-api.md lists them).
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: String,
+    pub code: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +46,61 @@ pub enum ApiError {
     /// 500: logged, never shown.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+    /// A client error with its own status and a code more precise than
+    /// the status gives (`license_revoked`, `order_id_conflict`, ...).
+    #[error("{message}")]
+    Coded {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
+}
+
+impl ApiError {
+    pub fn coded(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self::Coded {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The stable machine-readable code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::Unprocessable(_) => "unprocessable",
+            Self::NotConfigured(_) => "not_configured",
+            Self::Unavailable => "unavailable",
+            Self::Internal(_) => "internal",
+            Self::Coded { code, .. } => code,
+        }
+    }
+}
+
+/// The generic code for an error status, for answers made outside the
+/// handlers (a method not allowed, a body over the limit).
+pub fn code_for_status(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+        StatusCode::REQUEST_TIMEOUT => "timeout",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        s if s.is_server_error() => "internal",
+        _ => "error",
+    }
 }
 
 impl From<sqlx::Error> for ApiError {
@@ -72,11 +129,13 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = ?e, "internal error");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            Self::Coded { status, .. } => *status,
         };
         let mut resp = (
             status,
             Json(ErrorBody {
                 error: self.to_string(),
+                code: self.code().to_string(),
             }),
         )
             .into_response();
@@ -89,6 +148,28 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
+    }
+}
+
+/// `Query<T>` whose rejections (an unknown parameter when `T` denies
+/// them, a value of the wrong type) answer 400 in the JSON error shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Self(v)),
+            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        }
     }
 }
 

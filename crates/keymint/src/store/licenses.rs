@@ -54,11 +54,15 @@ pub struct LicenseEvent {
     pub delivery_id: Option<String>,
 }
 
-/// Search filters.
+/// Search filters; text filters are given lower-cased.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    /// Matched case-insensitively (emails are stored lower-cased).
+    /// Part of the email (emails are stored lower-cased).
     pub email: Option<String>,
+    /// The order id, exactly.
+    pub order_id: Option<String>,
+    /// Part of the key, email, order id or name, case-insensitively.
+    pub q: Option<String>,
     pub product: Option<String>,
     pub status: Option<String>,
     pub before: Option<String>,
@@ -138,6 +142,33 @@ pub async fn by_order(
         .await
 }
 
+/// A license of another source whose order, or one of whose provider ids,
+/// is `order_id`.
+pub async fn by_order_elsewhere(
+    conn: &mut Conn,
+    source: &str,
+    order_id: &str,
+) -> Result<Option<License>, sqlx::Error> {
+    let found = sqlx::query_as(
+        "SELECT * FROM licenses WHERE order_id = $1 AND source <> $2 ORDER BY id LIMIT 1",
+    )
+    .bind(order_id)
+    .bind(source)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if found.is_some() {
+        return Ok(found);
+    }
+    sqlx::query_as(
+        "SELECT l.* FROM license_refs r JOIN licenses l ON l.id = r.license_id \
+         WHERE r.ref = $1 AND r.source <> $2 ORDER BY l.id LIMIT 1",
+    )
+    .bind(order_id)
+    .bind(source)
+    .fetch_optional(conn)
+    .await
+}
+
 pub async fn by_key(conn: &mut Conn, key: &str) -> Result<Option<License>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM licenses WHERE key = $1")
         .bind(key)
@@ -152,15 +183,36 @@ pub async fn by_id(conn: &mut Conn, id: &str) -> Result<Option<License>, sqlx::E
         .await
 }
 
+/// A LIKE pattern matching `text` anywhere, its wildcards escaped with a
+/// backslash (named by `ESCAPE` in the query: the same on both databases).
+fn contains(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
 pub async fn search(conn: &mut Conn, f: &Filter) -> Result<Vec<License>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT * FROM licenses WHERE ($1 IS NULL OR email = $1) AND ($2 IS NULL OR product = $2) \
-         AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5",
+        "SELECT * FROM licenses WHERE ($1 IS NULL OR email LIKE $1 ESCAPE '\\') \
+         AND ($2 IS NULL OR product = $2) AND ($3 IS NULL OR status = $3) \
+         AND ($4 IS NULL OR id < $4) AND ($5 IS NULL OR order_id = $5) \
+         AND ($6 IS NULL OR LOWER(key) LIKE $6 ESCAPE '\\' OR email LIKE $6 ESCAPE '\\' \
+              OR LOWER(COALESCE(order_id, '')) LIKE $6 ESCAPE '\\' OR LOWER(name) LIKE $6 ESCAPE '\\') \
+         ORDER BY id DESC LIMIT $7",
     )
-    .bind(f.email.as_ref().map(|e| e.to_lowercase()))
+    .bind(f.email.as_deref().map(|e| contains(&e.to_lowercase())))
     .bind(&f.product)
     .bind(&f.status)
     .bind(&f.before)
+    .bind(&f.order_id)
+    .bind(f.q.as_deref().map(|q| contains(&q.to_lowercase())))
     .bind(f.limit)
     .fetch_all(conn)
     .await

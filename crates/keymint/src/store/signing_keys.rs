@@ -16,6 +16,8 @@ pub struct SigningKeyRow {
     pub status: String,
     pub created_at: i64,
     pub retired_at: Option<i64>,
+    /// 1 for the one key that signs.
+    pub signing: i64,
 }
 
 /// Registers a key's public half (idempotent).
@@ -43,13 +45,66 @@ pub async fn list(conn: &mut Conn) -> Result<Vec<SigningKeyRow>, sqlx::Error> {
         .await
 }
 
-pub async fn retire(conn: &mut Conn, kid: &str, now: i64) -> Result<u64, sqlx::Error> {
+/// The kid of the key that signs, if one is recorded.
+pub async fn active_kid(conn: &mut Conn) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT kid FROM signing_keys WHERE signing = 1")
+        .fetch_optional(conn)
+        .await
+}
+
+/// Makes `kid` the key that signs, in the caller's transaction. Returns
+/// false when no registered, unretired key has that kid.
+pub async fn activate(conn: &mut Conn, kid: &str) -> Result<bool, sqlx::Error> {
+    let usable: Option<String> =
+        sqlx::query_scalar("SELECT kid FROM signing_keys WHERE kid = $1 AND status <> 'retired'")
+            .bind(kid)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if usable.is_none() {
+        return Ok(false);
+    }
+    sqlx::query("UPDATE signing_keys SET signing = 0 WHERE signing = 1 AND kid <> $1")
+        .bind(kid)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE signing_keys SET signing = 1 WHERE kid = $1")
+        .bind(kid)
+        .execute(conn)
+        .await?;
+    Ok(true)
+}
+
+/// What [`retire`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Retired {
+    Done,
+    /// No unretired key has that kid.
+    Unknown,
+    /// The key signs; another must be activated first.
+    Signing,
+}
+
+/// Retires a key that does not sign: it stops verifying.
+pub async fn retire(conn: &mut Conn, kid: &str, now: i64) -> Result<Retired, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE signing_keys SET status = 'retired', retired_at = $2 WHERE kid = $1 AND status <> 'retired'",
+        "UPDATE signing_keys SET status = 'retired', retired_at = $2 \
+         WHERE kid = $1 AND status <> 'retired' AND signing = 0",
     )
     .bind(kid)
     .bind(now)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(done.rows_affected())
+    if done.rows_affected() == 1 {
+        return Ok(Retired::Done);
+    }
+    let signing: Option<i64> = sqlx::query_scalar(
+        "SELECT signing FROM signing_keys WHERE kid = $1 AND status <> 'retired'",
+    )
+    .bind(kid)
+    .fetch_optional(conn)
+    .await?;
+    Ok(match signing {
+        Some(_) => Retired::Signing,
+        None => Retired::Unknown,
+    })
 }

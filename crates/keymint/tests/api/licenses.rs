@@ -240,6 +240,10 @@ async fn keys_can_be_listed_generated_and_retired(db: Db) {
     // The old key still verifies what it signed.
     assert!(app.cli(&["license", "verify", &token]).status.success());
 
+    // The first key still signs: it cannot be retired before another signs.
+    assert!(!app.cli(&["keys", "retire", &first]).status.success());
+    assert!(app.cli(&["keys", "activate", &second]).status.success());
+
     let retired = app.cli(&["keys", "retire", &first]);
 
     assert!(retired.status.success());

@@ -9,6 +9,7 @@ mod email;
 mod gumroad;
 mod hardening;
 mod licenses;
+mod operator;
 mod ops;
 mod providers;
 mod refunds;
