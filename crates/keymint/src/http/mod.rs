@@ -34,15 +34,25 @@ impl MakeRequestId for UlidRequestId {
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    let body_limit = state.config.server.max_body_bytes;
-    let timeout = state.config.server.request_timeout;
-    Router::new()
+/// Every route with its OpenAPI description: served and documented from
+/// one registration, so the two cannot drift apart.
+pub fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    use utoipa::OpenApi;
+    utoipa_axum::router::OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(webhooks::routes())
         .merge(public::routes())
         .merge(admin::routes())
         .merge(ops::routes())
         .merge(openapi::routes())
+}
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.server.max_body_bytes;
+    let timeout = state.config.server.request_timeout;
+    let (routes, _) = api().split_for_parts();
+    routes
+        .fallback(no_such_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(record_metrics))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
@@ -61,6 +71,24 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(UlidRequestId))
         .with_state(state)
+}
+
+/// Any path no route serves: a JSON 404 with a code, like every error.
+async fn no_such_route() -> ApiError {
+    ApiError::coded(
+        axum::http::StatusCode::NOT_FOUND,
+        "no_such_route",
+        "no such route (see /openapi.json)",
+    )
+}
+
+/// A known path asked with a method it does not serve.
+async fn method_not_allowed() -> ApiError {
+    ApiError::coded(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method (see /openapi.json)",
+    )
 }
 
 /// A method as a metric label: the known methods by name, anything made up

@@ -3,16 +3,17 @@
 
 use crate::app::AppState;
 use crate::ingest::{self, Incoming, IngestResult};
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The answer to an authenticated delivery (DESIGN section 4).
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -25,8 +26,8 @@ pub struct WebhookResponse {
     pub license_key: Option<String>,
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/webhooks/{endpoint}", post(receive))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(receive))
 }
 
 /// Receive a webhook delivery from a storefront or payment provider.
