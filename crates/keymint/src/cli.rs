@@ -237,7 +237,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return check_config(cli.config.as_deref()).await;
     }
     let config = load_config(cli.config.as_deref())?;
-    crate::telemetry::init(config.server.log_format, &config.server.log_level);
+    crate::telemetry::init(config.server.log_format, &config.server.log_level)
+        .map_err(|e| anyhow::anyhow!("log filter: {e}"))?;
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Migrate => {

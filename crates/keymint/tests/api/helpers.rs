@@ -190,6 +190,8 @@ fn config_text(dir: &std::path::Path, db_url: &str, postmark: &str) -> String {
 [server]
 listen = "127.0.0.1:0"
 data_dir = "{data}"
+# The secrets below are short, readable test values.
+allow_weak_secrets = true
 
 [database]
 url = "{db_url}"

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod admin;
+mod config;
 mod email;
 mod gumroad;
 mod licenses;
