@@ -1,8 +1,17 @@
 //! Logging: text or JSON lines, filtered by `KEYMINT_LOG` / `RUST_LOG` or
 //! `server.log_level`. Request spans carry the request id; nothing logs a
 //! secret (query strings are not logged; secrets print as `***`).
+//!
+//! Text logs are colored only when stderr is a terminal (and `NO_COLOR` is
+//! unset), so files and journald get plain text. A value from outside can
+//! never forge a log line: in text logs every line an event spans after
+//! its first is indented and a carriage return is written `\r`, so only a
+//! real event starts a line; when not colored, other control characters
+//! (an ESC from a buyer's name) are escaped too. JSON logs are escaped by
+//! JSON itself (docs/operations.md, "Logs").
 
 use crate::config::LogFormat;
+use std::io::{IsTerminal, Write};
 use tracing_subscriber::EnvFilter;
 
 /// The level names a filter may use.
@@ -57,19 +66,85 @@ pub fn init(format: LogFormat, level: &str) -> Result<(), String> {
             parse_filter(&format!("{level},sqlx=warn,tower_http=info"))?
         }
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .with_writer(std::io::stderr)
+            .json()
+            .flatten_event(true)
+            .try_init(),
+        LogFormat::Text => {
+            let color = std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            builder
+                .with_ansi(color)
+                .with_writer(move || OneEventPerLine {
+                    inner: std::io::stderr(),
+                    escape_controls: !color,
+                })
+                .try_init()
+        }
     };
     Ok(())
+}
+
+/// A text-log writer that keeps one event from looking like several: the
+/// formatter hands it one whole event per `write`.
+struct OneEventPerLine<W> {
+    inner: W,
+    /// Escape every control character but tab and the final newline (when
+    /// not coloring; colors are ESC sequences of our own).
+    escape_controls: bool,
+}
+
+impl<W: Write> Write for OneEventPerLine<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner
+            .write_all(&one_event_per_line(buf, self.escape_controls))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Indents every line after the first, writes `\r` for a carriage return
+/// and, with `escape_controls`, `\u{1b}` for other control characters.
+fn one_event_per_line(event: &[u8], escape_controls: bool) -> Vec<u8> {
+    let (body, end) = match event.strip_suffix(b"\n") {
+        Some(body) => (body, &b"\n"[..]),
+        None => (event, &b""[..]),
+    };
+    let mut out = Vec::with_capacity(event.len() + 16);
+    for &b in body {
+        match b {
+            b'\n' => out.extend_from_slice(b"\n    "),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.push(b),
+            b if escape_controls && (b < 0x20 || b == 0x7f) => {
+                out.extend_from_slice(format!("\\u{{{b:x}}}").as_bytes());
+            }
+            b => out.push(b),
+        }
+    }
+    out.extend_from_slice(end);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_never_starts_a_line_of_its_own_making() {
+        let out = one_event_per_line(b"INFO email:\nHello Jane\r\nFORGED \x1b[31mred\n", true);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "INFO email:\n    Hello Jane\\r\n    FORGED \\u{1b}[31mred\n"
+        );
+    }
 
     #[test]
     fn bare_words_are_not_levels() {

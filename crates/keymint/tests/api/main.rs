@@ -15,3 +15,4 @@ mod refunds;
 mod replay;
 mod retention;
 mod serve;
+mod startup;
