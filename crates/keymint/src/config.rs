@@ -2,9 +2,11 @@
 //! `KEYMINT_*` environment variables, then `*_FILE` secrets.
 //!
 //! Loading never stops at the first problem: [`Config::load`] returns every
-//! problem it found (unknown keys, missing secrets, products mapped twice,
-//! ...) so `keymint check-config` can print them all, and `serve` refuses to
-//! start while any remain.
+//! problem it found (values of the wrong type, unknown keys, missing,
+//! placeholder or short secrets, products mapped twice, ...), each starting
+//! with its path (`endpoints[2].kind: ...`), so `keymint check-config` can
+//! print them all, and `serve` refuses to start while any remain (README,
+//! "Configuration").
 
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
