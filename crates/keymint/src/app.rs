@@ -1,5 +1,5 @@
 //! Building and running the server: [`Application::build`] takes a config,
-//! connects, migrates, loads keys, binds (port 0 works, for tests) and
+//! binds (port 0 works, for tests), connects, migrates, loads keys and
 //! returns a handle; [`Application::run`] serves until shutdown.
 
 use crate::catalog::Catalog;
@@ -45,12 +45,23 @@ pub struct AppState {
     pub rejected: Arc<crate::rejections::RejectedRecorder>,
 }
 
+/// Why the server could not start. Each message names its cause once
+/// (`cli::main` prints a cause only when it adds something).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("configuration problems:\n{0}")]
     Config(#[from] ConfigProblems),
+    /// The database could not be opened: the reason, explained by
+    /// [`crate::store::describe_connect_error`] (which names the database).
+    #[error("{0}")]
+    Connect(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("HTTP client: {0}")]
     Http(String),
     #[error("migrations: {0}")]
@@ -61,11 +72,29 @@ pub enum StartError {
     Mailer(#[from] crate::notify::MailerConfigError),
     #[error(transparent)]
     Templates(#[from] crate::notify::templates::TemplateError),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: String, reason: String },
+}
+
+impl StartError {
+    fn bind(addr: &str, e: &std::io::Error) -> Self {
+        let reason = match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                "the address is already in use (another keymint or another server holds it; stop it or change server.listen)".to_string()
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "permission denied (ports below 1024 need privileges; use a higher port behind a proxy)".to_string()
+            }
+            std::io::ErrorKind::AddrNotAvailable => {
+                "the address is not on this machine (server.listen)".to_string()
+            }
+            _ => e.to_string(),
+        };
+        Self::Bind {
+            addr: addr.to_string(),
+            reason,
+        }
+    }
 }
 
 /// The process-wide Prometheus recorder (installed once, shared by every
@@ -99,13 +128,18 @@ impl AppState {
     /// As [`AppState::build`]; `first_start` lets `serve` generate the
     /// first signing key.
     async fn build_with(config: Config, first_start: bool) -> Result<Self, StartError> {
-        std::fs::create_dir_all(&config.server.data_dir).map_err(|source| {
-            crate::signing::KeyError::Io {
+        crate::store::prepare_data_dir(&config.server.data_dir).map_err(|source| {
+            StartError::DataDir {
                 path: config.server.data_dir.clone(),
                 source,
             }
         })?;
-        let store = Store::connect(config.database_url().expose(), &config.database).await?;
+        let url = config.database_url();
+        let store = Store::connect(url.expose(), &config.database)
+            .await
+            .map_err(|e| {
+                StartError::Connect(crate::store::describe_connect_error(url.expose(), &e))
+            })?;
         store.migrate().await?;
         let keyring = Arc::new(Keyring::load(&config, &store, first_start).await?);
         let catalog = Arc::new(Catalog::from_config(&config));
@@ -148,19 +182,17 @@ pub struct Application {
 }
 
 impl Application {
+    /// Binds, then builds the state: a busy port is reported before
+    /// anything (data directory, database, signing key) is created.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let listen = config.server.listen.clone();
-        let state = AppState::build_with(config, true).await?;
         let listener = TcpListener::bind(&listen)
             .await
-            .map_err(|source| StartError::Bind {
-                addr: listen.clone(),
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: listen,
-            source,
-        })?;
+            .map_err(|e| StartError::bind(&listen, &e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError::bind(&listen, &e))?;
+        let state = AppState::build_with(config, true).await?;
         Ok(Self {
             listener,
             addr,

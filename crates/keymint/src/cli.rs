@@ -227,10 +227,28 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: a cause whose
+/// text the message already contains (`database: pool timed out` over
+/// `pool timed out`) is not repeated.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(text.trim()) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
@@ -238,8 +256,13 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    std::fs::create_dir_all(&config.server.data_dir)?;
-    let store = Store::connect(config.database_url().expose(), &config.database).await?;
+    let dir = &config.server.data_dir;
+    store::prepare_data_dir(dir)
+        .map_err(|e| anyhow::anyhow!("data directory {}: {e}", dir.display()))?;
+    let url = config.database_url();
+    let store = Store::connect(url.expose(), &config.database)
+        .await
+        .map_err(|e| anyhow::anyhow!(store::describe_connect_error(url.expose(), &e)))?;
     store.migrate().await?;
     Ok(store)
 }
@@ -256,7 +279,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return check_config(cli.config.as_deref()).await;
     }
     let config = load_config(cli.config.as_deref())?;
-    crate::telemetry::init(config.server.log_format, &config.server.log_level);
+    crate::telemetry::init(config.server.log_format, &config.server.log_level)
+        .map_err(|e| anyhow::anyhow!("log filter: {e}"))?;
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Migrate => {
@@ -442,7 +466,10 @@ async fn check_config(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode
         Ok::<_, sqlx::Error>(())
     };
     if let Err(e) = reach.await {
-        eprintln!("1 problem(s):\n  - database is unreachable: {e}");
+        eprintln!(
+            "1 problem(s):\n  - database.url: the database is unreachable: {}",
+            store::describe_connect_error(url.expose(), &e)
+        );
         return Ok(ExitCode::FAILURE);
     }
     println!(

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod admin;
+mod config;
 mod email;
 mod gumroad;
 mod hardening;
@@ -16,3 +17,4 @@ mod refunds;
 mod replay;
 mod retention;
 mod serve;
+mod startup;
