@@ -503,10 +503,12 @@ async fn ceiling(args: CeilingArgs, json: bool) -> anyhow::Result<()> {
                     request_id: Some(ulid::Ulid::generate().to_string()),
                     path: "/webhooks/gumroad?secret=***".into(),
                     headers: "{\"content-type\":\"application/x-www-form-urlencoded\"}".into(),
-                    body: format!(
-                        "sale_id={order}&product_id=datatools-core&email=b@example.com&price=4900"
-                    )
-                    .into_bytes(),
+                    body: deliveries::StoredBody::whole(
+                        format!(
+                            "sale_id={order}&product_id=datatools-core&email=b@example.com&price=4900"
+                        )
+                        .into_bytes(),
+                    ),
                     signature_valid: true,
                     status: deliveries::status::RECEIVED,
                     error: None,
