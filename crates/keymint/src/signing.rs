@@ -123,6 +123,21 @@ impl Keyring {
     /// there is none. A configured `signing.secret_key` is always the
     /// active key.
     pub async fn load(config: &Config, store: &Store, first_start: bool) -> Result<Self, KeyError> {
+        // Replicas starting together on an empty PostgreSQL database each
+        // choose a key; the unique index lets one win, and the others
+        // read its choice again.
+        let mut attempt = 0;
+        loop {
+            match Self::try_load(config, store, first_start).await {
+                Err(KeyError::Database(e)) if store::is_unique_violation(&e) && attempt < 3 => {
+                    attempt += 1;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn try_load(config: &Config, store: &Store, first_start: bool) -> Result<Self, KeyError> {
         let data_dir = config.server.data_dir.clone();
         let configured = match &config.signing.secret_key {
             Some(secret) => Some(
@@ -185,19 +200,21 @@ impl Keyring {
             .chain(configured)
             .map(|k| (k.kid().to_string(), Arc::new(k)))
             .collect();
-        let at_start = active.as_deref().and_then(|kid| loaded.get(kid).cloned());
-        if first_start && at_start.is_none() {
+        let mut keyring = Self {
+            data_dir,
+            loaded: RwLock::new(loaded),
+            at_start: None,
+        };
+        // The key another replica sharing the key directory just made.
+        keyring.at_start = active.as_deref().and_then(|kid| keyring.key(kid).ok());
+        if first_start && keyring.at_start.is_none() {
             // The server must be able to sign from its first request.
             return Err(KeyError::Missing {
                 kid: active.unwrap_or_default(),
-                dir: keys_dir(&data_dir),
+                dir: keys_dir(&keyring.data_dir),
             });
         }
-        Ok(Self {
-            data_dir,
-            loaded: RwLock::new(loaded),
-            at_start,
-        })
+        Ok(keyring)
     }
 
     /// The active signing key, read from the database in the caller's
