@@ -123,21 +123,6 @@ impl Keyring {
     /// there is none. A configured `signing.secret_key` is always the
     /// active key.
     pub async fn load(config: &Config, store: &Store, first_start: bool) -> Result<Self, KeyError> {
-        // Replicas starting together on an empty PostgreSQL database each
-        // choose a key; the unique index lets one win, and the others
-        // read its choice again.
-        let mut attempt = 0;
-        loop {
-            match Self::try_load(config, store, first_start).await {
-                Err(KeyError::Database(e)) if store::is_unique_violation(&e) && attempt < 3 => {
-                    attempt += 1;
-                }
-                done => return done,
-            }
-        }
-    }
-
-    async fn try_load(config: &Config, store: &Store, first_start: bool) -> Result<Self, KeyError> {
         let data_dir = config.server.data_dir.clone();
         let configured = match &config.signing.secret_key {
             Some(secret) => Some(
@@ -146,9 +131,12 @@ impl Keyring {
             ),
             None => None,
         };
-        let mut local = load_local_keys(&data_dir)?;
-        // One transaction, so replicas starting together choose one key.
+        // One transaction, holding the choice lock before the key
+        // directory is read, so replicas starting together (sharing the
+        // directory) choose one key and generate at most one.
         let mut tx = store.begin().await?;
+        signing_keys::lock_choice(&mut tx, store.backend()).await?;
+        let mut local = load_local_keys(&data_dir)?;
         let now = store::now_ms();
         for key in local.iter().chain(configured.iter()) {
             signing_keys::register(&mut tx, key.kid(), &key.public_paserk(), now).await?;
