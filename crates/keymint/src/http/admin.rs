@@ -502,6 +502,7 @@ fn bad_status(all: &[&str]) -> ApiError {
 
 /// Why a license changes state.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ReasonBody {
     reason: String,
 }
