@@ -1,5 +1,5 @@
 //! Building and running the server: [`Application::build`] takes a config,
-//! connects, migrates, loads keys, binds (port 0 works, for tests) and
+//! binds (port 0 works, for tests), connects, migrates, loads keys and
 //! returns a handle; [`Application::run`] serves until shutdown.
 
 use crate::catalog::Catalog;
@@ -41,14 +41,27 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// This process's name in job leases.
     pub instance_id: String,
+    /// How many rejected deliveries each source may have recorded.
+    pub rejected: Arc<crate::rejections::RejectedRecorder>,
 }
 
+/// Why the server could not start. Each message names its cause once
+/// (`cli::main` prints a cause only when it adds something).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("configuration problems:\n{0}")]
     Config(#[from] ConfigProblems),
+    /// The database could not be opened: the reason, explained by
+    /// [`crate::store::describe_connect_error`] (which names the database).
+    #[error("{0}")]
+    Connect(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("HTTP client: {0}")]
     Http(String),
     #[error("migrations: {0}")]
@@ -59,11 +72,29 @@ pub enum StartError {
     Mailer(#[from] crate::notify::MailerConfigError),
     #[error(transparent)]
     Templates(#[from] crate::notify::templates::TemplateError),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: String, reason: String },
+}
+
+impl StartError {
+    fn bind(addr: &str, e: &std::io::Error) -> Self {
+        let reason = match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                "the address is already in use (another keymint or another server holds it; stop it or change server.listen)".to_string()
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "permission denied (ports below 1024 need privileges; use a higher port behind a proxy)".to_string()
+            }
+            std::io::ErrorKind::AddrNotAvailable => {
+                "the address is not on this machine (server.listen)".to_string()
+            }
+            _ => e.to_string(),
+        };
+        Self::Bind {
+            addr: addr.to_string(),
+            reason,
+        }
+    }
 }
 
 /// The process-wide Prometheus recorder (installed once, shared by every
@@ -97,13 +128,18 @@ impl AppState {
     /// As [`AppState::build`]; `first_start` lets `serve` generate the
     /// first signing key.
     async fn build_with(config: Config, first_start: bool) -> Result<Self, StartError> {
-        std::fs::create_dir_all(&config.server.data_dir).map_err(|source| {
-            crate::signing::KeyError::Io {
+        crate::store::prepare_data_dir(&config.server.data_dir).map_err(|source| {
+            StartError::DataDir {
                 path: config.server.data_dir.clone(),
                 source,
             }
         })?;
-        let store = Store::connect(config.database_url().expose(), &config.database).await?;
+        let url = config.database_url();
+        let store = Store::connect(url.expose(), &config.database)
+            .await
+            .map_err(|e| {
+                StartError::Connect(crate::store::describe_connect_error(url.expose(), &e))
+            })?;
         store.migrate().await?;
         let keyring = Arc::new(Keyring::load(&config, &store, first_start).await?);
         let catalog = Arc::new(Catalog::from_config(&config));
@@ -116,6 +152,9 @@ impl AppState {
         );
         let mailer = Mailer::from_config(&config.email)?;
         let templates = Arc::new(Templates::load(config.templates_dir().as_deref())?);
+        let rejected = Arc::new(crate::rejections::RejectedRecorder::new(
+            config.server.rejected_per_minute,
+        ));
         Ok(Self {
             config: Arc::new(config),
             store,
@@ -131,6 +170,7 @@ impl AppState {
                 .build()
                 .map_err(|e| StartError::Http(e.to_string()))?,
             instance_id: format!("{}-{}", hostname_or_pid(), crate::store::new_id("inst")),
+            rejected,
         })
     }
 }
@@ -142,19 +182,17 @@ pub struct Application {
 }
 
 impl Application {
+    /// Binds, then builds the state: a busy port is reported before
+    /// anything (data directory, database, signing key) is created.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let listen = config.server.listen.clone();
-        let state = AppState::build_with(config, true).await?;
         let listener = TcpListener::bind(&listen)
             .await
-            .map_err(|source| StartError::Bind {
-                addr: listen.clone(),
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: listen,
-            source,
-        })?;
+            .map_err(|e| StartError::bind(&listen, &e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError::bind(&listen, &e))?;
+        let state = AppState::build_with(config, true).await?;
         Ok(Self {
             listener,
             addr,
@@ -198,12 +236,26 @@ impl Application {
                 self.state.clone(),
                 stop_rx.clone(),
             )));
+            workers.push(tokio::spawn(workers::recovery::run(
+                self.state.clone(),
+                stop_rx.clone(),
+            )));
         }
         let router = crate::http::router(self.state.clone());
         let header_timeout = self.state.config.server.header_read_timeout;
+        // Connections open at once are capped: a permit is taken before
+        // accepting, so past the cap new clients wait in the kernel's
+        // backlog and descriptors stay free for the database and keys.
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            self.state.config.server.max_connections.max(1),
+        ));
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
+            let permit = tokio::select! {
+                permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                () = &mut shutdown => break,
+            };
             let (stream, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(pair) => pair,
@@ -219,7 +271,14 @@ impl Application {
             };
             let _ = stream.set_nodelay(true);
             let router = router.clone();
+            // Set by the first request: until then the connection lives
+            // only `header_read_timeout` from accept, whichever protocol
+            // it turns out to speak (hyper's own header timer starts only
+            // once it has told HTTP/1 from HTTP/2 by the first bytes).
+            let first_request = Arc::new(Notify::new());
+            let seen = first_request.clone();
             let service = service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                seen.notify_one();
                 req.extensions_mut().insert(ConnectInfo(peer));
                 router.clone().oneshot(req.map(Body::new))
             });
@@ -228,6 +287,12 @@ impl Application {
                 .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                // A peer that stops answering pings is dropped.
+                .keep_alive_interval(Some(header_timeout))
+                .keep_alive_timeout(header_timeout);
             let conn = builder
                 .serve_connection_with_upgrades(
                     TokioIo::new(stream),
@@ -236,7 +301,21 @@ impl Application {
                 .into_owned();
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
+                let _permit = permit;
+                let mut conn = std::pin::pin!(conn);
+                let result = tokio::select! {
+                    result = conn.as_mut() => Some(result),
+                    () = first_request.notified() => None,
+                    () = tokio::time::sleep(header_timeout) => {
+                        tracing::debug!(%peer, "closed a connection that sent no request in time");
+                        return;
+                    }
+                };
+                let result = match result {
+                    Some(result) => result,
+                    None => conn.await,
+                };
+                if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
             });

@@ -50,7 +50,10 @@ pub enum Command {
     /// Settle operator refunds stuck in pending, and subscriptions stuck in
     /// pending_payment, against the provider's API.
     Reconcile {
-        /// Run one pass and exit (the server runs it every reconciler.interval).
+        /// Run one pass and exit (the server runs it every reconciler.interval):
+        /// operator refunds and subscriptions stuck pending are read from the
+        /// provider, and deliveries a stopped process left `received` are
+        /// processed.
         #[arg(long)]
         once: bool,
     },
@@ -224,10 +227,28 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: a cause whose
+/// text the message already contains (`database: pool timed out` over
+/// `pool timed out`) is not repeated.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(text.trim()) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
@@ -235,8 +256,13 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    std::fs::create_dir_all(&config.server.data_dir)?;
-    let store = Store::connect(config.database_url().expose(), &config.database).await?;
+    let dir = &config.server.data_dir;
+    store::prepare_data_dir(dir)
+        .map_err(|e| anyhow::anyhow!("data directory {}: {e}", dir.display()))?;
+    let url = config.database_url();
+    let store = Store::connect(url.expose(), &config.database)
+        .await
+        .map_err(|e| anyhow::anyhow!(store::describe_connect_error(url.expose(), &e)))?;
     store.migrate().await?;
     Ok(store)
 }
@@ -253,7 +279,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return check_config(cli.config.as_deref()).await;
     }
     let config = load_config(cli.config.as_deref())?;
-    crate::telemetry::init(config.server.log_format, &config.server.log_level);
+    crate::telemetry::init(config.server.log_format, &config.server.log_level)
+        .map_err(|e| anyhow::anyhow!("log filter: {e}"))?;
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Migrate => {
@@ -269,9 +296,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reconcile { .. } => {
             let state = AppState::build(config).await?;
             let tick = crate::workers::reconciler::run_once(&state).await?;
+            let recovered = crate::workers::recovery::run_once(&state).await?;
             println!(
-                "settled {}, orphans failed {}, left for the next pass {}",
-                tick.settled, tick.orphans_failed, tick.left
+                "settled {}, orphans failed {}, left for the next pass {}; recovered {} stuck deliveries",
+                tick.settled, tick.orphans_failed, tick.left, recovered.finished
             );
             crate::workers::outbox::run_once(&state).await?;
             Ok(ExitCode::SUCCESS)
@@ -292,11 +320,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 )
             };
             println!(
-                "{verb}: {} deliveries older than {}, {} failed or rejected deliveries older than {}, {} dead emails older than {}",
+                "{verb}: {} deliveries older than {}, {} failed deliveries older than {}, {} rejected deliveries older than {}, {} dead emails older than {}",
                 counts.deliveries,
                 store::format_ms(cutoffs.deliveries),
                 counts.failed_deliveries,
                 store::format_ms(cutoffs.failed_deliveries),
+                counts.rejected_deliveries,
+                store::format_ms(cutoffs.rejected_deliveries),
                 counts.dead_emails,
                 store::format_ms(cutoffs.dead_emails),
             );
@@ -436,7 +466,10 @@ async fn check_config(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode
         Ok::<_, sqlx::Error>(())
     };
     if let Err(e) = reach.await {
-        eprintln!("1 problem(s):\n  - database is unreachable: {e}");
+        eprintln!(
+            "1 problem(s):\n  - database.url: the database is unreachable: {}",
+            store::describe_connect_error(url.expose(), &e)
+        );
         return Ok(ExitCode::FAILURE);
     }
     println!(

@@ -2,9 +2,11 @@
 //! `KEYMINT_*` environment variables, then `*_FILE` secrets.
 //!
 //! Loading never stops at the first problem: [`Config::load`] returns every
-//! problem it found (unknown keys, missing secrets, products mapped twice,
-//! ...) so `keymint check-config` can print them all, and `serve` refuses to
-//! start while any remain.
+//! problem it found (values of the wrong type, unknown keys, missing,
+//! placeholder or short secrets, products mapped twice, ...), each starting
+//! with its path (`endpoints[2].kind: ...`), so `keymint check-config` can
+//! print them all, and `serve` refuses to start while any remain (README,
+//! "Configuration").
 
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -92,6 +94,20 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Trust `X-Forwarded-For` for the recorded source IP (behind a proxy).
     pub trust_forwarded_for: bool,
+    /// Most client connections open at once; beyond it new connections wait
+    /// in the kernel's backlog until one closes, so file descriptors (which
+    /// the database and key files need too) cannot be exhausted.
+    pub max_connections: usize,
+    /// Deliveries that fail authentication recorded per source IP and
+    /// minute; beyond it they are answered the same but only counted in
+    /// `/metrics` (`keymint_webhook_rejected_unrecorded_total`).
+    pub rejected_per_minute: u32,
+    /// Accept the documented placeholder secrets and webhook secrets shorter
+    /// than [`MIN_SECRET_BYTES`]: for test configurations and trying keymint
+    /// out with `keymint.example.toml`. Honoured only while `listen` is a
+    /// loopback address, so an instance reachable from outside never runs
+    /// with a guessable secret.
+    pub allow_weak_secrets: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -239,8 +255,9 @@ impl EndpointKind {
     }
 }
 
+// Unknown keys in an endpoint or a product are reported by the loader with
+// their path (`endpoints[1].secret`), like everywhere else in the file.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
     /// Served at `POST /webhooks/{name}`.
     pub name: String,
@@ -338,9 +355,13 @@ pub struct RetentionConfig {
     /// deleted.
     #[serde(with = "humantime_serde_compat")]
     pub deliveries: Duration,
-    /// Failed and rejected deliveries (kept longer, for forensics).
+    /// Failed deliveries (kept longer: an operator may still replay them).
     #[serde(with = "humantime_serde_compat")]
     pub failed_deliveries: Duration,
+    /// Deliveries that failed authentication (forensics only: they hold at
+    /// most a prefix of the body and are never replayed).
+    #[serde(with = "humantime_serde_compat")]
+    pub rejected_deliveries: Duration,
     /// Dead emails (an operator has had this long to resend them).
     #[serde(with = "humantime_serde_compat")]
     pub dead_emails: Duration,
@@ -360,6 +381,7 @@ impl Default for RetentionConfig {
         Self {
             deliveries: Duration::from_secs(90 * DAY),
             failed_deliveries: Duration::from_secs(365 * DAY),
+            rejected_deliveries: Duration::from_secs(30 * DAY),
             dead_emails: Duration::from_secs(90 * DAY),
             batch: 1000,
             pause: Duration::from_millis(100),
@@ -375,6 +397,7 @@ impl RetentionConfig {
         crate::store::retention::Cutoffs {
             deliveries: before(self.deliveries),
             failed_deliveries: before(self.failed_deliveries),
+            rejected_deliveries: before(self.rejected_deliveries),
             dead_emails: before(self.dead_emails),
         }
     }
@@ -391,7 +414,6 @@ impl Default for SubscriptionsConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ProductConfig {
     pub id: String,
     pub name: String,
@@ -457,6 +479,9 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
             trust_forwarded_for: false,
+            max_connections: 512,
+            rejected_per_minute: 30,
+            allow_weak_secrets: false,
         }
     }
 }
@@ -537,7 +562,11 @@ mod humantime_serde_compat {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a duration like \"30s\", \"5m\" or \"250ms\": {e}"
+            ))
+        })
     }
 }
 
@@ -586,23 +615,19 @@ impl Config {
         }
         apply_env(&mut root, env, &mut problems);
         resolve_secret_files(&mut root, "", &mut problems);
-
-        let mut unknown = Vec::new();
-        let value = toml::Value::Table(root);
-        let parsed: Result<Config, _> =
-            serde_ignored::deserialize(value, |p| unknown.push(p.to_string()));
-        for key in unknown {
-            problems.push(format!("unknown key `{key}`"));
-        }
-        let mut config = match parsed {
-            Ok(c) => c,
-            Err(e) => {
-                problems.push(e.to_string().trim().to_string());
-                return Err(ConfigProblems(problems));
+        for var in ["KEYMINT_LOG", "RUST_LOG"] {
+            // The first one set replaces server.log_level (telemetry::init).
+            if let Some((_, filter)) = env.iter().find(|(k, v)| k == var && !v.trim().is_empty()) {
+                if let Err(e) = crate::telemetry::parse_filter(filter) {
+                    problems.push(format!("{var}: {e}"));
+                }
+                break;
             }
-        };
+        }
+
+        let (mut config, layout) = deserialize_config(root, &mut problems);
         config.config_dir = path.and_then(|p| p.parent()).map(Path::to_path_buf);
-        config.validate(&mut problems);
+        config.validate(&layout, &mut problems);
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -636,34 +661,49 @@ impl Config {
         self.products.iter().find(|p| p.id == id)
     }
 
-    fn validate(&self, problems: &mut Vec<String>) {
-        if self.server.listen.parse::<SocketAddr>().is_err() {
+    fn validate(&self, layout: &Layout, problems: &mut Vec<String>) {
+        if let Err(e) = crate::telemetry::parse_filter(&self.server.log_level) {
+            problems.push(format!("server.log_level: {e}"));
+        }
+        let listen = self.server.listen.parse::<SocketAddr>();
+        if listen.is_err() {
             problems.push(format!(
-                "server.listen {:?} is not an address like 127.0.0.1:8080",
+                "server.listen: {:?} is not an address like 127.0.0.1:8080",
                 self.server.listen
             ));
         }
+        if self.server.max_connections == 0 {
+            problems.push("server.max_connections: must be positive".into());
+        }
         if self.server.max_body_bytes == 0 {
-            problems.push("server.max_body_bytes must be positive".into());
+            problems.push("server.max_body_bytes: must be positive".into());
+        }
+        let weak_allowed =
+            self.server.allow_weak_secrets && listen.as_ref().is_ok_and(|a| a.ip().is_loopback());
+        if self.server.allow_weak_secrets && !weak_allowed && listen.is_ok() {
+            problems.push(format!(
+                "server.allow_weak_secrets: only allowed while server.listen is a loopback address (127.0.0.1 or [::1]), not {:?}",
+                self.server.listen
+            ));
         }
         let url = self.database_url();
         let scheme = url.expose().split(':').next().unwrap_or_default();
         if !matches!(scheme, "sqlite" | "postgres" | "postgresql") {
             problems.push(format!(
-                "database.url scheme {scheme:?} is not supported (use sqlite:// or postgres://)"
+                "database.url: scheme {scheme:?} is not supported (use sqlite:// or postgres://)"
             ));
         }
         if self.database.max_connections == Some(0) {
-            problems.push("database.max_connections must be at least 1".into());
+            problems.push("database.max_connections: must be at least 1".into());
         }
         if !self.email.from.contains('@') {
             problems.push(format!(
-                "email.from {:?} is not an email address",
+                "email.from: {:?} is not an email address",
                 self.email.from
             ));
         }
         if self.email.max_attempts == 0 {
-            problems.push("email.max_attempts must be at least 1".into());
+            problems.push("email.max_attempts: must be at least 1".into());
         }
         match self.email.provider {
             EmailProvider::Log => {}
@@ -676,7 +716,7 @@ impl Config {
                     .is_none_or(|t| t.expose().trim().is_empty())
                 {
                     problems.push(
-                        "email.provider is \"postmark\" but email.postmark.server_token is not set"
+                        "email.postmark.server_token: not set, but email.provider is \"postmark\""
                             .into(),
                     );
                 }
@@ -684,119 +724,156 @@ impl Config {
             EmailProvider::Smtp => {
                 if self.email.smtp.host.as_deref().is_none_or(str::is_empty) {
                     problems
-                        .push("email.provider is \"smtp\" but email.smtp.host is not set".into());
+                        .push("email.smtp.host: not set, but email.provider is \"smtp\"".into());
                 }
                 if self.email.smtp.username.is_some() != self.email.smtp.password.is_some() {
                     problems.push(
-                        "email.smtp.username and email.smtp.password must be set together".into(),
+                        "email.smtp.password: email.smtp.username and email.smtp.password must be set together".into(),
                     );
+                }
+            }
+        }
+        if !weak_allowed {
+            let others = [
+                (
+                    "email.postmark.server_token",
+                    &self.email.postmark.server_token,
+                ),
+                ("email.smtp.password", &self.email.smtp.password),
+                ("signing.secret_key", &self.signing.secret_key),
+            ];
+            for (path, secret) in others {
+                if let Some(s) = secret
+                    && is_placeholder(s.expose())
+                {
+                    problems.push(placeholder_problem(path, s));
                 }
             }
         }
 
         if self.retention.batch < 1 {
-            problems.push("retention.batch must be at least 1".into());
+            problems.push("retention.batch: must be at least 1".into());
         }
         if self.retention.failed_deliveries < self.retention.deliveries {
             problems.push(
-                "retention.failed_deliveries must be at least retention.deliveries (failed and rejected deliveries are kept longer)"
+                "retention.failed_deliveries: must be at least retention.deliveries (failed deliveries are kept longer)"
                     .into(),
             );
         }
 
         let mut names = HashMap::new();
-        for (i, ep) in self.endpoints.iter().enumerate() {
+        for (ep, &i) in self.endpoints.iter().zip(&layout.endpoints) {
+            let at = format!("endpoints[{i}]");
             if !valid_name(&ep.name) {
                 problems.push(format!(
-                    "endpoints[{i}].name {:?} must be 1-64 lowercase letters, digits, '-' or '_'",
+                    "{at}.name: {:?} must be 1-64 lowercase letters, digits, '-' or '_'",
                     ep.name
                 ));
             }
-            if names.insert(ep.name.as_str(), i).is_some() {
-                problems.push(format!("endpoint {:?} is defined twice", ep.name));
+            if let Some(first) = names.insert(ep.name.as_str(), i) {
+                problems.push(format!(
+                    "{at}.name: endpoint {:?} is defined twice (also endpoints[{first}])",
+                    ep.name
+                ));
             }
             if ep.secrets.iter().all(|s| s.expose().trim().is_empty()) {
                 problems.push(format!(
-                    "endpoint {:?} has no secret: set secrets = [\"...\"] or KEYMINT_ENDPOINTS__{}__SECRETS_FILE",
+                    "{at}.secrets: endpoint {:?} has no secret: set secrets = [\"...\"] or KEYMINT_ENDPOINTS__{}__SECRETS_FILE",
                     ep.name,
                     ep.name.to_uppercase().replace('-', "_")
                 ));
             }
             if ep.legacy_secret && ep.kind != EndpointKind::Polar {
                 problems.push(format!(
-                    "endpoint {:?}: legacy_secret applies to kind \"polar\" only",
-                    ep.name
+                    "{at}.legacy_secret: applies to kind \"polar\" only (endpoint {:?} is {:?})",
+                    ep.name,
+                    ep.kind.as_str()
                 ));
             }
-            if matches!(ep.kind, EndpointKind::Standard | EndpointKind::Polar) && !ep.legacy_secret
-            {
-                for s in &ep.secrets {
+            for (j, s) in ep.secrets.iter().enumerate() {
+                let at = format!("{at}.secrets[{j}]");
+                let base64_key = match ep.kind {
+                    EndpointKind::Standard => true,
                     // Polar's own `polar_whs_...` secrets are used as text,
                     // as Polar's SDKs do; only `whsec_` ones are base64.
-                    if ep.kind == EndpointKind::Polar && !s.expose().starts_with("whsec_") {
-                        continue;
-                    }
-                    if let Err(e) = crate::adapters::signatures::check_standard_secret(s.expose()) {
-                        problems.push(format!("endpoint {:?}: {e}", ep.name));
-                    }
+                    EndpointKind::Polar => !ep.legacy_secret && s.expose().starts_with("whsec_"),
+                    _ => false,
+                };
+                if base64_key
+                    && let Err(e) = crate::adapters::signatures::check_standard_secret(s.expose())
+                {
+                    problems.push(format!("{at}: {e}"));
+                    continue;
+                }
+                if weak_allowed || s.expose().trim().is_empty() {
+                    continue;
+                }
+                if is_placeholder(s.expose()) {
+                    problems.push(placeholder_problem(&at, s));
+                } else if let Some(problem) = short_secret(s.expose(), base64_key) {
+                    problems.push(format!("{at}: {problem}"));
                 }
             }
             if ep.kind == EndpointKind::Gumroad && ep.tolerance != default_tolerance() {
                 problems.push(format!(
-                    "endpoint {:?}: gumroad sends no timestamp, so tolerance does not apply",
-                    ep.name
+                    "{at}.tolerance: gumroad sends no timestamp, so tolerance does not apply"
                 ));
             }
             if ep.tolerance.is_zero() {
-                problems.push(format!(
-                    "endpoint {:?}: tolerance must be at least one second",
-                    ep.name
-                ));
+                problems.push(format!("{at}.tolerance: must be at least one second"));
             }
             if let Some(url) = &ep.api_url
                 && !(url.starts_with("http://") || url.starts_with("https://"))
             {
                 problems.push(format!(
-                    "endpoint {:?}: api_url {url:?} must start with http:// or https://",
-                    ep.name
+                    "{at}.api_url: {url:?} must start with http:// or https://"
                 ));
+            }
+            if !weak_allowed
+                && let Some(key) = &ep.api_key
+                && is_placeholder(key.expose())
+            {
+                problems.push(placeholder_problem(&format!("{at}.api_key"), key));
             }
         }
 
         let mut product_ids = HashMap::new();
         let mut mapped: HashMap<(&str, &str), &str> = HashMap::new();
-        for (i, p) in self.products.iter().enumerate() {
+        for (p, &i) in self.products.iter().zip(&layout.products) {
+            let at = format!("products[{i}]");
             if !valid_name(&p.id) {
                 problems.push(format!(
-                    "products[{i}].id {:?} must be 1-64 lowercase letters, digits, '-' or '_'",
+                    "{at}.id: {:?} must be 1-64 lowercase letters, digits, '-' or '_'",
                     p.id
                 ));
             }
-            if product_ids.insert(p.id.as_str(), i).is_some() {
-                problems.push(format!("product {:?} is defined twice", p.id));
+            if let Some(first) = product_ids.insert(p.id.as_str(), i) {
+                problems.push(format!(
+                    "{at}.id: product {:?} is defined twice (also products[{first}])",
+                    p.id
+                ));
             }
             for (field, value) in [("tier", &p.tier), ("key_prefix", &p.key_prefix)] {
                 if !keymint_license_segment(value) {
                     problems.push(format!(
-                        "product {:?}: {field} {value:?} must be 1-16 letters or digits",
-                        p.id
+                        "{at}.{field}: {value:?} must be 1-16 letters or digits"
                     ));
                 }
             }
             if let Err(e) = p.validity() {
-                problems.push(format!("product {:?}: {e}", p.id));
+                problems.push(format!("{at}.duration: {e}"));
             }
             if p.max_machines == Some(0) {
                 problems.push(format!(
-                    "product {:?}: max_machines must be at least 1 (omit it for unlimited)",
-                    p.id
+                    "{at}.max_machines: must be at least 1 (omit it for unlimited)"
                 ));
             }
             for (endpoint, ids) in &p.map {
-                if self.endpoint(endpoint).is_none() {
+                if self.endpoint(endpoint).is_none()
+                    && !layout.unreadable_endpoints.contains(endpoint)
+                {
                     problems.push(format!(
-                        "product {:?} maps endpoint {endpoint:?}, which is not defined",
-                        p.id
+                        "{at}.map.{endpoint}: endpoint {endpoint:?} is not defined"
                     ));
                 }
                 for id in ids {
@@ -804,7 +881,7 @@ impl Config {
                         mapped.insert((endpoint.as_str(), id.as_str()), p.id.as_str())
                     {
                         problems.push(format!(
-                            "{endpoint} product id {id:?} is mapped twice (products {other:?} and {:?})",
+                            "{at}.map.{endpoint}: {endpoint} product id {id:?} is mapped twice (products {other:?} and {:?})",
                             p.id
                         ));
                     }
@@ -812,6 +889,295 @@ impl Config {
             }
         }
     }
+}
+
+/// Webhook secrets shorter than this many bytes are refused: a secret the
+/// size of a password can be guessed, and every provider generates longer
+/// ones. For a Standard Webhooks `whsec_` key the decoded key counts.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+/// Prefixes providers put before the secret part; they are not secret.
+const SECRET_PREFIXES: &[&str] = &["whsec_", "polar_whs_", "pdl_ntfset_"];
+
+/// Values the documentation shows where a secret goes.
+const DOCUMENTED_EXAMPLES: &[&str] = &[
+    "a-long-random-string",
+    "your-signing-secret",
+    "the-signing-secret",
+    // The Standard Webhooks specification's example key.
+    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+];
+
+/// True for the placeholders of `keymint.example.toml` and the docs:
+/// `replace-me...`, `...`, `<...>` and the documented example values.
+fn is_placeholder(secret: &str) -> bool {
+    let s = secret.trim();
+    let lower = s.to_ascii_lowercase();
+    DOCUMENTED_EXAMPLES.contains(&s)
+        || s.contains("...")
+        || (s.starts_with('<') && s.ends_with('>'))
+        || [
+            "replace-me",
+            "replace_me",
+            "replaceme",
+            "change-me",
+            "change_me",
+            "changeme",
+        ]
+        .iter()
+        .any(|p| lower.contains(p))
+}
+
+fn placeholder_problem(path: &str, secret: &Secret) -> String {
+    format!(
+        "{path}: {:?} is a documented placeholder, not a secret: put the real one here (server.allow_weak_secrets allows it for a local trial)",
+        secret.expose()
+    )
+}
+
+/// Why `secret` is too short, if it is. Never prints the secret.
+fn short_secret(secret: &str, base64_key: bool) -> Option<String> {
+    if base64_key {
+        use base64::Engine;
+        let key = secret.strip_prefix("whsec_").unwrap_or(secret);
+        let len = base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .map_or(0, |k| k.len());
+        return (len < MIN_SECRET_BYTES).then(|| {
+            format!("the key decodes to {len} bytes; the minimum is {MIN_SECRET_BYTES} bytes")
+        });
+    }
+    let rest = SECRET_PREFIXES
+        .iter()
+        .find_map(|p| secret.strip_prefix(p))
+        .unwrap_or(secret);
+    (rest.len() < MIN_SECRET_BYTES).then(|| {
+        format!(
+            "the secret is {} bytes{}; the minimum is {MIN_SECRET_BYTES} bytes (for example `openssl rand -hex 32`)",
+            rest.len(),
+            if rest.len() == secret.len() {
+                ""
+            } else {
+                " after its prefix"
+            }
+        )
+    })
+}
+
+/// Where each loaded endpoint and product stood in the file, so problems
+/// name `endpoints[2]` even when an earlier element could not be read.
+#[derive(Debug, Default)]
+struct Layout {
+    endpoints: Vec<usize>,
+    products: Vec<usize>,
+    /// Names of endpoints that could not be read (their problems are
+    /// already listed; products mapping them are not blamed again).
+    unreadable_endpoints: Vec<String>,
+}
+
+/// One step of a path in the configuration: a key or an array index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+fn path_text(steps: &[Step]) -> String {
+    let mut out = String::new();
+    for step in steps {
+        match step {
+            Step::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+fn ignored_steps(path: &serde_ignored::Path<'_>, out: &mut Vec<Step>) {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => {}
+        P::Seq { parent, index } => {
+            ignored_steps(parent, out);
+            out.push(Step::Index(*index));
+        }
+        P::Map { parent, key } => {
+            ignored_steps(parent, out);
+            out.push(Step::Key(key.clone()));
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            ignored_steps(parent, out)
+        }
+    }
+}
+
+/// Removes the value at `steps`; a bad element of an array removes the
+/// whole array (so later indices are not shifted). False if nothing was
+/// removed.
+fn remove_at(value: &mut toml::Value, steps: &[Step]) -> bool {
+    let Some((last, parent)) = steps.split_last() else {
+        return false;
+    };
+    if matches!(last, Step::Index(_)) {
+        return remove_at(value, parent);
+    }
+    let mut here = value;
+    for step in parent {
+        let next = match (step, here) {
+            (Step::Key(k), toml::Value::Table(t)) => t.get_mut(k),
+            (Step::Index(i), toml::Value::Array(a)) => a.get_mut(*i),
+            _ => None,
+        };
+        match next {
+            Some(v) => here = v,
+            None => return false,
+        }
+    }
+    match (last, here) {
+        (Step::Key(k), toml::Value::Table(t)) => t.remove(k).is_some(),
+        _ => false,
+    }
+}
+
+/// Passes over one value at most this many times (one per bad value).
+const MAX_PASSES: usize = 64;
+
+/// Deserializes a `T` from `value`, listing every unknown key and every
+/// value of the wrong type with its path under `prefix`: a bad value is
+/// reported, taken out (so its default applies) and the rest read again.
+/// None when a required value is missing or wrong.
+fn read_reporting<T: serde::de::DeserializeOwned>(
+    mut value: toml::Value,
+    prefix: &[Step],
+    problems: &mut Vec<String>,
+) -> Option<T> {
+    let full = |steps: &[Step]| {
+        let mut all = prefix.to_vec();
+        all.extend_from_slice(steps);
+        all
+    };
+    let mut reported: Vec<Vec<Step>> = Vec::new();
+    let mut unknown: Vec<Vec<Step>> = Vec::new();
+    let mut result = None;
+    for _ in 0..MAX_PASSES {
+        let mut seen = Vec::new();
+        let mut note = |p: serde_ignored::Path<'_>| {
+            let mut steps = Vec::new();
+            ignored_steps(&p, &mut steps);
+            seen.push(steps);
+        };
+        let de = serde_ignored::Deserializer::new(value.clone(), &mut note);
+        let outcome = serde_path_to_error::deserialize::<_, T>(de);
+        for steps in seen {
+            if !unknown.contains(&steps) {
+                unknown.push(steps);
+            }
+        }
+        match outcome {
+            Ok(v) => {
+                result = Some(v);
+                break;
+            }
+            Err(e) => {
+                let steps: Vec<Step> = e
+                    .path()
+                    .iter()
+                    .map(|s| match s {
+                        serde_path_to_error::Segment::Seq { index } => Step::Index(*index),
+                        serde_path_to_error::Segment::Map { key }
+                        | serde_path_to_error::Segment::Enum { variant: key } => {
+                            Step::Key(key.clone())
+                        }
+                        serde_path_to_error::Segment::Unknown => Step::Key("?".into()),
+                    })
+                    .collect();
+                let mut message = e.into_inner().to_string().trim().replace('\n', " ");
+                // toml appends the key, which the path already names.
+                if let Some(cut) = message.rfind(" in `")
+                    && message.ends_with('`')
+                {
+                    message.truncate(cut);
+                }
+                if let Some(field) = message
+                    .strip_prefix("missing field `")
+                    .and_then(|m| m.split('`').next())
+                {
+                    let mut missing = full(&steps);
+                    missing.push(Step::Key(field.to_string()));
+                    if !reported.contains(&missing) {
+                        problems.push(format!("{}: missing, and required", path_text(&missing)));
+                    }
+                    break;
+                }
+                let at = full(&steps);
+                problems.push(format!(
+                    "{}: {message}",
+                    if at.is_empty() {
+                        "(top level)".to_string()
+                    } else {
+                        path_text(&at)
+                    }
+                ));
+                reported.push(at);
+                if !remove_at(&mut value, &steps) {
+                    break;
+                }
+            }
+        }
+    }
+    for steps in unknown {
+        problems.push(format!("{}: unknown key", path_text(&full(&steps))));
+    }
+    result
+}
+
+/// Reads the whole configuration, listing every problem of type or name;
+/// endpoints and products are read one by one, so one bad element does not
+/// hide the others.
+fn deserialize_config(mut root: toml::Table, problems: &mut Vec<String>) -> (Config, Layout) {
+    let endpoints = root.remove("endpoints");
+    let products = root.remove("products");
+    let mut config: Config =
+        read_reporting(toml::Value::Table(root), &[], problems).unwrap_or_default();
+    let mut layout = Layout::default();
+    for (key, items) in [("endpoints", endpoints), ("products", products)] {
+        let items = match items {
+            None => continue,
+            Some(toml::Value::Array(items)) => items,
+            Some(other) => {
+                problems.push(format!(
+                    "{key}: must be a list of tables ([[{key}]]), not a {}",
+                    other.type_str()
+                ));
+                continue;
+            }
+        };
+        for (i, item) in items.into_iter().enumerate() {
+            let prefix = [Step::Key(key.to_string()), Step::Index(i)];
+            if key == "endpoints" {
+                let name = item
+                    .get("name")
+                    .and_then(toml::Value::as_str)
+                    .map(str::to_string);
+                match read_reporting::<EndpointConfig>(item, &prefix, problems) {
+                    Some(ep) => {
+                        config.endpoints.push(ep);
+                        layout.endpoints.push(i);
+                    }
+                    None => layout.unreadable_endpoints.extend(name),
+                }
+            } else if let Some(p) = read_reporting::<ProductConfig>(item, &prefix, problems) {
+                config.products.push(p);
+                layout.products.push(i);
+            }
+        }
+    }
+    (config, layout)
 }
 
 fn keymint_license_segment(s: &str) -> bool {
@@ -858,35 +1224,49 @@ fn apply_env(root: &mut toml::Table, env: &[(String, String)], problems: &mut Ve
                 }
             }
         }
-        if let Err(e) = set_path(
-            root,
-            &path,
-            env_value(&raw, path.last().map(String::as_str)),
-        ) {
+        let value = match env_value(&raw, path.last().map(String::as_str)) {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        if let Err(e) = set_path(root, &path, value) {
             problems.push(format!("{name}: {e}"));
         }
     }
 }
 
-fn env_value(raw: &str, key: Option<&str>) -> toml::Value {
-    if key == Some("secrets") && !raw.trim_start().starts_with('[') {
-        // One secret per line, so a mounted secrets file can list several.
-        return toml::Value::Array(
+/// The value of an override or a secrets file. A list is written as TOML
+/// (`["s1", "s2"]`, as documented); `secrets` also takes one secret per
+/// line, so a mounted secrets file can list several. Other secrets are
+/// taken as text, so a secret that looks like a number stays a string.
+/// A value that starts like a list or a table but does not parse is an
+/// error, never a string by accident.
+fn env_value(raw: &str, key: Option<&str>) -> Result<toml::Value, String> {
+    let trimmed = raw.trim_start();
+    let structured = trimmed.starts_with('[') || trimmed.starts_with('{');
+    if key == Some("secrets") && !structured {
+        return Ok(toml::Value::Array(
             raw.lines()
                 .map(str::trim)
                 .filter(|l| !l.is_empty())
                 .map(|l| toml::Value::String(l.to_string()))
                 .collect(),
-        );
+        ));
     }
-    let quoted_ok = key.is_some_and(|k| SECRET_KEYS.contains(&k));
-    if !quoted_ok
-        && let Ok(t) = format!("v = {raw}").parse::<toml::Table>()
-        && let Some(v) = t.get("v")
-    {
-        return v.clone();
+    let text_secret = key.is_some_and(|k| k != "secrets" && SECRET_KEYS.contains(&k));
+    if text_secret {
+        return Ok(toml::Value::String(raw.to_string()));
     }
-    toml::Value::String(raw.to_string())
+    match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => Ok(t.remove("v").expect("the key just written")),
+        Err(e) if structured => Err(format!(
+            "{raw:?} starts like a TOML list or table but does not parse ({}); write a list as [\"a\", \"b\"]",
+            e.message()
+        )),
+        Err(_) => Ok(toml::Value::String(raw.to_string())),
+    }
 }
 
 fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
@@ -937,7 +1317,12 @@ fn resolve_secret_files(table: &mut toml::Table, prefix: &str, problems: &mut Ve
             match std::fs::read_to_string(&path) {
                 Ok(text) => {
                     let text = text.trim_end_matches(['\n', '\r']);
-                    table.insert(base.to_string(), env_value(text, Some(base)));
+                    match env_value(text, Some(base)) {
+                        Ok(v) => {
+                            table.insert(base.to_string(), v);
+                        }
+                        Err(e) => problems.push(format!("`{prefix}{key}`: {path}: {e}")),
+                    }
                 }
                 Err(e) => problems.push(format!("`{prefix}{key}`: cannot read {path}: {e}")),
             }
@@ -979,7 +1364,7 @@ mod tests {
 [[endpoints]]
 name = "gumroad"
 kind = "gumroad"
-secrets = ["s1"]
+secrets = ["s1-0123456789abcdef"]
 [[products]]
 id = "datatools-core"
 name = "DataTools Core"
@@ -1009,7 +1394,7 @@ gumroad = ["datatools-core"]
             c.products[0].validity().unwrap(),
             Some(Duration::from_secs(365 * 86400))
         );
-        assert_eq!(c.endpoints[0].secrets[0].expose(), "s1");
+        assert_eq!(c.endpoints[0].secrets[0].expose(), "s1-0123456789abcdef");
     }
 
     #[test]
@@ -1042,7 +1427,11 @@ gumroad = ["datatools-core"]
         let dir = std::env::temp_dir().join(format!("keymint-sec-{}", ulid::Ulid::generate()));
         std::fs::create_dir_all(&dir).unwrap();
         let secret_file = dir.join("gumroad");
-        std::fs::write(&secret_file, "rotated-new\nrotated-old\n").unwrap();
+        std::fs::write(
+            &secret_file,
+            "rotated-new-0123456789\nrotated-old-0123456789\n",
+        )
+        .unwrap();
         let c = load(
             GOOD,
             &[
@@ -1059,13 +1448,16 @@ gumroad = ["datatools-core"]
         assert_eq!(c.server.listen, "0.0.0.0:9000");
         assert_eq!(c.email.max_attempts, 3);
         let secrets: Vec<&str> = c.endpoints[0].secrets.iter().map(Secret::expose).collect();
-        assert_eq!(secrets, ["rotated-new", "rotated-old"]);
+        assert_eq!(
+            secrets,
+            ["rotated-new-0123456789", "rotated-old-0123456789"]
+        );
     }
 
     #[test]
     fn secrets_are_hidden_from_debug() {
         let c = load(GOOD, &[]).unwrap();
-        assert!(!format!("{c:?}").contains("\"s1\""));
+        assert!(!format!("{c:?}").contains("s1-0123456789abcdef"));
     }
 
     #[test]

@@ -130,3 +130,140 @@ impl Parsed {
         }
     }
 }
+
+/// Why an authentic event cannot be acted on as it stands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error(transparent)]
+    Control(#[from] crate::text::ControlCharacter),
+    #[error("{field} is negative ({value})")]
+    NegativeAmount { field: &'static str, value: i64 },
+}
+
+impl Parsed {
+    /// Applies the input rules every adapter's output obeys, the same on
+    /// both databases (docs/architecture.md, "Input text"): identifiers,
+    /// emails and currencies with a control character and negative amounts
+    /// are refused (the delivery fails with the reason and can be replayed
+    /// after a fix); names are cleaned of control characters.
+    pub fn validate(mut self) -> Result<Self, Invalid> {
+        use crate::text::check_identifier as id;
+        id("event id", &self.event_id)?;
+        id("event type", &self.event_type)?;
+        if let Some(session) = &self.line_items_of {
+            id("checkout session", session)?;
+        }
+        let refs = |refs: &[String]| refs.iter().try_for_each(|r| id("order reference", r));
+        let amount = |field: &'static str, value: Option<i64>| match value {
+            Some(v) if v < 0 => Err(Invalid::NegativeAmount { field, value: v }),
+            _ => Ok(()),
+        };
+        match &mut self.event {
+            Event::Sale(s) => {
+                id("order id", &s.order_id)?;
+                refs(&s.refs)?;
+                refs(&s.product_ids)?;
+                s.buyer.validate()?;
+                amount("price", s.amount_cents)?;
+                if let Some(c) = &s.currency {
+                    id("currency", c)?;
+                }
+            }
+            Event::Subscription(s) => {
+                id("subscription id", &s.subscription_id)?;
+                refs(&s.refs)?;
+                refs(&s.product_ids)?;
+                s.buyer.validate()?;
+                amount("price", s.amount_cents)?;
+                if let Some(c) = &s.currency {
+                    id("currency", c)?;
+                }
+            }
+            Event::Refund {
+                refs: r,
+                amount_cents,
+                ..
+            } => {
+                refs(r)?;
+                amount("refund amount", *amount_cents)?;
+            }
+            Event::RefundFailed { refs: r } | Event::Dispute { refs: r, .. } => refs(r)?,
+            Event::Customer {
+                customer_ref,
+                email,
+                name,
+            } => {
+                id("customer id", customer_ref)?;
+                id("email", email)?;
+                if let Some(n) = name {
+                    *n = crate::text::clean_line(n);
+                }
+            }
+            Event::Ignored(_) => {}
+        }
+        Ok(self)
+    }
+}
+
+impl Buyer {
+    fn validate(&mut self) -> Result<(), crate::text::ControlCharacter> {
+        if let Some(email) = &self.email {
+            crate::text::check_identifier("email", email)?;
+        }
+        if let Some(customer) = &self.customer_ref {
+            crate::text::check_identifier("customer id", customer)?;
+        }
+        if let Some(name) = &mut self.name {
+            *name = crate::text::clean_line(name);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sale(order_id: &str, name: &str, amount: i64) -> Parsed {
+        Parsed::new(
+            "evt",
+            "sale",
+            Event::Sale(Sale {
+                order_id: order_id.into(),
+                refs: vec![],
+                product_ids: vec!["p".into()],
+                buyer: Buyer {
+                    email: Some("a@example.com".into()),
+                    name: Some(name.into()),
+                    customer_ref: None,
+                },
+                amount_cents: Some(amount),
+                currency: Some("usd".into()),
+                test: false,
+            }),
+        )
+    }
+
+    #[test]
+    fn control_characters_in_ids_are_refused_and_names_cleaned() {
+        assert_eq!(
+            sale("NUL\0SALE", "Jane", 1)
+                .validate()
+                .unwrap_err()
+                .to_string(),
+            "order id contains a control character"
+        );
+        let ok = sale("S-1", "Ja\0ne\r\nDoe", 1).validate().unwrap();
+        let Event::Sale(s) = ok.event else { panic!() };
+        assert_eq!(s.buyer.name.as_deref(), Some("Ja ne Doe"));
+    }
+
+    #[test]
+    fn negative_amounts_are_refused() {
+        assert_eq!(
+            sale("S-1", "Jane", -5).validate().unwrap_err().to_string(),
+            "price is negative (-5)"
+        );
+        assert!(sale("S-1", "Jane", 0).validate().is_ok());
+    }
+}

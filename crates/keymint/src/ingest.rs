@@ -6,7 +6,7 @@ use crate::adapters::{self, AuthError, RawRequest};
 use crate::app::AppState;
 use crate::dispatcher::{Applied, Source};
 use crate::events::Parsed;
-use crate::store::deliveries::{self, NewDelivery, Outcome, status};
+use crate::store::deliveries::{self, NewDelivery, Outcome, StoredBody, status};
 use crate::store::{self};
 use std::collections::BTreeMap;
 
@@ -103,6 +103,15 @@ pub async fn ingest(state: &AppState, req: Incoming) -> IngestResult {
     };
     let now = store::now_ms();
     let auth = adapter.authenticate(&raw, endpoint, now / 1000);
+    if let Err(e) = &auth
+        && !state.rejected.allow(req.source_ip.as_deref())
+    {
+        // Over this source's budget: answered the same, counted, not kept.
+        metrics::counter!("keymint_webhook_rejected_unrecorded_total", "endpoint" => endpoint.name.clone())
+            .increment(1);
+        tracing::debug!(endpoint = %endpoint.name, reason = e.reason(), "rejected a delivery (not recorded: over the per-source limit)");
+        return unauthenticated(e);
+    }
     let delivery = NewDelivery {
         id: store::new_id("dlv"),
         endpoint: endpoint.name.clone(),
@@ -117,7 +126,11 @@ pub async fn ingest(state: &AppState, req: Incoming) -> IngestResult {
             adapter.secret_query_params(),
         ),
         headers: redact_headers(&req.headers),
-        body: req.body.clone(),
+        body: if auth.is_ok() {
+            StoredBody::whole(req.body)
+        } else {
+            StoredBody::prefix(&req.body)
+        },
         signature_valid: auth.is_ok(),
         status: if auth.is_ok() {
             status::RECEIVED
@@ -135,13 +148,22 @@ pub async fn ingest(state: &AppState, req: Incoming) -> IngestResult {
     if let Err(e) = auth {
         tracing::warn!(endpoint = %endpoint.name, delivery_id = %delivery.id, reason = e.reason(), "rejected a delivery");
         count(&endpoint.name, status::REJECTED);
-        return match e {
-            AuthError::Hidden(_) => IngestResult::NotFound,
-            AuthError::Unauthorized(_) => IngestResult::Unauthorized,
-        };
+        return unauthenticated(&e);
     }
-    let parsed = adapter.parse(&raw);
+    let parsed = adapter.parse(&RawRequest {
+        headers: &req.headers,
+        query: req.query.as_deref(),
+        body: &delivery.body.bytes,
+    });
     process(state, &endpoint.name, &delivery.id, parsed).await
+}
+
+/// The answer to a delivery that failed authentication.
+fn unauthenticated(e: &AuthError) -> IngestResult {
+    match e {
+        AuthError::Hidden(_) => IngestResult::NotFound,
+        AuthError::Unauthorized(_) => IngestResult::Unauthorized,
+    }
 }
 
 /// Parses and dispatches an authenticated, recorded delivery.
@@ -158,7 +180,11 @@ pub async fn process(
     let parsed = match parsed {
         Ok(p) if p.line_items_of.is_some() => fill_line_items(state, endpoint, p).await,
         other => other,
-    };
+    }
+    .and_then(|p| {
+        p.validate()
+            .map_err(|e| adapters::ParseError(e.to_string()))
+    });
     let result = match parsed {
         Ok(parsed) => match state.dispatcher.apply(&src, &parsed).await {
             Ok(applied) => Ok(applied),

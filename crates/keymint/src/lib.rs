@@ -19,6 +19,7 @@ pub mod http;
 pub mod ingest;
 pub mod notify;
 pub mod provider_api;
+pub mod rejections;
 pub mod signing;
 pub mod store;
 pub mod subscriptions;

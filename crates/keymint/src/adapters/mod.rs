@@ -93,6 +93,7 @@ pub fn unauthorized(e: signatures::SigError) -> AuthError {
         SigError::Stale => "timestamp outside the replay window",
         SigError::Mismatch => "no signature matches",
         SigError::NoSecret => "no usable secret configured",
+        SigError::TooLarge(_) => "signature header too large",
     })
 }
 

@@ -11,6 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Sha256, Sha512};
+use subtle::ConstantTimeEq;
 
 /// Why a signature check failed. Only for the delivery row and the log;
 /// the sender gets a bare 401.
@@ -26,13 +27,39 @@ pub enum SigError {
     Mismatch,
     #[error("no usable secret configured")]
     NoSecret,
+    #[error(
+        "{0} is longer than {MAX_HEADER_BYTES} bytes or has more than {MAX_SIGNATURES} signatures"
+    )]
+    TooLarge(&'static str),
 }
 
 /// Default replay window, seconds.
 pub const DEFAULT_TOLERANCE: i64 = 300;
 
+/// The most signatures one header may carry. A provider sends one per
+/// active secret (two during a rotation); more is an attack on the
+/// verifier's time, refused before any MAC is computed.
+pub const MAX_SIGNATURES: usize = 8;
+
+/// The longest signature header accepted, bytes: room for
+/// [`MAX_SIGNATURES`] Ed25519 signatures in base64 and their separators.
+pub const MAX_HEADER_BYTES: usize = 1024;
+
+/// Refuses a signature header too long to be honest.
+fn check_header_size(name: &'static str, header: &str) -> Result<(), SigError> {
+    if header.len() > MAX_HEADER_BYTES {
+        Err(SigError::TooLarge(name))
+    } else {
+        Ok(())
+    }
+}
+
+/// Accepts `ts` when it is at most `tolerance` seconds from `now` in either
+/// direction. The difference is taken without overflow: a timestamp near
+/// `i64::MIN` or `i64::MAX` is simply far away.
 fn check_window(ts: i64, now: i64, tolerance: i64) -> Result<(), SigError> {
-    if (now - ts).abs() > tolerance {
+    let tolerance = u64::try_from(tolerance).unwrap_or(0);
+    if now.abs_diff(ts) > tolerance {
         Err(SigError::Stale)
     } else {
         Ok(())
@@ -48,19 +75,28 @@ fn hmac256(key: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
     mac
 }
 
-fn hmac512(key: &[u8], body: &[u8]) -> Hmac<Sha512> {
+/// True when `mac` equals any of `candidates`. Every candidate is compared
+/// in constant time and none stops the loop early, so the time taken says
+/// nothing about which (if any) matched; the MAC itself is computed once
+/// per secret by the caller, never once per candidate.
+fn matches_any(mac: &[u8], candidates: &[Vec<u8>]) -> bool {
+    let mut ok = subtle::Choice::from(0);
+    for candidate in candidates {
+        ok |= mac.ct_eq(candidate);
+    }
+    ok.into()
+}
+
+fn hmac256_bytes(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    hmac256(key, parts).finalize().into_bytes().to_vec()
+}
+
+fn hmac512_bytes(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let mut mac = Hmac::<Sha512>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(body);
-    mac
-}
-
-/// True when HMAC-SHA256(`key`, `parts`) equals `expected` (constant time).
-fn hmac256_matches(key: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool {
-    hmac256(key, parts).verify_slice(expected).is_ok()
-}
-
-fn hmac512_matches(key: &[u8], body: &[u8], expected: &[u8]) -> bool {
-    hmac512(key, body).verify_slice(expected).is_ok()
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().to_vec()
 }
 
 /// The shape Stripe and Paddle share: a timestamp and one or more hex
@@ -94,6 +130,7 @@ impl Timestamped {
     /// The timestamp and every signature of this scheme's kind (other
     /// schemes, such as Stripe's `v0`, are ignored as the SDKs do).
     fn parse(&self, header: &str) -> Result<(i64, Vec<Vec<u8>>), SigError> {
+        check_header_size(self.header, header)?;
         let mut ts = None;
         let mut sigs = Vec::new();
         for item in header.split(self.item_sep) {
@@ -108,6 +145,9 @@ impl Timestamped {
             } else if k == self.sig_key
                 && let Ok(bytes) = hex::decode(v)
             {
+                if sigs.len() == MAX_SIGNATURES {
+                    return Err(SigError::TooLarge(self.header));
+                }
                 sigs.push(bytes);
             }
         }
@@ -132,13 +172,8 @@ impl Timestamped {
         let t = ts.to_string();
         let mut ok = false;
         for secret in secrets {
-            for sig in &sigs {
-                ok |= hmac256_matches(
-                    secret.as_bytes(),
-                    &[t.as_bytes(), self.message_sep, body],
-                    sig,
-                );
-            }
+            let mac = hmac256_bytes(secret.as_bytes(), &[t.as_bytes(), self.message_sep, body]);
+            ok |= matches_any(&mac, &sigs);
         }
         if !ok {
             return Err(SigError::Mismatch);
@@ -188,13 +223,15 @@ fn verify_body_hex(
     header: Option<&str>,
     body: &[u8],
     secrets: &[&str],
-    matches: fn(&[u8], &[u8], &[u8]) -> bool,
+    mac: fn(&[u8], &[&[u8]]) -> Vec<u8>,
 ) -> Result<(), SigError> {
-    let sig = hex::decode(header.ok_or(SigError::Missing(name))?.trim())
-        .map_err(|_| SigError::Malformed(name))?;
+    let header = header.ok_or(SigError::Missing(name))?;
+    check_header_size(name, header)?;
+    let sig = hex::decode(header.trim()).map_err(|_| SigError::Malformed(name))?;
+    let sigs = [sig];
     let mut ok = false;
     for secret in secrets {
-        ok |= matches(secret.as_bytes(), body, &sig);
+        ok |= matches_any(&mac(secret.as_bytes(), &[body]), &sigs);
     }
     if ok { Ok(()) } else { Err(SigError::Mismatch) }
 }
@@ -205,9 +242,7 @@ pub fn verify_lemonsqueezy(
     body: &[u8],
     secrets: &[&str],
 ) -> Result<(), SigError> {
-    verify_body_hex("X-Signature", header, body, secrets, |key, body, sig| {
-        hmac256_matches(key, &[body], sig)
-    })
+    verify_body_hex("X-Signature", header, body, secrets, hmac256_bytes)
 }
 
 /// Hyperswitch: `X-Webhook-Signature-512` = hex HMAC-SHA512 of the body,
@@ -222,7 +257,7 @@ pub fn verify_hyperswitch(
         header,
         body,
         secrets,
-        hmac512_matches,
+        hmac512_bytes,
     )
 }
 
@@ -254,16 +289,26 @@ pub fn check_standard_secret(secret: &str) -> Result<(), String> {
 }
 
 /// The `webhook-signature` header: space-separated `v1,<base64>` (HMAC) and
-/// `v1a,<base64>` (Ed25519) entries; unknown versions are skipped.
-pub fn parse_standard_signatures(header: &str) -> Vec<(&str, Vec<u8>)> {
-    header
-        .split_whitespace()
-        .filter_map(|entry| {
-            let (version, sig) = entry.split_once(',')?;
-            let bytes = B64.decode(sig).ok()?;
-            matches!(version, "v1" | "v1a").then_some((version, bytes))
-        })
-        .collect()
+/// `v1a,<base64>` (Ed25519) entries; unknown versions are skipped. More
+/// than [`MAX_SIGNATURES`] entries, or a header over [`MAX_HEADER_BYTES`],
+/// is refused.
+pub fn parse_standard_signatures(header: &str) -> Result<Vec<(&str, Vec<u8>)>, SigError> {
+    check_header_size("webhook-signature", header)?;
+    let mut sigs = Vec::new();
+    for entry in header.split_whitespace() {
+        if sigs.len() == MAX_SIGNATURES {
+            return Err(SigError::TooLarge("webhook-signature"));
+        }
+        let Some((version, sig)) = entry.split_once(',') else {
+            continue;
+        };
+        if let Ok(bytes) = B64.decode(sig)
+            && matches!(version, "v1" | "v1a")
+        {
+            sigs.push((version, bytes));
+        }
+    }
+    Ok(sigs)
 }
 
 /// Standard Webhooks (and Polar): `v1` = base64 HMAC-SHA256 over
@@ -286,7 +331,7 @@ pub fn verify_standard(
         .trim()
         .parse()
         .map_err(|_| SigError::Malformed("webhook-timestamp"))?;
-    let sigs = parse_standard_signatures(header);
+    let sigs = parse_standard_signatures(header)?;
     if sigs.is_empty() {
         return Err(SigError::Malformed("webhook-signature"));
     }
@@ -321,11 +366,12 @@ pub fn verify_standard(
                 StandardKeyMode::LegacyRawString => secret.as_bytes().to_vec(),
             };
             usable = true;
-            for (version, sig) in &sigs {
-                if *version == "v1" {
-                    ok |= hmac256_matches(&key, &parts, sig);
-                }
-            }
+            let hmacs: Vec<Vec<u8>> = sigs
+                .iter()
+                .filter(|(version, _)| *version == "v1")
+                .map(|(_, sig)| sig.clone())
+                .collect();
+            ok |= matches_any(&hmac256_bytes(&key, &parts), &hmacs);
         }
     }
     if !usable {
@@ -373,7 +419,7 @@ pub fn sign(
         )],
         K::Hyperswitch => vec![(
             "x-webhook-signature-512",
-            hex::encode(hmac512(secret.as_bytes(), body).finalize().into_bytes()),
+            hex::encode(hmac512_bytes(secret.as_bytes(), &[body])),
         )],
         K::Standard | K::Polar => {
             if secret.starts_with("whpk_") {
@@ -655,6 +701,53 @@ mod tests {
         );
     }
 
+    #[test]
+    fn window_extremes_never_overflow() {
+        let now: i64 = 1_700_000_000;
+        for ts in [i64::MIN, i64::MIN + 1, now.wrapping_sub(1 << 62), i64::MAX] {
+            assert_eq!(check_window(ts, now, 300), Err(SigError::Stale), "ts {ts}");
+        }
+        assert_eq!(check_window(now - 300, now, 300), Ok(()));
+        assert_eq!(check_window(now + 300, now, 300), Ok(()));
+        assert_eq!(check_window(now - 301, now, 300), Err(SigError::Stale));
+        assert_eq!(
+            check_window(i64::MIN, i64::MAX, i64::MAX),
+            Err(SigError::Stale)
+        );
+    }
+
+    #[test]
+    fn oversized_signature_headers_are_refused_before_any_mac() {
+        let many = std::iter::once("t=1".to_string())
+            .chain((0..=MAX_SIGNATURES).map(|_| format!("v1={}", "ab".repeat(32))))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(many.len() < MAX_HEADER_BYTES);
+        assert_eq!(
+            parse_stripe_header(&many),
+            Err(SigError::TooLarge("Stripe-Signature"))
+        );
+        let long = format!("t=1,v1=ab,{}", "x".repeat(MAX_HEADER_BYTES));
+        assert_eq!(
+            parse_stripe_header(&long),
+            Err(SigError::TooLarge("Stripe-Signature"))
+        );
+        let standard = ["v1,AAAA"; MAX_SIGNATURES + 1].join(" ");
+        assert_eq!(
+            parse_standard_signatures(&standard),
+            Err(SigError::TooLarge("webhook-signature"))
+        );
+        let exactly = ["v1,AAAA"; MAX_SIGNATURES].join(" ");
+        assert_eq!(
+            parse_standard_signatures(&exactly).unwrap().len(),
+            MAX_SIGNATURES
+        );
+        assert_eq!(
+            verify_lemonsqueezy(Some(&"a".repeat(MAX_HEADER_BYTES + 2)), b"", &["k"]),
+            Err(SigError::TooLarge("X-Signature"))
+        );
+    }
+
     proptest! {
         #[test]
         fn header_parsers_never_panic(text in "\\PC{0,200}") {
@@ -685,7 +778,7 @@ mod tests {
         #[test]
         fn standard_signatures_round_trip(sigs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..80), 1..4)) {
             let header = sigs.iter().map(|s| format!("v1,{}", B64.encode(s))).collect::<Vec<_>>().join(" ");
-            let parsed: Vec<Vec<u8>> = parse_standard_signatures(&header).into_iter().map(|(_, b)| b).collect();
+            let parsed: Vec<Vec<u8>> = parse_standard_signatures(&header).unwrap().into_iter().map(|(_, b)| b).collect();
             prop_assert_eq!(parsed, sigs);
         }
     }

@@ -12,16 +12,18 @@ use crate::ingest::{self, ReplayError};
 use crate::store::deliveries::{self, Delivery};
 use crate::store::licenses::{self, License, LicenseEvent};
 use crate::store::{self, admin_tokens, outbox};
+use axum::Json;
 use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
-use axum::{Json, Router};
+use axum::routing::any;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// `{"created", "license"}` from a manual mint.
 #[derive(Serialize, ToSchema)]
@@ -58,20 +60,23 @@ pub struct DeliveryPage {
     pub next_before: Option<String>,
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/v1/licenses", post(mint).get(search))
-        .route("/admin/v1/licenses/{key}", get(show))
-        .route("/admin/v1/licenses/{key}/revoke", post(revoke))
-        .route("/admin/v1/licenses/{key}/reinstate", post(reinstate))
-        .route("/admin/v1/licenses/{key}/resend", post(resend))
-        .route("/admin/v1/licenses/{key}/refund", post(refund))
-        .route("/admin/v1/deliveries", get(list_deliveries))
-        .route("/admin/v1/deliveries/{id}", get(show_delivery))
-        .route("/admin/v1/deliveries/{id}/replay", post(replay))
-        .route("/admin/v1/deliveries/replay", post(replay_failed))
-        .route("/admin/v1/subscriptions", get(list_subscriptions))
-        .route("/admin/v1/subscriptions/{id}", get(show_subscription))
+/// The admin routes; each is registered with its OpenAPI description, so
+/// `/openapi.json` lists exactly what is served.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(mint, search))
+        .routes(routes!(show))
+        .routes(routes!(revoke))
+        .routes(routes!(reinstate))
+        .routes(routes!(resend))
+        .routes(routes!(refund))
+        .routes(routes!(list_deliveries))
+        .routes(routes!(show_delivery))
+        .routes(routes!(replay))
+        .routes(routes!(replay_failed))
+        .routes(routes!(list_subscriptions))
+        .routes(routes!(show_subscription))
+        // Not an API route: any other path under /admin answers a JSON 404.
         .route("/admin", any(no_such_route))
         .route("/admin/{*rest}", any(no_such_route))
         .layer(middleware::from_fn(json_errors))
@@ -412,7 +417,7 @@ async fn mint(
 
 /// A license with its history and emails.
 #[utoipa::path(get, path = "/admin/v1/licenses/{key}", tag = "licenses", security(("bearer" = [])),
-    params(("key" = String, Path, description = "license key, any case")),
+    params(("key" = String, Path, description = "license key PREFIX-TIER-XXXXX-XXXXX-XXXXX-XXXXX (prefix and tier 1-16 letters or digits, then four groups of five Crockford base32 characters; any case, O reads as 0, I and L as 1)")),
     responses((status = 200, body = LicenseDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn show(
     admin: Admin,
@@ -440,6 +445,8 @@ struct SearchQuery {
     status: Option<String>,
     /// A previous page's `next_before`.
     before: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
@@ -525,7 +532,7 @@ async fn change_status(
 
 /// Revoke a license.
 #[utoipa::path(post, path = "/admin/v1/licenses/{key}/revoke", tag = "licenses", security(("bearer" = [])),
-    params(("key" = String, Path)), request_body = ReasonBody,
+    params(("key" = String, Path, description = "license key PREFIX-TIER-XXXXX-XXXXX-XXXXX-XXXXX (prefix and tier 1-16 letters or digits, then four groups of five Crockford base32 characters; any case, O reads as 0, I and L as 1)")), request_body = ReasonBody,
     responses((status = 200, body = LicenseOne), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn revoke(
     admin: Admin,
@@ -538,7 +545,7 @@ async fn revoke(
 
 /// Reinstate a revoked or suspended license.
 #[utoipa::path(post, path = "/admin/v1/licenses/{key}/reinstate", tag = "licenses", security(("bearer" = [])),
-    params(("key" = String, Path)), request_body = ReasonBody,
+    params(("key" = String, Path, description = "license key PREFIX-TIER-XXXXX-XXXXX-XXXXX-XXXXX (prefix and tier 1-16 letters or digits, then four groups of five Crockford base32 characters; any case, O reads as 0, I and L as 1)")), request_body = ReasonBody,
     responses((status = 200, body = LicenseOne), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn reinstate(
     admin: Admin,
@@ -574,7 +581,7 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(
 
 /// Queue the license email again; a revoked license only with `force`.
 #[utoipa::path(post, path = "/admin/v1/licenses/{key}/resend", tag = "licenses", security(("bearer" = [])),
-    params(("key" = String, Path)), request_body(content = ResendBody, description = "optional"),
+    params(("key" = String, Path, description = "license key PREFIX-TIER-XXXXX-XXXXX-XXXXX-XXXXX (prefix and tier 1-16 letters or digits, then four groups of five Crockford base32 characters; any case, O reads as 0, I and L as 1)")), request_body(content = ResendBody, description = "optional"),
     responses((status = 202, description = "queued"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "the license is revoked")))]
 async fn resend(
     admin: Admin,
@@ -649,6 +656,8 @@ struct DeliveryQuery {
     since: Option<String>,
     until: Option<String>,
     before: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
@@ -851,6 +860,8 @@ struct SubscriptionQuery {
     /// Buyer email, case-insensitive.
     email: Option<String>,
     before: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
@@ -936,6 +947,7 @@ pub struct BulkReplay {
     /// Continue after this delivery id (a previous answer's `next_after`).
     after: Option<String>,
     /// At most this many (default 500, at most 5000).
+    #[schema(minimum = 1, maximum = 5000)]
     limit: Option<usize>,
 }
 
@@ -1021,7 +1033,7 @@ impl From<store::refunds::Refund> for RefundOut {
 /// `pending` (license suspended) until the provider's webhook or the
 /// reconciler settles it.
 #[utoipa::path(post, path = "/admin/v1/licenses/{key}/refund", tag = "licenses", security(("bearer" = [])),
-    params(("key" = String, Path)), request_body = RefundBody,
+    params(("key" = String, Path, description = "license key PREFIX-TIER-XXXXX-XXXXX-XXXXX-XXXXX (prefix and tier 1-16 letters or digits, then four groups of five Crockford base32 characters; any case, O reads as 0, I and L as 1)")), request_body = RefundBody,
     responses((status = 202, body = RefundOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn refund(
     admin: Admin,

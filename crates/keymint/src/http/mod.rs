@@ -34,15 +34,25 @@ impl MakeRequestId for UlidRequestId {
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    let body_limit = state.config.server.max_body_bytes;
-    let timeout = state.config.server.request_timeout;
-    Router::new()
+/// Every route with its OpenAPI description: served and documented from
+/// one registration, so the two cannot drift apart.
+pub fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    use utoipa::OpenApi;
+    utoipa_axum::router::OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(webhooks::routes())
         .merge(public::routes())
         .merge(admin::routes())
         .merge(ops::routes())
         .merge(openapi::routes())
+}
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.server.max_body_bytes;
+    let timeout = state.config.server.request_timeout;
+    let (routes, _) = api().split_for_parts();
+    routes
+        .fallback(no_such_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(record_metrics))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
@@ -63,6 +73,43 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Any path no route serves: a JSON 404 with a code, like every error.
+async fn no_such_route() -> ApiError {
+    ApiError::coded(
+        axum::http::StatusCode::NOT_FOUND,
+        "no_such_route",
+        "no such route (see /openapi.json)",
+    )
+}
+
+/// A known path asked with a method it does not serve.
+async fn method_not_allowed() -> ApiError {
+    ApiError::coded(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method (see /openapi.json)",
+    )
+}
+
+/// A method as a metric label: the known methods by name, anything made up
+/// as `other`, so a client cannot grow the label set (every label comes
+/// from a fixed set; the route is the matched template, never the path).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 async fn record_metrics(req: Request, next: Next) -> Response {
     let start = std::time::Instant::now();
     let route = req
@@ -70,7 +117,7 @@ async fn record_metrics(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let resp = next.run(req).await;
     metrics::histogram!(
         "keymint_http_request_duration_seconds",

@@ -1,33 +1,24 @@
-//! `GET /openapi.json`: the OpenAPI 3.1 description of the HTTP API,
-//! generated from the handlers' annotations.
+//! `GET /openapi.json`: the OpenAPI 3.1 description of the HTTP API. Every
+//! route is registered together with its description (utoipa-axum's
+//! `routes!`), so the document lists exactly what the router serves; the
+//! answers every route of a kind can give (timeouts, authentication, JSON
+//! body errors, an unreachable database) are added here once.
 
 use crate::app::AppState;
-use crate::http::{admin, public, webhooks};
-use axum::routing::get;
-use axum::{Json, Router};
+use crate::http::error::ErrorBody;
+use axum::Json;
+use std::sync::OnceLock;
+use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "keymint", description = "Turn payment webhooks into signed, emailed licenses"),
-    paths(
-        webhooks::receive,
-        public::keys,
-        admin::mint,
-        admin::search,
-        admin::show,
-        admin::revoke,
-        admin::reinstate,
-        admin::resend,
-        admin::refund,
-        admin::list_deliveries,
-        admin::show_delivery,
-        admin::replay,
-        admin::replay_failed,
-        admin::list_subscriptions,
-        admin::show_subscription,
-    ),
+    components(schemas(ErrorBody)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -44,6 +35,91 @@ impl Modify for BearerAuth {
     }
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(openapi_json))
+}
+
+/// This description.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "the OpenAPI 3.1 document")))]
+async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
+    Json(document())
+}
+
+/// The whole description, built once from the router's own routes.
+pub fn document() -> &'static utoipa::openapi::OpenApi {
+    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let (_, mut doc) = crate::http::api().split_for_parts();
+        add_common_responses(&mut doc);
+        doc
+    })
+}
+
+/// Adds, where an operation does not list it already, every answer its
+/// kind of route can give whatever the handler does.
+fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in operations.into_iter().flatten() {
+            let mut add = |status: &str, description: &str| {
+                op.responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| error_response(description));
+            };
+            add(
+                "408",
+                "the request took longer than `server.request_timeout`",
+            );
+            let json_body = op.request_body.as_ref().is_some_and(|b| match b {
+                RefOr::T(body) => body.content.contains_key("application/json"),
+                RefOr::Ref(_) => false,
+            });
+            if json_body {
+                add("400", "the body is not valid JSON");
+                add("413", "the body is over `server.max_body_bytes`");
+                add("415", "the body is not `application/json`");
+                add("422", "a field is missing, unknown or of the wrong type");
+            }
+            let has_query = op.parameters.as_ref().is_some_and(|ps| {
+                ps.iter().any(|p| {
+                    matches!(p, RefOr::T(p) if p.parameter_in == utoipa::openapi::path::ParameterIn::Query)
+                })
+            });
+            if has_query {
+                add("400", "a query parameter is unknown or has a bad value");
+            }
+            let takes_key = op.parameters.as_ref().is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| matches!(p, RefOr::T(p) if p.name == "key"))
+            });
+            if takes_key {
+                add("400", "the license key is malformed");
+            }
+            if op.security.is_some() {
+                add("401", "missing, wrong or revoked bearer token");
+                add("403", "the token lacks the scope this route needs");
+                add("503", "the database is unreachable; retry");
+            }
+        }
+    }
+}
+
+fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+            )
+            .build(),
+    )
 }

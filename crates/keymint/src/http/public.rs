@@ -3,14 +3,15 @@
 use crate::app::AppState;
 use crate::http::ApiError;
 use crate::store::signing_keys;
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use base64::Engine;
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/keys", get(keys))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(keys))
 }
 
 /// A verification key.
@@ -35,7 +36,9 @@ pub struct Keys {
 }
 
 /// The keys that verify license tokens (PASERK `k4.public`).
-#[utoipa::path(get, path = "/v1/keys", tag = "public", responses((status = 200, body = Keys)))]
+#[utoipa::path(get, path = "/v1/keys", tag = "public",
+    responses((status = 200, body = Keys),
+              (status = 503, body = crate::http::error::ErrorBody, description = "the database is unreachable; retry")))]
 pub(crate) async fn keys(State(state): State<AppState>) -> Result<Json<Keys>, ApiError> {
     let mut conn = state.store.conn().await?;
     let keys = signing_keys::list(&mut conn)

@@ -3,16 +3,17 @@
 
 use crate::app::AppState;
 use crate::ingest::{self, Incoming, IngestResult};
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The answer to an authenticated delivery (DESIGN section 4).
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -25,8 +26,8 @@ pub struct WebhookResponse {
     pub license_key: Option<String>,
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/webhooks/{endpoint}", post(receive))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(receive))
 }
 
 /// Receive a webhook delivery from a storefront or payment provider.
@@ -54,7 +55,16 @@ pub(crate) async fn receive(
         Ok(b) => b,
         Err(rejection) => {
             let status = rejection.status();
-            return (status, Json(json!({ "error": rejection.body_text() }))).into_response();
+            let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "payload_too_large"
+            } else {
+                "bad_request"
+            };
+            return (
+                status,
+                Json(json!({ "error": rejection.body_text(), "code": code })),
+            )
+                .into_response();
         }
     };
     let mut map = BTreeMap::new();
@@ -95,13 +105,13 @@ pub fn respond(result: IngestResult) -> Response {
         IngestResult::NotFound => StatusCode::NOT_FOUND.into_response(),
         IngestResult::Unauthorized => (
             StatusCode::UNAUTHORIZED,
-            Json(json!({ "error": "unauthorized" })),
+            Json(json!({ "error": "unauthorized", "code": "unauthorized" })),
         )
             .into_response(),
         IngestResult::Unavailable => (
             StatusCode::SERVICE_UNAVAILABLE,
             [(axum::http::header::RETRY_AFTER, "5")],
-            Json(json!({ "error": "temporarily unavailable; retry" })),
+            Json(json!({ "error": "temporarily unavailable; retry", "code": "unavailable" })),
         )
             .into_response(),
         IngestResult::Done {

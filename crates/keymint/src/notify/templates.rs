@@ -82,6 +82,13 @@ impl Templates {
     }
 
     pub fn render_license(&self, ctx: &LicenseContext) -> Result<Rendered, TemplateError> {
+        // The buyer's name is one line wherever it came from: a line break
+        // in it would start a line of its own in the email (and in the log
+        // of the `log` provider).
+        let ctx = &LicenseContext {
+            name: crate::text::clean_line(&ctx.name),
+            ..ctx.clone()
+        };
         let render = |name: &str| {
             self.env
                 .get_template(name)

@@ -27,7 +27,7 @@ pub struct NewDelivery {
     pub request_id: Option<String>,
     pub path: String,
     pub headers: String,
-    pub body: Vec<u8>,
+    pub body: StoredBody,
     pub signature_valid: bool,
     pub status: &'static str,
     /// Why it was rejected, for a delivery that failed authentication.
@@ -59,6 +59,11 @@ pub struct Delivery {
     pub headers: String,
     #[serde(skip)]
     pub body: Vec<u8>,
+    /// Size of the whole body as received (bytes); `body` holds only a
+    /// prefix of a rejected delivery's.
+    pub body_size: Option<i64>,
+    /// SHA-256 of the whole body as received, hex.
+    pub body_sha256: Option<String>,
     pub signature_valid: Option<i64>,
     pub status: String,
     pub event_type: Option<String>,
@@ -68,6 +73,50 @@ pub struct Delivery {
     pub license_id: Option<String>,
     pub processed_at: Option<i64>,
     pub attempts: i64,
+}
+
+/// How much of a rejected delivery's body is kept: enough to see what was
+/// sent, too little for a flood of forged requests to fill the disk.
+pub const REJECTED_BODY_PREFIX: usize = 4096;
+
+/// A body as stored, with the size and SHA-256 (hex) of the whole body as
+/// received, whatever part of it is kept.
+#[derive(Debug, Clone)]
+pub struct StoredBody {
+    pub bytes: Vec<u8>,
+    pub size: i64,
+    pub sha256: String,
+}
+
+impl StoredBody {
+    /// All of it: an authentic delivery is kept whole, to be replayed.
+    pub fn whole(body: Vec<u8>) -> Self {
+        let (size, sha256) = digest(&body);
+        Self {
+            bytes: body,
+            size,
+            sha256,
+        }
+    }
+
+    /// At most [`REJECTED_BODY_PREFIX`] bytes of it, for a delivery that
+    /// failed authentication.
+    pub fn prefix(body: &[u8]) -> Self {
+        let (size, sha256) = digest(body);
+        Self {
+            bytes: body[..body.len().min(REJECTED_BODY_PREFIX)].to_vec(),
+            size,
+            sha256,
+        }
+    }
+}
+
+fn digest(body: &[u8]) -> (i64, String) {
+    use sha2::Digest;
+    (
+        i64::try_from(body.len()).expect("bodies are capped far below i64::MAX"),
+        hex::encode(sha2::Sha256::digest(body)),
+    )
 }
 
 /// Filters for listing; every field optional.
@@ -87,8 +136,8 @@ pub struct Filter {
 pub async fn insert(conn: &mut Conn, d: &NewDelivery) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO deliveries (id, endpoint, kind, received_at, source_ip, user_agent, request_id, \
-         path, headers, body, signature_valid, status, error, attempts) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0)",
+         path, headers, body, signature_valid, status, error, attempts, body_size, body_sha256) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $15)",
     )
     .bind(&d.id)
     .bind(&d.endpoint)
@@ -99,10 +148,12 @@ pub async fn insert(conn: &mut Conn, d: &NewDelivery) -> Result<(), sqlx::Error>
     .bind(&d.request_id)
     .bind(&d.path)
     .bind(&d.headers)
-    .bind(&d.body)
+    .bind(&d.body.bytes)
     .bind(i64::from(d.signature_valid))
     .bind(d.status)
     .bind(&d.error)
+    .bind(d.body.size)
+    .bind(&d.body.sha256)
     .execute(conn)
     .await?;
     Ok(())
@@ -138,7 +189,8 @@ pub async fn finish(
     .bind(&outcome.event_type)
     .bind(&outcome.event_id)
     .bind(&outcome.order_id)
-    .bind(&outcome.error)
+    // Reasons can quote what a sender sent; keep them one clean line.
+    .bind(outcome.error.as_deref().map(crate::text::clean_line))
     .bind(&outcome.license_id)
     .bind(now)
     .execute(conn)
@@ -197,6 +249,19 @@ pub async fn claim_event(
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Authentic deliveries still `received` that arrived before `cutoff`
+/// (Unix ms): their request is gone without an outcome. Oldest first.
+pub async fn stuck(conn: &mut Conn, cutoff: i64, limit: i64) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM deliveries WHERE status = 'received' AND signature_valid = 1 \
+         AND received_at < $1 ORDER BY received_at, id LIMIT $2",
+    )
+    .bind(cutoff)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
 }
 
 /// Failed, authentic deliveries after `after_id` (oldest first), for bulk

@@ -18,7 +18,8 @@ pub mod subscriptions;
 
 use crate::config::DatabaseConfig;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, ConnectOptions};
+use sqlx::{Any, AnyPool, ConnectOptions, Connection};
+use std::path::Path;
 use std::str::FromStr;
 use time::OffsetDateTime;
 
@@ -108,6 +109,25 @@ impl Store {
             Backend::Postgres => url.to_string(),
         };
         let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+        // One plain connection first: a pool that cannot connect only
+        // reports that it timed out, while the operator needs the reason
+        // (refused, no such database, wrong password): see
+        // `describe_connect_error`.
+        match tokio::time::timeout(cfg.acquire_timeout, options.connect()).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no answer within database.acquire_timeout ({})",
+                        humantime::format_duration(cfg.acquire_timeout)
+                    ),
+                )));
+            }
+        }
         let readers = cfg.max_connections.unwrap_or(match backend {
             Backend::Postgres => 10,
             Backend::Sqlite => {
@@ -235,18 +255,111 @@ impl Store {
     }
 }
 
-/// Adds `mode=rwc` and creates the parent directory of a SQLite file.
+/// Creates keymint's data directory and its `keys` directory, readable by
+/// the user keymint runs as only (0700, whatever the umask): the database
+/// holds buyers' emails and tokens, `keys/` the signing keys. A data
+/// directory that already exists keeps its mode (an operator chose it),
+/// with a warning when others can read it; `keys/` is keymint's own and
+/// is always made 0700 (docs/operations.md, "Files and permissions").
+pub fn prepare_data_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    data_dir = %dir.display(),
+                    mode = format!("{:o}", mode & 0o777),
+                    "the data directory is open to other users; `chmod 700` it"
+                );
+            }
+        }
+    } else {
+        create_private_dir(dir)?;
+    }
+    let keys = dir.join("keys");
+    if !keys.is_dir() {
+        std::fs::create_dir(&keys)?;
+    }
+    set_mode(&keys, 0o700)
+}
+
+/// Creates `dir` and any missing parent, each 0700 whatever the umask.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at
+        && !d.as_os_str().is_empty()
+        && !d.exists()
+    {
+        missing.push(d);
+        at = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        match std::fs::create_dir(d) {
+            Ok(()) => set_mode(d, 0o700)?,
+            // Another process (a replica, the CLI) made it meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, mode);
+        Ok(())
+    }
+}
+
+/// Makes the SQLite database file (and its `-wal` and `-shm` files, which
+/// SQLite creates with the database file's mode) readable by the owner
+/// only: created 0600 if missing, tightened if an older version left it
+/// open to others.
+fn private_sqlite_files(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    drop(options.open(path)?);
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = std::path::PathBuf::from(name);
+        if file.exists() {
+            set_mode(&file, 0o600)?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds `mode=rwc`, creates the parent directory of a SQLite file (0700)
+/// and the file itself (0600).
 fn sqlite_url(url: &str) -> Result<String, sqlx::Error> {
     let rest = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path != ":memory:"
-        && !path.is_empty()
-        && let Some(parent) = std::path::Path::new(path).parent()
-        && !parent.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
+    let read_only = query.split('&').any(|p| p == "mode=ro");
+    if path != ":memory:" && !path.is_empty() && !read_only {
+        let file = Path::new(path);
+        if let Some(parent) = file.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            create_private_dir(parent).map_err(sqlx::Error::Io)?;
+        }
+        private_sqlite_files(file).map_err(sqlx::Error::Io)?;
     }
     let mut out = format!("sqlite://{path}");
     let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
@@ -256,6 +369,59 @@ fn sqlite_url(url: &str) -> Result<String, sqlx::Error> {
     out.push('?');
     out.push_str(&params.join("&"));
     Ok(out)
+}
+
+/// Why the database at `url` could not be opened, in words an operator can
+/// act on: the cause once, with the host and port or file it concerns
+/// (never the password).
+pub fn describe_connect_error(url: &str, e: &sqlx::Error) -> String {
+    let Ok(Backend::Postgres) = Backend::from_url(url) else {
+        let path = url
+            .trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:");
+        let path = path.split('?').next().unwrap_or(path);
+        return match e {
+            sqlx::Error::Database(db) => {
+                format!("cannot open the SQLite database {path}: {}", db.message())
+            }
+            sqlx::Error::Io(io) => format!("cannot open the SQLite database {path}: {io}"),
+            other => format!("cannot open the SQLite database {path}: {other}"),
+        };
+    };
+    let Ok(pg) = sqlx::postgres::PgConnectOptions::from_str(url) else {
+        return e.to_string();
+    };
+    let at = format!("{}:{}", pg.get_host(), pg.get_port());
+    match e {
+        sqlx::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => format!(
+                "database: connection refused at {at}: is PostgreSQL running and listening on that port? (database.url)"
+            ),
+            std::io::ErrorKind::TimedOut => format!("PostgreSQL at {at} gave {io}"),
+            _ => format!("cannot reach PostgreSQL at {at}: {io}"),
+        },
+        sqlx::Error::Tls(tls) => format!("TLS with PostgreSQL at {at} failed: {tls}"),
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            let name = pg.get_database().unwrap_or(pg.get_username());
+            match &*code {
+                // invalid_catalog_name
+                "3D000" => format!(
+                    "PostgreSQL database {name:?} does not exist at {at}: create it with `createdb -h {} -p {} {name}` or `CREATE DATABASE {name};` in psql (docs/deploy.md)",
+                    pg.get_host(),
+                    pg.get_port()
+                ),
+                // invalid_password, invalid_authorization_specification
+                "28P01" | "28000" => format!(
+                    "PostgreSQL at {at} refused user {:?}: {}",
+                    pg.get_username(),
+                    db.message()
+                ),
+                _ => format!("PostgreSQL at {at}: {} (SQLSTATE {code})", db.message()),
+            }
+        }
+        other => format!("PostgreSQL at {at}: {other}"),
+    }
 }
 
 /// True when the error is a unique-constraint violation.

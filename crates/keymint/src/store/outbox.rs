@@ -141,6 +141,20 @@ pub async fn mark_retry(
     Ok(())
 }
 
+/// Hands a claimed but unsent row back at once (a stopping worker), undoing
+/// the attempt its claim counted, so another worker takes it without
+/// waiting for the lease to run out.
+pub async fn release(conn: &mut Conn, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE outbox SET lease_until = NULL, attempts = attempts - 1 \
+         WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn mark_dead(conn: &mut Conn, id: &str, error: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE outbox SET status = 'dead', last_error = $2, lease_until = NULL WHERE id = $1",

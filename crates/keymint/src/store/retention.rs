@@ -10,8 +10,10 @@ use std::time::Duration;
 pub struct Counts {
     /// Processed, duplicate and ignored deliveries older than the cut-off.
     pub deliveries: i64,
-    /// Failed and rejected deliveries older than their (longer) cut-off.
+    /// Failed deliveries older than their (longer) cut-off.
     pub failed_deliveries: i64,
+    /// Deliveries that failed authentication, older than their cut-off.
+    pub rejected_deliveries: i64,
     /// Dead outbox rows older than the cut-off.
     pub dead_emails: i64,
 }
@@ -21,17 +23,20 @@ pub struct Counts {
 pub struct Cutoffs {
     pub deliveries: i64,
     pub failed_deliveries: i64,
+    pub rejected_deliveries: i64,
     pub dead_emails: i64,
 }
 
 const DELIVERIES: &str = "status IN ('processed', 'duplicate', 'ignored') AND received_at < $1";
-const FAILED: &str = "status IN ('failed', 'rejected') AND received_at < $1";
+const FAILED: &str = "status = 'failed' AND received_at < $1";
+const REJECTED: &str = "status = 'rejected' AND received_at < $1";
 const DEAD: &str = "status = 'dead' AND created_at < $1";
 
-fn parts(c: &Cutoffs) -> [(&'static str, &'static str, i64); 3] {
+fn parts(c: &Cutoffs) -> [(&'static str, &'static str, i64); 4] {
     [
         ("deliveries", DELIVERIES, c.deliveries),
         ("deliveries", FAILED, c.failed_deliveries),
+        ("deliveries", REJECTED, c.rejected_deliveries),
         ("outbox", DEAD, c.dead_emails),
     ]
 }
@@ -39,7 +44,7 @@ fn parts(c: &Cutoffs) -> [(&'static str, &'static str, i64); 3] {
 /// Counts what [`sweep`] would delete.
 pub async fn count(store: &Store, cutoffs: &Cutoffs) -> Result<Counts, sqlx::Error> {
     let mut conn = store.conn().await?;
-    let mut n = [0i64; 3];
+    let mut n = [0i64; 4];
     for (i, (table, cond, cut)) in parts(cutoffs).into_iter().enumerate() {
         n[i] = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*) FROM {table} WHERE {cond}"
@@ -48,11 +53,16 @@ pub async fn count(store: &Store, cutoffs: &Cutoffs) -> Result<Counts, sqlx::Err
         .fetch_one(&mut *conn)
         .await?;
     }
-    Ok(Counts {
+    Ok(counts(n))
+}
+
+fn counts(n: [i64; 4]) -> Counts {
+    Counts {
         deliveries: n[0],
         failed_deliveries: n[1],
-        dead_emails: n[2],
-    })
+        rejected_deliveries: n[2],
+        dead_emails: n[3],
+    }
 }
 
 /// Deletes everything older than the cut-offs, `batch` rows per
@@ -63,7 +73,7 @@ pub async fn sweep(
     batch: i64,
     pause: Duration,
 ) -> Result<Counts, sqlx::Error> {
-    let mut n = [0i64; 3];
+    let mut n = [0i64; 4];
     for (i, (table, cond, cut)) in parts(cutoffs).into_iter().enumerate() {
         let sql = format!(
             "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {cond} ORDER BY id LIMIT $2)"
@@ -85,9 +95,5 @@ pub async fn sweep(
             tokio::time::sleep(pause).await;
         }
     }
-    Ok(Counts {
-        deliveries: n[0],
-        failed_deliveries: n[1],
-        dead_emails: n[2],
-    })
+    Ok(counts(n))
 }

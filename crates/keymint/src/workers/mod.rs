@@ -3,6 +3,7 @@
 //! they call the network.
 
 pub mod outbox;
+pub mod recovery;
 pub mod retention;
 pub mod sweeper;
 
@@ -11,7 +12,7 @@ use crate::store;
 use std::time::Duration;
 
 /// Jobs that run on one replica at a time, by lease name.
-pub const SINGLETON_JOBS: [&str; 3] = ["sweeper", "retention", "reconciler"];
+pub const SINGLETON_JOBS: [&str; 4] = ["sweeper", "retention", "reconciler", "recovery"];
 
 /// Whether this process holds (or just took) the lease on the singleton
 /// `job`, for `ttl`; renewing it each tick keeps it. A database error

@@ -15,14 +15,39 @@ const BATCH: i64 = 16;
 
 /// Sends every email due now; returns how many were attempted.
 pub async fn run_once(state: &AppState) -> Result<usize, sqlx::Error> {
+    let (_keep, never) = watch::channel(false);
+    run_until(state, &never).await
+}
+
+/// Sends emails due now until none is left or `stop` flips. A stop is
+/// looked at before every send, so a stopping process finishes at most the
+/// send in flight whatever the backlog; rows it had claimed but not sent
+/// are handed back at once for another replica (docs/operations.md,
+/// "Stopping").
+pub async fn run_until(
+    state: &AppState,
+    stop: &watch::Receiver<bool>,
+) -> Result<usize, sqlx::Error> {
     let mut total = 0;
     loop {
+        if *stop.borrow() {
+            return Ok(total);
+        }
         let claimed = claim(state).await?;
         if claimed.is_empty() {
             return Ok(total);
         }
-        total += claimed.len();
-        for row in claimed {
+        let mut claimed = claimed.into_iter();
+        while let Some(row) = claimed.next() {
+            if *stop.borrow() {
+                let mut conn = state.store.writer().await?;
+                outbox::release(&mut conn, &row.id).await?;
+                for rest in claimed.by_ref() {
+                    outbox::release(&mut conn, &rest.id).await?;
+                }
+                return Ok(total);
+            }
+            total += 1;
             deliver(state, row).await?;
         }
     }
@@ -133,7 +158,7 @@ fn render(
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     let interval = state.config.email.poll_interval;
     loop {
-        let sleep = match run_once(&state).await {
+        let sleep = match run_until(&state, &shutdown).await {
             Ok(_) => interval,
             Err(e) => {
                 tracing::warn!(error = %e, "outbox worker could not reach the database");

@@ -174,7 +174,7 @@ async fn record_synthetic(
         request_id: None,
         path: format!("/reconciler/{what}"),
         headers: "{}".into(),
-        body: body.to_string().into_bytes(),
+        body: deliveries::StoredBody::whole(body.to_string().into_bytes()),
         signature_valid: true,
         status: deliveries::status::RECEIVED,
         error: None,

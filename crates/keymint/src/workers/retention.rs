@@ -28,6 +28,7 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
                     tracing::info!(
                         deliveries = c.deliveries,
                         failed_deliveries = c.failed_deliveries,
+                        rejected_deliveries = c.rejected_deliveries,
                         dead_emails = c.dead_emails,
                         "retention deleted old rows"
                     );

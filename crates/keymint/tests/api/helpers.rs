@@ -190,6 +190,10 @@ fn config_text(dir: &std::path::Path, db_url: &str, postmark: &str) -> String {
 [server]
 listen = "127.0.0.1:0"
 data_dir = "{data}"
+# Tests send many bad signatures from one address; the limit has its own test.
+rejected_per_minute = 100000
+# The secrets below are short, readable test values.
+allow_weak_secrets = true
 
 [database]
 url = "{db_url}"
@@ -573,12 +577,28 @@ pub struct Served {
 
 impl Served {
     pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keymint"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keymint"));
+        cmd.args(args).arg("serve");
+        Self::spawn(cmd, dir, env)
+    }
+
+    /// Like [`Served::start`], with the process's umask set first (through
+    /// `sh`, so the test process's own umask is left alone).
+    pub fn start_with_umask(dir: &Path, args: &[&str], env: &[(&str, &str)], umask: &str) -> Self {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_keymint"))
             .args(args)
-            .arg("serve")
+            .arg("serve");
+        Self::spawn(cmd, dir, env)
+    }
+
+    fn spawn(mut cmd: Command, dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut child = cmd
             .current_dir(dir)
-            .envs(env.iter().copied())
             .env("KEYMINT_LOG", "info,sqlx=warn")
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -616,6 +636,23 @@ impl Served {
             port,
             lines,
             seen,
+        }
+    }
+
+    /// Waits (up to a minute) for a log line containing `needle`.
+    pub fn wait_for_line(&mut self, needle: &str) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("no log line with {needle:?}; log: {:#?}", self.seen));
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
         }
     }
 

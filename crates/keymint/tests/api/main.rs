@@ -5,8 +5,10 @@
 mod helpers;
 
 mod admin;
+mod config;
 mod email;
 mod gumroad;
+mod hardening;
 mod licenses;
 mod operator;
 mod ops;
@@ -15,3 +17,4 @@ mod refunds;
 mod replay;
 mod retention;
 mod serve;
+mod startup;

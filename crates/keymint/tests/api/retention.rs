@@ -52,6 +52,26 @@ async fn retention_deletes_only_what_is_older_than_its_cut_off(db: Db) {
     // Failed deliveries are kept for a year.
     set_received(&app, &failed, now - 200 * DAY).await;
     set_received(&app, &very_old_failed, now - 366 * DAY).await;
+    // Deliveries that failed authentication are kept for 30 days.
+    let mut rejected = Vec::new();
+    for _ in 0..2 {
+        let r = app
+            .post_gumroad_with_secret(&sale_form("R-REJECTED"), Some("not-the-secret"))
+            .await;
+        assert_eq!(r.status(), 404);
+    }
+    {
+        let mut conn = app.state.store.conn().await.unwrap();
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM deliveries WHERE status = 'rejected' ORDER BY id")
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+        rejected.extend(ids);
+    }
+    assert_eq!(rejected.len(), 2);
+    set_received(&app, &rejected[0], now - 31 * DAY).await;
+    set_received(&app, &rejected[1], now - 29 * DAY).await;
 
     // One email gave up long ago, one recently.
     {
@@ -76,7 +96,8 @@ async fn retention_deletes_only_what_is_older_than_its_cut_off(db: Db) {
         text.starts_with("would delete: 5 deliveries older than"),
         "{text}"
     );
-    assert!(text.contains(", 1 failed or rejected deliveries"), "{text}");
+    assert!(text.contains(", 1 failed deliveries"), "{text}");
+    assert!(text.contains(", 1 rejected deliveries"), "{text}");
     assert!(text.contains(", 1 dead emails"), "{text}");
     assert_eq!(
         app.scalar(
@@ -84,7 +105,7 @@ async fn retention_deletes_only_what_is_older_than_its_cut_off(db: Db) {
             "gumroad"
         )
         .await,
-        8
+        10
     );
 
     let run = app.cli(&["retention"]);
@@ -98,7 +119,7 @@ async fn retention_deletes_only_what_is_older_than_its_cut_off(db: Db) {
             .await
             .unwrap()
     };
-    let mut want = vec![young, failed];
+    let mut want = vec![young, failed, rejected[1].clone()];
     want.sort();
     assert_eq!(left, want);
     assert_eq!(
