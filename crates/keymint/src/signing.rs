@@ -8,7 +8,7 @@
 //! not held in memory: every mint reads it in its own transaction, and a
 //! key file that appeared after start is loaded on first use. So a running
 //! server and the CLI always sign with the same key, and a rotation takes
-//! effect without a restart (docs/operations.md, "Signing keys").
+//! effect without a restart (docs/architecture.md, "State machines").
 
 use crate::config::Config;
 use crate::store::{self, Conn, Store, signing_keys};
