@@ -141,7 +141,7 @@ pub struct ManualMint {
     pub notes: Option<String>,
 }
 
-/// A manual mint request that passed the input rules (docs/admin-api.md,
+/// A manual mint request that passed the input rules (docs/architecture.md,
 /// "Input text"): the same on SQLite and PostgreSQL.
 #[derive(Debug)]
 struct CleanMint {

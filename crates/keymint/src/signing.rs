@@ -8,7 +8,7 @@
 //! not held in memory: every mint reads it in its own transaction, and a
 //! key file that appeared after start is loaded on first use. So a running
 //! server and the CLI always sign with the same key, and a rotation takes
-//! effect without a restart (docs/operations.md, "Signing keys").
+//! effect without a restart (docs/architecture.md, "State machines").
 
 use crate::config::Config;
 use crate::store::{self, Conn, Store, signing_keys};
@@ -131,9 +131,12 @@ impl Keyring {
             ),
             None => None,
         };
-        let mut local = load_local_keys(&data_dir)?;
-        // One transaction, so replicas starting together choose one key.
+        // One transaction, holding the choice lock before the key
+        // directory is read, so replicas starting together (sharing the
+        // directory) choose one key and generate at most one.
         let mut tx = store.begin().await?;
+        signing_keys::lock_choice(&mut tx, store.backend()).await?;
+        let mut local = load_local_keys(&data_dir)?;
         let now = store::now_ms();
         for key in local.iter().chain(configured.iter()) {
             signing_keys::register(&mut tx, key.kid(), &key.public_paserk(), now).await?;
@@ -185,19 +188,21 @@ impl Keyring {
             .chain(configured)
             .map(|k| (k.kid().to_string(), Arc::new(k)))
             .collect();
-        let at_start = active.as_deref().and_then(|kid| loaded.get(kid).cloned());
-        if first_start && at_start.is_none() {
+        let mut keyring = Self {
+            data_dir,
+            loaded: RwLock::new(loaded),
+            at_start: None,
+        };
+        // The key another replica sharing the key directory just made.
+        keyring.at_start = active.as_deref().and_then(|kid| keyring.key(kid).ok());
+        if first_start && keyring.at_start.is_none() {
             // The server must be able to sign from its first request.
             return Err(KeyError::Missing {
                 kid: active.unwrap_or_default(),
-                dir: keys_dir(&data_dir),
+                dir: keys_dir(&keyring.data_dir),
             });
         }
-        Ok(Self {
-            data_dir,
-            loaded: RwLock::new(loaded),
-            at_start,
-        })
+        Ok(keyring)
     }
 
     /// The active signing key, read from the database in the caller's

@@ -1,7 +1,8 @@
 //! Admin API under `/admin/v1`, authenticated by bearer tokens that are
 //! stored hashed and carry scopes. Every answer that is an error is JSON
 //! with a `code`, whoever made it (a handler, an extractor, the router);
-//! input text follows one rule on both databases (docs/admin-api.md).
+//! input text follows one rule on both databases (docs/architecture.md,
+//! "Input text").
 
 use crate::admin::{self, AdminError, ManualMint, scope};
 use crate::app::AppState;
@@ -509,6 +510,7 @@ fn bad_status(all: &[&str]) -> ApiError {
 
 /// Why a license changes state.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ReasonBody {
     reason: String,
 }

@@ -1,7 +1,7 @@
 //! `signing_keys`: public halves and status of signing keys. Private keys
 //! never enter the database; they live in the data directory.
 
-use super::Conn;
+use super::{Backend, Conn};
 use serde::Serialize;
 
 pub mod status {
@@ -43,6 +43,19 @@ pub async fn list(conn: &mut Conn) -> Result<Vec<SigningKeyRow>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM signing_keys ORDER BY created_at, kid")
         .fetch_all(conn)
         .await
+}
+
+/// Makes processes that choose the signing key at start take turns, until
+/// the caller's transaction ends: a PostgreSQL advisory lock (SQLite's
+/// write transaction is already exclusive).
+pub async fn lock_choice(conn: &mut Conn, backend: Backend) -> Result<(), sqlx::Error> {
+    if backend == Backend::Postgres {
+        // Any fixed number; keymint takes no other advisory lock with it.
+        sqlx::query("SELECT 1 FROM pg_advisory_xact_lock(7309471013)")
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The kid of the key that signs, if one is recorded.

@@ -1,8 +1,8 @@
 //! Three `keymint serve` processes on one PostgreSQL behave as one server:
 //! they migrate a fresh database together, the same sale sent to all three
 //! at once mints once and emails once, distinct sales spread across them
-//! each get one license and one email, and each singleton job has one
-//! holder at a time. PostgreSQL only: SQLite is one instance by design.
+//! each get one license and one email, each singleton job has one holder
+//! at a time, and they generate and sign with one key. PostgreSQL only: SQLite is one instance by design.
 
 use crate::helpers::{Db, GUMROAD_SECRET, Served, TestDb, sale_form, write_config};
 use serde_json::Value;
@@ -45,6 +45,17 @@ async fn three_replicas_on_one_postgres_behave_as_one_server() {
     });
     let bases: Vec<String> = replicas.iter().map(|r| r.url("")).collect();
     let client = reqwest::Client::new();
+
+    // They chose one signing key between them: one was generated.
+    let keys: Value = client
+        .get(format!("{}/v1/keys", bases[0]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 1, "{keys}");
 
     // The same sale to every replica at the same moment, ten times over.
     let same: Vec<String> = (0..10).map(|i| format!("SAME-{i}")).collect();
