@@ -57,6 +57,8 @@ write_config() { # $1 = dir, $2 = port, $3 = db url
 [server]
 listen = "127.0.0.1:$2"
 data_dir = "$1/data"
+# Short, readable bench secrets on a loopback address.
+allow_weak_secrets = true
 [database]
 url = "$3"
 [email]
@@ -125,6 +127,12 @@ for db in $DATABASES; do
   read_out=$("$BENCH" --json read --url "$base" --token "$token" --concurrency "$CONCURRENCY" --duration "$DURATION" | tee >(cat >&2))
   R[$db,read]=$(echo "$read_out" | json_field 'd["statuses"].get("200",0)/d["seconds"]')
 
+  hostile=$("$BENCH" --json hostile --url "$base" --pid "$server_pid" | tee >(cat >&2))
+  R[$db,hostile_cpu]=$(echo "$hostile" | json_field 'd["cpu_ms_per_request"]')
+  R[$db,hostile_p50]=$(echo "$hostile" | json_field 'd["p50_ms"]')
+  R[$db,healthz_p99]=$(echo "$hostile" | json_field 'd["healthz_p99_ms"]')
+  R[$db,healthz_max]=$(echo "$hostile" | json_field 'd["healthz_max_ms"]')
+
   R[$db,rss]=$(awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$server_pid/status")
   kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
 
@@ -164,6 +172,8 @@ half_rate() { num "${R[$1,half_rate]}"; }
 half_lat() { printf '%.2f / %.2f / %.2f / %.1f' "${R[$1,half_p50]}" "${R[$1,half_p99]}" "${R[$1,half_p999]}" "${R[$1,half_max]}"; }
 reads() { num "${R[$1,read]}"; }
 rss() { echo "${R[$1,rss]}"; }
+hostile_cpu() { printf '%.2f' "${R[$1,hostile_cpu]}"; }
+hostile_lat() { printf '%.1f / %.1f / %.1f' "${R[$1,hostile_p50]}" "${R[$1,healthz_p99]}" "${R[$1,healthz_max]}"; }
 startup() { printf '%.1f' "${R[$1,startup]}"; }
 row "max sustained ingest (fully processed deliveries/s, closed loop)" "" max
 row "database ceiling: the same ingest writes without HTTP (/s)" "" ceiling
@@ -176,6 +186,8 @@ row "max sustained ingest, Standard Webhooks-signed (/s)" "" max_standard
 row "open loop at half the max (req/s, 10% duplicates)" "" half_rate
 row "latency at half the max: p50 / p99 / p99.9 / max (ms)" "p99 <= 20" half_lat
 row "admin get by key (req/s)" "" reads
+row "forged Stripe delivery (10,000 v1= entries, 250 KiB): server CPU per rejection (ms)" "a few ms" hostile_cpu
+row "forged deliveries: their p50 / /healthz p99 / /healthz max meanwhile (ms)" "" hostile_lat
 row "peak resident memory of the server (MiB)" "<= 64" rss
 row "start to ready, median of 7 runs (ms)" "<= 150 on SQLite" startup
 echo "| offline verification, one core: keymint-license / raw Ed25519 | >= 90% | ${v_ours%.*}/s / ${v_raw%.*}/s = $(printf %.1f "$v_share")% (both) |"
