@@ -64,6 +64,29 @@ pub fn redact_headers(headers: &BTreeMap<String, String>) -> String {
     serde_json::to_string(&redacted).expect("string map serializes")
 }
 
+/// The longest header value kept on a rejected delivery; a longer one (a
+/// forged signature header with thousands of entries) keeps its start and
+/// its size, so forensics stay bounded like the body's prefix.
+pub const REJECTED_HEADER_VALUE: usize = 256;
+
+/// Header values cut to [`REJECTED_HEADER_VALUE`] bytes (on a character
+/// boundary), each cut one marked with the size it had.
+fn shorten_header_values(headers: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            if v.len() <= REJECTED_HEADER_VALUE {
+                return (k.clone(), v.clone());
+            }
+            let mut end = REJECTED_HEADER_VALUE;
+            while !v.is_char_boundary(end) {
+                end -= 1;
+            }
+            (k.clone(), format!("{}... ({} bytes)", &v[..end], v.len()))
+        })
+        .collect()
+}
+
 /// The path as stored: the values of secret query parameters replaced.
 pub fn redact_path(path: &str, query: Option<&str>, secret_params: &[&str]) -> String {
     let Some(query) = query else {
@@ -125,7 +148,11 @@ pub async fn ingest(state: &AppState, req: Incoming) -> IngestResult {
             req.query.as_deref(),
             adapter.secret_query_params(),
         ),
-        headers: redact_headers(&req.headers),
+        headers: if auth.is_ok() {
+            redact_headers(&req.headers)
+        } else {
+            redact_headers(&shorten_header_values(&req.headers))
+        },
         body: if auth.is_ok() {
             StoredBody::whole(req.body)
         } else {
