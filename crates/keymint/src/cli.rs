@@ -451,24 +451,33 @@ async fn shutdown_signal() {
 }
 
 async fn check_config(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
-    let config = match Config::load(path) {
-        Ok(c) => c,
+    // Every problem in one run, the database's included; nothing is
+    // written (an existing SQLite file is opened read-only).
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let (config, mut problems) = match Config::load_all(path, &env) {
+        Ok(loaded) => loaded,
         Err(problems) => {
             eprintln!("{} problem(s):\n{problems}", problems.0.len());
             return Ok(ExitCode::FAILURE);
         }
     };
     let url = config.database_url();
-    let reach = async {
-        let store = Store::connect(url.expose(), &config.database).await?;
-        store.ping().await?;
-        store.close().await;
-        Ok::<_, sqlx::Error>(())
-    };
-    if let Err(e) = reach.await {
+    let url_has_problem = problems.iter().any(|p| p.starts_with("database.url"));
+    if !url_has_problem
+        && let Err(e) = store::check_reachable(url.expose(), config.database.acquire_timeout).await
+    {
+        let why = store::describe_connect_error(url.expose(), &e);
+        problems.push(format!(
+            "database.url: unreachable: {}",
+            why.trim_start_matches("database: ")
+                .trim_end_matches(" (database.url)")
+        ));
+    }
+    if !problems.is_empty() {
         eprintln!(
-            "1 problem(s):\n  - database.url: the database is unreachable: {}",
-            store::describe_connect_error(url.expose(), &e)
+            "{} problem(s):\n{}",
+            problems.len(),
+            crate::config::ConfigProblems(problems)
         );
         return Ok(ExitCode::FAILURE);
     }

@@ -597,6 +597,22 @@ impl Config {
         path: Option<&Path>,
         env: &[(String, String)],
     ) -> Result<Self, ConfigProblems> {
+        let (config, problems) = Self::load_all(path, env)?;
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigProblems(problems))
+        }
+    }
+
+    /// As [`Config::load_with_env`], but a configuration with problems is
+    /// returned too (defaults where a value could not be read), so
+    /// `check-config` can go on and check the database as well. Only a file
+    /// that cannot be read or parsed at all is an error here.
+    pub fn load_all(
+        path: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<(Self, Vec<String>), ConfigProblems> {
         let mut problems = Vec::new();
         let mut root = toml::Table::new();
         if let Some(path) = path {
@@ -628,11 +644,7 @@ impl Config {
         let (mut config, layout) = deserialize_config(root, &mut problems);
         config.config_dir = path.and_then(|p| p.parent()).map(Path::to_path_buf);
         config.validate(&layout, &mut problems);
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigProblems(problems))
-        }
+        Ok((config, problems))
     }
 
     /// The database URL, defaulting to SQLite in the data directory.

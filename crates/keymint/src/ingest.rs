@@ -69,22 +69,42 @@ pub fn redact_headers(headers: &BTreeMap<String, String>) -> String {
 /// its size, so forensics stay bounded like the body's prefix.
 pub const REJECTED_HEADER_VALUE: usize = 256;
 
-/// Header values cut to [`REJECTED_HEADER_VALUE`] bytes (on a character
-/// boundary), each cut one marked with the size it had.
-fn shorten_header_values(headers: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    headers
-        .iter()
-        .map(|(k, v)| {
-            if v.len() <= REJECTED_HEADER_VALUE {
-                return (k.clone(), v.clone());
-            }
+/// The most header bytes (names and values) kept on a rejected delivery;
+/// the headers past it are only counted.
+pub const REJECTED_HEADERS_TOTAL: usize = 4096;
+
+/// Headers as a rejected delivery keeps them: each value cut to
+/// [`REJECTED_HEADER_VALUE`] bytes (on a character boundary, marked with
+/// the size it had), and no more than [`REJECTED_HEADERS_TOTAL`] bytes in
+/// all, the rest replaced by one entry saying how many were left out.
+fn shorten_headers(headers: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut kept = BTreeMap::new();
+    let (mut used, mut left_out, mut left_bytes) = (0usize, 0usize, 0usize);
+    for (k, v) in headers {
+        let value = if v.len() <= REJECTED_HEADER_VALUE {
+            v.clone()
+        } else {
             let mut end = REJECTED_HEADER_VALUE;
             while !v.is_char_boundary(end) {
                 end -= 1;
             }
-            (k.clone(), format!("{}... ({} bytes)", &v[..end], v.len()))
-        })
-        .collect()
+            format!("{}... ({} bytes)", &v[..end], v.len())
+        };
+        if used + k.len() + value.len() > REJECTED_HEADERS_TOTAL {
+            left_out += 1;
+            left_bytes += k.len() + v.len();
+            continue;
+        }
+        used += k.len() + value.len();
+        kept.insert(k.clone(), value);
+    }
+    if left_out > 0 {
+        kept.insert(
+            "keymint-omitted".into(),
+            format!("{left_out} more headers ({left_bytes} bytes)"),
+        );
+    }
+    kept
 }
 
 /// The path as stored: the values of secret query parameters replaced.
@@ -151,7 +171,7 @@ pub async fn ingest(state: &AppState, req: Incoming) -> IngestResult {
         headers: if auth.is_ok() {
             redact_headers(&req.headers)
         } else {
-            redact_headers(&shorten_header_values(&req.headers))
+            redact_headers(&shorten_headers(&req.headers))
         },
         body: if auth.is_ok() {
             StoredBody::whole(req.body)

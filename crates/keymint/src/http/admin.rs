@@ -393,6 +393,7 @@ pub async fn license_detail(
     request_body = ManualMint,
     responses((status = 201, body = MintedOut, description = "minted"),
               (status = 200, body = MintedOut, description = "already minted for this order_id"),
+              (status = 409, body = ErrorBody, description = "the order id was minted by another source (`order_id_taken`), or with other details (`order_id_conflict`)"),
               (status = 401), (status = 403), (status = 422, body = ErrorBody)))]
 async fn mint(
     admin: Admin,
@@ -434,6 +435,7 @@ async fn show(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct SearchQuery {
     /// Part of the buyer's email, case-insensitive.
@@ -622,6 +624,13 @@ pub struct DeliveryOut {
     pub headers: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// Size in bytes of the whole body as received.
+    pub body_size: Option<i64>,
+    /// SHA-256 (hex) of the whole body as received.
+    pub body_sha256: Option<String>,
+    /// True when `body` holds only the start of the body (a delivery that
+    /// failed authentication keeps its first 4 KiB).
+    pub body_truncated: bool,
 }
 
 impl DeliveryOut {
@@ -632,6 +641,9 @@ impl DeliveryOut {
             path: full.then(|| d.path.clone()),
             headers: full.then(|| serde_json::from_str(&d.headers).unwrap_or_default()),
             body: full.then(|| String::from_utf8_lossy(&d.body).into_owned()),
+            body_truncated: d.body_size.is_some_and(|n| n > d.body.len() as i64),
+            body_size: d.body_size,
+            body_sha256: d.body_sha256.clone(),
             id: d.id,
             endpoint: d.endpoint,
             kind: d.kind,
@@ -650,6 +662,7 @@ impl DeliveryOut {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DeliveryQuery {
     endpoint: Option<String>,
@@ -854,6 +867,7 @@ pub struct SubscriptionDetail {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct SubscriptionQuery {
     status: Option<String>,

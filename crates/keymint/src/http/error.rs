@@ -192,6 +192,13 @@ where
             Err(JsonRejection::MissingJsonContentType(e)) => {
                 Err(ApiError::UnsupportedMediaType(e.body_text()))
             }
+            // The body limit (`server.max_body_bytes`) is a 413, as the
+            // framework itself answers it elsewhere.
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::coded(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the body is over server.max_body_bytes",
+            )),
             Err(e) => Err(ApiError::BadRequest(e.body_text())),
         }
     }

@@ -59,7 +59,8 @@ pub fn document() -> &'static utoipa::openapi::OpenApi {
 /// Adds, where an operation does not list it already, every answer its
 /// kind of route can give whatever the handler does.
 fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
-    for item in doc.paths.paths.values_mut() {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let item_is_admin = path.starts_with("/admin/");
         let operations = [
             &mut item.get,
             &mut item.put,
@@ -78,6 +79,18 @@ fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
                 "408",
                 "the request took longer than `server.request_timeout`",
             );
+            add("405", "the route does not take this method");
+            let has_path = op.parameters.as_ref().is_some_and(|ps| {
+                ps.iter().any(|p| {
+                    matches!(p, RefOr::T(p) if p.parameter_in == utoipa::openapi::path::ParameterIn::Path)
+                })
+            });
+            if has_path && item_is_admin {
+                add(
+                    "400",
+                    "a path value is malformed or has a control character",
+                );
+            }
             let json_body = op.request_body.as_ref().is_some_and(|b| match b {
                 RefOr::T(body) => body.content.contains_key("application/json"),
                 RefOr::Ref(_) => false,
@@ -108,7 +121,34 @@ fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
                 add("403", "the token lacks the scope this route needs");
                 add("503", "the database is unreachable; retry");
             }
+            // OpenAPI requires a description on every response.
+            for (status, response) in op.responses.responses.iter_mut() {
+                if let RefOr::T(r) = response
+                    && r.description.is_empty()
+                {
+                    r.description = default_description(status).to_string();
+                }
+            }
         }
+    }
+}
+
+/// What a status means when the handler's annotation does not say.
+fn default_description(status: &str) -> &'static str {
+    match status {
+        "200" => "done",
+        "201" => "created",
+        "202" => "accepted",
+        "400" => "the request is malformed",
+        "401" => "missing, wrong or revoked bearer token",
+        "403" => "the token lacks the scope this route needs",
+        "404" => "not found",
+        "409" => "conflicts with the current state",
+        "413" => "the body is too large",
+        "415" => "the body is not `application/json`",
+        "422" => "a field is missing, unknown or of the wrong type",
+        "503" => "temporarily unavailable; retry",
+        _ => "see the error's `code`",
     }
 }
 

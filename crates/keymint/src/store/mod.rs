@@ -346,6 +346,43 @@ fn private_sqlite_files(path: &Path) -> std::io::Result<()> {
 
 /// Adds `mode=rwc`, creates the parent directory of a SQLite file (0700)
 /// and the file itself (0600).
+/// Whether the database at `url` can be reached, without writing anything:
+/// PostgreSQL is connected to and pinged; an existing SQLite file is opened
+/// read-only; a SQLite file that does not exist yet is fine (`serve`
+/// creates it). For `keymint check-config`.
+pub async fn check_reachable(url: &str, timeout: std::time::Duration) -> Result<(), sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    let target = match Backend::from_url(url)? {
+        Backend::Postgres => url.to_string(),
+        Backend::Sqlite => {
+            let rest = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
+            let path = rest.split_once('?').map_or(rest, |(p, _)| p);
+            if path.is_empty() || path == ":memory:" || !Path::new(path).exists() {
+                return Ok(());
+            }
+            format!("sqlite://{path}?mode=ro")
+        }
+    };
+    let options = AnyConnectOptions::from_str(&target)?.disable_statement_logging();
+    let mut conn = match tokio::time::timeout(timeout, options.connect()).await {
+        Ok(conn) => conn?,
+        Err(_) => {
+            return Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no answer within database.acquire_timeout ({})",
+                    humantime::format_duration(timeout)
+                ),
+            )));
+        }
+    };
+    sqlx::query("SELECT 1").execute(&mut conn).await?;
+    let _ = conn.close().await;
+    Ok(())
+}
+
 fn sqlite_url(url: &str) -> Result<String, sqlx::Error> {
     let rest = url
         .trim_start_matches("sqlite://")

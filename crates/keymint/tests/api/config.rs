@@ -298,3 +298,77 @@ gumroad = ["same"]
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn check_config_lists_an_unreachable_database_with_the_other_problems() {
+    let dir = scratch("dbtoo");
+    // A port nothing listens on: bind one and let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.join("k.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[database]
+url = "postgres://keymint@127.0.0.1:{port}/keymint"
+acquire_timeout = "2s"
+[[endpoints]]
+name = "gumroad"
+kind = "gumroad"
+secrets = ["replace-me-with-a-long-random-string"]
+"#
+        ),
+    )
+    .unwrap();
+
+    let out = keymint(&dir, Some(&config), &["check-config"], &[]);
+
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.starts_with("2 problem(s)"), "{err}");
+    assert!(err.contains("endpoints[0].secrets"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "database.url: unreachable: connection refused at 127.0.0.1:{port}"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_config_writes_nothing() {
+    let dir = scratch("nowrite");
+    let config = dir.join("k.toml");
+    std::fs::write(
+        &config,
+        r#"
+[server]
+data_dir = "data"
+[[endpoints]]
+name = "gumroad"
+kind = "gumroad"
+secrets = ["a-long-enough-gumroad-secret"]
+"#,
+    )
+    .unwrap();
+
+    let out = keymint(&dir, Some(&config), &["check-config"], &[]);
+
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !dir.join("data").exists(),
+        "check-config created the data directory"
+    );
+    // An existing database is opened read-only and left as it was.
+    let migrate = keymint(&dir, Some(&config), &["migrate"], &[]);
+    assert!(migrate.status.success(), "{}", stderr(&migrate));
+    let db = dir.join("data/keymint.db");
+    let before = std::fs::read(&db).unwrap();
+    let out = keymint(&dir, Some(&config), &["check-config"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+}

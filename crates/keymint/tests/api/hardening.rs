@@ -99,6 +99,21 @@ async fn signature_headers_with_thousands_of_entries_are_refused(db: Db) {
         assert!(d.headers.len() < 4096, "{kind}: {} bytes", d.headers.len());
         assert!(d.headers.contains("bytes)"), "{kind}: {}", d.headers);
     }
+    // Many large headers on a forged delivery are not kept whole either.
+    let mut padded: Vec<(String, String)> = (0..48)
+        .map(|i| (format!("x-pad-{i}"), "p".repeat(8000)))
+        .collect();
+    padded.push(("Stripe-Signature".into(), "t=1,v1=abc".into()));
+    let resp = post_raw(&app, "stripe", &padded, b"{}".to_vec()).await;
+    assert_eq!(resp.status(), 401);
+    let d = last_delivery(&app, "stripe").await;
+    assert!(
+        d.headers.len() < 8192,
+        "{} bytes of headers kept",
+        d.headers.len()
+    );
+    assert!(d.headers.contains("more headers"), "{}", d.headers);
+
     // The server is still answering at once.
     let health = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
@@ -126,6 +141,22 @@ async fn rejected_deliveries_keep_a_prefix_size_and_digest(db: Db) {
         d.body_sha256.as_deref(),
         Some(hex::encode(sha2::Sha256::digest(&body)).as_str())
     );
+    // An operator sees the same through the admin API.
+    let token = app.admin_token("forensics");
+    let shown: Value = app
+        .admin_get(&token, &format!("/admin/v1/deliveries/{}", d.id))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["body_size"], 250 * 1024, "{shown}");
+    assert_eq!(shown["body_truncated"], true, "{shown}");
+    assert_eq!(
+        shown["body_sha256"],
+        hex::encode(sha2::Sha256::digest(&body)),
+        "{shown}"
+    );
+    assert_eq!(shown["body"].as_str().unwrap().len(), 4096);
 
     // An authentic delivery is kept whole, with the same digest.
     let ids = Ids::new("stripe");
@@ -389,3 +420,30 @@ both_databases!(
     timestamps_at_the_extremes_never_pass_the_window,
     deliveries_left_received_by_a_crash_are_recovered,
 );
+
+mod admin_bodies {
+    use super::*;
+
+    /// An admin body over `server.max_body_bytes` is a 413 with its code,
+    /// as the description says, not a 400.
+    async fn an_oversized_admin_body_is_413(db: Db) {
+        let Some(app) = spawn_app(db).await else {
+            return;
+        };
+        let token = app.admin_token("big");
+        let notes = "n".repeat(300 * 1024);
+        let resp = app
+            .client
+            .post(app.url("/admin/v1/licenses"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"product": "datatools-core", "email": "big@example.com", "notes": notes}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 413);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["code"], "body_too_large", "{v}");
+    }
+
+    crate::both_databases!(an_oversized_admin_body_is_413);
+}
