@@ -690,6 +690,33 @@ impl Config {
         if self.server.max_body_bytes == 0 {
             problems.push("server.max_body_bytes: must be positive".into());
         }
+        // A zero period would make a timeout fire at once or a worker spin.
+        for (path, d) in [
+            ("server.request_timeout", self.server.request_timeout),
+            (
+                "server.header_read_timeout",
+                self.server.header_read_timeout,
+            ),
+            ("email.poll_interval", self.email.poll_interval),
+            (
+                "subscriptions.sweep_interval",
+                self.subscriptions.sweep_interval,
+            ),
+            ("reconciler.interval", self.reconciler.interval),
+            ("retention.interval", self.retention.interval),
+        ] {
+            if d.is_zero() {
+                problems.push(format!("{path}: must be longer than zero"));
+            }
+        }
+        for (path, n) in [
+            ("reconciler.batch", self.reconciler.batch),
+            ("retention.batch", self.retention.batch),
+        ] {
+            if n < 1 {
+                problems.push(format!("{path}: must be at least 1, not {n}"));
+            }
+        }
         let weak_allowed =
             self.server.allow_weak_secrets && listen.as_ref().is_ok_and(|a| a.ip().is_loopback());
         if self.server.allow_weak_secrets && !weak_allowed && listen.is_ok() {

@@ -372,3 +372,38 @@ secrets = ["a-long-enough-gumroad-secret"]
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read(&db).unwrap(), before);
 }
+
+#[test]
+fn zero_periods_and_batches_are_refused() {
+    let dir = scratch("zero");
+    let config = dir.join("k.toml");
+    std::fs::write(
+        &config,
+        r#"
+[server]
+request_timeout = "0s"
+[email]
+poll_interval = "0s"
+[reconciler]
+interval = "0s"
+batch = 0
+[retention]
+batch = -1
+"#,
+    )
+    .unwrap();
+
+    let out = keymint(&dir, Some(&config), &["check-config"], &[]);
+
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    for problem in [
+        "server.request_timeout: must be longer than zero",
+        "email.poll_interval: must be longer than zero",
+        "reconciler.interval: must be longer than zero",
+        "reconciler.batch: must be at least 1, not 0",
+        "retention.batch: must be at least 1, not -1",
+    ] {
+        assert!(err.contains(problem), "{problem} missing from {err}");
+    }
+}
