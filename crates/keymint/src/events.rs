@@ -154,30 +154,43 @@ impl Parsed {
             id("checkout session", session)?;
         }
         let refs = |refs: &[String]| refs.iter().try_for_each(|r| id("order reference", r));
-        let amount = |field: &'static str, value: Option<i64>| match value {
-            Some(v) if v < 0 => Err(Invalid::NegativeAmount { field, value: v }),
-            _ => Ok(()),
+        // What sales and subscriptions share: references, products, the
+        // buyer, the price and its currency.
+        let purchase = |r: &[String],
+                        products: &[String],
+                        buyer: &mut Buyer,
+                        price: Option<i64>,
+                        currency: &Option<String>|
+         -> Result<(), Invalid> {
+            refs(r)?;
+            refs(products)?;
+            buyer.validate()?;
+            non_negative("price", price)?;
+            if let Some(c) = currency {
+                id("currency", c)?;
+            }
+            Ok(())
         };
         match &mut self.event {
             Event::Sale(s) => {
                 id("order id", &s.order_id)?;
-                refs(&s.refs)?;
-                refs(&s.product_ids)?;
-                s.buyer.validate()?;
-                amount("price", s.amount_cents)?;
-                if let Some(c) = &s.currency {
-                    id("currency", c)?;
-                }
+                purchase(
+                    &s.refs,
+                    &s.product_ids,
+                    &mut s.buyer,
+                    s.amount_cents,
+                    &s.currency,
+                )?;
             }
             Event::Subscription(s) => {
                 id("subscription id", &s.subscription_id)?;
-                refs(&s.refs)?;
-                refs(&s.product_ids)?;
-                s.buyer.validate()?;
-                amount("price", s.amount_cents)?;
-                if let Some(c) = &s.currency {
-                    id("currency", c)?;
-                }
+                purchase(
+                    &s.refs,
+                    &s.product_ids,
+                    &mut s.buyer,
+                    s.amount_cents,
+                    &s.currency,
+                )?;
             }
             Event::Refund {
                 refs: r,
@@ -185,7 +198,7 @@ impl Parsed {
                 ..
             } => {
                 refs(r)?;
-                amount("refund amount", *amount_cents)?;
+                non_negative("refund amount", *amount_cents)?;
             }
             Event::RefundFailed { refs: r } | Event::Dispute { refs: r, .. } => refs(r)?,
             Event::Customer {
@@ -202,6 +215,13 @@ impl Parsed {
             Event::Ignored(_) => {}
         }
         Ok(self)
+    }
+}
+
+fn non_negative(field: &'static str, value: Option<i64>) -> Result<(), Invalid> {
+    match value {
+        Some(v) if v < 0 => Err(Invalid::NegativeAmount { field, value: v }),
+        _ => Ok(()),
     }
 }
 

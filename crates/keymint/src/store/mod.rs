@@ -113,21 +113,10 @@ impl Store {
         // reports that it timed out, while the operator needs the reason
         // (refused, no such database, wrong password): see
         // `describe_connect_error`.
-        match tokio::time::timeout(cfg.acquire_timeout, options.connect()).await {
-            Ok(Ok(conn)) => {
-                let _ = conn.close().await;
-            }
-            Ok(Err(e)) => return Err(e),
-            Err(_) => {
-                return Err(sqlx::Error::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!(
-                        "no answer within database.acquire_timeout ({})",
-                        humantime::format_duration(cfg.acquire_timeout)
-                    ),
-                )));
-            }
-        }
+        connect_once(&options, cfg.acquire_timeout)
+            .await?
+            .close()
+            .await?;
         let readers = cfg.max_connections.unwrap_or(match backend {
             Backend::Postgres => 10,
             Backend::Sqlite => {
@@ -346,6 +335,25 @@ fn private_sqlite_files(path: &Path) -> std::io::Result<()> {
 
 /// Adds `mode=rwc`, creates the parent directory of a SQLite file (0700)
 /// and the file itself (0600).
+/// One plain connection, or the reason it could not be made (a time-out
+/// named as `database.acquire_timeout`).
+async fn connect_once(
+    options: &AnyConnectOptions,
+    timeout: std::time::Duration,
+) -> Result<sqlx::AnyConnection, sqlx::Error> {
+    use sqlx::ConnectOptions;
+    match tokio::time::timeout(timeout, options.connect()).await {
+        Ok(conn) => conn,
+        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "no answer within database.acquire_timeout ({})",
+                humantime::format_duration(timeout)
+            ),
+        ))),
+    }
+}
+
 /// Whether the database at `url` can be reached, without writing anything:
 /// PostgreSQL is connected to and pinged; an existing SQLite file is opened
 /// read-only; a SQLite file that does not exist yet is fine (`serve`
@@ -366,18 +374,7 @@ pub async fn check_reachable(url: &str, timeout: std::time::Duration) -> Result<
         }
     };
     let options = AnyConnectOptions::from_str(&target)?.disable_statement_logging();
-    let mut conn = match tokio::time::timeout(timeout, options.connect()).await {
-        Ok(conn) => conn?,
-        Err(_) => {
-            return Err(sqlx::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "no answer within database.acquire_timeout ({})",
-                    humantime::format_duration(timeout)
-                ),
-            )));
-        }
-    };
+    let mut conn = connect_once(&options, timeout).await?;
     sqlx::query("SELECT 1").execute(&mut conn).await?;
     let _ = conn.close().await;
     Ok(())

@@ -1,6 +1,9 @@
 //! The `keymint` command line: `serve` and the operator commands. Every
 //! command loads the same configuration as the server.
 
+mod keys;
+mod server;
+
 use crate::admin::{self, ManualMint, scope};
 use crate::app::{AppState, Application};
 use crate::config::Config;
@@ -10,6 +13,8 @@ use crate::signing;
 use crate::store::{self, Store, admin_tokens, deliveries, signing_keys};
 use clap::{Args, Parser, Subcommand};
 use keymint_license::KeySet;
+use keys::keys;
+use server::{check_config, serve};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -405,189 +410,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(code)
         }
     }
-}
-
-async fn serve(config: Config) -> anyhow::Result<ExitCode> {
-    let started = std::time::Instant::now();
-    let app = Application::build(config).await?;
-    let state = app.state();
-    tracing::info!(
-        addr = %app.addr(),
-        database = state.store.backend().as_str(),
-        kid = state.keyring.at_start().map_or("", |k| k.kid()),
-        public_key = state.keyring.at_start().map(|k| k.public_paserk()).unwrap_or_default(),
-        startup_ms = started.elapsed().as_millis() as u64,
-        "keymint is listening on http://{}", app.addr()
-    );
-    if state.config.endpoints.is_empty() {
-        tracing::warn!(
-            "no [[endpoints]] configured: webhooks will answer 404 (see keymint.example.toml)"
-        );
-    }
-    app.run(shutdown_signal()).await?;
-    tracing::info!("stopped");
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-}
-
-async fn check_config(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
-    // Every problem in one run, the database's included; nothing is
-    // written (an existing SQLite file is opened read-only).
-    let env: Vec<(String, String)> = std::env::vars().collect();
-    let (config, mut problems) = match Config::load_all(path, &env) {
-        Ok(loaded) => loaded,
-        Err(problems) => {
-            eprintln!("{} problem(s):\n{problems}", problems.0.len());
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    let url = config.database_url();
-    let url_has_problem = problems.iter().any(|p| p.starts_with("database.url"));
-    if !url_has_problem
-        && let Err(e) = store::check_reachable(url.expose(), config.database.acquire_timeout).await
-    {
-        let why = store::describe_connect_error(url.expose(), &e);
-        problems.push(format!(
-            "database.url: unreachable: {}",
-            why.trim_start_matches("database: ")
-                .trim_end_matches(" (database.url)")
-        ));
-    }
-    if !problems.is_empty() {
-        eprintln!(
-            "{} problem(s):\n{}",
-            problems.len(),
-            crate::config::ConfigProblems(problems)
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    println!(
-        "configuration ok: {} endpoint(s), {} product(s), {} database",
-        config.endpoints.len(),
-        config.products.len(),
-        store::Backend::from_url(url.expose())?.as_str()
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn keys(config: Config, cmd: KeysCmd) -> anyhow::Result<ExitCode> {
-    let store = open_store(&config).await?;
-    let configured = config.signing.secret_key.is_some();
-    let refuse_configured = || {
-        eprintln!(
-            "signing.secret_key is set: it is the signing key; change it there and restart to rotate"
-        );
-        Ok(ExitCode::FAILURE)
-    };
-    match cmd {
-        KeysCmd::List => {
-            let mut conn = store.conn().await?;
-            let rows = signing_keys::list(&mut conn).await?;
-            for k in &rows {
-                let role = if k.signing != 0 { "signing" } else { "-" };
-                println!(
-                    "{}  {:8}  {:7}  {}  {}",
-                    k.kid,
-                    k.status,
-                    role,
-                    store::format_ms(k.created_at),
-                    k.public_key
-                );
-            }
-            match rows.iter().find(|k| k.signing != 0) {
-                Some(k) => println!("signing key: {}", k.kid),
-                None => println!(
-                    "no signing key yet: `keymint serve` makes one at its first start, or run `keymint keys generate --activate`"
-                ),
-            }
-        }
-        KeysCmd::Generate { activate } => {
-            if activate && configured {
-                return refuse_configured();
-            }
-            let key = signing::generate_key_file(&config.server.data_dir)?;
-            let mut tx = store.begin().await?;
-            signing_keys::register(&mut tx, key.kid(), &key.public_paserk(), store::now_ms())
-                .await?;
-            if activate {
-                signing_keys::activate(&mut tx, key.kid()).await?;
-            }
-            tx.commit().await?;
-            if activate {
-                println!("generated {}; it signs from now on", key.kid());
-            } else {
-                println!(
-                    "generated {}; it verifies now and signs after `keymint keys activate {}`",
-                    key.kid(),
-                    key.kid()
-                );
-            }
-            println!("public key: {}", key.public_paserk());
-        }
-        KeysCmd::Activate { kid } => {
-            if configured {
-                return refuse_configured();
-            }
-            // The key must be one this instance can sign with.
-            if !signing::load_local_keys(&config.server.data_dir)?
-                .iter()
-                .any(|k| k.kid() == kid)
-            {
-                eprintln!(
-                    "no key file for {kid} in {}",
-                    signing::keys_dir(&config.server.data_dir).display()
-                );
-                return Ok(ExitCode::FAILURE);
-            }
-            let mut tx = store.begin().await?;
-            if !signing_keys::activate(&mut tx, &kid).await? {
-                eprintln!("no unretired key {kid}");
-                return Ok(ExitCode::FAILURE);
-            }
-            tx.commit().await?;
-            println!("{kid} signs from now on");
-        }
-        KeysCmd::Retire { kid } => {
-            let mut tx = store.begin().await?;
-            match signing_keys::retire(&mut tx, &kid, store::now_ms()).await? {
-                signing_keys::Retired::Done => {
-                    tx.commit().await?;
-                    println!("retired {kid}");
-                }
-                signing_keys::Retired::Signing => {
-                    eprintln!(
-                        "{kid} is the signing key; make another key sign first (`keymint keys generate --activate` or `keymint keys activate KID`)"
-                    );
-                    return Ok(ExitCode::FAILURE);
-                }
-                signing_keys::Retired::Unknown => {
-                    eprintln!("no unretired key {kid}");
-                    return Ok(ExitCode::FAILURE);
-                }
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn tokens(config: Config, cmd: TokenCmd) -> anyhow::Result<ExitCode> {

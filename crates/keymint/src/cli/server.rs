@@ -1,0 +1,86 @@
+//! `keymint serve` and `keymint check-config`.
+
+use super::*;
+
+pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let app = Application::build(config).await?;
+    let state = app.state();
+    tracing::info!(
+        addr = %app.addr(),
+        database = state.store.backend().as_str(),
+        kid = state.keyring.at_start().map_or("", |k| k.kid()),
+        public_key = state.keyring.at_start().map(|k| k.public_paserk()).unwrap_or_default(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "keymint is listening on http://{}", app.addr()
+    );
+    if state.config.endpoints.is_empty() {
+        tracing::warn!(
+            "no [[endpoints]] configured: webhooks will answer 404 (see keymint.example.toml)"
+        );
+    }
+    app.run(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+pub(super) async fn check_config(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    // Every problem in one run, the database's included; nothing is
+    // written (an existing SQLite file is opened read-only).
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let (config, mut problems) = match Config::load_all(path, &env) {
+        Ok(loaded) => loaded,
+        Err(problems) => {
+            eprintln!("{} problem(s):\n{problems}", problems.0.len());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let url = config.database_url();
+    let url_has_problem = problems.iter().any(|p| p.starts_with("database.url"));
+    if !url_has_problem
+        && let Err(e) = store::check_reachable(url.expose(), config.database.acquire_timeout).await
+    {
+        let why = store::describe_connect_error(url.expose(), &e);
+        problems.push(format!(
+            "database.url: unreachable: {}",
+            why.trim_start_matches("database: ")
+                .trim_end_matches(" (database.url)")
+        ));
+    }
+    if !problems.is_empty() {
+        eprintln!(
+            "{} problem(s):\n{}",
+            problems.len(),
+            crate::config::ConfigProblems(problems)
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    println!(
+        "configuration ok: {} endpoint(s), {} product(s), {} database",
+        config.endpoints.len(),
+        config.products.len(),
+        store::Backend::from_url(url.expose())?.as_str()
+    );
+    Ok(ExitCode::SUCCESS)
+}
