@@ -69,13 +69,14 @@ pub(super) async fn run(config: Config, cmd: DeliveriesCmd) -> anyhow::Result<Ex
                     store::format_ms(d.received_at),
                     d.endpoint,
                     d.status,
+                    // A rejected delivery has no event yet: shown as `-`.
                     d.event_type.as_deref().unwrap_or("-"),
                     d.error.as_deref().unwrap_or("")
                 );
             }
         }
         DeliveriesCmd::Show { id } => match deliveries::get(&mut conn, &id).await? {
-            Some(d) => print_json(&DeliveryOut::new(d, true)),
+            Some(d) => print_json(&DeliveryOut::full(d)?),
             None => {
                 eprintln!("no delivery {id}");
                 return Ok(ExitCode::FAILURE);

@@ -111,7 +111,7 @@ pub(super) async fn run(config: Config, cmd: LicenseCmd) -> anyhow::Result<ExitC
                     "already minted for this order"
                 }
             );
-            print_json(&LicenseOut::from(license));
+            print_json(&LicenseOut::try_from(license)?);
             Ok(ExitCode::SUCCESS)
         }
         LicenseCmd::Show { key } => {

@@ -13,6 +13,7 @@ pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         addr = %app.addr(),
         database = state.store.backend().as_str(),
         kid = state.keyring.at_start().map_or("", |k| k.kid()),
+        // Empty before the first key exists (`keymint keys` says how to make one).
         public_key = state.keyring.at_start().map(|k| k.public_paserk()).unwrap_or_default(),
         startup_ms = started.elapsed().as_millis() as u64,
         "keymint is listening on http://{}", app.addr()
@@ -29,7 +30,12 @@ pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
 
 pub(super) async fn shutdown_signal() {
     let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+        // A handler that cannot be installed must not read as a Ctrl-C:
+        // the server would stop at once. Log it and wait for SIGTERM.
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C; stop with SIGTERM");
+            std::future::pending::<()>().await;
+        }
     };
     #[cfg(unix)]
     let term = async {
@@ -37,7 +43,10 @@ pub(super) async fn shutdown_signal() {
             Ok(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; stop with Ctrl-C");
+                std::future::pending::<()>().await;
+            }
         }
     };
     #[cfg(not(unix))]

@@ -95,11 +95,15 @@ pub(super) async fn send(
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach {base}: {}", e.without_url()))?;
     let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the answer from {base}: {}", e.without_url()))?;
     println!("{} {text}", status.as_u16());
     // Success is a 2xx whose body says the event was applied, seen before
     // or deliberately ignored; `error` and `logged-no-mint` are 200s too.
     let outcome = serde_json::from_str::<serde_json::Value>(&text)
+        // An answer that is not JSON has no outcome: a failure below.
         .ok()
         .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(str::to_string));
     match outcome.as_deref() {

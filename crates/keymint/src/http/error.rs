@@ -107,6 +107,21 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl From<crate::views::Corrupt> for ApiError {
+    fn from(e: crate::views::Corrupt) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+impl From<crate::views::LoadError> for ApiError {
+    fn from(e: crate::views::LoadError) -> Self {
+        match e {
+            crate::views::LoadError::Database(e) => e.into(),
+            crate::views::LoadError::Corrupt(e) => e.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {

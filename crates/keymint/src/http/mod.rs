@@ -28,6 +28,7 @@ struct UlidRequestId;
 
 impl MakeRequestId for UlidRequestId {
     fn make_request_id<B>(&mut self, _req: &axum::http::Request<B>) -> Option<RequestId> {
+        // A ULID is always a valid header value; the trait asks for an Option.
         HeaderValue::from_str(&ulid::Ulid::generate().to_string())
             .ok()
             .map(RequestId::new)
@@ -61,6 +62,8 @@ pub fn router(state: AppState) -> Router {
                 let id = req
                     .headers()
                     .get("x-request-id")
+                    // The id is set by the layer below; a span without one
+                    // still logs the request.
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
                 // The path only: query strings can carry secrets.

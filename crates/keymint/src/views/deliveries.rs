@@ -1,6 +1,7 @@
 //! Webhook deliveries as the admin API and `keymint deliveries` show them,
 //! and the answer a sender (or a replay) gets for one.
 
+use super::Corrupt;
 use crate::store::{self, deliveries::Delivery};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -39,14 +40,34 @@ pub struct DeliveryOut {
 }
 
 impl DeliveryOut {
-    /// `full` adds the path, headers and body (one delivery's page, not a
-    /// list's).
-    pub fn new(d: Delivery, full: bool) -> Self {
+    /// A delivery as a list shows it: without its path, headers and body.
+    pub fn summary(d: Delivery) -> Self {
+        Self::build(d, None)
+    }
+
+    /// One delivery in full, with its path, headers and body. Fails when
+    /// the stored headers are not JSON: showing none would hide what the
+    /// sender sent.
+    pub fn full(d: Delivery) -> Result<Self, Corrupt> {
+        let headers = serde_json::from_str(&d.headers).map_err(|e| Corrupt {
+            what: "delivery",
+            id: d.id.clone(),
+            field: "headers",
+            reason: e.to_string(),
+        })?;
+        Ok(Self::build(d, Some(headers)))
+    }
+
+    /// `headers` is given for a full view only, which adds the path and body.
+    fn build(d: Delivery, headers: Option<serde_json::Value>) -> Self {
+        let full = headers.is_some();
         Self {
             received_at: store::format_ms(d.received_at),
             signature_valid: d.signature_valid.map(|v| v != 0),
             path: full.then(|| d.path.clone()),
-            headers: full.then(|| serde_json::from_str(&d.headers).unwrap_or_default()),
+            headers,
+            // Lossy on purpose: a view for people; `body_sha256` names the
+            // exact bytes, which a replay uses untouched.
             body: full.then(|| String::from_utf8_lossy(&d.body).into_owned()),
             body_truncated: d.body_size.is_some_and(|n| n > d.body.len() as i64),
             body_size: d.body_size,

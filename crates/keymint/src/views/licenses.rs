@@ -1,6 +1,7 @@
 //! Licenses as the admin API and `keymint license` show them: the license,
 //! its history and its emails.
 
+use super::{Corrupt, LoadError};
 use crate::store::{self, licenses, licenses::License, licenses::LicenseEvent, outbox};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -30,10 +31,20 @@ pub struct LicenseOut {
     pub notes: Option<String>,
 }
 
-impl From<License> for LicenseOut {
-    fn from(l: License) -> Self {
-        Self {
-            entitlements: serde_json::from_str(&l.entitlements).unwrap_or_default(),
+impl TryFrom<License> for LicenseOut {
+    type Error = Corrupt;
+
+    /// Fails when the stored entitlements are not a JSON list of strings:
+    /// showing none would misstate what the signed token grants.
+    fn try_from(l: License) -> Result<Self, Corrupt> {
+        let entitlements = serde_json::from_str(&l.entitlements).map_err(|e| Corrupt {
+            what: "license",
+            id: l.id.clone(),
+            field: "entitlements",
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            entitlements,
             issued_at: store::format_ms(l.issued_at),
             expires_at: l.expires_at.map(store::format_ms),
             test: l.test != 0,
@@ -53,7 +64,7 @@ impl From<License> for LicenseOut {
             amount_cents: l.amount_cents,
             currency: l.currency,
             notes: l.notes,
-        }
+        })
     }
 }
 
@@ -162,7 +173,7 @@ impl Default for Queued {
 pub async fn license_detail(
     store: &store::Store,
     key: &str,
-) -> Result<Option<LicenseDetail>, sqlx::Error> {
+) -> Result<Option<LicenseDetail>, LoadError> {
     let mut conn = store.conn().await?;
     let Some(license) = licenses::by_key(&mut conn, key).await? else {
         return Ok(None);
@@ -178,7 +189,7 @@ pub async fn license_detail(
         .map(Into::into)
         .collect();
     Ok(Some(LicenseDetail {
-        license: license.into(),
+        license: license.try_into()?,
         history,
         emails,
     }))

@@ -32,3 +32,29 @@ pub struct ErrorBody {
     /// What went wrong, for people; its wording may change.
     pub error: String,
 }
+
+/// A stored value keymint wrote but cannot read back. It is shown as an
+/// error (a logged 500, a failed command), never replaced by a default
+/// that would show a different record (docs/architecture.md, rule 8).
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {id}: the stored {field} cannot be read: {reason}")]
+pub struct Corrupt {
+    /// The kind of record (`license`, `delivery`).
+    pub what: &'static str,
+    pub id: String,
+    /// The column that cannot be read.
+    pub field: &'static str,
+    pub reason: String,
+}
+
+/// Why a view could not be built from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Corrupt(#[from] Corrupt),
+}
+
+#[cfg(test)]
+mod tests;

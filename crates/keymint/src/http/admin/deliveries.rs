@@ -70,10 +70,7 @@ async fn list_deliveries(
     let rows = deliveries::list(&mut conn, &filter).await?;
     let next_before = page.next(&rows, |d| &d.id);
     Ok(Json(DeliveryPage {
-        deliveries: rows
-            .into_iter()
-            .map(|d| DeliveryOut::new(d, false))
-            .collect(),
+        deliveries: rows.into_iter().map(DeliveryOut::summary).collect(),
         next_before,
     }))
 }
@@ -93,7 +90,7 @@ async fn show_delivery(
     let d = deliveries::get(&mut conn, &id)
         .await?
         .ok_or(ApiError::NotFound("delivery"))?;
-    Ok(Json(DeliveryOut::new(d, true)))
+    Ok(Json(DeliveryOut::full(d)?))
 }
 
 /// Re-run a stored delivery through the current code and catalog.
@@ -144,6 +141,7 @@ async fn replay_failed(
 ) -> Result<Json<ReplaySummary>, ApiError> {
     admin.require(scope::DELIVERIES_WRITE)?;
     let req: BulkReplay = optional_json(&body)?;
+    // The documented default (docs/admin-api.md), not a hidden one.
     let limit = req.limit.unwrap_or(500);
     if !(1..=5000).contains(&limit) {
         return Err(ApiError::BadRequest(format!(

@@ -8,7 +8,9 @@ use crate::app::AppState;
 use crate::http::ApiError;
 use crate::http::error::{ApiJson, ApiQuery, ErrorBody};
 use crate::store::licenses;
-use crate::views::{LicenseDetail, LicenseOne, LicensePage, MintedOut, Queued, license_detail};
+use crate::views::{
+    LicenseDetail, LicenseOne, LicenseOut, LicensePage, MintedOut, Queued, license_detail,
+};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -51,7 +53,7 @@ async fn mint(
     };
     let body = MintedOut {
         created,
-        license: license.into(),
+        license: license.try_into()?,
     };
     Ok((status, Json(body)).into_response())
 }
@@ -120,8 +122,12 @@ async fn search(
     let mut conn = state.store.conn().await?;
     let rows = licenses::search(&mut conn, &filter).await?;
     let next_before = page.next(&rows, |l| &l.id);
+    let licenses = rows
+        .into_iter()
+        .map(LicenseOut::try_from)
+        .collect::<Result<_, _>>()?;
     Ok(Json(LicensePage {
-        licenses: rows.into_iter().map(Into::into).collect(),
+        licenses,
         next_before,
     }))
 }
@@ -145,7 +151,7 @@ async fn change_status(
     let license =
         admin::set_status(&state.store, &key, revoke, &body.reason, &admin.actor()).await?;
     Ok(Json(LicenseOne {
-        license: license.into(),
+        license: license.try_into()?,
     }))
 }
 

@@ -59,6 +59,7 @@ async fn json_errors(req: Request, next: Next) -> Response {
     let is_json = resp
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
+        // A content type that is not text is not JSON either.
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     if !(status.is_client_error() || status.is_server_error()) || is_json {
@@ -68,6 +69,7 @@ async fn json_errors(req: Request, next: Next) -> Response {
     let text = axum::body::to_bytes(body, 64 * 1024)
         .await
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        // An unreadable framework message falls back to the status's name.
         .unwrap_or_default();
     let error = if text.is_empty() {
         status.canonical_reason().unwrap_or("error").to_lowercase()
@@ -120,6 +122,7 @@ impl FromRequestParts<AppState> for Admin {
         let token = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
+            // A header that is not text holds no token of ours: 401.
             .and_then(|v| v.to_str().ok())
             .and_then(|v| {
                 v.strip_prefix("Bearer ")

@@ -133,6 +133,8 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
         return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
     }
     humantime::parse_duration(text)
+        // An age past i64 milliseconds means "before anything was stored":
+        // saturate rather than overflow.
         .map(|d| crate::store::now_ms() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2))
         .map_err(|_| format!("{text:?} is neither an RFC 3339 time nor an age like 24h"))
 }

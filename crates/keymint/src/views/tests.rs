@@ -1,0 +1,108 @@
+//! A stored value that cannot be read back is an error naming the record
+//! and the column, never a default (docs/architecture.md, rule 8).
+
+use super::{DeliveryOut, ErrorBody, LicenseOut};
+use crate::store::deliveries::Delivery;
+use crate::store::licenses::License;
+
+fn license(entitlements: &str) -> License {
+    License {
+        id: "lic_01J0000000000000000000000A".into(),
+        key: "DT1-PRO-00000-00000-00000-00000".into(),
+        customer_id: "cus_1".into(),
+        product: "datatools".into(),
+        tier: "pro".into(),
+        status: "active".into(),
+        status_reason: None,
+        source: "manual".into(),
+        order_id: None,
+        name: "Ada".into(),
+        email: "ada@example.com".into(),
+        token: "v4.public.x".into(),
+        kid: "k1".into(),
+        issued_at: 0,
+        expires_at: None,
+        max_machines: None,
+        entitlements: entitlements.into(),
+        amount_cents: None,
+        currency: None,
+        test: 0,
+        notes: None,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+fn delivery(headers: &str) -> Delivery {
+    Delivery {
+        id: "dlv_01J0000000000000000000000A".into(),
+        endpoint: "gumroad".into(),
+        kind: "gumroad".into(),
+        received_at: 0,
+        source_ip: None,
+        user_agent: None,
+        request_id: None,
+        path: "/webhooks/gumroad".into(),
+        headers: headers.into(),
+        body: b"a=1".to_vec(),
+        body_size: Some(3),
+        body_sha256: None,
+        signature_valid: Some(1),
+        status: "processed".into(),
+        event_type: None,
+        event_id: None,
+        order_id: None,
+        error: None,
+        license_id: None,
+        processed_at: None,
+        attempts: 1,
+    }
+}
+
+#[test]
+fn stored_entitlements_are_shown_as_stored() {
+    let out = LicenseOut::try_from(license(r#"["export","sync"]"#)).unwrap();
+    assert_eq!(out.entitlements, ["export", "sync"]);
+}
+
+#[test]
+fn unreadable_entitlements_are_an_error_not_an_empty_list() {
+    let err = LicenseOut::try_from(license("not json")).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            "license lic_01J0000000000000000000000A: the stored entitlements cannot be read"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn unreadable_headers_are_an_error_in_full_and_absent_in_a_list() {
+    let err = DeliveryOut::full(delivery("{truncated")).unwrap_err();
+    assert!(
+        err.to_string().starts_with(
+            "delivery dlv_01J0000000000000000000000A: the stored headers cannot be read"
+        ),
+        "{err}"
+    );
+    // A list never shows headers, so it never reads them.
+    let listed = DeliveryOut::summary(delivery("{truncated"));
+    assert!(listed.headers.is_none() && listed.body.is_none());
+    let full = DeliveryOut::full(delivery(r#"{"content-type":"x"}"#)).unwrap();
+    assert_eq!(full.headers.unwrap()["content-type"], "x");
+}
+
+#[test]
+fn an_error_body_puts_its_code_first() {
+    // Webhook senders have always seen this byte order; programs match on
+    // `code` (docs/admin-api.md, "Errors").
+    let body = ErrorBody {
+        code: "unauthorized".into(),
+        error: "unauthorized".into(),
+    };
+    assert_eq!(
+        serde_json::to_string(&body).unwrap(),
+        r#"{"code":"unauthorized","error":"unauthorized"}"#
+    );
+}
