@@ -213,3 +213,32 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_database_is_a_retryable_503() {
+        let down = ApiError::Unavailable.into_response();
+        assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(down.headers().contains_key(header::RETRY_AFTER));
+        let missing = ApiError::from(crate::admin::AdminError::NotConfigured(
+            "refunds not configured for gumroad".into(),
+        ));
+        assert_eq!(missing.code(), "refunds_not_configured");
+        let resp = missing.into_response();
+        assert_eq!(resp.status(), StatusCode::CONFLICT);
+        assert!(!resp.headers().contains_key(header::RETRY_AFTER));
+    }
+
+    #[test]
+    fn only_bearer_failures_name_the_bearer_scheme() {
+        let admin = ApiError::Unauthorized.into_response();
+        assert_eq!(admin.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        // A webhook's 401 is about its signature.
+        let webhook = ApiError::coded(StatusCode::UNAUTHORIZED, "unauthorized", "unauthorized")
+            .into_response();
+        assert!(!webhook.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+}

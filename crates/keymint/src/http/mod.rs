@@ -13,7 +13,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(record_metrics))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(middleware::from_fn(timeout_json))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 let id = req
@@ -83,6 +84,25 @@ async fn no_such_route() -> ApiError {
         "no_such_route",
         "no such route (see /openapi.json)",
     )
+}
+
+/// The timeout layer answers an empty 408; give it the JSON error shape
+/// and its code like every other error (docs/admin-api.md, "Errors").
+async fn timeout_json(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    if resp.status() != axum::http::StatusCode::REQUEST_TIMEOUT
+        || resp
+            .headers()
+            .contains_key(axum::http::header::CONTENT_TYPE)
+    {
+        return resp;
+    }
+    ApiError::coded(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        "timeout",
+        "the request took longer than server.request_timeout",
+    )
+    .into_response()
 }
 
 /// A known path asked with a method it does not serve.
