@@ -2,7 +2,7 @@
 //! revocation, reinstatement and email resends.
 
 use super::Admin;
-use super::params::{Paging, filter_text, optional_json, parse_key, status_filter};
+use super::params::{KeyPath, Paging, filter_text, optional_json, parse_key, status_filter};
 use crate::admin::{self, AdminError, ManualMint, scope};
 use crate::app::AppState;
 use crate::http::ApiError;
@@ -60,12 +60,12 @@ async fn mint(
 
 /// A license with its history and emails.
 #[utoipa::path(get, path = "/admin/v1/licenses/{key}", tag = "licenses", security(("bearer" = [])),
-    params(("key" = String, Path, description = "license key PREFIX-TIER-XXXXX-XXXXX-XXXXX-XXXXX (prefix and tier 1-16 letters or digits, then four groups of five Crockford base32 characters; any case, O reads as 0, I and L as 1)")),
+    params(KeyPath),
     responses((status = 200, body = LicenseDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn show(
     admin: Admin,
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    Path(KeyPath { key }): Path<KeyPath>,
 ) -> Result<Json<LicenseDetail>, ApiError> {
     admin.require(scope::LICENSES_READ)?;
     let key = parse_key(&key)?;
@@ -157,12 +157,12 @@ async fn change_status(
 
 /// Revoke a license.
 #[utoipa::path(post, path = "/admin/v1/licenses/{key}/revoke", tag = "licenses", security(("bearer" = [])),
-    params(("key" = String, Path, description = "license key PREFIX-TIER-XXXXX-XXXXX-XXXXX-XXXXX (prefix and tier 1-16 letters or digits, then four groups of five Crockford base32 characters; any case, O reads as 0, I and L as 1)")), request_body = ReasonBody,
+    params(KeyPath), request_body = ReasonBody,
     responses((status = 200, body = LicenseOne), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn revoke(
     admin: Admin,
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    Path(KeyPath { key }): Path<KeyPath>,
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> Result<Json<LicenseOne>, ApiError> {
     change_status(admin, state, key, body, true).await
@@ -170,12 +170,12 @@ async fn revoke(
 
 /// Reinstate a revoked or suspended license.
 #[utoipa::path(post, path = "/admin/v1/licenses/{key}/reinstate", tag = "licenses", security(("bearer" = [])),
-    params(("key" = String, Path, description = "license key PREFIX-TIER-XXXXX-XXXXX-XXXXX-XXXXX (prefix and tier 1-16 letters or digits, then four groups of five Crockford base32 characters; any case, O reads as 0, I and L as 1)")), request_body = ReasonBody,
+    params(KeyPath), request_body = ReasonBody,
     responses((status = 200, body = LicenseOne), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn reinstate(
     admin: Admin,
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    Path(KeyPath { key }): Path<KeyPath>,
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> Result<Json<LicenseOne>, ApiError> {
     change_status(admin, state, key, body, false).await
@@ -192,12 +192,12 @@ pub struct ResendBody {
 
 /// Queue the license email again; a revoked license only with `force`.
 #[utoipa::path(post, path = "/admin/v1/licenses/{key}/resend", tag = "licenses", security(("bearer" = [])),
-    params(("key" = String, Path, description = "license key PREFIX-TIER-XXXXX-XXXXX-XXXXX-XXXXX (prefix and tier 1-16 letters or digits, then four groups of five Crockford base32 characters; any case, O reads as 0, I and L as 1)")), request_body(content = ResendBody, description = "optional"),
+    params(KeyPath), request_body(content = ResendBody, description = "optional"),
     responses((status = 202, body = Queued, description = "queued"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "the license is revoked")))]
 async fn resend(
     admin: Admin,
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    Path(KeyPath { key }): Path<KeyPath>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
     admin.require(scope::LICENSES_WRITE)?;
@@ -205,5 +205,8 @@ async fn resend(
     let req: ResendBody = optional_json(&body)?;
     admin::resend(&state.store, &key, req.force, &admin.actor()).await?;
     state.outbox_wake.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(Queued::new())))
+    let queued = Queued {
+        status: "queued".into(),
+    };
+    Ok((StatusCode::ACCEPTED, Json(queued)))
 }

@@ -56,6 +56,16 @@ pub(super) fn status_filter(
     Ok(status)
 }
 
+/// The `{key}` of a license's routes, documented once for all of them.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct KeyPath {
+    /// License key PREFIX-TIER-XXXXX-XXXXX-XXXXX-XXXXX (prefix and tier
+    /// 1-16 letters or digits, then four groups of five Crockford base32
+    /// characters; any case, O reads as 0, I and L as 1).
+    pub key: String,
+}
+
 /// A license key from a path, in its canonical spelling.
 pub(super) fn parse_key(key: &str) -> Result<String, ApiError> {
     key.parse::<keymint_license::LicenseKey>()

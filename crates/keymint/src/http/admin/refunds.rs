@@ -2,7 +2,7 @@
 //! license's provider.
 
 use super::Admin;
-use super::params::{optional_json, parse_key};
+use super::params::{KeyPath, optional_json, parse_key};
 use crate::admin::{self, scope};
 use crate::app::AppState;
 use crate::http::ApiError;
@@ -33,14 +33,14 @@ pub struct RefundBody {
 /// `pending` (license suspended) until the provider's webhook or the
 /// reconciler settles it.
 #[utoipa::path(post, path = "/admin/v1/licenses/{key}/refund", tag = "licenses", security(("bearer" = [])),
-    params(("key" = String, Path, description = "license key PREFIX-TIER-XXXXX-XXXXX-XXXXX-XXXXX (prefix and tier 1-16 letters or digits, then four groups of five Crockford base32 characters; any case, O reads as 0, I and L as 1)")), request_body = RefundBody,
+    params(KeyPath), request_body = RefundBody,
     responses((status = 202, body = RefundOut), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "the license is already revoked (`license_revoked`), or its endpoint has no refund API configured (`refunds_not_configured`)"),
               (status = 422, body = ErrorBody, description = "the amount is not positive (`invalid_amount`)")))]
 async fn refund(
     admin: Admin,
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    Path(KeyPath { key }): Path<KeyPath>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<RefundOut>), ApiError> {
     admin.require(scope::LICENSES_WRITE)?;
