@@ -169,3 +169,50 @@ pub(super) fn optional_json<T: serde::de::DeserializeOwned + Default>(
         _ => ApiError::BadRequest(format!("invalid JSON body: {e}")),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_is_50_by_default_and_1_to_500_when_asked() {
+        assert_eq!(Paging::parse("lic", None, None).unwrap().limit, 50);
+        assert_eq!(Paging::parse("lic", None, Some(500)).unwrap().limit, 500);
+        for bad in [0, -1, 501] {
+            let e = Paging::parse("lic", None, Some(bad)).err().unwrap();
+            assert_eq!(e.code(), "bad_limit", "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_cursor_is_an_id_of_the_listed_kind() {
+        let id = format!("dlv_{}", ulid::Ulid::generate());
+        let page = Paging::parse("dlv", Some(id.clone()), None).unwrap();
+        assert_eq!(page.before, Some(id.clone()));
+        let e = Paging::parse("lic", Some(id), None).err().unwrap();
+        assert_eq!(e.code(), "bad_cursor");
+    }
+
+    #[test]
+    fn only_a_full_page_has_a_next_one() {
+        let page = Paging::parse("lic", None, Some(2)).unwrap();
+        let ids = ["lic_b", "lic_a"];
+        assert_eq!(page.next(&ids, |s| s).as_deref(), Some("lic_a"));
+        assert_eq!(page.next(&ids[..1], |s| s), None);
+    }
+
+    #[test]
+    fn a_status_filter_names_the_choices() {
+        let all = ["active", "revoked"];
+        assert_eq!(
+            status_filter(Some(" active ".into()), &all).unwrap(),
+            Some("active".into())
+        );
+        assert_eq!(status_filter(None, &all).unwrap(), None);
+        let e = status_filter(Some("gone".into()), &all).err().unwrap();
+        assert_eq!(e.to_string(), "status must be one of active, revoked");
+        assert_eq!(e.code(), "bad_status");
+        let e = status_filter(Some(" ".into()), &all).err().unwrap();
+        assert_eq!(e.code(), "empty_filter");
+    }
+}
