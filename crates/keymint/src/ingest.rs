@@ -1,6 +1,6 @@
 //! Ingest: record, authenticate, parse, dispatch: the path of every
-//! webhook delivery (DESIGN sections 1 and 4). Replay runs the same steps
-//! from a stored delivery, minus authentication.
+//! webhook delivery (docs/architecture.md, "Rules" and "Data flow"). Replay
+//! runs the same steps from a stored delivery, minus authentication.
 
 use crate::adapters::{self, AuthError, RawRequest};
 use crate::app::AppState;
