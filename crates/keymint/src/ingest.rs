@@ -115,7 +115,9 @@ pub fn redact_path(path: &str, query: Option<&str>, secret_params: &[&str]) -> S
     let parts: Vec<String> = query
         .split('&')
         .map(|pair| {
+            // `split` always yields a first part.
             let name = pair.split('=').next().unwrap_or_default();
+            // A name that does not decode is compared as it was sent.
             let decoded: String = serde_urlencoded::from_str::<Vec<(String, String)>>(pair)
                 .ok()
                 .and_then(|v| v.into_iter().next())
@@ -139,12 +141,13 @@ pub async fn ingest(state: &AppState, req: Incoming) -> IngestResult {
         // Refused at start-up by config validation; never serve it.
         return IngestResult::NotFound;
     };
+    let now = store::now_ms();
     let raw = RawRequest {
         headers: &req.headers,
         query: req.query.as_deref(),
         body: &req.body,
+        received_at: now,
     };
-    let now = store::now_ms();
     let auth = adapter.authenticate(&raw, endpoint, now / 1000);
     if let Err(e) = &auth
         && !state.rejected.allow(req.source_ip.as_deref())
@@ -201,6 +204,7 @@ pub async fn ingest(state: &AppState, req: Incoming) -> IngestResult {
         headers: &req.headers,
         query: req.query.as_deref(),
         body: &delivery.body.bytes,
+        received_at: delivery.received_at,
     });
     process(state, &endpoint.name, &delivery.id, parsed).await
 }
@@ -266,14 +270,11 @@ pub async fn process(
     let applied = match result {
         Ok(applied) => applied,
         Err((outcome, reason)) => {
-            let mut conn = match state.store.writer().await {
-                Ok(c) => c,
-                Err(_) => return IngestResult::Unavailable,
-            };
-            if deliveries::finish(&mut conn, delivery_id, &outcome, store::now_ms())
-                .await
-                .is_err()
-            {
+            if let Err(e) = record_failure(state, delivery_id, &outcome).await {
+                // The row stays `received`: the recovery worker or the
+                // sender's retry finishes it (docs/architecture.md, rule 1).
+                tracing::error!(endpoint, delivery_id, error = %e, failure = %reason, "could not record a delivery's failure; answering 503");
+                count(endpoint, "unavailable");
                 return IngestResult::Unavailable;
             }
             Applied::Failed { reason }
@@ -287,6 +288,17 @@ pub async fn process(
         delivery_id: delivery_id.to_string(),
         applied,
     }
+}
+
+/// Writes a failed outcome on the delivery row.
+async fn record_failure(
+    state: &AppState,
+    delivery_id: &str,
+    outcome: &Outcome,
+) -> Result<(), sqlx::Error> {
+    let mut conn = state.store.writer().await?;
+    deliveries::finish(&mut conn, delivery_id, outcome, store::now_ms()).await?;
+    Ok(())
 }
 
 /// Names a Stripe Checkout Session's products by its line items, read from
@@ -390,13 +402,23 @@ pub async fn replay(state: &AppState, delivery_id: &str) -> Result<IngestResult,
         .ok_or_else(|| ReplayError::UnknownEndpoint(d.endpoint.clone()))?;
     let adapter = adapters::for_kind(endpoint.kind)
         .ok_or_else(|| ReplayError::UnknownEndpoint(d.endpoint.clone()))?;
-    let headers: BTreeMap<String, String> = serde_json::from_str(&d.headers).unwrap_or_default();
-    let raw = RawRequest {
-        headers: &headers,
-        query: None,
-        body: &d.body,
+    // Corrupt stored headers fail the delivery with the reason (and leave
+    // it replayable once the row is repaired): parsing without them could
+    // read a JSON body as a form, or miss an event id, and act differently
+    // from the first time.
+    let parsed = match serde_json::from_str::<BTreeMap<String, String>>(&d.headers) {
+        Ok(headers) => adapter.parse(&RawRequest {
+            headers: &headers,
+            query: None,
+            body: &d.body,
+            received_at: d.received_at,
+        }),
+        Err(e) => Err(adapters::ParseError(format!(
+            "the stored headers of delivery {} are not a JSON object of strings ({e}); repair the row to replay it",
+            d.id
+        ))),
     };
-    Ok(process(state, &endpoint.name, &d.id, adapter.parse(&raw)).await)
+    Ok(process(state, &endpoint.name, &d.id, parsed).await)
 }
 
 /// Which failed deliveries a bulk replay takes.
@@ -437,6 +459,7 @@ pub async fn replay_failed(
 ) -> Result<ReplaySummary, ReplayError> {
     const PAGE: i64 = 200;
     let mut summary = ReplaySummary::default();
+    // No cursor: from the first id (every id sorts after "").
     let mut after = filter.after.clone().unwrap_or_default();
     loop {
         let page = {

@@ -27,6 +27,7 @@ impl Adapter for Gumroad {
         let given = req
             .query
             .and_then(|q| {
+                // A query that does not parse carries no secret.
                 serde_urlencoded::from_str::<Vec<(String, String)>>(q)
                     .ok()?
                     .into_iter()
@@ -55,7 +56,7 @@ impl Adapter for Gumroad {
         } else {
             parse_form(req.body)?
         };
-        parse_fields(&fields)
+        parse_fields(&fields, req.received_at)
     }
 
     fn secret_query_params(&self) -> &'static [&'static str] {
@@ -103,8 +104,12 @@ fn truthy(fields: &HashMap<String, String>, name: &str) -> bool {
     field(fields, name).is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
 }
 
-/// Turns Gumroad's fields into a normalized event.
-pub fn parse_fields(fields: &HashMap<String, String>) -> Result<Parsed, ParseError> {
+/// Turns Gumroad's fields into a normalized event; `received_at` (Unix ms)
+/// stands in for a time the fields do not carry.
+pub fn parse_fields(
+    fields: &HashMap<String, String>,
+    received_at: i64,
+) -> Result<Parsed, ParseError> {
     let resource = field(fields, "resource_name")
         .unwrap_or("sale")
         .to_ascii_lowercase();
@@ -119,7 +124,9 @@ pub fn parse_fields(fields: &HashMap<String, String>) -> Result<Parsed, ParseErr
         .to_string();
     let event = match resource.as_str() {
         "sale" => match field(fields, "subscription_id") {
-            Some(sub) => Event::Subscription(parse_subscription_sale(fields, sub)?),
+            Some(sub) => {
+                Event::Subscription(parse_subscription_sale(fields, sub, received_at)?)
+            }
             None => Event::Sale(parse_sale(fields)?),
         },
         "refund" => Event::Refund {
@@ -162,7 +169,7 @@ pub fn parse_fields(fields: &HashMap<String, String>) -> Result<Parsed, ParseErr
             key = format!("{sub}:{}", field(fields, time_field).unwrap_or("-"));
             Event::Subscription(Subscription {
                 subscription_id: sub.to_string(),
-                at_ms: at.unwrap_or_else(crate::store::now_ms),
+                at_ms: at.unwrap_or(received_at),
                 change,
                 refs: Vec::new(),
                 product_ids: product_ids(fields),
@@ -216,11 +223,12 @@ fn recurrence_ms(recurrence: Option<&str>) -> i64 {
 fn parse_subscription_sale(
     fields: &HashMap<String, String>,
     subscription_id: &str,
+    received_at: i64,
 ) -> Result<Subscription, ParseError> {
     let sale = parse_sale(fields)?;
     let at = field(fields, "sale_timestamp")
         .and_then(parse_time_ms)
-        .unwrap_or_else(crate::store::now_ms);
+        .unwrap_or(received_at);
     let period_end = Some(at + recurrence_ms(field(fields, "recurrence")));
     let change = if truthy(fields, "is_recurring_charge") {
         SubscriptionChange::PaymentSucceeded { period_end }

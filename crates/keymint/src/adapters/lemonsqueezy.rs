@@ -29,7 +29,11 @@ impl Adapter for LemonSqueezy {
         let kind = json::required(&v, "/meta/event_name")?;
         let id = str_at(&v, "/meta/webhook_id")
             .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(req.body))));
-        Ok(Parsed::new(id, kind.clone(), parse_event(&kind, &v)?))
+        Ok(Parsed::new(
+            id,
+            kind.clone(),
+            parse_event(&kind, &v, req.received_at)?,
+        ))
     }
 }
 
@@ -53,7 +57,7 @@ fn buyer(a: &Value) -> Buyer {
     }
 }
 
-fn parse_event(kind: &str, v: &Value) -> Result<Event, ParseError> {
+fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseError> {
     let id = json::required(v, "/data/id")?;
     let a = v
         .pointer("/data/attributes")
@@ -61,7 +65,7 @@ fn parse_event(kind: &str, v: &Value) -> Result<Event, ParseError> {
     let test = bool_at(a, "/test_mode") || bool_at(v, "/meta/test_mode");
     let at = time_at(a, "/updated_at")
         .or_else(|| time_at(a, "/created_at"))
-        .unwrap_or_else(crate::store::now_ms);
+        .unwrap_or(received_at);
     let currency = str_at(a, "/currency").map(|c| c.to_uppercase());
     Ok(match kind {
         "order_created" => {

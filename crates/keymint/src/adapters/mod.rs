@@ -22,6 +22,11 @@ pub struct RawRequest<'a> {
     /// The URL query string, when authenticating a live request.
     pub query: Option<&'a str>,
     pub body: &'a [u8],
+    /// When keymint recorded the delivery (Unix ms): the event time of a
+    /// body that carries none. Never the clock at parse time, so a replay
+    /// gets the time the event had, not a newer one (docs/architecture.md,
+    /// rule 8).
+    pub received_at: i64,
 }
 
 impl RawRequest<'_> {
@@ -62,7 +67,8 @@ pub trait Adapter: Send + Sync {
         endpoint: &EndpointConfig,
         now_secs: i64,
     ) -> Result<(), AuthError>;
-    /// Parses an authenticated body.
+    /// Parses an authenticated body; a time the body lacks is
+    /// `req.received_at`.
     fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError>;
     /// Header names and query parameters whose values must not be stored.
     fn secret_query_params(&self) -> &'static [&'static str] {
@@ -173,6 +179,8 @@ pub mod json {
         v.pointer(ptr)
             .and_then(Value::as_array)
             .map(Vec::as_slice)
+            // Item lists only add product ids; an event lacking what it
+            // needs fails later, naming the product it could not find.
             .unwrap_or_default()
     }
 

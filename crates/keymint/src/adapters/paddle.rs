@@ -43,7 +43,11 @@ impl Adapter for Paddle {
         let id = str_at(&v, "/notification_id")
             .or_else(|| str_at(&v, "/event_id"))
             .ok_or_else(|| ParseError("missing required field `/notification_id`".into()))?;
-        Ok(Parsed::new(id, kind.clone(), parse_event(&kind, &v)?))
+        Ok(Parsed::new(
+            id,
+            kind.clone(),
+            parse_event(&kind, &v, req.received_at)?,
+        ))
     }
 }
 
@@ -81,11 +85,11 @@ fn price_ids(d: &Value) -> Vec<String> {
     ids
 }
 
-fn parse_event(kind: &str, v: &Value) -> Result<Event, ParseError> {
+fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseError> {
     let d = v
         .pointer("/data")
         .ok_or_else(|| ParseError("missing required field `/data`".into()))?;
-    let at = time_at(v, "/occurred_at").unwrap_or_else(crate::store::now_ms);
+    let at = time_at(v, "/occurred_at").unwrap_or(received_at);
     let id = || json::required(d, "/id");
     let currency = str_at(d, "/currency_code").map(|c| c.to_uppercase());
     Ok(match kind {

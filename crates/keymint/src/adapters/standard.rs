@@ -43,7 +43,8 @@ pub fn authenticate(
 }
 
 /// The event id (`webhook-id`) and the event time: the body's
-/// `timestamp` when it has one, else `webhook-timestamp`.
+/// `timestamp` when it has one, else `webhook-timestamp`, else when the
+/// delivery was received.
 pub fn id_and_time(req: &RawRequest<'_>, body: &Value) -> Result<(String, i64), ParseError> {
     let id = req
         .header("webhook-id")
@@ -56,7 +57,7 @@ pub fn id_and_time(req: &RawRequest<'_>, body: &Value) -> Result<(String, i64), 
             req.header("webhook-timestamp")
                 .and_then(super::parse_time_ms)
         })
-        .unwrap_or_else(crate::store::now_ms);
+        .unwrap_or(req.received_at);
     Ok((id, at))
 }
 

@@ -40,7 +40,7 @@ impl Adapter for Stripe {
     }
 
     fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError> {
-        parse_event(&json::parse(req.body)?)
+        parse_event_at(&json::parse(req.body)?, req.received_at)
     }
 }
 
@@ -99,10 +99,20 @@ fn price_ids(list: &[Value]) -> Vec<String> {
     ids
 }
 
+/// An event keymint built itself (the reconciler's snapshot of a
+/// subscription), which always says when it was taken in `created`.
 pub fn parse_event(v: &Value) -> Result<Parsed, ParseError> {
+    let created = time_at(v, "/created")
+        .ok_or_else(|| ParseError("missing required field `/created`".into()))?;
+    parse_event_at(v, created)
+}
+
+/// A Stripe event; `received_at` (Unix ms) is its time when the body has
+/// no `created`.
+pub fn parse_event_at(v: &Value, received_at: i64) -> Result<Parsed, ParseError> {
     let id = json::required(v, "/id")?;
     let kind = json::required(v, "/type")?;
-    let at = time_at(v, "/created").unwrap_or_else(crate::store::now_ms);
+    let at = time_at(v, "/created").unwrap_or(received_at);
     let o = v
         .pointer("/data/object")
         .ok_or_else(|| ParseError("missing required field `/data/object`".into()))?;

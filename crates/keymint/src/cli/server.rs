@@ -10,6 +10,7 @@ pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         addr = %app.addr(),
         database = state.store.backend().as_str(),
         kid = state.keyring.at_start().map_or("", |k| k.kid()),
+        // Empty only for a server that signs with no key, which `serve` refuses.
         public_key = state.keyring.at_start().map(|k| k.public_paserk()).unwrap_or_default(),
         startup_ms = started.elapsed().as_millis() as u64,
         "keymint is listening on http://{}", app.addr()
@@ -26,7 +27,12 @@ pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
 
 pub(super) async fn shutdown_signal() {
     let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+        // A handler that cannot be installed must not stop the server at
+        // once: it then waits for SIGTERM only.
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C; stop keymint with SIGTERM");
+            std::future::pending::<()>().await;
+        }
     };
     #[cfg(unix)]
     let term = async {
@@ -56,6 +62,8 @@ pub(super) async fn check_config(path: Option<&std::path::Path>) -> anyhow::Resu
             return Ok(ExitCode::FAILURE);
         }
     };
+    // A key that would stop `serve` is reported here too.
+    problems.extend(crate::signing::check_keys(&config));
     let url = config.database_url();
     let url_has_problem = problems.iter().any(|p| p.starts_with("database.url"));
     if !url_has_problem

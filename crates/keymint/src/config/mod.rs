@@ -734,6 +734,7 @@ impl Config {
             ));
         }
         let url = self.database_url();
+        // `split` always yields a first part.
         let scheme = url.expose().split(':').next().unwrap_or_default();
         if !matches!(scheme, "sqlite" | "postgres" | "postgresql") {
             problems.push(format!(

@@ -6,6 +6,9 @@ fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
     serde_urlencoded::to_string(pairs).unwrap().into_bytes()
 }
 
+/// When the test deliveries were received (Unix ms).
+const RECEIVED_AT: i64 = 1_700_000_000_000;
+
 fn parse(body: &[u8], json: bool) -> Result<Parsed, ParseError> {
     let mut headers = BTreeMap::new();
     if json {
@@ -15,6 +18,7 @@ fn parse(body: &[u8], json: bool) -> Result<Parsed, ParseError> {
         headers: &headers,
         query: None,
         body,
+        received_at: RECEIVED_AT,
     })
 }
 
@@ -171,6 +175,7 @@ fn secret_must_match_one_of_the_configured_secrets() {
         headers: &headers,
         query: q,
         body: b"",
+        received_at: 0,
     };
     assert!(
         Gumroad
@@ -222,5 +227,21 @@ proptest! {
         prop_assert_eq!(s.amount_cents, Some(price));
         let expected_name = (!name.trim().is_empty()).then(|| name.trim().to_string());
         prop_assert_eq!(&s.buyer.name, &expected_name);
+    }
+}
+
+#[test]
+fn a_subscription_event_without_a_time_takes_the_delivery_time() {
+    // A replay days later must not move the event (and the period it
+    // starts) to the replay's clock.
+    for body in [
+        &b"sale_id=S9&email=a@b.co&product_id=p&subscription_id=SUB9"[..],
+        b"resource_name=cancellation&subscription_id=SUB9",
+    ] {
+        let parsed = parse(body, false).unwrap();
+        match &parsed.event {
+            Event::Subscription(s) => assert_eq!(s.at_ms, RECEIVED_AT, "{parsed:?}"),
+            other => panic!("not a subscription event: {other:?}"),
+        }
     }
 }
