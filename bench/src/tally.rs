@@ -9,9 +9,9 @@ use std::time::Duration;
 
 /// Latencies and answers of one run.
 pub struct Tally {
-    latency_us: Histogram<u64>,
-    statuses: BTreeMap<String, u64>,
-    completed: u64,
+    pub latency_us: Histogram<u64>,
+    pub statuses: BTreeMap<String, u64>,
+    pub completed: u64,
 }
 
 impl Tally {

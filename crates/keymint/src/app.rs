@@ -77,7 +77,7 @@ pub enum StartError {
 }
 
 impl StartError {
-    fn bind(addr: &str, e: &std::io::Error) -> Self {
+    fn bind(addr: SocketAddr, e: &std::io::Error) -> Self {
         let reason = match e.kind() {
             std::io::ErrorKind::AddrInUse => {
                 "the address is already in use (another keymint or another server holds it; stop it or change server.listen)".to_string()
@@ -185,13 +185,13 @@ impl Application {
     /// Binds, then builds the state: a busy port is reported before
     /// anything (data directory, database, signing key) is created.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let listen = config.server.listen.clone();
-        let listener = TcpListener::bind(&listen)
+        let listen = config.server.listen;
+        let listener = TcpListener::bind(listen)
             .await
-            .map_err(|e| StartError::bind(&listen, &e))?;
+            .map_err(|e| StartError::bind(listen, &e))?;
         let addr = listener
             .local_addr()
-            .map_err(|e| StartError::bind(&listen, &e))?;
+            .map_err(|e| StartError::bind(listen, &e))?;
         let state = AppState::build_with(config, true).await?;
         Ok(Self {
             listener,

@@ -1,8 +1,6 @@
 //! `KEYMINT_*` environment overrides and `*_FILE` secrets, applied to
 //! the TOML table before it is read.
 
-use super::*;
-
 /// Environment variable prefix for overrides.
 pub const ENV_PREFIX: &str = "KEYMINT_";
 /// Environment variables that are not config keys.
