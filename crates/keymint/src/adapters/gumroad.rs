@@ -124,9 +124,7 @@ pub fn parse_fields(
         .to_string();
     let event = match resource.as_str() {
         "sale" => match field(fields, "subscription_id") {
-            Some(sub) => {
-                Event::Subscription(parse_subscription_sale(fields, sub, received_at)?)
-            }
+            Some(sub) => Event::Subscription(parse_subscription_sale(fields, sub, received_at)?),
             None => Event::Sale(parse_sale(fields)?),
         },
         "refund" => Event::Refund {

@@ -75,8 +75,6 @@ impl Default for ServerConfig {
 fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
     let text = String::deserialize(d)?;
     text.parse().map_err(|_| {
-        serde::de::Error::custom(format!(
-            "{text:?} is not an address like 127.0.0.1:8080"
-        ))
+        serde::de::Error::custom(format!("{text:?} is not an address like 127.0.0.1:8080"))
     })
 }

@@ -2,9 +2,9 @@
 //! references between sections. Each problem starts with its path
 //! (`endpoints[2].secrets[0]: ...`) and all of them are listed at once.
 
+use super::endpoints::default_tolerance;
 use super::read::Layout;
 use super::secrets::{is_placeholder, placeholder_problem, short_secret};
-use super::endpoints::default_tolerance;
 use super::*;
 use std::collections::HashMap;
 

@@ -60,7 +60,10 @@ fn a_corrupt_signing_key_file_stops_serve_and_check_config_naming_the_file() {
     // Assert: neither goes on without it, and both say which file.
     assert!(!served, "serve refuses to start: {serve_err}");
     assert!(serve_err.contains(named), "{serve_err}");
-    assert!(serve_err.contains("not a PASERK k4.secret key"), "{serve_err}");
+    assert!(
+        serve_err.contains("not a PASERK k4.secret key"),
+        "{serve_err}"
+    );
     assert!(!checked, "{check_err}");
     assert!(check_err.contains(named), "{check_err}");
     let key_files = std::fs::read_dir(&keys).unwrap().count();
@@ -193,7 +196,10 @@ async fn a_replayed_delivery_keeps_the_time_it_was_received(db: Db) {
             "SUB-OLD-1",
         )
         .await;
-    assert_eq!(last_event_at, received_at, "the event's time, not the replay's");
+    assert_eq!(
+        last_event_at, received_at,
+        "the event's time, not the replay's"
+    );
     let period_end = app
         .scalar(
             "SELECT current_period_end FROM subscriptions WHERE subscription_id = $1",

@@ -62,8 +62,7 @@ fn a_missing_name_is_left_to_the_dispatcher() {
 
 #[test]
 fn json_bodies_parse_too() {
-    let body =
-        br#"{"sale_id":"S2","email":"a@b.co","product_id":"p","price":500,"test":false}"#;
+    let body = br#"{"sale_id":"S2","email":"a@b.co","product_id":"p","price":500,"test":false}"#;
     let p = parse(body, true).unwrap();
     assert_eq!(sale(&p).amount_cents, Some(500));
     assert!(!sale(&p).test);
