@@ -100,6 +100,16 @@ fn required<'a>(fields: &'a HashMap<String, String>, name: &str) -> Result<&'a s
     field(fields, name).ok_or_else(|| ParseError(format!("missing required field `{name}`")))
 }
 
+/// A time field: `None` when absent; there but not a time is an error.
+fn time_field_ms(fields: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ParseError> {
+    field(fields, name)
+        .map(|text| {
+            parse_time_ms(text)
+                .ok_or_else(|| ParseError(format!("field `{name}` is not a time: {text:?}")))
+        })
+        .transpose()
+}
+
 fn truthy(fields: &HashMap<String, String>, name: &str) -> bool {
     field(fields, name).is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
 }
@@ -163,7 +173,7 @@ pub fn parse_fields(
                     SubscriptionChange::Activated { period_end: None },
                 ),
             };
-            let at = field(fields, time_field).and_then(parse_time_ms);
+            let at = time_field_ms(fields, time_field)?;
             key = format!("{sub}:{}", field(fields, time_field).unwrap_or("-"));
             Event::Subscription(Subscription {
                 subscription_id: sub.to_string(),
@@ -224,9 +234,7 @@ fn parse_subscription_sale(
     received_at: i64,
 ) -> Result<Subscription, ParseError> {
     let sale = parse_sale(fields)?;
-    let at = field(fields, "sale_timestamp")
-        .and_then(parse_time_ms)
-        .unwrap_or(received_at);
+    let at = time_field_ms(fields, "sale_timestamp")?.unwrap_or(received_at);
     let period_end = Some(at + recurrence_ms(field(fields, "recurrence")));
     let change = if truthy(fields, "is_recurring_charge") {
         SubscriptionChange::PaymentSucceeded { period_end }

@@ -63,9 +63,7 @@ fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseEr
         .pointer("/data/attributes")
         .ok_or_else(|| ParseError("missing required field `/data/attributes`".into()))?;
     let test = bool_at(a, "/test_mode") || bool_at(v, "/meta/test_mode");
-    let at = time_at(a, "/updated_at")
-        .or_else(|| time_at(a, "/created_at"))
-        .unwrap_or(received_at);
+    let at = json::first_time(a, &["/updated_at", "/created_at"])?.unwrap_or(received_at);
     let currency = str_at(a, "/currency").map(|c| c.to_uppercase());
     Ok(match kind {
         "order_created" => {
@@ -90,7 +88,7 @@ fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseEr
                 refs: str_at(a, "/identifier").into_iter().collect(),
                 product_ids,
                 buyer: buyer(a),
-                amount_cents: i64_at(a, "/total"),
+                amount_cents: i64_at(a, "/total")?,
                 currency,
                 test,
             })
@@ -98,7 +96,7 @@ fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseEr
         "order_refunded" => Event::Refund {
             refs: vec![id],
             full: str_at(a, "/status").as_deref() == Some("refunded"),
-            amount_cents: i64_at(a, "/refunded_amount"),
+            amount_cents: i64_at(a, "/refunded_amount")?,
         },
         "subscription_payment_refunded" => {
             let mut refs = vec![id];
@@ -106,7 +104,7 @@ fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseEr
             Event::Refund {
                 refs,
                 full: str_at(a, "/status").as_deref() == Some("refunded"),
-                amount_cents: i64_at(a, "/refunded_amount"),
+                amount_cents: i64_at(a, "/refunded_amount")?,
             }
         }
         "subscription_payment_success"
@@ -122,7 +120,7 @@ fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseEr
             refs: vec![id],
             product_ids: Vec::new(),
             buyer: buyer(a),
-            amount_cents: i64_at(a, "/total"),
+            amount_cents: i64_at(a, "/total")?,
             currency,
             test,
         }),
@@ -133,9 +131,9 @@ fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseEr
             })?;
             let period_end = match status {
                 Status::Canceled | Status::Expired => {
-                    time_at(a, "/ends_at").or_else(|| time_at(a, "/renews_at"))
+                    json::first_time(a, &["/ends_at", "/renews_at"])?
                 }
-                _ => time_at(a, "/renews_at"),
+                _ => time_at(a, "/renews_at")?,
             };
             let mut product_ids = Vec::new();
             push_all(
@@ -147,7 +145,7 @@ fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseEr
                 at_ms: at,
                 change: Change::Snapshot {
                     status,
-                    trial_end: time_at(a, "/trial_ends_at"),
+                    trial_end: time_at(a, "/trial_ends_at")?,
                     period_end,
                     cancel_at_period_end: status == Status::Canceled,
                 },

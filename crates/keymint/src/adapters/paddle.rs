@@ -7,7 +7,7 @@
 //! checkout sets it, else from a `customer.created` / `customer.updated`
 //! event (enable them) linking the id to an email.
 
-use super::json::{self, Value, i64_at, items, push_all, str_at, time_at};
+use super::json::{self, Value, items, push_all, str_at, time_at};
 use super::signatures::verify_paddle;
 use super::{
     Adapter, AuthError, ParseError, RawRequest, secret_strs, tolerance_secs, unauthorized,
@@ -89,19 +89,19 @@ fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseEr
     let d = v
         .pointer("/data")
         .ok_or_else(|| ParseError("missing required field `/data`".into()))?;
-    let at = time_at(v, "/occurred_at").unwrap_or(received_at);
+    let at = time_at(v, "/occurred_at")?.unwrap_or(received_at);
     let id = || json::required(d, "/id");
     let currency = str_at(d, "/currency_code").map(|c| c.to_uppercase());
     Ok(match kind {
         "transaction.completed" | "transaction.paid" => {
-            let amount = i64_at(d, "/details/totals/grand_total")
-                .or_else(|| i64_at(d, "/details/totals/total"));
+            let amount =
+                json::first_i64(d, &["/details/totals/grand_total", "/details/totals/total"])?;
             match str_at(d, "/subscription_id") {
                 Some(sub) => Event::Subscription(Subscription {
                     subscription_id: sub,
                     at_ms: at,
                     change: Change::PaymentSucceeded {
-                        period_end: time_at(d, "/billing_period/ends_at"),
+                        period_end: time_at(d, "/billing_period/ends_at")?,
                     },
                     refs: vec![id()?],
                     product_ids: price_ids(d),
@@ -134,17 +134,14 @@ fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseEr
             let status = status(&raw)
                 .ok_or_else(|| ParseError(format!("unknown Paddle subscription status {raw:?}")))?;
             let scheduled = str_at(d, "/scheduled_change/action");
-            let trial_end = items(d, "/items")
-                .iter()
-                .filter_map(|i| time_at(i, "/trial_dates/ends_at"))
-                .max();
+            let trial_end = json::latest_time(items(d, "/items"), "/trial_dates/ends_at")?;
             Event::Subscription(Subscription {
                 subscription_id: id()?,
                 at_ms: at,
                 change: Change::Snapshot {
                     status,
                     trial_end,
-                    period_end: time_at(d, "/current_billing_period/ends_at"),
+                    period_end: time_at(d, "/current_billing_period/ends_at")?,
                     cancel_at_period_end: scheduled.as_deref() == Some("cancel"),
                 },
                 refs: Vec::new(),

@@ -244,3 +244,13 @@ fn a_subscription_event_without_a_time_takes_the_delivery_time() {
         }
     }
 }
+
+#[test]
+fn a_time_that_is_there_but_unreadable_fails_the_delivery() {
+    let e = parse(
+        b"resource_name=cancellation&subscription_id=SUB9&cancelled_at=last+tuesday",
+        false,
+    )
+    .unwrap_err();
+    assert!(e.0.contains("cancelled_at"), "{e}");
+}
