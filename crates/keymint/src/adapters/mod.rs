@@ -162,6 +162,7 @@ pub mod json {
             None | Some(Value::Null) => return Ok(None),
             Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
             Some(Value::Number(n)) => n.as_i64(),
+            // Not a number: the error below names the field and the value.
             Some(Value::String(s)) => s.trim().parse().ok(),
             Some(_) => None,
         };
@@ -218,6 +219,7 @@ pub mod json {
     }
 
     fn unreadable(v: &Value, ptr: &str, what: &str) -> ParseError {
+        // Called only for a value that is there; empty would mean absent.
         let shown = v.pointer(ptr).map(Value::to_string).unwrap_or_default();
         ParseError(format!("field `{ptr}` is not {what}: {shown}"))
     }
