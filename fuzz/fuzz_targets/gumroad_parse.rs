@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 fuzz_target!(|body: &[u8]| {
     let mut headers = BTreeMap::new();
-    let _ = Gumroad.parse(&RawRequest { headers: &headers, query: None, body });
+    let _ = Gumroad.parse(&RawRequest { headers: &headers, query: None, body, received_at: 0 });
     headers.insert("content-type".to_string(), "application/json".to_string());
-    let _ = Gumroad.parse(&RawRequest { headers: &headers, query: None, body });
+    let _ = Gumroad.parse(&RawRequest { headers: &headers, query: None, body, received_at: 0 });
 });

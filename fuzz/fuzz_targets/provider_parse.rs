@@ -23,7 +23,7 @@ fuzz_target!(|body: &[u8]| {
     headers.insert("content-type".to_string(), "application/json".to_string());
     headers.insert("webhook-id".to_string(), "msg_fuzz".to_string());
     headers.insert("webhook-timestamp".to_string(), "1700000000".to_string());
-    let req = RawRequest { headers: &headers, query: None, body };
+    let req = RawRequest { headers: &headers, query: None, body, received_at: 0 };
     for kind in KINDS {
         let _ = for_kind(kind).expect("every kind has an adapter").parse(&req);
     }

@@ -77,7 +77,7 @@ pub enum StartError {
 }
 
 impl StartError {
-    fn bind(addr: &str, e: &std::io::Error) -> Self {
+    fn bind(addr: SocketAddr, e: &std::io::Error) -> Self {
         let reason = match e.kind() {
             std::io::ErrorKind::AddrInUse => {
                 "the address is already in use (another keymint or another server holds it; stop it or change server.listen)".to_string()
@@ -185,13 +185,13 @@ impl Application {
     /// Binds, then builds the state: a busy port is reported before
     /// anything (data directory, database, signing key) is created.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let listen = config.server.listen.clone();
-        let listener = TcpListener::bind(&listen)
+        let listen = config.server.listen;
+        let listener = TcpListener::bind(listen)
             .await
-            .map_err(|e| StartError::bind(&listen, &e))?;
+            .map_err(|e| StartError::bind(listen, &e))?;
         let addr = listener
             .local_addr()
-            .map_err(|e| StartError::bind(&listen, &e))?;
+            .map_err(|e| StartError::bind(listen, &e))?;
         let state = AppState::build_with(config, true).await?;
         Ok(Self {
             listener,
@@ -269,6 +269,7 @@ impl Application {
                 },
                 () = &mut shutdown => break,
             };
+            // Only latency depends on it; the connection works either way.
             let _ = stream.set_nodelay(true);
             let router = router.clone();
             // Set by the first request: until then the connection lives
@@ -327,17 +328,30 @@ impl Application {
                 tracing::warn!("requests still running at shutdown were cut off");
             }
         }
+        // An error means every worker has already stopped.
         let _ = stop_tx.send(true);
         let had_workers = !workers.is_empty();
         for w in workers {
-            let _ = w.await;
+            if let Err(e) = w.await {
+                tracing::error!(error = %e, "a background worker panicked");
+            }
         }
         if had_workers {
-            // Hand singleton jobs to another replica now, not at lease end.
-            if let Ok(mut conn) = self.state.store.writer().await {
-                for job in workers::SINGLETON_JOBS {
-                    let _ = crate::store::leases::release(&mut conn, job, &self.state.instance_id)
-                        .await;
+            // Hand singleton jobs to another replica now, not at lease end;
+            // if that fails, the leases expire on their own.
+            match self.state.store.writer().await {
+                Ok(mut conn) => {
+                    for job in workers::SINGLETON_JOBS {
+                        if let Err(e) =
+                            crate::store::leases::release(&mut conn, job, &self.state.instance_id)
+                                .await
+                        {
+                            tracing::warn!(job, error = %e, "could not release a job lease at shutdown; it expires on its own");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not release job leases at shutdown; they expire on their own");
                 }
             }
         }
@@ -348,6 +362,7 @@ impl Application {
 
 /// A readable prefix for this process in job leases.
 fn hostname_or_pid() -> String {
+    // No readable hostname (containers, non-Linux): the pid names it.
     std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_string())

@@ -1,6 +1,7 @@
 //! Ingest: record, authenticate, parse, dispatch: the path of every
-//! webhook delivery (DESIGN sections 1 and 4). Replay runs the same steps
-//! from a stored delivery, minus authentication.
+//! webhook delivery (docs/architecture.md, "Rules" and "Data flow").
+//! `replay.rs` runs the same steps from a stored delivery, minus
+//! authentication; `redact.rs` decides what a delivery row keeps.
 
 use crate::adapters::{self, AuthError, RawRequest};
 use crate::app::AppState;
@@ -9,6 +10,13 @@ use crate::events::Parsed;
 use crate::store::deliveries::{self, NewDelivery, Outcome, StoredBody, status};
 use crate::store::{self};
 use std::collections::BTreeMap;
+
+mod redact;
+mod replay;
+
+use redact::shorten_headers;
+pub use redact::{REJECTED_HEADER_VALUE, REJECTED_HEADERS_TOTAL, redact_headers, redact_path};
+pub use replay::{ReplayError, ReplayFilter, ReplaySummary, replay, replay_failed};
 
 /// What the HTTP layer answers.
 #[derive(Debug)]
@@ -37,100 +45,6 @@ pub struct Incoming {
     pub request_id: Option<String>,
 }
 
-/// Header names never stored in clear.
-fn is_secret_header(name: &str) -> bool {
-    matches!(name, "authorization" | "cookie" | "proxy-authorization")
-        || name.contains("secret")
-        || name.contains("token")
-        || name.contains("api-key")
-        || name.contains("apikey")
-}
-
-/// Headers as stored: secrets replaced by `***`.
-pub fn redact_headers(headers: &BTreeMap<String, String>) -> String {
-    let redacted: BTreeMap<&str, &str> = headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str(),
-                if is_secret_header(k) {
-                    "***"
-                } else {
-                    v.as_str()
-                },
-            )
-        })
-        .collect();
-    serde_json::to_string(&redacted).expect("string map serializes")
-}
-
-/// The longest header value kept on a rejected delivery; a longer one (a
-/// forged signature header with thousands of entries) keeps its start and
-/// its size, so forensics stay bounded like the body's prefix.
-pub const REJECTED_HEADER_VALUE: usize = 256;
-
-/// The most header bytes (names and values) kept on a rejected delivery;
-/// the headers past it are only counted.
-pub const REJECTED_HEADERS_TOTAL: usize = 4096;
-
-/// Headers as a rejected delivery keeps them: each value cut to
-/// [`REJECTED_HEADER_VALUE`] bytes (on a character boundary, marked with
-/// the size it had), and no more than [`REJECTED_HEADERS_TOTAL`] bytes in
-/// all, the rest replaced by one entry saying how many were left out.
-fn shorten_headers(headers: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let mut kept = BTreeMap::new();
-    let (mut used, mut left_out, mut left_bytes) = (0usize, 0usize, 0usize);
-    for (k, v) in headers {
-        let value = if v.len() <= REJECTED_HEADER_VALUE {
-            v.clone()
-        } else {
-            let mut end = REJECTED_HEADER_VALUE;
-            while !v.is_char_boundary(end) {
-                end -= 1;
-            }
-            format!("{}... ({} bytes)", &v[..end], v.len())
-        };
-        if used + k.len() + value.len() > REJECTED_HEADERS_TOTAL {
-            left_out += 1;
-            left_bytes += k.len() + v.len();
-            continue;
-        }
-        used += k.len() + value.len();
-        kept.insert(k.clone(), value);
-    }
-    if left_out > 0 {
-        kept.insert(
-            "keymint-omitted".into(),
-            format!("{left_out} more headers ({left_bytes} bytes)"),
-        );
-    }
-    kept
-}
-
-/// The path as stored: the values of secret query parameters replaced.
-pub fn redact_path(path: &str, query: Option<&str>, secret_params: &[&str]) -> String {
-    let Some(query) = query else {
-        return path.to_string();
-    };
-    let parts: Vec<String> = query
-        .split('&')
-        .map(|pair| {
-            let name = pair.split('=').next().unwrap_or_default();
-            let decoded: String = serde_urlencoded::from_str::<Vec<(String, String)>>(pair)
-                .ok()
-                .and_then(|v| v.into_iter().next())
-                .map(|(k, _)| k)
-                .unwrap_or_else(|| name.to_string());
-            if secret_params.contains(&decoded.as_str()) {
-                format!("{name}=***")
-            } else {
-                pair.to_string()
-            }
-        })
-        .collect();
-    format!("{path}?{}", parts.join("&"))
-}
-
 pub async fn ingest(state: &AppState, req: Incoming) -> IngestResult {
     let Some(endpoint) = state.config.endpoint(&req.endpoint) else {
         return IngestResult::NotFound;
@@ -139,12 +53,13 @@ pub async fn ingest(state: &AppState, req: Incoming) -> IngestResult {
         // Refused at start-up by config validation; never serve it.
         return IngestResult::NotFound;
     };
+    let now = store::now_ms();
     let raw = RawRequest {
         headers: &req.headers,
         query: req.query.as_deref(),
         body: &req.body,
+        received_at: now,
     };
-    let now = store::now_ms();
     let auth = adapter.authenticate(&raw, endpoint, now / 1000);
     if let Err(e) = &auth
         && !state.rejected.allow(req.source_ip.as_deref())
@@ -201,6 +116,7 @@ pub async fn ingest(state: &AppState, req: Incoming) -> IngestResult {
         headers: &req.headers,
         query: req.query.as_deref(),
         body: &delivery.body.bytes,
+        received_at: delivery.received_at,
     });
     process(state, &endpoint.name, &delivery.id, parsed).await
 }
@@ -266,14 +182,11 @@ pub async fn process(
     let applied = match result {
         Ok(applied) => applied,
         Err((outcome, reason)) => {
-            let mut conn = match state.store.writer().await {
-                Ok(c) => c,
-                Err(_) => return IngestResult::Unavailable,
-            };
-            if deliveries::finish(&mut conn, delivery_id, &outcome, store::now_ms())
-                .await
-                .is_err()
-            {
+            if let Err(e) = record_failure(state, delivery_id, &outcome).await {
+                // The row stays `received`: the recovery worker or the
+                // sender's retry finishes it (docs/architecture.md, rule 1).
+                tracing::error!(endpoint, delivery_id, error = %e, failure = %reason, "could not record a delivery's failure; answering 503");
+                count(endpoint, "unavailable");
                 return IngestResult::Unavailable;
             }
             Applied::Failed { reason }
@@ -287,6 +200,17 @@ pub async fn process(
         delivery_id: delivery_id.to_string(),
         applied,
     }
+}
+
+/// Writes a failed outcome on the delivery row.
+async fn record_failure(
+    state: &AppState,
+    delivery_id: &str,
+    outcome: &Outcome,
+) -> Result<(), sqlx::Error> {
+    let mut conn = state.store.writer().await?;
+    deliveries::finish(&mut conn, delivery_id, outcome, store::now_ms()).await?;
+    Ok(())
 }
 
 /// Names a Stripe Checkout Session's products by its line items, read from
@@ -344,146 +268,4 @@ fn delivery_status(applied: &Applied) -> &'static str {
 fn count(endpoint: &str, status: &str) {
     metrics::counter!("keymint_webhook_deliveries_total", "endpoint" => endpoint.to_string(), "status" => status.to_string())
         .increment(1);
-}
-
-/// Why a delivery cannot be replayed.
-#[derive(Debug, thiserror::Error)]
-pub enum ReplayError {
-    #[error("delivery not found")]
-    NotFound,
-    #[error("delivery {0} failed authentication and is never replayed")]
-    NotAuthentic(String),
-    #[error("endpoint {0:?} is no longer configured")]
-    UnknownEndpoint(String),
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-}
-
-/// Re-runs a stored delivery through the current code and catalog. A
-/// delivery that already took effect answers `duplicate` untouched.
-pub async fn replay(state: &AppState, delivery_id: &str) -> Result<IngestResult, ReplayError> {
-    let d = {
-        let mut conn = state.store.conn().await?;
-        deliveries::get(&mut conn, delivery_id)
-            .await?
-            .ok_or(ReplayError::NotFound)?
-    };
-    if d.signature_valid != Some(1) {
-        return Err(ReplayError::NotAuthentic(d.id));
-    }
-    if d.status == status::PROCESSED || d.status == status::DUPLICATE {
-        let license_key = match &d.license_id {
-            Some(id) => {
-                let mut conn = state.store.conn().await?;
-                store::licenses::by_id(&mut conn, id).await?.map(|l| l.key)
-            }
-            None => None,
-        };
-        return Ok(IngestResult::Done {
-            delivery_id: d.id,
-            applied: Applied::Duplicate { license_key },
-        });
-    }
-    let endpoint = state
-        .config
-        .endpoint(&d.endpoint)
-        .ok_or_else(|| ReplayError::UnknownEndpoint(d.endpoint.clone()))?;
-    let adapter = adapters::for_kind(endpoint.kind)
-        .ok_or_else(|| ReplayError::UnknownEndpoint(d.endpoint.clone()))?;
-    let headers: BTreeMap<String, String> = serde_json::from_str(&d.headers).unwrap_or_default();
-    let raw = RawRequest {
-        headers: &headers,
-        query: None,
-        body: &d.body,
-    };
-    Ok(process(state, &endpoint.name, &d.id, adapter.parse(&raw)).await)
-}
-
-/// Which failed deliveries a bulk replay takes.
-#[derive(Debug, Clone, Default)]
-pub struct ReplayFilter {
-    pub endpoint: Option<String>,
-    /// Received at or after (Unix ms).
-    pub since: Option<i64>,
-    /// Start after this delivery id (a previous call's `next_after`).
-    pub after: Option<String>,
-    /// At most this many deliveries.
-    pub limit: Option<usize>,
-}
-
-/// What a bulk replay did, by answer.
-#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
-pub struct ReplaySummary {
-    pub replayed: usize,
-    pub ok: usize,
-    pub duplicate: usize,
-    pub ignored: usize,
-    #[serde(rename = "logged-no-mint")]
-    pub no_mint: usize,
-    /// Failed again (the reason is on each delivery).
-    pub error: usize,
-    /// The database was unavailable; these stay failed.
-    pub unavailable: usize,
-    /// Set when `limit` stopped the run: pass it as `after` to continue.
-    pub next_after: Option<String>,
-}
-
-/// Replays every failed, authentic delivery that `filter` selects, oldest
-/// first, calling `progress(done, delivery id)` after each.
-pub async fn replay_failed(
-    state: &AppState,
-    filter: &ReplayFilter,
-    mut progress: impl FnMut(usize, &str),
-) -> Result<ReplaySummary, ReplayError> {
-    const PAGE: i64 = 200;
-    let mut summary = ReplaySummary::default();
-    let mut after = filter.after.clone().unwrap_or_default();
-    loop {
-        let page = {
-            let mut conn = state.store.conn().await?;
-            deliveries::failed_page(
-                &mut conn,
-                filter.endpoint.as_deref(),
-                filter.since,
-                &after,
-                PAGE,
-            )
-            .await?
-        };
-        if page.is_empty() {
-            return Ok(summary);
-        }
-        for id in page {
-            if filter.limit.is_some_and(|l| summary.replayed >= l) {
-                summary.next_after = Some(after);
-                return Ok(summary);
-            }
-            let result = match replay(state, &id).await {
-                Ok(r) => r,
-                // Its endpoint is gone: nothing to do for it now.
-                Err(ReplayError::UnknownEndpoint(_) | ReplayError::NotAuthentic(_)) => {
-                    IngestResult::Done {
-                        delivery_id: id.clone(),
-                        applied: Applied::Failed {
-                            reason: String::new(),
-                        },
-                    }
-                }
-                Err(e) => return Err(e),
-            };
-            summary.replayed += 1;
-            match result {
-                IngestResult::Done { applied, .. } => match applied {
-                    Applied::Ok { .. } => summary.ok += 1,
-                    Applied::Duplicate { .. } => summary.duplicate += 1,
-                    Applied::Ignored { .. } => summary.ignored += 1,
-                    Applied::NoMint { .. } => summary.no_mint += 1,
-                    Applied::Failed { .. } => summary.error += 1,
-                },
-                _ => summary.unavailable += 1,
-            }
-            progress(summary.replayed, &id);
-            after = id;
-        }
-    }
 }

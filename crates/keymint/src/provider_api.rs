@@ -14,6 +14,11 @@ pub enum ApiError {
     Unreachable(String),
     #[error("the provider answered {status}: {message}")]
     Answered { status: u16, message: String },
+    /// A success whose body does not say what was done: whether the call
+    /// took effect is unknown, so it is settled later like an unreachable
+    /// provider, never read as "nothing happened".
+    #[error("the provider answered {status}, but {problem}")]
+    Unreadable { status: u16, problem: String },
 }
 
 /// A refund's state at the provider.
@@ -53,30 +58,49 @@ async fn send(req: reqwest::RequestBuilder) -> Result<Value, ApiError> {
         ApiError::Unreachable(format!("provider API unreachable: {}", e.without_url()))
     })?;
     let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        let message = body
-            .pointer("/error/message")
-            .or_else(|| body.pointer("/error"))
-            .or_else(|| body.pointer("/message"))
-            .map(|m| {
-                m.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| m.to_string())
-            })
-            .unwrap_or_default();
-        return Err(ApiError::Answered {
+    let body = resp.json::<Value>().await;
+    if status.is_success() {
+        return body.map_err(|e| ApiError::Unreadable {
             status: status.as_u16(),
-            message,
+            problem: format!("its body is not JSON: {}", e.without_url()),
         });
     }
-    Ok(body)
+    // An error answer's body only adds detail: any body, or none, will do.
+    let body = body.unwrap_or(Value::Null);
+    let message = body
+        .pointer("/error/message")
+        .or_else(|| body.pointer("/error"))
+        .or_else(|| body.pointer("/message"))
+        .map(|m| {
+            m.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| m.to_string())
+        })
+        // No message in the body: the status says enough.
+        .unwrap_or_default();
+    Err(ApiError::Answered {
+        status: status.as_u16(),
+        message,
+    })
 }
 
-fn state(text: Option<&str>) -> RefundState {
+/// A string field of a successful answer, required.
+fn required_str(body: &Value, pointers: &[&str], what: &str) -> Result<String, ApiError> {
+    pointers
+        .iter()
+        .find_map(|p| body.pointer(p).and_then(Value::as_str))
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::Unreadable {
+            status: 200,
+            problem: format!("its answer has no {what} ({})", pointers.join(" or ")),
+        })
+}
+
+fn state(text: &str) -> RefundState {
     match text {
-        Some("succeeded") => RefundState::Succeeded,
-        Some("failed" | "canceled" | "cancelled") => RefundState::Failed,
+        "succeeded" => RefundState::Succeeded,
+        "failed" | "canceled" | "cancelled" => RefundState::Failed,
+        // pending, requires_action and the like: asked again next tick.
         _ => RefundState::Pending,
     }
 }
@@ -131,11 +155,7 @@ pub async fn create_refund(
             .await?
         }
     };
-    Ok(body
-        .pointer("/id")
-        .or_else(|| body.pointer("/refund_id"))
-        .and_then(Value::as_str)
-        .map(str::to_string))
+    required_str(&body, &["/id", "/refund_id"], "refund id").map(Some)
 }
 
 /// Reads a refund's state at the provider.
@@ -161,7 +181,8 @@ pub async fn refund_state(
             .await?
         }
     };
-    Ok(state(body.pointer("/status").and_then(Value::as_str)))
+    let status = required_str(&body, &["/status"], "refund status")?;
+    Ok(state(&status))
 }
 
 /// Stripe: the subscription object as `GET /v1/subscriptions/{id}` gives

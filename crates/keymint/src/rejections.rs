@@ -30,6 +30,7 @@ impl RejectedRecorder {
         let Some(limiter) = &self.limiter else {
             return false;
         };
+        // Deliveries without a known source share one budget.
         let key = source.map(source_key).unwrap_or_default();
         if limiter.len() >= MAX_SOURCES {
             limiter.retain_recent();

@@ -38,6 +38,12 @@ pub enum KeyError {
     Invalid { path: PathBuf },
     #[error("signing.secret_key is not a PASERK k4.secret key")]
     InvalidConfigured,
+    /// A registered public key that does not parse: every token it signed
+    /// would stop verifying without a word, so it is refused instead.
+    #[error(
+        "the stored public key of signing key {kid} is not a PASERK k4.public key (table signing_keys)"
+    )]
+    StoredInvalid { kid: String },
     #[error("signing.secret_key is the retired key {kid}; configure another key")]
     ConfiguredRetired { kid: String },
     #[error(
@@ -66,11 +72,19 @@ pub fn load_local_keys(data_dir: &Path) -> Result<Vec<SigningKey>, KeyError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => return Err(KeyError::Io { path: dir, source }),
     };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "key"))
-        .collect();
+    let mut paths = Vec::new();
+    for entry in entries {
+        // An entry that cannot be read may be a key: never skip it.
+        let path = entry
+            .map_err(|source| KeyError::Io {
+                path: dir.clone(),
+                source,
+            })?
+            .path();
+        if path.extension().is_some_and(|x| x == "key") {
+            paths.push(path);
+        }
+    }
     // File names start with the creation time, so name order is age order.
     paths.sort();
     paths
@@ -142,6 +156,9 @@ impl Keyring {
             signing_keys::register(&mut tx, key.kid(), &key.public_paserk(), now).await?;
         }
         let rows = signing_keys::list(&mut tx).await?;
+        for row in &rows {
+            public_key(row)?;
+        }
         let retired = |kid: &str| {
             rows.iter()
                 .any(|r| r.kid == kid && r.status == signing_keys::status::RETIRED)
@@ -194,14 +211,18 @@ impl Keyring {
             at_start: None,
         };
         // The key another replica sharing the key directory just made.
-        keyring.at_start = active.as_deref().and_then(|kid| keyring.key(kid).ok());
-        if first_start && keyring.at_start.is_none() {
-            // The server must be able to sign from its first request.
-            return Err(KeyError::Missing {
-                kid: active.unwrap_or_default(),
-                dir: keys_dir(&keyring.data_dir),
-            });
-        }
+        keyring.at_start = match active.as_deref() {
+            Some(kid) => match keyring.key(kid) {
+                Ok(key) => Some(key),
+                // The CLI may run where the signing key file is not (it
+                // signs nothing, or says so when asked to); the server
+                // must be able to sign from its first request.
+                Err(KeyError::Missing { .. }) if !first_start => None,
+                Err(e) => return Err(e),
+            },
+            None if first_start => return Err(KeyError::NoActiveKey),
+            None => None,
+        };
         Ok(keyring)
     }
 
@@ -239,16 +260,38 @@ impl Keyring {
     }
 }
 
+/// A registered key's public half; one that does not parse is an error
+/// naming the key, never left out of what verifies or is published.
+pub fn public_key(row: &signing_keys::SigningKeyRow) -> Result<PublicKey, KeyError> {
+    PublicKey::from_paserk(&row.public_key).map_err(|_| KeyError::StoredInvalid {
+        kid: row.kid.clone(),
+    })
+}
+
 /// The verification set: every registered key that is not retired.
-pub async fn verification_keys(store: &Store) -> Result<KeySet, sqlx::Error> {
+pub async fn verification_keys(store: &Store) -> Result<KeySet, KeyError> {
     let mut conn = store.conn().await?;
     let mut set = KeySet::new();
     for row in signing_keys::list(&mut conn).await? {
-        if row.status != signing_keys::status::RETIRED
-            && let Ok(k) = PublicKey::from_paserk(&row.public_key)
-        {
-            set.insert(k);
+        if row.status != signing_keys::status::RETIRED {
+            set.insert(public_key(&row)?);
         }
     }
     Ok(set)
+}
+
+/// What `check-config` reports about signing keys without touching the
+/// database: a configured key that does not parse, and a key file in the
+/// data directory that cannot be read or parsed (each would stop `serve`).
+pub fn check_keys(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(secret) = &config.signing.secret_key
+        && SigningKey::from_paserk(secret.expose()).is_err()
+    {
+        problems.push("signing.secret_key: is not a PASERK k4.secret key".into());
+    }
+    if let Err(e) = load_local_keys(&config.server.data_dir) {
+        problems.push(format!("signing keys: {e}"));
+    }
+    problems
 }

@@ -58,6 +58,8 @@ pub fn parse_filter(text: &str) -> Result<EnvFilter, String> {
 pub fn init(format: LogFormat, level: &str) -> Result<(), String> {
     let from_env = ["KEYMINT_LOG", "RUST_LOG"]
         .iter()
+        // Not UTF-8 cannot happen here: `Config::load` read the environment
+        // with `std::env::vars`, which refuses it.
         .find_map(|var| std::env::var(var).ok().filter(|v| !v.trim().is_empty()));
     let filter = match from_env {
         Some(f) => parse_filter(&f)?,
@@ -67,6 +69,8 @@ pub fn init(format: LogFormat, level: &str) -> Result<(), String> {
         }
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Fails only when a subscriber is already installed (tests building
+    // several applications in one process); the first one stays.
     let _ = match format {
         LogFormat::Json => builder
             .with_writer(std::io::stderr)

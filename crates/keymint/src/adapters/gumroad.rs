@@ -27,6 +27,7 @@ impl Adapter for Gumroad {
         let given = req
             .query
             .and_then(|q| {
+                // A query that does not parse carries no secret.
                 serde_urlencoded::from_str::<Vec<(String, String)>>(q)
                     .ok()?
                     .into_iter()
@@ -55,7 +56,7 @@ impl Adapter for Gumroad {
         } else {
             parse_form(req.body)?
         };
-        parse_fields(&fields)
+        parse_fields(&fields, req.received_at)
     }
 
     fn secret_query_params(&self) -> &'static [&'static str] {
@@ -99,12 +100,26 @@ fn required<'a>(fields: &'a HashMap<String, String>, name: &str) -> Result<&'a s
     field(fields, name).ok_or_else(|| ParseError(format!("missing required field `{name}`")))
 }
 
+/// A time field: `None` when absent; there but not a time is an error.
+fn time_field_ms(fields: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ParseError> {
+    field(fields, name)
+        .map(|text| {
+            parse_time_ms(text)
+                .ok_or_else(|| ParseError(format!("field `{name}` is not a time: {text:?}")))
+        })
+        .transpose()
+}
+
 fn truthy(fields: &HashMap<String, String>, name: &str) -> bool {
     field(fields, name).is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
 }
 
-/// Turns Gumroad's fields into a normalized event.
-pub fn parse_fields(fields: &HashMap<String, String>) -> Result<Parsed, ParseError> {
+/// Turns Gumroad's fields into a normalized event; `received_at` (Unix ms)
+/// stands in for a time the fields do not carry.
+pub fn parse_fields(
+    fields: &HashMap<String, String>,
+    received_at: i64,
+) -> Result<Parsed, ParseError> {
     let resource = field(fields, "resource_name")
         .unwrap_or("sale")
         .to_ascii_lowercase();
@@ -119,7 +134,7 @@ pub fn parse_fields(fields: &HashMap<String, String>) -> Result<Parsed, ParseErr
         .to_string();
     let event = match resource.as_str() {
         "sale" => match field(fields, "subscription_id") {
-            Some(sub) => Event::Subscription(parse_subscription_sale(fields, sub)?),
+            Some(sub) => Event::Subscription(parse_subscription_sale(fields, sub, received_at)?),
             None => Event::Sale(parse_sale(fields)?),
         },
         "refund" => Event::Refund {
@@ -158,11 +173,11 @@ pub fn parse_fields(fields: &HashMap<String, String>) -> Result<Parsed, ParseErr
                     SubscriptionChange::Activated { period_end: None },
                 ),
             };
-            let at = field(fields, time_field).and_then(parse_time_ms);
+            let at = time_field_ms(fields, time_field)?;
             key = format!("{sub}:{}", field(fields, time_field).unwrap_or("-"));
             Event::Subscription(Subscription {
                 subscription_id: sub.to_string(),
-                at_ms: at.unwrap_or_else(crate::store::now_ms),
+                at_ms: at.unwrap_or(received_at),
                 change,
                 refs: Vec::new(),
                 product_ids: product_ids(fields),
@@ -216,11 +231,10 @@ fn recurrence_ms(recurrence: Option<&str>) -> i64 {
 fn parse_subscription_sale(
     fields: &HashMap<String, String>,
     subscription_id: &str,
+    received_at: i64,
 ) -> Result<Subscription, ParseError> {
     let sale = parse_sale(fields)?;
-    let at = field(fields, "sale_timestamp")
-        .and_then(parse_time_ms)
-        .unwrap_or_else(crate::store::now_ms);
+    let at = time_field_ms(fields, "sale_timestamp")?.unwrap_or(received_at);
     let period_end = Some(at + recurrence_ms(field(fields, "recurrence")));
     let change = if truthy(fields, "is_recurring_charge") {
         SubscriptionChange::PaymentSucceeded { period_end }
@@ -284,231 +298,4 @@ fn parse_sale(fields: &HashMap<String, String>) -> Result<Sale, ParseError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-    use std::collections::BTreeMap;
-
-    fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
-        serde_urlencoded::to_string(pairs).unwrap().into_bytes()
-    }
-
-    fn parse(body: &[u8], json: bool) -> Result<Parsed, ParseError> {
-        let mut headers = BTreeMap::new();
-        if json {
-            headers.insert("content-type".to_string(), "application/json".to_string());
-        }
-        Gumroad.parse(&RawRequest {
-            headers: &headers,
-            query: None,
-            body,
-        })
-    }
-
-    fn sale(p: &Parsed) -> &Sale {
-        match &p.event {
-            Event::Sale(s) => s,
-            other => panic!("not a sale: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn sale_ping_parses_with_cents_and_test_flag() {
-        let body = form(&[
-            ("sale_id", "S1"),
-            ("email", "jane@example.com"),
-            ("full_name", "Jane Doe"),
-            ("product_id", "abc"),
-            ("permalink", "datatools"),
-            ("price", "9900"),
-            ("currency", "usd"),
-            ("test", "true"),
-        ]);
-        let p = parse(&body, false).unwrap();
-        assert_eq!(p.event_id, "sale:S1");
-        let s = sale(&p);
-        assert_eq!(s.amount_cents, Some(9900));
-        assert_eq!(s.currency.as_deref(), Some("USD"));
-        assert!(s.test);
-        assert_eq!(s.product_ids, ["abc", "datatools"]);
-    }
-
-    #[test]
-    fn a_missing_name_is_left_to_the_dispatcher() {
-        let body = form(&[
-            ("sale_id", "S1"),
-            ("email", "bob.smith@example.com"),
-            ("product_id", "p"),
-        ]);
-        assert_eq!(sale(&parse(&body, false).unwrap()).buyer.name, None);
-    }
-
-    #[test]
-    fn json_bodies_parse_too() {
-        let body =
-            br#"{"sale_id":"S2","email":"a@b.co","product_id":"p","price":500,"test":false}"#;
-        let p = parse(body, true).unwrap();
-        assert_eq!(sale(&p).amount_cents, Some(500));
-        assert!(!sale(&p).test);
-    }
-
-    #[test]
-    fn missing_required_fields_are_named() {
-        let err = parse(&form(&[("email", "a@b.co"), ("product_id", "p")]), false).unwrap_err();
-        assert!(err.0.contains("sale_id"), "{err}");
-        let err = parse(&form(&[("sale_id", "S"), ("product_id", "p")]), false).unwrap_err();
-        assert!(err.0.contains("email"), "{err}");
-        let err = parse(&form(&[("sale_id", "S"), ("email", "a@b.co")]), false).unwrap_err();
-        assert!(err.0.contains("product_id"), "{err}");
-        let err = parse(
-            &form(&[
-                ("sale_id", "S"),
-                ("email", "a@b.co"),
-                ("product_id", "p"),
-                ("price", "9.99"),
-            ]),
-            false,
-        )
-        .unwrap_err();
-        assert!(err.0.contains("price"), "{err}");
-    }
-
-    #[test]
-    fn resources_map_to_events() {
-        let refund = parse(
-            &form(&[("resource_name", "refund"), ("sale_id", "S")]),
-            false,
-        )
-        .unwrap();
-        assert_eq!(
-            refund.event,
-            Event::Refund {
-                refs: vec!["S".into()],
-                full: true,
-                amount_cents: None
-            }
-        );
-        let partial = parse(
-            &form(&[
-                ("resource_name", "refund"),
-                ("sale_id", "S"),
-                ("partially_refunded", "true"),
-            ]),
-            false,
-        )
-        .unwrap();
-        assert_eq!(
-            partial.event,
-            Event::Refund {
-                refs: vec!["S".into()],
-                full: false,
-                amount_cents: None
-            }
-        );
-        let won = parse(
-            &form(&[("resource_name", "dispute_won"), ("sale_id", "S")]),
-            false,
-        )
-        .unwrap();
-        assert_eq!(
-            won.event,
-            Event::Dispute {
-                refs: vec!["S".into()],
-                stage: DisputeStage::Won
-            }
-        );
-        assert_eq!(won.event_id, "dispute_won:S");
-        let cancel = parse(
-            &form(&[
-                ("resource_name", "cancellation"),
-                ("subscription_id", "SUB"),
-                ("cancelled_at", "2026-01-02T03:04:05Z"),
-            ]),
-            false,
-        )
-        .unwrap();
-        match cancel.event {
-            Event::Subscription(s) => {
-                assert_eq!(s.subscription_id, "SUB");
-                assert_eq!(s.at_ms, 1_767_323_045_000);
-                assert!(matches!(
-                    s.change,
-                    SubscriptionChange::Canceled {
-                        at_period_end: true,
-                        ..
-                    }
-                ));
-            }
-            other => panic!("not a subscription event: {other:?}"),
-        }
-        assert_eq!(cancel.event_id, "cancellation:SUB:2026-01-02T03:04:05Z");
-        let unknown = parse(&form(&[("resource_name", "ping"), ("sale_id", "S")]), false).unwrap();
-        assert!(matches!(unknown.event, Event::Ignored(_)));
-    }
-
-    #[test]
-    fn secret_must_match_one_of_the_configured_secrets() {
-        let headers = BTreeMap::new();
-        let secrets = crate::config::EndpointConfig::for_test(
-            "g",
-            crate::config::EndpointKind::Gumroad,
-            &["old", "new"],
-        );
-        let req = |q| RawRequest {
-            headers: &headers,
-            query: q,
-            body: b"",
-        };
-        assert!(
-            Gumroad
-                .authenticate(&req(Some("secret=new")), &secrets, 0)
-                .is_ok()
-        );
-        assert!(
-            Gumroad
-                .authenticate(&req(Some("secret=old&x=1")), &secrets, 0)
-                .is_ok()
-        );
-        assert_eq!(
-            Gumroad.authenticate(&req(Some("secret=nope")), &secrets, 0),
-            Err(AuthError::Hidden("wrong secret"))
-        );
-        assert_eq!(
-            Gumroad.authenticate(&req(None), &secrets, 0),
-            Err(AuthError::Hidden("missing secret"))
-        );
-        assert!(
-            Gumroad
-                .authenticate(&req(Some("secret=")), &secrets, 0)
-                .is_err()
-        );
-    }
-
-    proptest! {
-        #[test]
-        fn form_parser_never_panics(body in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = parse(&body, false);
-            let _ = parse(&body, true);
-        }
-
-        #[test]
-        fn encoded_sales_round_trip(
-            sale_id in "[A-Za-z0-9_=-]{1,30}",
-            local in "[a-z0-9.+]{1,20}",
-            name in "\\PC{0,40}",
-            price in 0i64..10_000_000,
-            product in "[a-z0-9-]{1,20}",
-        ) {
-            let email = format!("{local}@example.com");
-            let price_text = price.to_string();
-            let body = form(&[("sale_id", &sale_id), ("email", &email), ("full_name", &name), ("product_id", &product), ("price", &price_text)]);
-            let p = parse(&body, false).unwrap();
-            let s = sale(&p);
-            prop_assert_eq!(&s.order_id, sale_id.trim());
-            prop_assert_eq!(s.buyer.email.as_ref(), Some(&email));
-            prop_assert_eq!(s.amount_cents, Some(price));
-            let expected_name = (!name.trim().is_empty()).then(|| name.trim().to_string());
-            prop_assert_eq!(&s.buyer.name, &expected_name);
-        }
-    }
-}
+mod tests;

@@ -4,7 +4,7 @@
 //! `metadata`: `keymint_product` (a catalog product id) or `product_id`
 //! (mapped through the catalog like any provider id).
 
-use super::json::{self, Value, i64_at, push_all, str_at};
+use super::json::{self, Value, push_all, str_at};
 use super::signatures::verify_hyperswitch;
 use super::{
     Adapter, AuthError, CATALOG_ID_PREFIX, ParseError, RawRequest, secret_strs, unauthorized,
@@ -68,7 +68,7 @@ fn parse_event(kind: &str, o: &Value) -> Result<Event, ParseError> {
                         .or_else(|| str_at(o, "/billing/address/first_name")),
                     customer_ref: str_at(o, "/customer_id").or_else(|| str_at(o, "/customer/id")),
                 },
-                amount_cents: i64_at(o, "/amount_received").or_else(|| i64_at(o, "/amount")),
+                amount_cents: json::first_i64(o, &["/amount_received", "/amount"])?,
                 currency: str_at(o, "/currency").map(|c| c.to_uppercase()),
                 test: false,
             })
@@ -76,7 +76,7 @@ fn parse_event(kind: &str, o: &Value) -> Result<Event, ParseError> {
         "refund_succeeded" => Event::Refund {
             refs: vec![payment()?],
             full: false,
-            amount_cents: i64_at(o, "/amount").or_else(|| i64_at(o, "/refund_amount")),
+            amount_cents: json::first_i64(o, &["/amount", "/refund_amount"])?,
         },
         "dispute_opened" | "dispute_won" | "dispute_lost" | "dispute_accepted"
         | "dispute_cancelled" => Event::Dispute {

@@ -29,7 +29,11 @@ impl Adapter for LemonSqueezy {
         let kind = json::required(&v, "/meta/event_name")?;
         let id = str_at(&v, "/meta/webhook_id")
             .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(req.body))));
-        Ok(Parsed::new(id, kind.clone(), parse_event(&kind, &v)?))
+        Ok(Parsed::new(
+            id,
+            kind.clone(),
+            parse_event(&kind, &v, req.received_at)?,
+        ))
     }
 }
 
@@ -53,15 +57,13 @@ fn buyer(a: &Value) -> Buyer {
     }
 }
 
-fn parse_event(kind: &str, v: &Value) -> Result<Event, ParseError> {
+fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseError> {
     let id = json::required(v, "/data/id")?;
     let a = v
         .pointer("/data/attributes")
         .ok_or_else(|| ParseError("missing required field `/data/attributes`".into()))?;
     let test = bool_at(a, "/test_mode") || bool_at(v, "/meta/test_mode");
-    let at = time_at(a, "/updated_at")
-        .or_else(|| time_at(a, "/created_at"))
-        .unwrap_or_else(crate::store::now_ms);
+    let at = json::first_time(a, &["/updated_at", "/created_at"])?.unwrap_or(received_at);
     let currency = str_at(a, "/currency").map(|c| c.to_uppercase());
     Ok(match kind {
         "order_created" => {
@@ -86,7 +88,7 @@ fn parse_event(kind: &str, v: &Value) -> Result<Event, ParseError> {
                 refs: str_at(a, "/identifier").into_iter().collect(),
                 product_ids,
                 buyer: buyer(a),
-                amount_cents: i64_at(a, "/total"),
+                amount_cents: i64_at(a, "/total")?,
                 currency,
                 test,
             })
@@ -94,7 +96,7 @@ fn parse_event(kind: &str, v: &Value) -> Result<Event, ParseError> {
         "order_refunded" => Event::Refund {
             refs: vec![id],
             full: str_at(a, "/status").as_deref() == Some("refunded"),
-            amount_cents: i64_at(a, "/refunded_amount"),
+            amount_cents: i64_at(a, "/refunded_amount")?,
         },
         "subscription_payment_refunded" => {
             let mut refs = vec![id];
@@ -102,7 +104,7 @@ fn parse_event(kind: &str, v: &Value) -> Result<Event, ParseError> {
             Event::Refund {
                 refs,
                 full: str_at(a, "/status").as_deref() == Some("refunded"),
-                amount_cents: i64_at(a, "/refunded_amount"),
+                amount_cents: i64_at(a, "/refunded_amount")?,
             }
         }
         "subscription_payment_success"
@@ -118,7 +120,7 @@ fn parse_event(kind: &str, v: &Value) -> Result<Event, ParseError> {
             refs: vec![id],
             product_ids: Vec::new(),
             buyer: buyer(a),
-            amount_cents: i64_at(a, "/total"),
+            amount_cents: i64_at(a, "/total")?,
             currency,
             test,
         }),
@@ -129,9 +131,9 @@ fn parse_event(kind: &str, v: &Value) -> Result<Event, ParseError> {
             })?;
             let period_end = match status {
                 Status::Canceled | Status::Expired => {
-                    time_at(a, "/ends_at").or_else(|| time_at(a, "/renews_at"))
+                    json::first_time(a, &["/ends_at", "/renews_at"])?
                 }
-                _ => time_at(a, "/renews_at"),
+                _ => time_at(a, "/renews_at")?,
             };
             let mut product_ids = Vec::new();
             push_all(
@@ -143,7 +145,7 @@ fn parse_event(kind: &str, v: &Value) -> Result<Event, ParseError> {
                 at_ms: at,
                 change: Change::Snapshot {
                     status,
-                    trial_end: time_at(a, "/trial_ends_at"),
+                    trial_end: time_at(a, "/trial_ends_at")?,
                     period_end,
                     cancel_at_period_end: status == Status::Canceled,
                 },

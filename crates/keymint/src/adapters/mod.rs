@@ -22,6 +22,11 @@ pub struct RawRequest<'a> {
     /// The URL query string, when authenticating a live request.
     pub query: Option<&'a str>,
     pub body: &'a [u8],
+    /// When keymint recorded the delivery (Unix ms): the event time of a
+    /// body that carries none. Never the clock at parse time, so a replay
+    /// gets the time the event had, not a newer one (docs/architecture.md,
+    /// rule 8).
+    pub received_at: i64,
 }
 
 impl RawRequest<'_> {
@@ -62,7 +67,8 @@ pub trait Adapter: Send + Sync {
         endpoint: &EndpointConfig,
         now_secs: i64,
     ) -> Result<(), AuthError>;
-    /// Parses an authenticated body.
+    /// Parses an authenticated body; a time the body lacks is
+    /// `req.received_at`.
     fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError>;
     /// Header names and query parameters whose values must not be stored.
     fn secret_query_params(&self) -> &'static [&'static str] {
@@ -107,7 +113,8 @@ pub fn tolerance_secs(endpoint: &EndpointConfig) -> i64 {
     i64::try_from(endpoint.tolerance.as_secs()).unwrap_or(i64::MAX)
 }
 
-/// Parses an RFC 3339 time or Unix seconds into Unix milliseconds.
+/// Parses an RFC 3339 time or Unix seconds into Unix milliseconds; `None`
+/// when it is neither (callers say which field that was).
 pub fn parse_time_ms(text: &str) -> Option<i64> {
     let text = text.trim();
     if let Ok(secs) = text.parse::<i64>() {
@@ -146,26 +153,75 @@ pub mod json {
         str_at(v, ptr).ok_or_else(|| ParseError(format!("missing required field `{ptr}`")))
     }
 
-    /// An integer (or integer text, as Paddle sends amounts) at a pointer.
-    pub fn i64_at(v: &Value, ptr: &str) -> Option<i64> {
-        match v.pointer(ptr)? {
-            Value::Number(n) => n.as_i64(),
-            Value::String(s) => s.trim().parse().ok(),
-            _ => None,
+    /// An integer (or integer text, as Paddle sends amounts) at a pointer:
+    /// `None` when absent, null or empty; a value that is there but not a
+    /// whole number is an error, never read as absent (docs/architecture.md,
+    /// rule 8).
+    pub fn i64_at(v: &Value, ptr: &str) -> Result<Option<i64>, ParseError> {
+        let found = match v.pointer(ptr) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+            Some(Value::Number(n)) => n.as_i64(),
+            // Not a number: the error below names the field and the value.
+            Some(Value::String(s)) => s.trim().parse().ok(),
+            Some(_) => None,
+        };
+        found
+            .map(Some)
+            .ok_or_else(|| unreadable(v, ptr, "a whole number"))
+    }
+
+    /// The first of `ptrs` that holds an integer.
+    pub fn first_i64(v: &Value, ptrs: &[&str]) -> Result<Option<i64>, ParseError> {
+        for ptr in ptrs {
+            if let Some(n) = i64_at(v, ptr)? {
+                return Ok(Some(n));
+            }
         }
+        Ok(None)
     }
 
     pub fn bool_at(v: &Value, ptr: &str) -> bool {
         matches!(v.pointer(ptr), Some(Value::Bool(true)))
     }
 
-    /// A time (RFC 3339 text or Unix seconds) at a pointer, in Unix ms.
-    pub fn time_at(v: &Value, ptr: &str) -> Option<i64> {
-        match v.pointer(ptr)? {
-            Value::Number(n) => n.as_i64().and_then(|s| s.checked_mul(1000)),
-            Value::String(s) => super::parse_time_ms(s),
-            _ => None,
+    /// A time (RFC 3339 text or Unix seconds) at a pointer, in Unix ms:
+    /// `None` when absent, null or empty; a value that is there but not a
+    /// time is an error, never read as absent.
+    pub fn time_at(v: &Value, ptr: &str) -> Result<Option<i64>, ParseError> {
+        let found = match v.pointer(ptr) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+            Some(Value::Number(n)) => n.as_i64().and_then(|s| s.checked_mul(1000)),
+            Some(Value::String(s)) => super::parse_time_ms(s),
+            Some(_) => None,
+        };
+        found.map(Some).ok_or_else(|| unreadable(v, ptr, "a time"))
+    }
+
+    /// The first of `ptrs` that holds a time.
+    pub fn first_time(v: &Value, ptrs: &[&str]) -> Result<Option<i64>, ParseError> {
+        for ptr in ptrs {
+            if let Some(t) = time_at(v, ptr)? {
+                return Ok(Some(t));
+            }
         }
+        Ok(None)
+    }
+
+    /// The latest time at `ptr` in each of `list`.
+    pub fn latest_time(list: &[Value], ptr: &str) -> Result<Option<i64>, ParseError> {
+        let mut latest = None;
+        for item in list {
+            latest = latest.max(time_at(item, ptr)?);
+        }
+        Ok(latest)
+    }
+
+    fn unreadable(v: &Value, ptr: &str, what: &str) -> ParseError {
+        // Called only for a value that is there; empty would mean absent.
+        let shown = v.pointer(ptr).map(Value::to_string).unwrap_or_default();
+        ParseError(format!("field `{ptr}` is not {what}: {shown}"))
     }
 
     /// The elements of an array at a pointer (none when absent).
@@ -173,6 +229,8 @@ pub mod json {
         v.pointer(ptr)
             .and_then(Value::as_array)
             .map(Vec::as_slice)
+            // Item lists only add product ids; an event lacking what it
+            // needs fails later, naming the product it could not find.
             .unwrap_or_default()
     }
 
@@ -209,4 +267,38 @@ pub const CATALOG_ID_PREFIX: &str = "keymint:";
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.ct_eq(b).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json::{first_time, i64_at, time_at};
+    use serde_json::json;
+
+    #[test]
+    fn absent_values_are_none_and_unreadable_ones_are_errors() {
+        let v = json!({
+            "amount": "1250", "blank": "", "none": null, "float": 12.5, "word": "twelve",
+            "at": "2026-01-02T03:04:05Z", "secs": 1_700_000_000, "bad_at": "yesterday",
+        });
+        assert_eq!(i64_at(&v, "/amount"), Ok(Some(1250)));
+        for absent in ["/missing", "/blank", "/none"] {
+            assert_eq!(i64_at(&v, absent), Ok(None), "{absent}");
+            assert_eq!(time_at(&v, absent), Ok(None), "{absent}");
+        }
+        // A price of 12.5 is not 12 or nothing: the delivery fails, naming it.
+        for bad in ["/float", "/word"] {
+            let e = i64_at(&v, bad).unwrap_err();
+            assert!(e.0.contains(bad), "{e}");
+        }
+        assert_eq!(time_at(&v, "/secs"), Ok(Some(1_700_000_000_000)));
+        assert_eq!(time_at(&v, "/at"), Ok(Some(1_767_323_045_000)));
+        let e = time_at(&v, "/bad_at").unwrap_err();
+        assert!(e.0.contains("/bad_at") && e.0.contains("yesterday"), "{e}");
+        // The first present one wins; a bad one is not skipped over.
+        assert_eq!(
+            first_time(&v, &["/missing", "/secs"]),
+            Ok(Some(1_700_000_000_000))
+        );
+        assert!(first_time(&v, &["/bad_at", "/secs"]).is_err());
+    }
 }

@@ -7,7 +7,7 @@
 //! checkout sets it, else from a `customer.created` / `customer.updated`
 //! event (enable them) linking the id to an email.
 
-use super::json::{self, Value, i64_at, items, push_all, str_at, time_at};
+use super::json::{self, Value, items, push_all, str_at, time_at};
 use super::signatures::verify_paddle;
 use super::{
     Adapter, AuthError, ParseError, RawRequest, secret_strs, tolerance_secs, unauthorized,
@@ -43,7 +43,11 @@ impl Adapter for Paddle {
         let id = str_at(&v, "/notification_id")
             .or_else(|| str_at(&v, "/event_id"))
             .ok_or_else(|| ParseError("missing required field `/notification_id`".into()))?;
-        Ok(Parsed::new(id, kind.clone(), parse_event(&kind, &v)?))
+        Ok(Parsed::new(
+            id,
+            kind.clone(),
+            parse_event(&kind, &v, req.received_at)?,
+        ))
     }
 }
 
@@ -81,23 +85,23 @@ fn price_ids(d: &Value) -> Vec<String> {
     ids
 }
 
-fn parse_event(kind: &str, v: &Value) -> Result<Event, ParseError> {
+fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseError> {
     let d = v
         .pointer("/data")
         .ok_or_else(|| ParseError("missing required field `/data`".into()))?;
-    let at = time_at(v, "/occurred_at").unwrap_or_else(crate::store::now_ms);
+    let at = time_at(v, "/occurred_at")?.unwrap_or(received_at);
     let id = || json::required(d, "/id");
     let currency = str_at(d, "/currency_code").map(|c| c.to_uppercase());
     Ok(match kind {
         "transaction.completed" | "transaction.paid" => {
-            let amount = i64_at(d, "/details/totals/grand_total")
-                .or_else(|| i64_at(d, "/details/totals/total"));
+            let amount =
+                json::first_i64(d, &["/details/totals/grand_total", "/details/totals/total"])?;
             match str_at(d, "/subscription_id") {
                 Some(sub) => Event::Subscription(Subscription {
                     subscription_id: sub,
                     at_ms: at,
                     change: Change::PaymentSucceeded {
-                        period_end: time_at(d, "/billing_period/ends_at"),
+                        period_end: time_at(d, "/billing_period/ends_at")?,
                     },
                     refs: vec![id()?],
                     product_ids: price_ids(d),
@@ -130,17 +134,14 @@ fn parse_event(kind: &str, v: &Value) -> Result<Event, ParseError> {
             let status = status(&raw)
                 .ok_or_else(|| ParseError(format!("unknown Paddle subscription status {raw:?}")))?;
             let scheduled = str_at(d, "/scheduled_change/action");
-            let trial_end = items(d, "/items")
-                .iter()
-                .filter_map(|i| time_at(i, "/trial_dates/ends_at"))
-                .max();
+            let trial_end = json::latest_time(items(d, "/items"), "/trial_dates/ends_at")?;
             Event::Subscription(Subscription {
                 subscription_id: id()?,
                 at_ms: at,
                 change: Change::Snapshot {
                     status,
                     trial_end,
-                    period_end: time_at(d, "/current_billing_period/ends_at"),
+                    period_end: time_at(d, "/current_billing_period/ends_at")?,
                     cancel_at_period_end: scheduled.as_deref() == Some("cancel"),
                 },
                 refs: Vec::new(),

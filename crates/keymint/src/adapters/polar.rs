@@ -101,12 +101,12 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
                 subscription_id: sub,
                 at_ms: at,
                 change: Change::PaymentSucceeded {
-                    period_end: time_at(d, "/subscription/current_period_end"),
+                    period_end: time_at(d, "/subscription/current_period_end")?,
                 },
                 refs: vec![id()?],
                 product_ids: products(d),
                 buyer: buyer(d),
-                amount_cents: i64_at(d, "/total_amount"),
+                amount_cents: i64_at(d, "/total_amount")?,
                 currency: str_at(d, "/currency").map(|c| c.to_uppercase()),
                 test: false,
             }),
@@ -122,15 +122,15 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
                     refs: str_at(d, "/checkout_id").into_iter().collect(),
                     product_ids,
                     buyer: buyer(d),
-                    amount_cents: i64_at(d, "/total_amount"),
+                    amount_cents: i64_at(d, "/total_amount")?,
                     currency: str_at(d, "/currency").map(|c| c.to_uppercase()),
                     test: false,
                 })
             }
         },
         "order.refunded" => {
-            let total = i64_at(d, "/total_amount");
-            let refunded = i64_at(d, "/refunded_amount");
+            let total = i64_at(d, "/total_amount")?;
+            let refunded = i64_at(d, "/refunded_amount")?;
             Event::Refund {
                 refs: vec![id()?],
                 full: str_at(d, "/status").as_deref() == Some("refunded")
@@ -145,7 +145,7 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
             Event::Refund {
                 refs: vec![json::required(d, "/order_id")?],
                 full: false,
-                amount_cents: i64_at(d, "/amount"),
+                amount_cents: i64_at(d, "/amount")?,
             }
         }
         k if k.starts_with("subscription.") => {
@@ -158,8 +158,8 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
                 "subscription.revoked" => Change::Expired,
                 _ => Change::Snapshot {
                     status,
-                    trial_end: time_at(d, "/trial_end"),
-                    period_end: time_at(d, "/current_period_end"),
+                    trial_end: time_at(d, "/trial_end")?,
+                    period_end: time_at(d, "/current_period_end")?,
                     cancel_at_period_end: bool_at(d, "/cancel_at_period_end"),
                 },
             };
@@ -170,7 +170,7 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
                 refs: Vec::new(),
                 product_ids: products(d),
                 buyer: buyer(d),
-                amount_cents: i64_at(d, "/amount"),
+                amount_cents: i64_at(d, "/amount")?,
                 currency: str_at(d, "/currency").map(|c| c.to_uppercase()),
                 test: false,
             })

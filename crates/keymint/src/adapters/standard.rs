@@ -43,7 +43,8 @@ pub fn authenticate(
 }
 
 /// The event id (`webhook-id`) and the event time: the body's
-/// `timestamp` when it has one, else `webhook-timestamp`.
+/// `timestamp` when it has one, else `webhook-timestamp`, else when the
+/// delivery was received.
 pub fn id_and_time(req: &RawRequest<'_>, body: &Value) -> Result<(String, i64), ParseError> {
     let id = req
         .header("webhook-id")
@@ -51,12 +52,15 @@ pub fn id_and_time(req: &RawRequest<'_>, body: &Value) -> Result<(String, i64), 
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ParseError("missing webhook-id header".into()))?
         .to_string();
-    let at = time_at(body, "/timestamp")
-        .or_else(|| {
-            req.header("webhook-timestamp")
-                .and_then(super::parse_time_ms)
-        })
-        .unwrap_or_else(crate::store::now_ms);
+    let header = match req.header("webhook-timestamp") {
+        Some(text) => Some(super::parse_time_ms(text).ok_or_else(|| {
+            ParseError(format!("header webhook-timestamp is not a time: {text:?}"))
+        })?),
+        None => None,
+    };
+    let at = time_at(body, "/timestamp")?
+        .or(header)
+        .unwrap_or(req.received_at);
     Ok((id, at))
 }
 
@@ -145,7 +149,7 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
                     email: Some(email),
                     ..buyer(d)
                 },
-                amount_cents: i64_at(d, "/amount_cents"),
+                amount_cents: i64_at(d, "/amount_cents")?,
                 currency: str_at(d, "/currency").map(|c| c.to_uppercase()),
                 test,
             })
@@ -153,7 +157,7 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
         "refund" | "order.refunded" => Event::Refund {
             refs: order_refs(d)?,
             full: d.pointer("/full").and_then(Value::as_bool).unwrap_or(true),
-            amount_cents: i64_at(d, "/amount_cents"),
+            amount_cents: i64_at(d, "/amount_cents")?,
         },
         "dispute.opened" | "dispute.won" | "dispute.lost" => Event::Dispute {
             refs: order_refs(d)?,
@@ -172,8 +176,8 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
         k if k.starts_with("subscription.") => {
             let sub =
                 json::required(d, "/subscription_id").or_else(|_| json::required(d, "/id"))?;
-            let period_end = time_at(d, "/current_period_end");
-            let trial_end = time_at(d, "/trial_end");
+            let period_end = time_at(d, "/current_period_end")?;
+            let trial_end = time_at(d, "/trial_end")?;
             let change = match &k["subscription.".len()..] {
                 "created" | "updated" => {
                     let raw = json::required(d, "/status")?;
@@ -213,12 +217,12 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
             push_all(&mut refs, [str_at(d, "/order_id")]);
             Event::Subscription(Subscription {
                 subscription_id: sub,
-                at_ms: time_at(d, "/occurred_at").unwrap_or(at),
+                at_ms: time_at(d, "/occurred_at")?.unwrap_or(at),
                 change,
                 refs,
                 product_ids: products(d),
                 buyer: buyer(d),
-                amount_cents: i64_at(d, "/amount_cents"),
+                amount_cents: i64_at(d, "/amount_cents")?,
                 currency: str_at(d, "/currency").map(|c| c.to_uppercase()),
                 test,
             })

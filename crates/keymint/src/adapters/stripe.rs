@@ -40,7 +40,7 @@ impl Adapter for Stripe {
     }
 
     fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError> {
-        parse_event(&json::parse(req.body)?)
+        parse_event_at(&json::parse(req.body)?, req.received_at)
     }
 }
 
@@ -99,10 +99,20 @@ fn price_ids(list: &[Value]) -> Vec<String> {
     ids
 }
 
+/// An event keymint built itself (the reconciler's snapshot of a
+/// subscription), which always says when it was taken in `created`.
 pub fn parse_event(v: &Value) -> Result<Parsed, ParseError> {
+    let created = time_at(v, "/created")?
+        .ok_or_else(|| ParseError("missing required field `/created`".into()))?;
+    parse_event_at(v, created)
+}
+
+/// A Stripe event; `received_at` (Unix ms) is its time when the body has
+/// no `created`.
+pub fn parse_event_at(v: &Value, received_at: i64) -> Result<Parsed, ParseError> {
     let id = json::required(v, "/id")?;
     let kind = json::required(v, "/type")?;
-    let at = time_at(v, "/created").unwrap_or_else(crate::store::now_ms);
+    let at = time_at(v, "/created")?.unwrap_or(received_at);
     let o = v
         .pointer("/data/object")
         .ok_or_else(|| ParseError("missing required field `/data/object`".into()))?;
@@ -142,7 +152,7 @@ pub fn parse_event(v: &Value) -> Result<Parsed, ParseError> {
                     refs,
                     product_ids: products,
                     buyer: buyer(o),
-                    amount_cents: i64_at(o, "/amount_total"),
+                    amount_cents: i64_at(o, "/amount_total")?,
                     currency: str_at(o, "/currency").map(|c| c.to_uppercase()),
                     test,
                 }),
@@ -154,7 +164,7 @@ pub fn parse_event(v: &Value) -> Result<Parsed, ParseError> {
                     refs,
                     product_ids: products,
                     buyer: buyer(o),
-                    amount_cents: i64_at(o, "/amount_total"),
+                    amount_cents: i64_at(o, "/amount_total")?,
                     currency: str_at(o, "/currency").map(|c| c.to_uppercase()),
                     test,
                 }),
@@ -168,11 +178,10 @@ pub fn parse_event(v: &Value) -> Result<Parsed, ParseError> {
                 None => Event::Ignored("invoice of no subscription".into()),
                 Some(sub) => {
                     let lines = items(o, "/lines/data");
-                    let period_end = lines
-                        .iter()
-                        .filter_map(|l| time_at(l, "/period/end"))
-                        .max()
-                        .or_else(|| time_at(o, "/period_end"));
+                    let period_end = match json::latest_time(lines, "/period/end")? {
+                        Some(end) => Some(end),
+                        None => time_at(o, "/period_end")?,
+                    };
                     let mut refs = vec![object_id()?];
                     push_all(
                         &mut refs,
@@ -193,7 +202,7 @@ pub fn parse_event(v: &Value) -> Result<Parsed, ParseError> {
                         refs,
                         product_ids: price_ids(lines),
                         buyer: buyer(o),
-                        amount_cents: i64_at(o, "/amount_paid"),
+                        amount_cents: i64_at(o, "/amount_paid")?,
                         currency: str_at(o, "/currency").map(|c| c.to_uppercase()),
                         test,
                     })
@@ -210,11 +219,10 @@ pub fn parse_event(v: &Value) -> Result<Parsed, ParseError> {
             let status = status(&raw)
                 .ok_or_else(|| ParseError(format!("unknown Stripe subscription status {raw:?}")))?;
             let list = items(o, "/items/data");
-            let period_end = time_at(o, "/current_period_end").or_else(|| {
-                list.iter()
-                    .filter_map(|i| time_at(i, "/current_period_end"))
-                    .max()
-            });
+            let period_end = match time_at(o, "/current_period_end")? {
+                Some(end) => Some(end),
+                None => json::latest_time(list, "/current_period_end")?,
+            };
             let mut products = price_ids(list);
             push_all(&mut products, [metadata_product(o)]);
             Event::Subscription(Subscription {
@@ -226,10 +234,10 @@ pub fn parse_event(v: &Value) -> Result<Parsed, ParseError> {
                     } else {
                         status
                     },
-                    trial_end: time_at(o, "/trial_end"),
+                    trial_end: time_at(o, "/trial_end")?,
                     period_end,
                     cancel_at_period_end: bool_at(o, "/cancel_at_period_end")
-                        || (time_at(o, "/cancel_at").is_some() && status != Status::Expired),
+                        || (time_at(o, "/cancel_at")?.is_some() && status != Status::Expired),
                 },
                 refs: Vec::new(),
                 product_ids: products,
@@ -240,8 +248,8 @@ pub fn parse_event(v: &Value) -> Result<Parsed, ParseError> {
             })
         }
         "charge.refunded" => {
-            let amount = i64_at(o, "/amount");
-            let refunded = i64_at(o, "/amount_refunded");
+            let amount = i64_at(o, "/amount")?;
+            let refunded = i64_at(o, "/amount_refunded")?;
             let full = bool_at(o, "/refunded")
                 || matches!((amount, refunded), (Some(a), Some(r)) if r >= a);
             let mut refs = Vec::new();

@@ -1,9 +1,6 @@
 //! `keymint serve` and `keymint check-config`.
 
-use crate::app::Application;
-use crate::config::Config;
-use crate::store;
-use std::process::ExitCode;
+use super::*;
 
 pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
@@ -13,7 +10,7 @@ pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         addr = %app.addr(),
         database = state.store.backend().as_str(),
         kid = state.keyring.at_start().map_or("", |k| k.kid()),
-        // Empty before the first key exists (`keymint keys` says how to make one).
+        // Empty only for a server that signs with no key, which `serve` refuses.
         public_key = state.keyring.at_start().map(|k| k.public_paserk()).unwrap_or_default(),
         startup_ms = started.elapsed().as_millis() as u64,
         "keymint is listening on http://{}", app.addr()
@@ -30,10 +27,10 @@ pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
 
 pub(super) async fn shutdown_signal() {
     let ctrl_c = async {
-        // A handler that cannot be installed must not read as a Ctrl-C:
-        // the server would stop at once. Log it and wait for SIGTERM.
+        // A handler that cannot be installed must not stop the server at
+        // once: it then waits for SIGTERM only.
         if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "cannot listen for Ctrl-C; stop with SIGTERM");
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C; stop keymint with SIGTERM");
             std::future::pending::<()>().await;
         }
     };
@@ -43,10 +40,7 @@ pub(super) async fn shutdown_signal() {
             Ok(mut s) => {
                 s.recv().await;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; stop with Ctrl-C");
-                std::future::pending::<()>().await;
-            }
+            Err(_) => std::future::pending::<()>().await,
         }
     };
     #[cfg(not(unix))]
@@ -68,6 +62,8 @@ pub(super) async fn check_config(path: Option<&std::path::Path>) -> anyhow::Resu
             return Ok(ExitCode::FAILURE);
         }
     };
+    // A key that would stop `serve` is reported here too.
+    problems.extend(crate::signing::check_keys(&config));
     let url = config.database_url();
     let url_has_problem = problems.iter().any(|p| p.starts_with("database.url"));
     if !url_has_problem

@@ -1,7 +1,22 @@
 //! `KEYMINT_*` environment overrides and `*_FILE` secrets, applied to
 //! the TOML table before it is read.
 
-use super::*;
+/// Environment variable prefix for overrides.
+pub const ENV_PREFIX: &str = "KEYMINT_";
+/// Environment variables that are not config keys.
+const ENV_RESERVED: &[&str] = &["KEYMINT_CONFIG", "KEYMINT_LOG"];
+/// Prefix of variables used by keymint's own test suite, not config keys.
+const ENV_TEST_PREFIX: &str = "KEYMINT_TEST_";
+/// Keys whose value may be read from a file named by `<key>_file` in the
+/// TOML, or `KEYMINT_..._FILE` in the environment.
+const SECRET_KEYS: &[&str] = &[
+    "secrets",
+    "server_token",
+    "password",
+    "url",
+    "secret_key",
+    "api_key",
+];
 
 /// Applies `KEYMINT_SECTION__KEY=value` overrides. Path segments are
 /// separated by `__`; an array of tables is indexed by position or by the

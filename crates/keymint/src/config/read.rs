@@ -186,6 +186,8 @@ pub(super) fn deserialize_config(
 ) -> (Config, Layout) {
     let endpoints = root.remove("endpoints");
     let products = root.remove("products");
+    // Unreadable at the top: its problems are listed, and the defaults let
+    // the endpoints and products be checked as well.
     let mut config: Config =
         read_reporting(toml::Value::Table(root), &[], problems).unwrap_or_default();
     let mut layout = Layout::default();

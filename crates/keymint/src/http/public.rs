@@ -41,20 +41,23 @@ pub struct Keys {
               (status = 503, body = crate::http::error::ErrorBody, description = "the database is unreachable; retry")))]
 pub(crate) async fn keys(State(state): State<AppState>) -> Result<Json<Keys>, ApiError> {
     let mut conn = state.store.conn().await?;
-    let keys = signing_keys::list(&mut conn)
-        .await?
-        .into_iter()
-        .filter_map(|k| {
-            let key = keymint_license::PublicKey::from_paserk(&k.public_key).ok()?;
-            let raw = key.as_bytes();
-            Some(KeyOut {
-                public_key_pem: ed25519_compact::PublicKey::from_slice(raw).ok()?.to_pem(),
-                public_key_raw: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw),
-                kid: k.kid,
-                public_key: k.public_key,
-                status: k.status,
-            })
-        })
-        .collect();
+    let mut keys = Vec::new();
+    for k in signing_keys::list(&mut conn).await? {
+        // A stored key that does not parse is a logged 500, never a key
+        // left out of the list: clients would stop verifying its tokens
+        // without anyone being told (docs/architecture.md, rule 8).
+        let key = crate::signing::public_key(&k).map_err(|e| ApiError::Internal(e.into()))?;
+        let raw = key.as_bytes();
+        let pem = ed25519_compact::PublicKey::from_slice(raw)
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("signing key {}: {e}", k.kid)))?
+            .to_pem();
+        keys.push(KeyOut {
+            public_key_pem: pem,
+            public_key_raw: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw),
+            kid: k.kid,
+            public_key: k.public_key,
+            status: k.status,
+        });
+    }
     Ok(Json(Keys { keys }))
 }

@@ -229,6 +229,8 @@ impl Postmark {
                 SendError::transient(format!("postmark unreachable: {}", without_url(&e)))
             })?;
         let status = resp.status();
+        // Postmark's reply only adds detail (the message id, the error
+        // code): the status decides, so a body that does not parse is none.
         let reply: Option<PostmarkReply> = resp.json().await.ok();
         let detail = reply
             .as_ref()

@@ -51,6 +51,9 @@ pub enum TemplateError {
         name: String,
         source: minijinja::Error,
     },
+    /// An email without a subject is not sent as one.
+    #[error("template license.subject.txt renders an empty subject")]
+    EmptySubject,
     #[error("template override {path}: {source}")]
     Io {
         path: String,
@@ -98,13 +101,15 @@ impl Templates {
                     source,
                 })
         };
+        let subject = render("license.subject.txt")?
+            .lines()
+            .next()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or(TemplateError::EmptySubject)?
+            .to_string();
         Ok(Rendered {
-            subject: render("license.subject.txt")?
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
+            subject,
             text: render("license.txt")?,
             html: render("license.html")?,
         })
@@ -149,5 +154,15 @@ mod tests {
         std::fs::write(dir.join("license.subject.txt"), "Key for {{ name }}").unwrap();
         let t = Templates::load(Some(&dir)).unwrap();
         assert_eq!(t.render_license(&ctx("Jo")).unwrap().subject, "Key for Jo");
+    }
+
+    #[test]
+    fn a_subject_that_renders_empty_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("keymint-tpl-{}", ulid::Ulid::generate()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("license.subject.txt"), "{{ missing_field }}\n").unwrap();
+        let t = Templates::load(Some(&dir)).unwrap();
+        let err = t.render_license(&ctx("Jo")).unwrap_err();
+        assert!(matches!(err, TemplateError::EmptySubject), "{err}");
     }
 }

@@ -1,0 +1,80 @@
+//! `[[endpoints]]`: one webhook endpoint per provider account, with its
+//! kind, secrets and replay window.
+
+use super::{Secret, humantime_serde_compat};
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Provider kinds.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointKind {
+    Gumroad,
+    Stripe,
+    Standard,
+    Polar,
+    Lemonsqueezy,
+    Paddle,
+    Hyperswitch,
+}
+
+impl EndpointKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gumroad => "gumroad",
+            Self::Stripe => "stripe",
+            Self::Standard => "standard",
+            Self::Polar => "polar",
+            Self::Lemonsqueezy => "lemonsqueezy",
+            Self::Paddle => "paddle",
+            Self::Hyperswitch => "hyperswitch",
+        }
+    }
+}
+
+// Unknown keys in an endpoint or a product are reported by the loader with
+// their path (`endpoints[1].secret`), like everywhere else in the file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EndpointConfig {
+    /// Served at `POST /webhooks/{name}`.
+    pub name: String,
+    pub kind: EndpointKind,
+    /// Accepted secrets; several allow rotation without downtime.
+    #[serde(default)]
+    pub secrets: Vec<Secret>,
+    /// Replay window for providers that sign a timestamp (stripe, standard,
+    /// polar, paddle): deliveries further than this from now, in either
+    /// direction, are rejected.
+    #[serde(default = "default_tolerance", with = "humantime_serde_compat")]
+    pub tolerance: Duration,
+    /// Polar only: the secret is a legacy one, used as raw UTF-8 bytes
+    /// instead of base64-decoded.
+    #[serde(default)]
+    pub legacy_secret: bool,
+    /// The provider's API key (Stripe: a restricted key with read access to
+    /// Checkout Sessions, used to fetch line items).
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// The provider's API base URL (default: the provider's public API).
+    #[serde(default)]
+    pub api_url: Option<String>,
+}
+
+impl EndpointConfig {
+    /// An endpoint with defaults, for tests and tools.
+    pub fn for_test(name: &str, kind: EndpointKind, secrets: &[&str]) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
+            tolerance: default_tolerance(),
+            legacy_secret: false,
+            api_key: None,
+            api_url: None,
+        }
+    }
+}
+
+pub(super) fn default_tolerance() -> Duration {
+    Duration::from_secs(300)
+}
