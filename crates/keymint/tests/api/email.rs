@@ -2,7 +2,6 @@
 
 use crate::both_databases;
 use crate::helpers::{Db, sale_form, spawn_app, with};
-use serde_json::Value;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -11,13 +10,8 @@ async fn sale_sends_one_license_email_through_postmark(db: Db) {
         return;
     };
     app.postmark_accepts().await;
-    let body: Value = app
-        .post_gumroad(&sale_form("GUM-MAIL"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let key = body["license_key"].as_str().unwrap();
+    let key = app.gumroad_sale(&sale_form("GUM-MAIL")).await;
+    let key = key.as_str();
 
     assert_eq!(app.send_pending_emails().await, 1);
     assert_eq!(app.send_pending_emails().await, 0);
@@ -86,13 +80,7 @@ async fn failing_postmark_keeps_the_license_retries_then_marks_dead(db: Db) {
         ))
         .mount(&app.postmark)
         .await;
-    let body: Value = app
-        .post_gumroad(&sale_form("GUM-PMFAIL"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(body["status"], "ok");
+    app.gumroad_sale(&sale_form("GUM-PMFAIL")).await;
 
     app.send_pending_emails().await;
 
@@ -149,25 +137,11 @@ async fn resend_sends_the_email_again(db: Db) {
         return;
     };
     app.postmark_accepts().await;
-    let token = app.admin_token("ops");
-    let key = app
-        .post_gumroad(&sale_form("GUM-RESEND"))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["license_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let admin = app.admin().await;
+    let key = app.gumroad_sale(&sale_form("GUM-RESEND")).await;
     app.send_pending_emails().await;
 
-    let resp = app
-        .admin_post(
-            &token,
-            &format!("/admin/v1/licenses/{key}/resend"),
-            serde_json::json!({}),
-        )
-        .await;
+    let resp = admin.act(&key, "resend", serde_json::json!({})).await;
 
     assert_eq!(resp.status(), 202);
     app.send_pending_emails().await;
@@ -285,15 +259,7 @@ async fn smtp_provider_sends_the_license_email(db: Db) {
     else {
         return;
     };
-    let key = app
-        .post_gumroad(&sale_form("GUM-SMTP"))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["license_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = app.gumroad_sale(&sale_form("GUM-SMTP")).await;
 
     app.send_pending_emails().await;
 
@@ -303,7 +269,7 @@ async fn smtp_provider_sends_the_license_email(db: Db) {
     assert!(m.contains("To: ") && m.contains("jane@example.com"), "{m}");
     assert!(m.contains("From: DataTools <licenses@example.com>"), "{m}");
     assert!(m.contains("multipart/alternative"), "{m}");
-    assert!(m.contains(&key), "{m}");
+    assert!(m.contains(key.as_str()), "{m}");
     assert_eq!(app.postmark.received_requests().await.unwrap().len(), 0);
     assert_eq!(
         app.scalar("SELECT COUNT(*) FROM outbox WHERE status = $1", "sent")

@@ -3,15 +3,11 @@
 //! only their owner can read.
 
 use crate::both_databases;
-use crate::helpers::{Db, GUMROAD_SECRET, Served, TestDb, sale_form, with, write_config};
+use crate::helpers::{
+    Db, GUMROAD_SECRET, Served, TestDb, sale_form, scratch_dir, with, write_config,
+};
 use std::path::{Path, PathBuf};
 use std::process::Output;
-
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("keymint-{tag}-{}", ulid::Ulid::generate()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Runs `keymint serve` without a config file in `dir`, with overrides;
 /// it is expected to stop on its own (a start-up error).
@@ -30,7 +26,7 @@ fn serve_failing(dir: &Path, env: &[(&str, &str)]) -> (Output, String) {
 
 #[test]
 fn a_busy_port_is_named_before_anything_is_created() {
-    let dir = scratch("busy");
+    let dir = scratch_dir("busy");
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = holder.local_addr().unwrap().to_string();
 
@@ -49,7 +45,7 @@ fn a_busy_port_is_named_before_anything_is_created() {
 
 #[test]
 fn a_closed_postgres_port_says_connection_refused_once() {
-    let dir = scratch("pgrefused");
+    let dir = scratch_dir("pgrefused");
     let port = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
@@ -77,7 +73,7 @@ fn a_closed_postgres_port_says_connection_refused_once() {
 
 #[tokio::test]
 async fn a_missing_postgres_database_is_named_with_how_to_create_it() {
-    let dir = scratch("pgmissing");
+    let dir = scratch_dir("pgmissing");
     // Reach the test PostgreSQL (or skip, as every PostgreSQL test does).
     let Some(existing) = TestDb::create(Db::Postgres, &dir, None).await else {
         return;
@@ -107,7 +103,7 @@ async fn a_missing_postgres_database_is_named_with_how_to_create_it() {
 }
 
 async fn text_logs_are_plain_and_cannot_be_forged(db: Db) {
-    let dir = scratch("forge");
+    let dir = scratch_dir("forge");
     let Some(database) = TestDb::create(db, &dir, None).await else {
         return;
     };
@@ -147,7 +143,7 @@ async fn text_logs_are_plain_and_cannot_be_forged(db: Db) {
 #[cfg(unix)]
 async fn data_files_are_private_whatever_the_umask(db: Db) {
     use std::os::unix::fs::PermissionsExt;
-    let dir = scratch("modes");
+    let dir = scratch_dir("modes");
     let Some(database) = TestDb::create(db, &dir, None).await else {
         return;
     };
