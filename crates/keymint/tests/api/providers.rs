@@ -249,6 +249,15 @@ fn step(kind: &'static str, name: &str, ids: &Ids, vars: Vec<(&str, String)>) ->
         ("SUB", ids.sub.clone()),
         ("CUSTOMER", ids.customer.clone()),
         ("EMAIL", ids.email.clone()),
+        // The other references a provider links an order by (Polar's
+        // checkout, Lemon Squeezy's identifier, Paddle's invoice): one per
+        // order, as with the provider, so two orders are two licenses.
+        ("CHECKOUT", format!("c7b3b5a2-0000-4000-8000-{:012}", ids.n)),
+        (
+            "IDENTIFIER",
+            format!("104e18a2-0000-4000-8000-{:012}", ids.n),
+        ),
+        ("PADDLE_INVOICE", format!("inv_{}", ids.n)),
     ];
     all.extend(vars);
     Step {
