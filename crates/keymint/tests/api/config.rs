@@ -3,7 +3,7 @@
 //! problems that name where they are.
 
 use crate::both_databases;
-use crate::helpers::{Db, sale_form, scratch_dir, spawn_app_with, stderr};
+use crate::helpers::{Db, assert_contains, sale_form, scratch_dir, spawn_app_with, stderr};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -180,11 +180,8 @@ fn the_weak_secret_opt_out_needs_a_loopback_address() {
 
     let err = stderr(&out);
     assert!(!out.status.success(), "{err}");
-    assert!(err.contains("server.allow_weak_secrets"), "{err}");
-    assert!(
-        err.contains("replace-me-with-a-long-random-string"),
-        "{err}"
-    );
+    assert_contains(&err, "server.allow_weak_secrets");
+    assert_contains(&err, "replace-me-with-a-long-random-string");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -208,7 +205,7 @@ fn an_invalid_log_level_stops_every_command() {
     }
     let err = stderr(&from_env);
     assert!(!from_env.status.success(), "{err}");
-    assert!(err.contains("KEYMINT_LOG"), "{err}");
+    assert_contains(&err, "KEYMINT_LOG");
     assert!(
         !dir.join("keymint-data").exists(),
         "nothing is created for a refused configuration"
@@ -318,7 +315,7 @@ secrets = ["replace-me-with-a-long-random-string"]
     let err = stderr(&out);
     assert!(!out.status.success(), "{err}");
     assert!(err.starts_with("2 problem(s)"), "{err}");
-    assert!(err.contains("endpoints[0].secrets"), "{err}");
+    assert_contains(&err, "endpoints[0].secrets");
     assert!(
         err.contains(&format!(
             "database.url: unreachable: connection refused at 127.0.0.1:{port}"

@@ -1,7 +1,7 @@
 //! License emails through the outbox and a fake Postmark.
 
 use crate::both_databases;
-use crate::helpers::{Db, sale_form, spawn_app, with};
+use crate::helpers::{Db, assert_contains, sale_form, spawn_app, with};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -57,10 +57,7 @@ async fn html_in_the_buyer_name_is_escaped(db: Db) {
         .unwrap()
         .to_string();
     assert!(!html.contains("<img"), "{html}");
-    assert!(
-        html.contains("&lt;img src=x onerror=alert(1)&gt;Mallory"),
-        "{html}"
-    );
+    assert_contains(&html, "&lt;img src=x onerror=alert(1)&gt;Mallory");
 }
 
 async fn failing_postmark_keeps_the_license_retries_then_marks_dead(db: Db) {
@@ -267,9 +264,9 @@ async fn smtp_provider_sends_the_license_email(db: Db) {
     assert_eq!(messages.len(), 1);
     let m = &messages[0];
     assert!(m.contains("To: ") && m.contains("jane@example.com"), "{m}");
-    assert!(m.contains("From: DataTools <licenses@example.com>"), "{m}");
-    assert!(m.contains("multipart/alternative"), "{m}");
-    assert!(m.contains(key.as_str()), "{m}");
+    assert_contains(&m, "From: DataTools <licenses@example.com>");
+    assert_contains(&m, "multipart/alternative");
+    assert_contains(&m, key.as_str());
     assert_eq!(app.postmark.received_requests().await.unwrap().len(), 0);
     assert_eq!(
         app.scalar("SELECT COUNT(*) FROM outbox WHERE status = $1", "sent")

@@ -28,11 +28,7 @@ async fn valid_sale_mints_a_license_and_records_the_delivery(db: Db) {
         "secret stored in clear: {}",
         d.path
     );
-    let mut conn = app.state.store.conn().await.unwrap();
-    let l = keymint::store::licenses::by_key(&mut conn, key.as_str())
-        .await
-        .unwrap()
-        .unwrap();
+    let l = app.stored_license(&key).await;
     assert_eq!(l.email, "jane@example.com");
     assert_eq!(l.name, "Jane Doe");
     assert_eq!(l.amount_cents, Some(9900));
@@ -265,14 +261,7 @@ async fn refund_revokes_dispute_suspends_and_dispute_won_reinstates(db: Db) {
         return;
     };
     let key = app.gumroad_sale(&sale_form("GUM-LIFE")).await;
-    let status = || async {
-        let mut conn = app.state.store.conn().await.unwrap();
-        keymint::store::licenses::by_key(&mut conn, key.as_str())
-            .await
-            .unwrap()
-            .unwrap()
-            .status
-    };
+    let status = || async { app.stored_license(&key).await.status };
 
     let dispute = with(sale_form("GUM-LIFE"), "resource_name", "dispute");
     assert_eq!(app.gumroad(&dispute).await.status, "ok");

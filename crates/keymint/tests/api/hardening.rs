@@ -5,7 +5,7 @@
 
 use crate::both_databases;
 use crate::client::expect_json;
-use crate::helpers::{Db, TestApp, sale_form, spawn_app, spawn_app_with, with};
+use crate::helpers::{Db, TestApp, assert_contains, sale_form, spawn_app, spawn_app_with, with};
 use crate::providers::{Ids, Secret, now_secs, sale, sign};
 use crate::views::ErrorBody;
 use serde_json::Value;
@@ -13,14 +13,12 @@ use sha2::Digest;
 
 /// The newest delivery row of `endpoint`.
 async fn last_delivery(app: &TestApp, endpoint: &str) -> keymint::store::deliveries::Delivery {
-    let id: String = {
-        let mut conn = app.state.store.conn().await.unwrap();
-        sqlx::query_scalar("SELECT id FROM deliveries WHERE endpoint = $1 ORDER BY id DESC LIMIT 1")
-            .bind(endpoint)
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap()
-    };
+    let id = app
+        .scalar_text(
+            "SELECT id FROM deliveries WHERE endpoint = $1 ORDER BY id DESC LIMIT 1",
+            endpoint,
+        )
+        .await;
     app.delivery(&id).await
 }
 
@@ -240,14 +238,9 @@ async fn nul_bytes_fail_the_delivery_or_are_cleaned_alike_on_both_databases(db: 
         .gumroad(&with(sale_form("NUL-NAME"), "full_name", "Ja\0ne\r\nDoe"))
         .await;
     assert_eq!(v.status, "ok", "{v}");
-    let name: String = {
-        let mut conn = app.state.store.conn().await.unwrap();
-        sqlx::query_scalar("SELECT name FROM licenses WHERE order_id = $1")
-            .bind("NUL-NAME")
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap()
-    };
+    let name = app
+        .scalar_text("SELECT name FROM licenses WHERE order_id = $1", "NUL-NAME")
+        .await;
     assert_eq!(name, "Ja ne Doe");
 }
 
@@ -332,7 +325,7 @@ async fn deliveries_left_received_by_a_crash_are_recovered(db: Db) {
     let out = app.cli(&["reconcile", "--once"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
-    assert!(text.contains("recovered 2 stuck deliveries"), "{text}");
+    assert_contains(&text, "recovered 2 stuck deliveries");
 
     assert_eq!(app.delivery(&stuck).await.status, "processed");
     assert_eq!(app.licenses_for("CRASHED-SALE").await, 1);

@@ -386,6 +386,12 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Asserts that `text` contains `needle`, showing the text when not.
+#[track_caller]
+pub fn assert_contains(text: &str, needle: &str) {
+    assert!(text.contains(needle), "{needle:?} not in: {text}");
+}
+
 /// A Gumroad sale ping's fields.
 pub fn sale_form(sale_id: &str) -> Vec<(String, String)> {
     [
@@ -465,13 +471,35 @@ impl TestApp {
             .collect()
     }
 
+    /// The number a query with one argument finds (a `COUNT(*)`).
     pub async fn scalar(&self, sql: &'static str, arg: &str) -> i64 {
+        self.fetch_scalar(sql, arg).await
+    }
+
+    /// The text a query with one argument finds.
+    pub async fn scalar_text(&self, sql: &'static str, arg: &str) -> String {
+        self.fetch_scalar(sql, arg).await
+    }
+
+    async fn fetch_scalar<T>(&self, sql: &'static str, arg: &str) -> T
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> + Send + Unpin,
+    {
         let mut conn = self.state.store.conn().await.unwrap();
         sqlx::query_scalar(sql)
             .bind(arg)
             .fetch_one(&mut *conn)
             .await
+            .unwrap_or_else(|e| panic!("{sql} ({arg}): {e}"))
+    }
+
+    /// A license as stored, by its key.
+    pub async fn stored_license(&self, key: &LicenseKey) -> keymint::store::licenses::License {
+        let mut conn = self.state.store.conn().await.unwrap();
+        keymint::store::licenses::by_key(&mut conn, key.as_str())
+            .await
             .unwrap()
+            .expect("license exists")
     }
 
     /// How many licenses exist for a provider order id.

@@ -1,7 +1,7 @@
 //! License tokens: published keys, offline verification, the CLI.
 
 use crate::both_databases;
-use crate::helpers::{Db, TestApp, sale_form, spawn_app, stderr, stdout, with};
+use crate::helpers::{Db, TestApp, assert_contains, sale_form, spawn_app, stderr, stdout, with};
 use crate::views::{LicenseOut, PublishedKeys};
 use keymint_license::{KeySet, SigningKey};
 use serde_json::Value;
@@ -9,12 +9,7 @@ use serde_json::Value;
 /// Mints through a Gumroad sale; the license's token as stored.
 async fn minted_token(app: &TestApp, form: &[(String, String)]) -> String {
     let key = app.gumroad_sale(form).await;
-    let mut conn = app.state.store.conn().await.unwrap();
-    keymint::store::licenses::by_key(&mut conn, key.as_str())
-        .await
-        .unwrap()
-        .unwrap()
-        .token
+    app.stored_license(&key).await.token
 }
 
 /// The published verification keys (`GET /v1/keys`).
@@ -188,7 +183,7 @@ async fn keys_can_be_listed_generated_and_retired(db: Db) {
     let listed = stdout(&app.cli(&["keys", "list"]));
     let generated = app.cli(&["keys", "generate"]);
 
-    assert!(listed.contains(&first), "{listed}");
+    assert_contains(&listed, &first);
     assert!(generated.status.success());
     let keys = published_keys(&app).await;
     assert_eq!(keys.keys.len(), 2);

@@ -5,7 +5,8 @@
 use crate::both_databases;
 use crate::client::{Api, expect_error, expect_json};
 use crate::helpers::{
-    Db, TestApp, keymint_cli, sale_form, spawn_app, stderr, stdout, unstarted, with,
+    Db, TestApp, assert_contains, keymint_cli, sale_form, spawn_app, stderr, stdout, unstarted,
+    with,
 };
 use crate::views::{LicenseOut, MintedOut};
 use keymint_license::KeySet;
@@ -160,7 +161,7 @@ async fn the_cli_exits_non_zero_on_a_bad_delivery_filter(db: Db) {
     let good = app.cli(&["deliveries", "list", "--status", "processed"]);
 
     assert!(!bogus.status.success());
-    assert!(stderr(&bogus).contains("bogus"), "{}", stderr(&bogus));
+    assert_contains(&stderr(&bogus), "bogus");
     assert!(!zero.status.success());
     assert!(good.status.success());
     assert!(stdout(&good).contains("processed"));
@@ -209,7 +210,7 @@ async fn admin_token_names_are_unique_among_live_tokens(db: Db) {
     let id_like = app.cli(&["admin-token", "create", "--name", "tok_me"]);
 
     assert!(!twice.status.success());
-    assert!(stderr(&twice).contains("me"), "{}", stderr(&twice));
+    assert_contains(&stderr(&twice), "me");
     assert!(!id_like.status.success());
     assert_eq!(
         app.scalar("SELECT COUNT(*) FROM admin_tokens WHERE name = $1", "me")
@@ -355,11 +356,7 @@ async fn resend_is_refused_for_a_revoked_license_unless_forced(db: Db) {
     let body = expect_error(refused, 409, "license_revoked").await;
     assert!(body.error.contains("chargeback"), "{body}");
     assert!(!cli_refused.status.success());
-    assert!(
-        stderr(&cli_refused).contains("--force"),
-        "{}",
-        stderr(&cli_refused)
-    );
+    assert_contains(&stderr(&cli_refused), "--force");
     let detail = admin.license(key).await;
     assert_eq!(detail.emails.len(), emails_before);
 
@@ -465,11 +462,7 @@ async fn keys_rotate_while_the_server_runs(db: Db) {
 
     let refused = app.cli(&["keys", "retire", &old_kid]);
     assert!(!refused.status.success());
-    assert!(
-        stderr(&refused).contains("signing key"),
-        "{}",
-        stderr(&refused)
-    );
+    assert_contains(&stderr(&refused), "signing key");
 
     let generated = app.cli(&["keys", "generate", "--activate"]);
     assert!(generated.status.success(), "{}", stderr(&generated));
@@ -526,16 +519,8 @@ async fn the_cli_never_creates_a_signing_key(db: Db) {
     let list = cli(&["keys", "list"]);
 
     assert!(!mint.status.success());
-    assert!(
-        stderr(&mint).contains("no signing key"),
-        "{}",
-        stderr(&mint)
-    );
-    assert!(
-        stdout(&list).contains("no signing key yet"),
-        "{}",
-        stdout(&list)
-    );
+    assert_contains(&stderr(&mint), "no signing key");
+    assert_contains(&stdout(&list), "no signing key yet");
     let key_files = std::fs::read_dir(dir.join("data/keys"))
         .map(|d| d.count())
         .unwrap_or(0);
@@ -582,17 +567,9 @@ async fn a_configured_secret_key_signs_and_cannot_be_switched_by_the_cli(db: Db)
     let license: LicenseOut = serde_json::from_slice(&minted.stdout).unwrap();
     assert_eq!(license.kid, key.kid());
     assert!(!generate.status.success());
-    assert!(
-        stderr(&generate).contains("secret_key"),
-        "{}",
-        stderr(&generate)
-    );
+    assert_contains(&stderr(&generate), "secret_key");
     assert!(!activate.status.success());
-    assert!(
-        stdout(&list).contains(&format!("signing key: {}", key.kid())),
-        "{}",
-        stdout(&list)
-    );
+    assert_contains(&stdout(&list), &format!("signing key: {}", key.kid()));
     let key_files = std::fs::read_dir(dir.join("data/keys"))
         .map(|d| d.count())
         .unwrap_or(0);
@@ -607,7 +584,7 @@ fn reconcile_help_mentions_subscriptions() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert!(stdout(&out).contains("subscriptions"), "{}", stdout(&out));
+    assert_contains(&stdout(&out), "subscriptions");
 }
 
 // Item 22: `keymint webhook send` and the documented payloads.
@@ -639,17 +616,9 @@ async fn webhook_send_fails_unless_the_event_took_effect(db: Db) {
     let not_json = send("stripe", &template);
 
     assert!(!no_mint.status.success());
-    assert!(
-        stdout(&no_mint).contains("logged-no-mint"),
-        "{}",
-        stdout(&no_mint)
-    );
+    assert_contains(&stdout(&no_mint), "logged-no-mint");
     assert!(!not_json.status.success());
-    assert!(
-        stderr(&not_json).contains("not JSON"),
-        "{}",
-        stderr(&not_json)
-    );
+    assert_contains(&stderr(&not_json), "not JSON");
 
     // Every payload the provider docs point at is real JSON that mints.
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/providers/examples");

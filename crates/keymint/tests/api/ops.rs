@@ -2,7 +2,7 @@
 
 use crate::both_databases;
 use crate::client::expect_json;
-use crate::helpers::{Db, keymint_cli, sale_form, scratch_dir, spawn_app, stderr};
+use crate::helpers::{Db, assert_contains, keymint_cli, sale_form, scratch_dir, spawn_app, stderr};
 
 async fn health_ready_and_metrics(db: Db) {
     let Some(app) = spawn_app(db).await else {
@@ -17,10 +17,7 @@ async fn health_ready_and_metrics(db: Db) {
 
     assert_eq!(health.status(), 200);
     assert_eq!(ready.status(), 200);
-    assert!(
-        metrics.contains("keymint_webhook_deliveries_total"),
-        "{metrics}"
-    );
+    assert_contains(&metrics, "keymint_webhook_deliveries_total");
     assert!(metrics.contains("keymint_licenses_minted_total"));
     assert!(metrics.contains("keymint_http_request_duration_seconds"));
     assert!(!metrics.contains(crate::helpers::GUMROAD_SECRET));
@@ -91,10 +88,10 @@ gumroad = ["same"]
     let out = keymint_cli(&path, &["check-config"], &[]);
     let stderr = stderr(&out);
     assert!(!out.status.success());
-    assert!(stderr.contains("colour"), "{stderr}");
-    assert!(stderr.contains("no secret"), "{stderr}");
-    assert!(stderr.contains("mapped twice"), "{stderr}");
-    assert!(stderr.contains("server.listen"), "{stderr}");
+    assert_contains(&stderr, "colour");
+    assert_contains(&stderr, "no secret");
+    assert_contains(&stderr, "mapped twice");
+    assert_contains(&stderr, "server.listen");
 }
 
 #[test]
@@ -281,7 +278,7 @@ async fn openapi_lists_exactly_the_served_routes_and_their_answers(db: Db) {
         .as_str()
         .unwrap()
         .to_string();
-    assert!(key.contains("PREFIX-TIER-XXXXX-XXXXX-XXXXX-XXXXX"), "{key}");
+    assert_contains(&key, "PREFIX-TIER-XXXXX-XXXXX-XXXXX-XXXXX");
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
 

@@ -37,12 +37,8 @@ async fn ask_refund(admin: &Api, key: &LicenseKey, body: Value) -> reqwest::Resp
 }
 
 async fn refund_status(app: &TestApp, id: &str) -> String {
-    let mut conn = app.state.store.conn().await.unwrap();
-    sqlx::query_scalar("SELECT status FROM refunds WHERE id = $1")
-        .bind(id)
-        .fetch_one(&mut *conn)
+    app.scalar_text("SELECT status FROM refunds WHERE id = $1", id)
         .await
-        .unwrap()
 }
 
 async fn a_stripe_refund_is_pending_until_the_webhook_settles_it(db: Db) {

@@ -4,7 +4,7 @@
 
 use crate::both_databases;
 use crate::helpers::{
-    Db, GUMROAD_SECRET, Served, TestDb, sale_form, scratch_dir, with, write_config,
+    Db, GUMROAD_SECRET, Served, TestDb, assert_contains, sale_form, scratch_dir, with, write_config,
 };
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -34,7 +34,7 @@ fn a_busy_port_is_named_before_anything_is_created() {
 
     assert!(!out.status.success(), "{err}");
     assert!(err.contains(&addr), "the address is named: {err}");
-    assert!(err.contains("in use"), "{err}");
+    assert_contains(&err, "in use");
     assert!(
         !dir.join("keymint-data").exists(),
         "no data directory, database or signing key was created"
@@ -62,10 +62,7 @@ fn a_closed_postgres_port_says_connection_refused_once() {
     );
 
     assert!(!out.status.success(), "{err}");
-    assert!(
-        err.contains(&format!("connection refused at 127.0.0.1:{port}")),
-        "{err}"
-    );
+    assert_contains(&err, &format!("connection refused at 127.0.0.1:{port}"));
     assert_eq!(err.matches("refused").count(), 1, "the cause once: {err}");
     assert!(!err.contains("timed out"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
