@@ -30,19 +30,8 @@ async fn tokens_are_stored_hashed(db: Db) {
         return;
     };
     let token = app.admin_token_via_cli("ops");
-    assert_eq!(
-        app.scalar(
-            "SELECT COUNT(*) FROM admin_tokens WHERE token_hash = $1",
-            &token
-        )
-        .await,
-        0
-    );
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM admin_tokens WHERE name = $1", "ops")
-            .await,
-        1
-    );
+    assert_eq!(app.count("admin_tokens", "token_hash", &token).await, 0);
+    assert_eq!(app.count("admin_tokens", "name", "ops").await, 1);
     let listed = stdout(&app.cli(&["admin-token", "list"]));
     assert!(listed.contains("ops") && !listed.contains(&token));
 }
@@ -129,11 +118,7 @@ async fn manual_mint_rejects_bad_input_clearly(db: Db) {
     assert!(unknown["error"].as_str().unwrap().contains("nope"));
     assert_eq!(bad_email.status(), 422);
     assert_eq!(missing.status(), 422);
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM licenses WHERE source = $1", "manual")
-            .await,
-        0
-    );
+    assert_eq!(app.count("licenses", "source", "manual").await, 0);
 }
 
 async fn get_search_revoke_and_reinstate(db: Db) {

@@ -34,11 +34,7 @@ async fn sale_sends_one_license_email_through_postmark(db: Db) {
         requests[0].headers.get("x-postmark-server-token").unwrap(),
         "pm-test-token"
     );
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM outbox WHERE status = $1", "sent")
-            .await,
-        1
-    );
+    assert_eq!(app.count("outbox", "status", "sent").await, 1);
 }
 
 async fn html_in_the_buyer_name_is_escaped(db: Db) {
@@ -86,11 +82,7 @@ async fn failing_postmark_keeps_the_license_retries_then_marks_dead(db: Db) {
         3,
         "two 5xx retried, then a 4xx"
     );
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM outbox WHERE status = $1", "dead")
-            .await,
-        1
-    );
+    assert_eq!(app.count("outbox", "status", "dead").await, 1);
     let mut conn = app.state.store.conn().await.unwrap();
     let l = keymint::store::licenses::by_order(&mut conn, "gumroad", "GUM-PMFAIL")
         .await
@@ -121,11 +113,7 @@ async fn postmark_down_for_every_attempt_ends_dead_after_max_attempts(db: Db) {
     app.send_pending_emails().await;
 
     assert_eq!(app.postmark.received_requests().await.unwrap().len(), 3);
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM outbox WHERE status = $1", "dead")
-            .await,
-        1
-    );
+    assert_eq!(app.count("outbox", "status", "dead").await, 1);
     assert_eq!(app.licenses_for("GUM-DOWNMAIL").await, 1);
 }
 
@@ -161,14 +149,7 @@ async fn postmark_request_carries_the_token_header(db: Db) {
     app.post_gumroad(&sale_form("GUM-HDR")).await;
     app.send_pending_emails().await;
     app.postmark.verify().await;
-    assert_eq!(
-        app.scalar(
-            "SELECT COUNT(*) FROM outbox WHERE provider_message_id = $1",
-            "m-1"
-        )
-        .await,
-        1
-    );
+    assert_eq!(app.count("outbox", "provider_message_id", "m-1").await, 1);
 }
 
 both_databases!(
@@ -268,11 +249,7 @@ async fn smtp_provider_sends_the_license_email(db: Db) {
     assert_contains(&m, "multipart/alternative");
     assert_contains(&m, key.as_str());
     assert_eq!(app.postmark.received_requests().await.unwrap().len(), 0);
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM outbox WHERE status = $1", "sent")
-            .await,
-        1
-    );
+    assert_eq!(app.count("outbox", "status", "sent").await, 1);
 }
 
 mod smtp {

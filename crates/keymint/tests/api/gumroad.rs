@@ -106,22 +106,8 @@ async fn same_sale_twice_gives_one_license_and_two_deliveries(db: Db) {
     assert_eq!(second.status, "duplicate");
     assert_eq!(second.license_key, first.license_key);
     assert_eq!(app.licenses_for("GUM-2002").await, 1);
-    assert_eq!(
-        app.scalar(
-            "SELECT COUNT(*) FROM deliveries WHERE order_id = $1",
-            "GUM-2002"
-        )
-        .await,
-        2
-    );
-    assert_eq!(
-        app.scalar(
-            "SELECT COUNT(*) FROM deliveries WHERE status = $1",
-            "duplicate"
-        )
-        .await,
-        1
-    );
+    assert_eq!(app.count("deliveries", "order_id", "GUM-2002").await, 2);
+    assert_eq!(app.count("deliveries", "status", "duplicate").await, 1);
 }
 
 async fn twenty_concurrent_duplicates_give_one_license_and_one_email(db: Db) {
@@ -148,14 +134,7 @@ async fn twenty_concurrent_duplicates_give_one_license_and_one_email(db: Db) {
         "{statuses:?}"
     );
     assert_eq!(app.licenses_for("GUM-RACE").await, 1);
-    assert_eq!(
-        app.scalar(
-            "SELECT COUNT(*) FROM deliveries WHERE order_id = $1",
-            "GUM-RACE"
-        )
-        .await,
-        20
-    );
+    assert_eq!(app.count("deliveries", "order_id", "GUM-RACE").await, 20);
     app.send_pending_emails().await;
     app.send_pending_emails().await;
     assert_eq!(app.sent_emails().await.len(), 1);
@@ -311,14 +290,7 @@ async fn unsupported_resources_are_ignored(db: Db) {
     assert_eq!(body.status, "error");
     let d = app.delivery(&body.delivery_id).await;
     assert!(d.error.unwrap().contains("subscription_id"));
-    assert_eq!(
-        app.scalar(
-            "SELECT COUNT(*) FROM deliveries WHERE status = $1",
-            "ignored"
-        )
-        .await,
-        1
-    );
+    assert_eq!(app.count("deliveries", "status", "ignored").await, 1);
 }
 
 async fn stopped_database_gives_503_never_200_and_recovers(db: Db) {

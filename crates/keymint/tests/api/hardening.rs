@@ -157,14 +157,7 @@ async fn rejected_deliveries_past_the_per_source_limit_are_counted_not_stored(db
             .await;
         assert_eq!(resp.status(), 404);
     }
-    assert_eq!(
-        app.scalar(
-            "SELECT COUNT(*) FROM deliveries WHERE status = $1",
-            "rejected"
-        )
-        .await,
-        3
-    );
+    assert_eq!(app.count("deliveries", "status", "rejected").await, 3);
     let metrics = app.api().get_text("/metrics").await;
     // The recorder is shared by every app in this test process, so other
     // tests may have counted too: at least our four.

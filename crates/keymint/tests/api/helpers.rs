@@ -476,6 +476,26 @@ impl TestApp {
         self.fetch_scalar(sql, arg).await
     }
 
+    /// How many rows of `table` have `column` equal to `value`.
+    pub async fn count(&self, table: &str, column: &str, value: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE {column} = $1");
+        let mut conn = self.state.store.conn().await.unwrap();
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap_or_else(|e| panic!("counting {table} by {column}: {e}"))
+    }
+
+    /// How many emails the licenses of a provider order id have.
+    pub async fn emails_for_order(&self, order_id: &str) -> i64 {
+        self.scalar(
+            "SELECT COUNT(*) FROM outbox o JOIN licenses l ON l.id = o.license_id WHERE l.order_id = $1",
+            order_id,
+        )
+        .await
+    }
+
     /// The text a query with one argument finds.
     pub async fn scalar_text(&self, sql: &'static str, arg: &str) -> String {
         self.fetch_scalar(sql, arg).await
@@ -504,11 +524,7 @@ impl TestApp {
 
     /// How many licenses exist for a provider order id.
     pub async fn licenses_for(&self, order_id: &str) -> i64 {
-        self.scalar(
-            "SELECT COUNT(*) FROM licenses WHERE order_id = $1",
-            order_id,
-        )
-        .await
+        self.count("licenses", "order_id", order_id).await
     }
 
     /// A stored delivery.

@@ -143,11 +143,7 @@ async fn cli_mints_shows_and_revokes(db: Db) {
     assert!(stdout(&revoked).contains("revoked"));
     let missing = app.cli(&["license", "show", "DT1-CORE-00000-00000-00000-00000"]);
     assert!(!missing.status.success());
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM licenses WHERE status = $1", "revoked")
-            .await,
-        1
-    );
+    assert_eq!(app.count("licenses", "status", "revoked").await, 1);
 }
 
 async fn cli_lists_and_shows_deliveries(db: Db) {

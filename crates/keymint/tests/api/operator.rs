@@ -212,11 +212,7 @@ async fn admin_token_names_are_unique_among_live_tokens(db: Db) {
     assert!(!twice.status.success());
     assert_contains(&stderr(&twice), "me");
     assert!(!id_like.status.success());
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM admin_tokens WHERE name = $1", "me")
-            .await,
-        1
-    );
+    assert_eq!(app.count("admin_tokens", "name", "me").await, 1);
 
     let revoked = app.cli(&["admin-token", "revoke", "me"]);
     assert!(revoked.status.success(), "{}", stderr(&revoked));

@@ -1472,11 +1472,7 @@ async fn a_subscriptions_first_order_and_the_subscription_are_one_license(db: Db
     assert_eq!(r.status, "ok", "{r}");
     assert_eq!(r.license_key.as_ref(), Some(&key));
     assert_eq!(license_status(&admin, &key).await, "revoked");
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM licenses WHERE email = $1", &ids.email)
-            .await,
-        1
-    );
+    assert_eq!(app.count("licenses", "email", &ids.email).await, 1);
 }
 
 /// Polar's legacy mode: a `whsec_` secret used as raw text.
@@ -1556,23 +1552,12 @@ async fn concurrent_events_for_one_subscription_make_one_license(db: Db) {
         assert!(minted >= 1, "{kind}: {answers:?}");
         assert_eq!(app.licenses_for(&ids.sub).await, 1, "{kind}");
         assert_eq!(
-            app.scalar(
-                "SELECT COUNT(*) FROM subscriptions WHERE subscription_id = $1",
-                &ids.sub
-            )
-            .await,
+            app.count("subscriptions", "subscription_id", &ids.sub)
+                .await,
             1,
             "{kind}"
         );
-        assert_eq!(
-            app.scalar(
-                "SELECT COUNT(*) FROM outbox o JOIN licenses l ON l.id = o.license_id WHERE l.order_id = $1",
-                &ids.sub
-            )
-            .await,
-            1,
-            "{kind}: one email"
-        );
+        assert_eq!(app.emails_for_order(&ids.sub).await, 1, "{kind}: one email");
     }
 }
 
