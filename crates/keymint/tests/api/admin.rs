@@ -52,10 +52,7 @@ async fn scopes_limit_what_a_token_can_do(db: Db) {
 
     let read = reader.get("/admin/v1/licenses").await;
     let write = reader
-        .post(
-            "/admin/v1/licenses",
-            &json!({"product": "datatools-core", "email": "a@b.co"}),
-        )
+        .mint(json!({"product": "datatools-core", "email": "a@b.co"}))
         .await;
 
     assert_eq!(read.status(), 200);
@@ -69,9 +66,14 @@ async fn manual_mint_creates_a_license_and_queues_its_email(db: Db) {
     app.postmark_accepts().await;
     let admin = app.admin().await;
 
-    let minted: MintedOut = admin
-        .post_json("/admin/v1/licenses", &json!({"product": "datatools-pro", "email": "Buyer@Example.com", "name": "Bo Buyer", "order_id": "INV-7", "notes": "conference giveaway"}), 201)
+    let minted = admin
+        .mint(
+            json!({"product": "datatools-pro", "email": "Buyer@Example.com", "name": "Bo Buyer",
+                     "order_id": "INV-7", "notes": "conference giveaway"}),
+        )
         .await;
+
+    let minted: MintedOut = expect_json(minted, 201).await;
 
     let license = &minted.license;
     assert!(license.key.as_str().starts_with("DT1-PRO-"));
@@ -82,13 +84,12 @@ async fn manual_mint_creates_a_license_and_queues_its_email(db: Db) {
     app.send_pending_emails().await;
     assert_eq!(app.sent_emails().await.len(), 1);
 
-    let again: MintedOut = admin
-        .post_json(
-            "/admin/v1/licenses",
-            &json!({"product": "datatools-pro", "email": "buyer@example.com", "order_id": "INV-7"}),
-            200,
+    let again = admin
+        .mint(
+            json!({"product": "datatools-pro", "email": "buyer@example.com", "order_id": "INV-7"}),
         )
         .await;
+    let again: MintedOut = expect_json(again, 200).await;
     assert_eq!(again.license.key, license.key);
 }
 
@@ -99,20 +100,12 @@ async fn manual_mint_rejects_bad_input_clearly(db: Db) {
     let admin = app.admin().await;
 
     let unknown = admin
-        .post(
-            "/admin/v1/licenses",
-            &json!({"product": "nope", "email": "a@b.co"}),
-        )
+        .mint(json!({"product": "nope", "email": "a@b.co"}))
         .await;
     let bad_email = admin
-        .post(
-            "/admin/v1/licenses",
-            &json!({"product": "datatools-core", "email": "not-an-email"}),
-        )
+        .mint(json!({"product": "datatools-core", "email": "not-an-email"}))
         .await;
-    let missing = admin
-        .post("/admin/v1/licenses", &json!({"email": "a@b.co"}))
-        .await;
+    let missing = admin.mint(json!({"email": "a@b.co"})).await;
 
     let unknown: Value = expect_json(unknown, 422).await;
     assert!(unknown["error"].as_str().unwrap().contains("nope"));
@@ -304,9 +297,7 @@ async fn malformed_json_gets_a_json_error(db: Db) {
     };
 
     let syntax = raw(Some("application/json"), "{not json").await;
-    let shape = admin
-        .post("/admin/v1/licenses", &json!({"product": 7, "email": []}))
-        .await;
+    let shape = admin.mint(json!({"product": 7, "email": []})).await;
     let no_type = raw(None, "{}").await;
 
     assert!(expect_json::<Value>(syntax, 400).await["error"].is_string());

@@ -119,6 +119,11 @@ impl Api {
         self.get_json(&format!("/admin/v1/licenses?{query}")).await
     }
 
+    /// `POST /admin/v1/licenses` (a manual mint) with `body`; the raw answer.
+    pub async fn mint(&self, body: serde_json::Value) -> reqwest::Response {
+        self.post("/admin/v1/licenses", &body).await
+    }
+
     /// `POST /admin/v1/licenses/{key}/{action}` (revoke, reinstate, refund,
     /// resend) with `body`; the raw answer.
     pub async fn act(

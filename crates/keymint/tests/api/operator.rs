@@ -35,22 +35,17 @@ async fn control_characters_are_refused_in_ids_and_cleaned_in_free_text(db: Db) 
     let admin = app.admin().await;
 
     let minted = admin
-        .post(
-            "/admin/v1/licenses",
-            &json!({"product": "datatools-core", "email": "nul@example.com",
+        .mint(
+            json!({"product": "datatools-core", "email": "nul@example.com",
                    "name": "Ja\u{0}ne\r\nBcc: x@y.z", "notes": "line one\u{0}\r\nline\u{1b} two"}),
         )
         .await;
     let nul_email = admin
-        .post(
-            "/admin/v1/licenses",
-            &json!({"product": "datatools-core", "email": "a\u{0}b@example.com"}),
-        )
+        .mint(json!({"product": "datatools-core", "email": "a\u{0}b@example.com"}))
         .await;
     let nul_order = admin
-        .post(
-            "/admin/v1/licenses",
-            &json!({"product": "datatools-core", "email": "c@example.com", "order_id": "INV\u{0}1"}),
+        .mint(
+            json!({"product": "datatools-core", "email": "c@example.com", "order_id": "INV\u{0}1"}),
         )
         .await;
     let nul_query = admin.get("/admin/v1/licenses?email=a%00b").await;
@@ -101,31 +96,22 @@ async fn license_search_matches_parts_and_refuses_bad_filters(db: Db) {
         .to_string();
     let key_part = jane[9..20].to_lowercase();
 
-    assert_eq!(
-        licenses_found(&admin, "email=DOE@example").await,
-        std::slice::from_ref(&jane)
-    );
-    assert_eq!(
-        licenses_found(&admin, "order_id=GUM-SRCH-2").await,
-        std::slice::from_ref(&bob)
-    );
+    let by_key_part = format!("q={key_part}");
+    for (query, found) in [
+        ("email=DOE@example", &jane),
+        ("order_id=GUM-SRCH-2", &bob),
+        ("q=stone", &bob),
+        (by_key_part.as_str(), &jane),
+        ("q=srch-1", &jane),
+        ("q=OTHER.ORG", &bob),
+    ] {
+        assert_eq!(
+            licenses_found(&admin, query).await,
+            std::slice::from_ref(found),
+            "{query}"
+        );
+    }
     assert!(licenses_found(&admin, "order_id=GUM-SRCH").await.is_empty());
-    assert_eq!(
-        licenses_found(&admin, "q=stone").await,
-        std::slice::from_ref(&bob)
-    );
-    assert_eq!(
-        licenses_found(&admin, &format!("q={key_part}")).await,
-        std::slice::from_ref(&jane)
-    );
-    assert_eq!(
-        licenses_found(&admin, "q=srch-1").await,
-        std::slice::from_ref(&jane)
-    );
-    assert_eq!(
-        licenses_found(&admin, "q=OTHER.ORG").await,
-        std::slice::from_ref(&bob)
-    );
     assert!(
         licenses_found(&admin, "q=%25").await.is_empty(),
         "% is not a wildcard"
@@ -382,15 +368,10 @@ async fn manual_order_ids_never_duplicate_a_sale_or_hide_a_difference(db: Db) {
     };
     let admin = app.admin().await;
     let sold = app.gumroad_sale(&sale_form("FIRST-SALE")).await;
-    let mint = |body: Value| {
-        let admin = &admin;
-        async move { admin.post("/admin/v1/licenses", &body).await }
-    };
 
-    let api = mint(
-        json!({"product": "datatools-core", "email": "jane@example.com", "order_id": "FIRST-SALE"}),
-    )
-    .await;
+    let api = admin
+        .mint(json!({"product": "datatools-core", "email": "jane@example.com", "order_id": "FIRST-SALE"}))
+        .await;
     let cli = app.cli(&[
         "license",
         "mint",
@@ -408,14 +389,14 @@ async fn manual_order_ids_never_duplicate_a_sale_or_hide_a_difference(db: Db) {
     assert_eq!(app.licenses_for("FIRST-SALE").await, 1);
 
     let order = json!({"product": "datatools-core", "email": "a@example.com", "order_id": "INV-9"});
-    let first = mint(order.clone()).await;
-    let same = mint(order).await;
-    let other_email =
-        mint(json!({"product": "datatools-core", "email": "b@example.com", "order_id": "INV-9"}))
-            .await;
-    let other_product =
-        mint(json!({"product": "datatools-pro", "email": "a@example.com", "order_id": "INV-9"}))
-            .await;
+    let first = admin.mint(order.clone()).await;
+    let same = admin.mint(order).await;
+    let other_email = admin
+        .mint(json!({"product": "datatools-core", "email": "b@example.com", "order_id": "INV-9"}))
+        .await;
+    let other_product = admin
+        .mint(json!({"product": "datatools-pro", "email": "a@example.com", "order_id": "INV-9"}))
+        .await;
 
     let key = expect_json::<MintedOut>(first, 201).await.license.key;
     assert_eq!(expect_json::<MintedOut>(same, 200).await.license.key, key);
