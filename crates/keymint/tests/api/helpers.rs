@@ -386,6 +386,28 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Writes `text` to a config file in a fresh scratch directory; its path.
+pub fn config_file(tag: &str, text: &str) -> PathBuf {
+    let path = scratch_dir(tag).join("k.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The arguments of `keymint license mint` for a `datatools-core` license
+/// to `email`, followed by `extra`.
+pub fn mint_args<'a>(email: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "license",
+        "mint",
+        "--product",
+        "datatools-core",
+        "--email",
+        email,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// Asserts that `text` contains `needle`, showing the text when not.
 #[track_caller]
 pub fn assert_contains(text: &str, needle: &str) {

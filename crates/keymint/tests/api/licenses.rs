@@ -1,7 +1,9 @@
 //! License tokens: published keys, offline verification, the CLI.
 
 use crate::both_databases;
-use crate::helpers::{Db, TestApp, assert_contains, sale_form, spawn_app, stderr, stdout, with};
+use crate::helpers::{
+    Db, TestApp, assert_contains, mint_args, sale_form, spawn_app, stderr, stdout, with,
+};
 use crate::views::{LicenseOut, PublishedKeys};
 use keymint_license::{KeySet, SigningKey};
 use serde_json::Value;
@@ -122,16 +124,7 @@ async fn cli_mints_shows_and_revokes(db: Db) {
     let Some(app) = spawn_app(db).await else {
         return;
     };
-    let minted = app.cli(&[
-        "license",
-        "mint",
-        "--product",
-        "datatools-core",
-        "--email",
-        "cli@example.com",
-        "--name",
-        "Cli User",
-    ]);
+    let minted = app.cli(&mint_args("cli@example.com", &["--name", "Cli User"]));
     assert!(minted.status.success(), "{}", stderr(&minted));
     let license: LicenseOut = serde_json::from_slice(&minted.stdout).unwrap();
     let key = license.key.as_str();

@@ -5,8 +5,8 @@
 use crate::both_databases;
 use crate::client::{Api, expect_error, expect_json};
 use crate::helpers::{
-    Db, TestApp, assert_contains, keymint_cli, sale_form, spawn_app, stderr, stdout, unstarted,
-    with,
+    Db, TestApp, assert_contains, keymint_cli, mint_args, sale_form, spawn_app, stderr, stdout,
+    unstarted, with,
 };
 use crate::views::{LicenseOut, MintedOut};
 use keymint_license::KeySet;
@@ -372,16 +372,10 @@ async fn manual_order_ids_never_duplicate_a_sale_or_hide_a_difference(db: Db) {
     let api = admin
         .mint(json!({"product": "datatools-core", "email": "jane@example.com", "order_id": "FIRST-SALE"}))
         .await;
-    let cli = app.cli(&[
-        "license",
-        "mint",
-        "--product",
-        "datatools-core",
-        "--email",
+    let cli = app.cli(&mint_args(
         "jane@example.com",
-        "--order-id",
-        "FIRST-SALE",
-    ]);
+        &["--order-id", "FIRST-SALE"],
+    ));
 
     let body = expect_error(api, 409, "order_id_taken").await;
     assert!(body.error.contains(sold.as_str()), "{body}");
@@ -448,14 +442,7 @@ async fn keys_rotate_while_the_server_runs(db: Db) {
 
     // The running server signs with the new key without a restart.
     let served = minted_license("GUM-ROT-2").await;
-    let cli = app.cli(&[
-        "license",
-        "mint",
-        "--product",
-        "datatools-core",
-        "--email",
-        "rot@example.com",
-    ]);
+    let cli = app.cli(&mint_args("rot@example.com", &[]));
     assert!(cli.status.success(), "{}", stderr(&cli));
     let cli: LicenseOut = serde_json::from_slice(&cli.stdout).unwrap();
 
@@ -485,14 +472,7 @@ async fn the_cli_never_creates_a_signing_key(db: Db) {
     };
     let cli = |args: &[&str]| keymint_cli(&config, args, &[]);
 
-    let mint = cli(&[
-        "license",
-        "mint",
-        "--product",
-        "datatools-core",
-        "--email",
-        "first@example.com",
-    ]);
+    let mint = cli(&mint_args("first@example.com", &[]));
     let list = cli(&["keys", "list"]);
 
     assert!(!mint.status.success());
@@ -528,14 +508,7 @@ async fn a_configured_secret_key_signs_and_cannot_be_switched_by_the_cli(db: Db)
     std::fs::write(&config, text).unwrap();
     let cli = |args: &[&str]| keymint_cli(&config, args, &[]);
 
-    let minted = cli(&[
-        "license",
-        "mint",
-        "--product",
-        "datatools-core",
-        "--email",
-        "configured@example.com",
-    ]);
+    let minted = cli(&mint_args("configured@example.com", &[]));
     let generate = cli(&["keys", "generate", "--activate"]);
     let activate = cli(&["keys", "activate", key.kid()]);
     let list = cli(&["keys", "list"]);

@@ -2,7 +2,7 @@
 
 use crate::both_databases;
 use crate::client::expect_json;
-use crate::helpers::{Db, assert_contains, keymint_cli, sale_form, scratch_dir, spawn_app, stderr};
+use crate::helpers::{Db, assert_contains, config_file, keymint_cli, sale_form, spawn_app, stderr};
 
 async fn health_ready_and_metrics(db: Db) {
     let Some(app) = spawn_app(db).await else {
@@ -55,10 +55,8 @@ both_databases!(
 
 #[test]
 fn check_config_reports_every_problem_and_fails() {
-    let dir = scratch_dir("cc");
-    let path = dir.join("bad.toml");
-    std::fs::write(
-        &path,
+    let path = config_file(
+        "cc",
         r#"
 [server]
 listen = "nowhere"
@@ -83,8 +81,7 @@ key_prefix = "B"
 [products.map]
 gumroad = ["same"]
 "#,
-    )
-    .unwrap();
+    );
     let out = keymint_cli(&path, &["check-config"], &[]);
     let stderr = stderr(&out);
     assert!(!out.status.success());
@@ -96,30 +93,24 @@ gumroad = ["same"]
 
 #[test]
 fn check_config_reports_an_unreachable_database() {
-    let dir = scratch_dir("cc");
-    let path = dir.join("k.toml");
-    std::fs::write(
-        &path,
+    let path = config_file(
+        "cc",
         "[database]\nurl = \"postgres://nobody@127.0.0.1:1/none\"\nacquire_timeout = \"1s\"\n",
-    )
-    .unwrap();
+    );
     let out = keymint_cli(&path, &["check-config"], &[]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("unreachable"));
+    assert_contains(&stderr(&out), "unreachable");
 }
 
 #[test]
 fn serve_refuses_to_start_on_a_bad_config() {
-    let dir = scratch_dir("bad");
-    let path = dir.join("k.toml");
-    std::fs::write(
-        &path,
+    let path = config_file(
+        "bad",
         "[[endpoints]]\nname = \"gumroad\"\nkind = \"gumroad\"\n",
-    )
-    .unwrap();
+    );
     let out = keymint_cli(&path, &["serve"], &[]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("no secret"));
+    assert_contains(&stderr(&out), "no secret");
 }
 
 /// Every route keymint serves, as docs/admin-api.md and the README list
