@@ -26,6 +26,15 @@ async fn app_with_api(db: Db, kind: &str, api: &MockServer) -> Option<TestApp> {
     .await
 }
 
+/// Makes the fake provider API answer `verb at` with 200 and `body`.
+async fn api_answers(api: &MockServer, verb: &str, at: impl Into<String>, body: Value) {
+    Mock::given(method(verb))
+        .and(path(at.into()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(api)
+        .await;
+}
+
 /// A license's status through the admin API.
 async fn license_status(admin: &Api, key: &LicenseKey) -> String {
     admin.license(key).await.license.status
@@ -128,14 +137,13 @@ async fn the_reconciler_settles_a_stuck_refund_and_the_late_webhook_is_a_no_op(d
     let Some(app) = app_with_api(db, "hyperswitch", &api).await else {
         return;
     };
-    Mock::given(method("POST"))
-        .and(path("/refunds"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"refund_id": "hs_ref_1", "status": "pending"})),
-        )
-        .mount(&api)
-        .await;
+    api_answers(
+        &api,
+        "POST",
+        "/refunds",
+        json!({"refund_id": "hs_ref_1", "status": "pending"}),
+    )
+    .await;
     // The first read fails: the row must stay for the next tick.
     Mock::given(method("GET"))
         .and(path("/refunds/hs_ref_1"))
@@ -155,14 +163,13 @@ async fn the_reconciler_settles_a_stuck_refund_and_the_late_webhook_is_a_no_op(d
     assert_eq!((tick.settled, tick.left), (0, 1));
     assert_eq!(refund_status(&app, &refund_id).await, "pending");
 
-    Mock::given(method("GET"))
-        .and(path("/refunds/hs_ref_1"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"refund_id": "hs_ref_1", "status": "succeeded"})),
-        )
-        .mount(&api)
-        .await;
+    api_answers(
+        &api,
+        "GET",
+        "/refunds/hs_ref_1",
+        json!({"refund_id": "hs_ref_1", "status": "succeeded"}),
+    )
+    .await;
     let tick = keymint::workers::reconciler::run_once(&app.state)
         .await
         .unwrap();
@@ -245,16 +252,12 @@ async fn the_reconciler_resolves_a_subscription_stuck_in_pending_payment(db: Db)
 
     // The webhook that would have activated it never came; Stripe says active.
     let period_end = now + 30 * 86_400;
-    Mock::given(method("GET"))
-        .and(path(format!("/v1/subscriptions/{}", ids.sub)))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+    api_answers(&api, "GET", format!("/v1/subscriptions/{}", ids.sub), json!({
             "id": ids.sub, "object": "subscription", "status": "active",
             "customer": ids.customer, "cancel_at_period_end": false,
             "current_period_end": period_end, "trial_end": null, "livemode": false,
             "items": {"object": "list", "data": [{"id": "si_1", "price": {"id": "price_sub_monthly", "product": "prod_1"}}]}
-        })))
-        .mount(&api)
-        .await;
+        })).await;
     let tick = keymint::workers::reconciler::run_once(&app.state)
         .await
         .unwrap();
@@ -285,21 +288,20 @@ async fn the_cli_refunds_and_reconciles(db: Db) {
     let Some(app) = crate::helpers::spawn_app(db).await else {
         return;
     };
-    Mock::given(method("POST"))
-        .and(path("/v1/refunds"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"id": "re_cli", "status": "pending"})),
-        )
-        .mount(&api)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/refunds/re_cli"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"id": "re_cli", "status": "succeeded"})),
-        )
-        .mount(&api)
-        .await;
+    api_answers(
+        &api,
+        "POST",
+        "/v1/refunds",
+        json!({"id": "re_cli", "status": "pending"}),
+    )
+    .await;
+    api_answers(
+        &api,
+        "GET",
+        "/v1/refunds/re_cli",
+        json!({"id": "re_cli", "status": "succeeded"}),
+    )
+    .await;
     // The operator's config: the Stripe endpoint with API credentials.
     let text = std::fs::read_to_string(&app.config_path).unwrap();
     let with_key = text.replacen(
