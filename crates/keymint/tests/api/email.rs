@@ -245,9 +245,9 @@ async fn smtp_provider_sends_the_license_email(db: Db) {
     assert_eq!(messages.len(), 1);
     let m = &messages[0];
     assert!(m.contains("To: ") && m.contains("jane@example.com"), "{m}");
-    assert_contains(&m, "From: DataTools <licenses@example.com>");
-    assert_contains(&m, "multipart/alternative");
-    assert_contains(&m, key.as_str());
+    assert_contains(m, "From: DataTools <licenses@example.com>");
+    assert_contains(m, "multipart/alternative");
+    assert_contains(m, key.as_str());
     assert_eq!(app.postmark.received_requests().await.unwrap().len(), 0);
     assert_eq!(app.count("outbox", "status", "sent").await, 1);
 }
