@@ -3,17 +3,9 @@
 //! problems that name where they are.
 
 use crate::both_databases;
-use crate::helpers::{Db, sale_form, spawn_app_with};
+use crate::helpers::{Db, assert_contains, sale_form, scratch_dir, spawn_app_with, stderr};
 use std::path::{Path, PathBuf};
 use std::process::Output;
-
-/// A fresh directory to run the CLI in (the default data directory is
-/// relative to it).
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("keymint-{tag}-{}", ulid::Ulid::generate()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Runs `keymint --config <file> <args>` in `dir` with extra variables.
 fn keymint(dir: &Path, config: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -28,10 +20,6 @@ fn keymint(dir: &Path, config: Option<&Path>, args: &[&str], env: &[(&str, &str)
         .envs(env.iter().copied())
         .output()
         .expect("run keymint")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn example_config() -> PathBuf {
@@ -71,7 +59,7 @@ both_databases!(list_form_env_override_replaces_the_secrets);
 
 #[test]
 fn a_list_override_that_does_not_parse_is_an_error_naming_the_variable() {
-    let dir = scratch("envlist");
+    let dir = scratch_dir("envlist");
     let out = keymint(
         &dir,
         Some(&example_config()),
@@ -93,7 +81,7 @@ fn a_list_override_that_does_not_parse_is_an_error_naming_the_variable() {
 
 #[test]
 fn check_config_refuses_the_example_placeholders_unless_opted_out() {
-    let dir = scratch("placeholders");
+    let dir = scratch_dir("placeholders");
 
     let refused = keymint(&dir, Some(&example_config()), &["check-config"], &[]);
     let opted_out = keymint(
@@ -124,7 +112,7 @@ fn check_config_refuses_the_example_placeholders_unless_opted_out() {
 
 #[test]
 fn short_secrets_are_refused_with_the_minimum_named() {
-    let dir = scratch("short");
+    let dir = scratch_dir("short");
     let config = dir.join("k.toml");
     // A 12-character Gumroad secret, and a Standard Webhooks key whose
     // base64 text is long but decodes to 8 bytes ("12345678").
@@ -178,7 +166,7 @@ secrets = ["whsec_0123456789abcdefghijklmnopqrstuv"]
 
 #[test]
 fn the_weak_secret_opt_out_needs_a_loopback_address() {
-    let dir = scratch("optout");
+    let dir = scratch_dir("optout");
 
     let out = keymint(
         &dir,
@@ -192,17 +180,14 @@ fn the_weak_secret_opt_out_needs_a_loopback_address() {
 
     let err = stderr(&out);
     assert!(!out.status.success(), "{err}");
-    assert!(err.contains("server.allow_weak_secrets"), "{err}");
-    assert!(
-        err.contains("replace-me-with-a-long-random-string"),
-        "{err}"
-    );
+    assert_contains(&err, "server.allow_weak_secrets");
+    assert_contains(&err, "replace-me-with-a-long-random-string");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn an_invalid_log_level_stops_every_command() {
-    let dir = scratch("loglevel");
+    let dir = scratch_dir("loglevel");
     let config = dir.join("k.toml");
     std::fs::write(&config, "[server]\nlog_level = \"loud\"\n").unwrap();
 
@@ -220,7 +205,7 @@ fn an_invalid_log_level_stops_every_command() {
     }
     let err = stderr(&from_env);
     assert!(!from_env.status.success(), "{err}");
-    assert!(err.contains("KEYMINT_LOG"), "{err}");
+    assert_contains(&err, "KEYMINT_LOG");
     assert!(
         !dir.join("keymint-data").exists(),
         "nothing is created for a refused configuration"
@@ -230,7 +215,7 @@ fn an_invalid_log_level_stops_every_command() {
 
 #[test]
 fn every_problem_names_its_path_and_all_are_listed_at_once() {
-    let dir = scratch("paths");
+    let dir = scratch_dir("paths");
     let config = dir.join("k.toml");
     std::fs::write(
         &config,
@@ -301,7 +286,7 @@ gumroad = ["same"]
 
 #[test]
 fn check_config_lists_an_unreachable_database_with_the_other_problems() {
-    let dir = scratch("dbtoo");
+    let dir = scratch_dir("dbtoo");
     // A port nothing listens on: bind one and let it go.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -330,7 +315,7 @@ secrets = ["replace-me-with-a-long-random-string"]
     let err = stderr(&out);
     assert!(!out.status.success(), "{err}");
     assert!(err.starts_with("2 problem(s)"), "{err}");
-    assert!(err.contains("endpoints[0].secrets"), "{err}");
+    assert_contains(&err, "endpoints[0].secrets");
     assert!(
         err.contains(&format!(
             "database.url: unreachable: connection refused at 127.0.0.1:{port}"
@@ -341,7 +326,7 @@ secrets = ["replace-me-with-a-long-random-string"]
 
 #[test]
 fn check_config_writes_nothing() {
-    let dir = scratch("nowrite");
+    let dir = scratch_dir("nowrite");
     let config = dir.join("k.toml");
     std::fs::write(
         &config,
@@ -375,7 +360,7 @@ secrets = ["a-long-enough-gumroad-secret"]
 
 #[test]
 fn zero_periods_and_batches_are_refused() {
-    let dir = scratch("zero");
+    let dir = scratch_dir("zero");
     let config = dir.join("k.toml");
     std::fs::write(
         &config,

@@ -108,7 +108,7 @@ async fn a_replay_with_corrupt_stored_headers_fails_with_the_reason(db: Db) {
     let Some(app) = spawn_app(db).await else {
         return;
     };
-    let token = app.admin_token("ops");
+    let token = app.admin_token("ops").await;
     // A failed (replayable) delivery whose stored headers are then damaged.
     let form = with(sale_form("HDR-1"), "product_id", "not-mapped");
     let first: Value = app.post_gumroad(&form).await.json().await.unwrap();

@@ -1,8 +1,7 @@
 //! License emails through the outbox and a fake Postmark.
 
 use crate::both_databases;
-use crate::helpers::{Db, sale_form, spawn_app, with};
-use serde_json::Value;
+use crate::helpers::{Db, assert_contains, sale_form, spawn_app, with};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -11,13 +10,8 @@ async fn sale_sends_one_license_email_through_postmark(db: Db) {
         return;
     };
     app.postmark_accepts().await;
-    let body: Value = app
-        .post_gumroad(&sale_form("GUM-MAIL"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let key = body["license_key"].as_str().unwrap();
+    let key = app.gumroad_sale(&sale_form("GUM-MAIL")).await;
+    let key = key.as_str();
 
     assert_eq!(app.send_pending_emails().await, 1);
     assert_eq!(app.send_pending_emails().await, 0);
@@ -40,11 +34,7 @@ async fn sale_sends_one_license_email_through_postmark(db: Db) {
         requests[0].headers.get("x-postmark-server-token").unwrap(),
         "pm-test-token"
     );
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM outbox WHERE status = $1", "sent")
-            .await,
-        1
-    );
+    assert_eq!(app.count("outbox", "status", "sent").await, 1);
 }
 
 async fn html_in_the_buyer_name_is_escaped(db: Db) {
@@ -63,10 +53,7 @@ async fn html_in_the_buyer_name_is_escaped(db: Db) {
         .unwrap()
         .to_string();
     assert!(!html.contains("<img"), "{html}");
-    assert!(
-        html.contains("&lt;img src=x onerror=alert(1)&gt;Mallory"),
-        "{html}"
-    );
+    assert_contains(&html, "&lt;img src=x onerror=alert(1)&gt;Mallory");
 }
 
 async fn failing_postmark_keeps_the_license_retries_then_marks_dead(db: Db) {
@@ -86,13 +73,7 @@ async fn failing_postmark_keeps_the_license_retries_then_marks_dead(db: Db) {
         ))
         .mount(&app.postmark)
         .await;
-    let body: Value = app
-        .post_gumroad(&sale_form("GUM-PMFAIL"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(body["status"], "ok");
+    app.gumroad_sale(&sale_form("GUM-PMFAIL")).await;
 
     app.send_pending_emails().await;
 
@@ -101,11 +82,7 @@ async fn failing_postmark_keeps_the_license_retries_then_marks_dead(db: Db) {
         3,
         "two 5xx retried, then a 4xx"
     );
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM outbox WHERE status = $1", "dead")
-            .await,
-        1
-    );
+    assert_eq!(app.count("outbox", "status", "dead").await, 1);
     let mut conn = app.state.store.conn().await.unwrap();
     let l = keymint::store::licenses::by_order(&mut conn, "gumroad", "GUM-PMFAIL")
         .await
@@ -136,11 +113,7 @@ async fn postmark_down_for_every_attempt_ends_dead_after_max_attempts(db: Db) {
     app.send_pending_emails().await;
 
     assert_eq!(app.postmark.received_requests().await.unwrap().len(), 3);
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM outbox WHERE status = $1", "dead")
-            .await,
-        1
-    );
+    assert_eq!(app.count("outbox", "status", "dead").await, 1);
     assert_eq!(app.licenses_for("GUM-DOWNMAIL").await, 1);
 }
 
@@ -149,25 +122,11 @@ async fn resend_sends_the_email_again(db: Db) {
         return;
     };
     app.postmark_accepts().await;
-    let token = app.admin_token("ops");
-    let key = app
-        .post_gumroad(&sale_form("GUM-RESEND"))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["license_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let admin = app.admin().await;
+    let key = app.gumroad_sale(&sale_form("GUM-RESEND")).await;
     app.send_pending_emails().await;
 
-    let resp = app
-        .admin_post(
-            &token,
-            &format!("/admin/v1/licenses/{key}/resend"),
-            serde_json::json!({}),
-        )
-        .await;
+    let resp = admin.act(&key, "resend", serde_json::json!({})).await;
 
     assert_eq!(resp.status(), 202);
     app.send_pending_emails().await;
@@ -190,14 +149,7 @@ async fn postmark_request_carries_the_token_header(db: Db) {
     app.post_gumroad(&sale_form("GUM-HDR")).await;
     app.send_pending_emails().await;
     app.postmark.verify().await;
-    assert_eq!(
-        app.scalar(
-            "SELECT COUNT(*) FROM outbox WHERE provider_message_id = $1",
-            "m-1"
-        )
-        .await,
-        1
-    );
+    assert_eq!(app.count("outbox", "provider_message_id", "m-1").await, 1);
 }
 
 both_databases!(
@@ -285,15 +237,7 @@ async fn smtp_provider_sends_the_license_email(db: Db) {
     else {
         return;
     };
-    let key = app
-        .post_gumroad(&sale_form("GUM-SMTP"))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["license_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = app.gumroad_sale(&sale_form("GUM-SMTP")).await;
 
     app.send_pending_emails().await;
 
@@ -301,15 +245,11 @@ async fn smtp_provider_sends_the_license_email(db: Db) {
     assert_eq!(messages.len(), 1);
     let m = &messages[0];
     assert!(m.contains("To: ") && m.contains("jane@example.com"), "{m}");
-    assert!(m.contains("From: DataTools <licenses@example.com>"), "{m}");
-    assert!(m.contains("multipart/alternative"), "{m}");
-    assert!(m.contains(&key), "{m}");
+    assert_contains(m, "From: DataTools <licenses@example.com>");
+    assert_contains(m, "multipart/alternative");
+    assert_contains(m, key.as_str());
     assert_eq!(app.postmark.received_requests().await.unwrap().len(), 0);
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM outbox WHERE status = $1", "sent")
-            .await,
-        1
-    );
+    assert_eq!(app.count("outbox", "status", "sent").await, 1);
 }
 
 mod smtp {

@@ -1,7 +1,9 @@
 //! Gumroad webhook ingest: the seed license server's behaviours and more.
 
 use crate::both_databases;
+use crate::client::expect_json;
 use crate::helpers::{Db, sale_form, spawn_app, with};
+use crate::views::WebhookAnswer;
 use serde_json::Value;
 
 async fn valid_sale_mints_a_license_and_records_the_delivery(db: Db) {
@@ -9,16 +11,13 @@ async fn valid_sale_mints_a_license_and_records_the_delivery(db: Db) {
         return;
     };
 
-    let resp = app.post_gumroad(&sale_form("GUM-2001")).await;
+    let body = app.gumroad(&sale_form("GUM-2001")).await;
 
-    assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["status"], "ok");
-    let key = body["license_key"].as_str().unwrap();
-    assert!(key.starts_with("DT1-CORE-"), "{key}");
-    let delivery_id = body["delivery_id"].as_str().unwrap();
+    assert_eq!(body.status, "ok");
+    let key = body.license_key.expect("a license key");
+    assert!(key.as_str().starts_with("DT1-CORE-"), "{key}");
     assert_eq!(app.licenses_for("GUM-2001").await, 1);
-    let d = app.delivery(delivery_id).await;
+    let d = app.delivery(&body.delivery_id).await;
     assert_eq!(d.status, "processed");
     assert_eq!(d.signature_valid, Some(1));
     assert_eq!(d.event_type.as_deref(), Some("sale"));
@@ -29,11 +28,7 @@ async fn valid_sale_mints_a_license_and_records_the_delivery(db: Db) {
         "secret stored in clear: {}",
         d.path
     );
-    let mut conn = app.state.store.conn().await.unwrap();
-    let l = keymint::store::licenses::by_key(&mut conn, key)
-        .await
-        .unwrap()
-        .unwrap();
+    let l = app.stored_license(&key).await;
     assert_eq!(l.email, "jane@example.com");
     assert_eq!(l.name, "Jane Doe");
     assert_eq!(l.amount_cents, Some(9900));
@@ -96,8 +91,7 @@ async fn rotated_secrets_are_all_accepted(db: Db) {
     let resp = app
         .post_gumroad_with_secret(&sale_form("GUM-OLD"), Some("old-secret"))
         .await;
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.json::<Value>().await.unwrap()["status"], "ok");
+    assert_eq!(expect_json::<WebhookAnswer>(resp, 200).await.status, "ok");
 }
 
 async fn same_sale_twice_gives_one_license_and_two_deliveries(db: Db) {
@@ -105,39 +99,15 @@ async fn same_sale_twice_gives_one_license_and_two_deliveries(db: Db) {
         return;
     };
 
-    let first: Value = app
-        .post_gumroad(&sale_form("GUM-2002"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let second: Value = app
-        .post_gumroad(&sale_form("GUM-2002"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let first = app.gumroad(&sale_form("GUM-2002")).await;
+    let second = app.gumroad(&sale_form("GUM-2002")).await;
 
-    assert_eq!(first["status"], "ok");
-    assert_eq!(second["status"], "duplicate");
-    assert_eq!(second["license_key"], first["license_key"]);
+    assert_eq!(first.status, "ok");
+    assert_eq!(second.status, "duplicate");
+    assert_eq!(second.license_key, first.license_key);
     assert_eq!(app.licenses_for("GUM-2002").await, 1);
-    assert_eq!(
-        app.scalar(
-            "SELECT COUNT(*) FROM deliveries WHERE order_id = $1",
-            "GUM-2002"
-        )
-        .await,
-        2
-    );
-    assert_eq!(
-        app.scalar(
-            "SELECT COUNT(*) FROM deliveries WHERE status = $1",
-            "duplicate"
-        )
-        .await,
-        1
-    );
+    assert_eq!(app.count("deliveries", "order_id", "GUM-2002").await, 2);
+    assert_eq!(app.count("deliveries", "status", "duplicate").await, 1);
 }
 
 async fn twenty_concurrent_duplicates_give_one_license_and_one_email(db: Db) {
@@ -151,13 +121,7 @@ async fn twenty_concurrent_duplicates_give_one_license_and_one_email(db: Db) {
 
     let mut statuses = Vec::new();
     for r in responses {
-        assert_eq!(r.status(), 200);
-        statuses.push(
-            r.json::<Value>().await.unwrap()["status"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
+        statuses.push(expect_json::<WebhookAnswer>(r, 200).await.status);
     }
     assert_eq!(
         statuses.iter().filter(|s| *s == "ok").count(),
@@ -170,14 +134,7 @@ async fn twenty_concurrent_duplicates_give_one_license_and_one_email(db: Db) {
         "{statuses:?}"
     );
     assert_eq!(app.licenses_for("GUM-RACE").await, 1);
-    assert_eq!(
-        app.scalar(
-            "SELECT COUNT(*) FROM deliveries WHERE order_id = $1",
-            "GUM-RACE"
-        )
-        .await,
-        20
-    );
+    assert_eq!(app.count("deliveries", "order_id", "GUM-RACE").await, 20);
     app.send_pending_emails().await;
     app.send_pending_emails().await;
     assert_eq!(app.sent_emails().await.len(), 1);
@@ -192,8 +149,7 @@ async fn unmapped_product_is_logged_no_mint_with_the_reason(db: Db) {
         .post_gumroad(&with(sale_form("GUM-666"), "product_id", "not-a-real-sku"))
         .await;
 
-    assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.unwrap();
+    let body: Value = expect_json(resp, 200).await;
     assert_eq!(body["status"], "logged-no-mint");
     assert!(body.get("license_key").is_none());
     assert_eq!(app.licenses_for("GUM-666").await, 0);
@@ -215,14 +171,8 @@ async fn permalink_maps_when_product_id_does_not(db: Db) {
         "permalink",
         "datatools-pro-permalink",
     );
-    let body: Value = app.post_gumroad(&form).await.json().await.unwrap();
-    assert_eq!(body["status"], "ok");
-    assert!(
-        body["license_key"]
-            .as_str()
-            .unwrap()
-            .starts_with("DT1-PRO-")
-    );
+    let key = app.gumroad_sale(&form).await;
+    assert!(key.as_str().starts_with("DT1-PRO-"));
 }
 
 async fn json_bodies_are_accepted(db: Db) {
@@ -236,8 +186,7 @@ async fn json_bodies_are_accepted(db: Db) {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.json::<Value>().await.unwrap()["status"], "ok");
+    assert_eq!(expect_json::<WebhookAnswer>(resp, 200).await.status, "ok");
 }
 
 async fn missing_required_field_is_a_failed_delivery_with_a_clear_reason(db: Db) {
@@ -249,10 +198,10 @@ async fn missing_required_field_is_a_failed_delivery_with_a_clear_reason(db: Db)
         .filter(|(k, _)| k != "email")
         .collect();
 
-    let body: Value = app.post_gumroad(&form).await.json().await.unwrap();
+    let body = app.gumroad(&form).await;
 
-    assert_eq!(body["status"], "error");
-    let d = app.delivery(body["delivery_id"].as_str().unwrap()).await;
+    assert_eq!(body.status, "error");
+    let d = app.delivery(&body.delivery_id).await;
     assert_eq!(d.status, "failed");
     assert!(d.error.unwrap().contains("`email`"));
 }
@@ -290,60 +239,22 @@ async fn refund_revokes_dispute_suspends_and_dispute_won_reinstates(db: Db) {
     let Some(app) = spawn_app(db).await else {
         return;
     };
-    let key = app
-        .post_gumroad(&sale_form("GUM-LIFE"))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["license_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let status = || async {
-        let mut conn = app.state.store.conn().await.unwrap();
-        keymint::store::licenses::by_key(&mut conn, &key)
-            .await
-            .unwrap()
-            .unwrap()
-            .status
-    };
+    let key = app.gumroad_sale(&sale_form("GUM-LIFE")).await;
+    let status = || async { app.stored_license(&key).await.status };
 
     let dispute = with(sale_form("GUM-LIFE"), "resource_name", "dispute");
-    assert_eq!(
-        app.post_gumroad(&dispute)
-            .await
-            .json::<Value>()
-            .await
-            .unwrap()["status"],
-        "ok"
-    );
+    assert_eq!(app.gumroad(&dispute).await.status, "ok");
     assert_eq!(status().await, "suspended");
 
     let won = with(sale_form("GUM-LIFE"), "resource_name", "dispute_won");
-    assert_eq!(
-        app.post_gumroad(&won).await.json::<Value>().await.unwrap()["status"],
-        "ok"
-    );
+    assert_eq!(app.gumroad(&won).await.status, "ok");
     assert_eq!(status().await, "active");
 
     let refund = with(sale_form("GUM-LIFE"), "resource_name", "refund");
-    assert_eq!(
-        app.post_gumroad(&refund)
-            .await
-            .json::<Value>()
-            .await
-            .unwrap()["status"],
-        "ok"
-    );
+    assert_eq!(app.gumroad(&refund).await.status, "ok");
     assert_eq!(status().await, "revoked");
 
-    let again = app
-        .post_gumroad(&refund)
-        .await
-        .json::<Value>()
-        .await
-        .unwrap();
-    assert_eq!(again["status"], "duplicate");
+    assert_eq!(app.gumroad(&refund).await.status, "duplicate");
 }
 
 async fn partial_refund_keeps_the_license(db: Db) {
@@ -356,14 +267,7 @@ async fn partial_refund_keeps_the_license(db: Db) {
         "partially_refunded",
         "true",
     );
-    assert_eq!(
-        app.post_gumroad(&partial)
-            .await
-            .json::<Value>()
-            .await
-            .unwrap()["status"],
-        "ok"
-    );
+    assert_eq!(app.gumroad(&partial).await.status, "ok");
     assert_eq!(
         app.scalar(
             "SELECT COUNT(*) FROM licenses WHERE order_id = $1 AND status = 'active'",
@@ -379,22 +283,14 @@ async fn unsupported_resources_are_ignored(db: Db) {
         return;
     };
     let unknown = with(sale_form("GUM-C"), "resource_name", "something_new");
-    let body: Value = app.post_gumroad(&unknown).await.json().await.unwrap();
-    assert_eq!(body["status"], "ignored");
+    assert_eq!(app.gumroad(&unknown).await.status, "ignored");
     // A known resource missing what it needs is an error naming the field.
     let cancel = with(sale_form("GUM-C"), "resource_name", "cancellation");
-    let body: Value = app.post_gumroad(&cancel).await.json().await.unwrap();
-    assert_eq!(body["status"], "error");
-    let d = app.delivery(body["delivery_id"].as_str().unwrap()).await;
+    let body = app.gumroad(&cancel).await;
+    assert_eq!(body.status, "error");
+    let d = app.delivery(&body.delivery_id).await;
     assert!(d.error.unwrap().contains("subscription_id"));
-    assert_eq!(
-        app.scalar(
-            "SELECT COUNT(*) FROM deliveries WHERE status = $1",
-            "ignored"
-        )
-        .await,
-        1
-    );
+    assert_eq!(app.count("deliveries", "status", "ignored").await, 1);
 }
 
 async fn stopped_database_gives_503_never_200_and_recovers(db: Db) {
@@ -412,9 +308,8 @@ async fn stopped_database_gives_503_never_200_and_recovers(db: Db) {
     if db == Db::Postgres {
         assert_eq!(ready.status(), 503);
     }
-    let after = app.post_gumroad(&sale_form("GUM-DOWN")).await;
-    assert_eq!(after.status(), 200);
-    assert_eq!(after.json::<Value>().await.unwrap()["status"], "ok");
+    let after = app.gumroad(&sale_form("GUM-DOWN")).await;
+    assert_eq!(after.status, "ok");
     assert_eq!(app.licenses_for("GUM-DOWN").await, 1);
 }
 

@@ -4,40 +4,22 @@
 //! boundedly, and the same on both databases.
 
 use crate::both_databases;
-use crate::helpers::{Db, TestApp, sale_form, spawn_app, spawn_app_with, with};
+use crate::client::expect_json;
+use crate::helpers::{Db, TestApp, assert_contains, sale_form, spawn_app, spawn_app_with, with};
 use crate::providers::{Ids, Secret, now_secs, sale, sign};
+use crate::views::ErrorBody;
 use serde_json::Value;
 use sha2::Digest;
 
 /// The newest delivery row of `endpoint`.
 async fn last_delivery(app: &TestApp, endpoint: &str) -> keymint::store::deliveries::Delivery {
-    let id: String = {
-        let mut conn = app.state.store.conn().await.unwrap();
-        sqlx::query_scalar("SELECT id FROM deliveries WHERE endpoint = $1 ORDER BY id DESC LIMIT 1")
-            .bind(endpoint)
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap()
-    };
+    let id = app
+        .scalar_text(
+            "SELECT id FROM deliveries WHERE endpoint = $1 ORDER BY id DESC LIMIT 1",
+            endpoint,
+        )
+        .await;
     app.delivery(&id).await
-}
-
-/// Posts `body` to `/webhooks/{kind}` with the given headers.
-async fn post_raw(
-    app: &TestApp,
-    kind: &str,
-    headers: &[(String, String)],
-    body: Vec<u8>,
-) -> reqwest::Response {
-    let mut req = app
-        .client
-        .post(app.url(&format!("/webhooks/{kind}")))
-        .header("content-type", "application/json")
-        .body(body);
-    for (k, v) in headers {
-        req = req.header(k, v);
-    }
-    req.send().await.unwrap()
 }
 
 async fn signature_headers_with_thousands_of_entries_are_refused(db: Db) {
@@ -84,10 +66,9 @@ async fn signature_headers_with_thousands_of_entries_are_refused(db: Db) {
         ),
     ];
     for (kind, headers) in cases {
-        let resp = post_raw(&app, kind, &headers, body.clone()).await;
-        assert_eq!(resp.status(), 401, "{kind}");
-        let v: Value = resp.json().await.unwrap();
-        assert_eq!(v["error"], "unauthorized", "{kind}");
+        let resp = app.post_webhook(kind, &headers, body.clone()).await;
+        let v: ErrorBody = expect_json(resp, 401).await;
+        assert_eq!(v.error, "unauthorized", "{kind}");
         let d = last_delivery(&app, kind).await;
         assert_eq!(d.status, "rejected", "{kind}");
         assert_eq!(
@@ -104,7 +85,7 @@ async fn signature_headers_with_thousands_of_entries_are_refused(db: Db) {
         .map(|i| (format!("x-pad-{i}"), "p".repeat(8000)))
         .collect();
     padded.push(("Stripe-Signature".into(), "t=1,v1=abc".into()));
-    let resp = post_raw(&app, "stripe", &padded, b"{}".to_vec()).await;
+    let resp = app.post_webhook("stripe", &padded, b"{}".to_vec()).await;
     assert_eq!(resp.status(), 401);
     let d = last_delivery(&app, "stripe").await;
     assert!(
@@ -115,8 +96,7 @@ async fn signature_headers_with_thousands_of_entries_are_refused(db: Db) {
     assert!(d.headers.contains("more headers"), "{}", d.headers);
 
     // The server is still answering at once.
-    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
-    assert_eq!(health.status(), 200);
+    app.api().get_text("/healthz").await;
 }
 
 async fn rejected_deliveries_keep_a_prefix_size_and_digest(db: Db) {
@@ -142,27 +122,22 @@ async fn rejected_deliveries_keep_a_prefix_size_and_digest(db: Db) {
         Some(hex::encode(sha2::Sha256::digest(&body)).as_str())
     );
     // An operator sees the same through the admin API.
-    let token = app.admin_token("forensics");
-    let shown: Value = app
-        .admin_get(&token, &format!("/admin/v1/deliveries/{}", d.id))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(shown["body_size"], 250 * 1024, "{shown}");
-    assert_eq!(shown["body_truncated"], true, "{shown}");
+    let token = app.admin_token("forensics").await;
+    let shown = app.admin_with(&token).delivery(&d.id).await;
+    assert_eq!(shown.body_size, Some(250 * 1024), "{shown:?}");
+    assert!(shown.body_truncated, "{shown:?}");
     assert_eq!(
-        shown["body_sha256"],
-        hex::encode(sha2::Sha256::digest(&body)),
-        "{shown}"
+        shown.body_sha256,
+        Some(hex::encode(sha2::Sha256::digest(&body))),
+        "{shown:?}"
     );
-    assert_eq!(shown["body"].as_str().unwrap().len(), 4096);
+    assert_eq!(shown.body.as_deref().unwrap().len(), 4096);
 
     // An authentic delivery is kept whole, with the same digest.
     let ids = Ids::new("stripe");
     let good = sale("stripe", &ids, now_secs());
     let v = app.send(&good).await;
-    let d = app.delivery(v["delivery_id"].as_str().unwrap()).await;
+    let d = app.delivery(&v.delivery_id).await;
     assert_eq!(d.body, good.body);
     assert_eq!(d.body_size, Some(good.body.len() as i64));
     assert_eq!(
@@ -182,23 +157,8 @@ async fn rejected_deliveries_past_the_per_source_limit_are_counted_not_stored(db
             .await;
         assert_eq!(resp.status(), 404);
     }
-    assert_eq!(
-        app.scalar(
-            "SELECT COUNT(*) FROM deliveries WHERE status = $1",
-            "rejected"
-        )
-        .await,
-        3
-    );
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert_eq!(app.count("deliveries", "status", "rejected").await, 3);
+    let metrics = app.api().get_text("/metrics").await;
     // The recorder is shared by every app in this test process, so other
     // tests may have counted too: at least our four.
     let unrecorded: f64 = metrics
@@ -231,15 +191,7 @@ async fn made_up_methods_share_one_metric_label(db: Db) {
             .unwrap();
         assert!(resp.status().is_client_error(), "{}", resp.status());
     }
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.api().get_text("/metrics").await;
     assert!(
         !metrics.contains("MADEUP"),
         "a made-up method became a label"
@@ -256,11 +208,9 @@ async fn nul_bytes_fail_the_delivery_or_are_cleaned_alike_on_both_databases(db: 
         return;
     };
     // In an id: the delivery fails with the reason (200 error), never 503.
-    let resp = app.post_gumroad(&sale_form("NUL\0SALE")).await;
-    assert_eq!(resp.status(), 200);
-    let v: Value = resp.json().await.unwrap();
-    assert_eq!(v["status"], "error", "{v}");
-    let d = app.delivery(v["delivery_id"].as_str().unwrap()).await;
+    let v = app.gumroad(&sale_form("NUL\0SALE")).await;
+    assert_eq!(v.status, "error", "{v}");
+    let d = app.delivery(&v.delivery_id).await;
     assert_eq!(d.status, "failed");
     assert!(
         d.error
@@ -271,30 +221,19 @@ async fn nul_bytes_fail_the_delivery_or_are_cleaned_alike_on_both_databases(db: 
         d.error
     );
     // In an email too.
-    let v: Value = app
-        .post_gumroad(&with(sale_form("NUL-EMAIL"), "email", "a\0b@example.com"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(v["status"], "error", "{v}");
+    let v = app
+        .gumroad(&with(sale_form("NUL-EMAIL"), "email", "a\0b@example.com"))
+        .await;
+    assert_eq!(v.status, "error", "{v}");
 
     // In the buyer's name only: minted, with the name cleaned.
-    let v: Value = app
-        .post_gumroad(&with(sale_form("NUL-NAME"), "full_name", "Ja\0ne\r\nDoe"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(v["status"], "ok", "{v}");
-    let name: String = {
-        let mut conn = app.state.store.conn().await.unwrap();
-        sqlx::query_scalar("SELECT name FROM licenses WHERE order_id = $1")
-            .bind("NUL-NAME")
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap()
-    };
+    let v = app
+        .gumroad(&with(sale_form("NUL-NAME"), "full_name", "Ja\0ne\r\nDoe"))
+        .await;
+    assert_eq!(v.status, "ok", "{v}");
+    let name = app
+        .scalar_text("SELECT name FROM licenses WHERE order_id = $1", "NUL-NAME")
+        .await;
     assert_eq!(name, "Ja ne Doe");
 }
 
@@ -302,25 +241,17 @@ async fn negative_prices_fail_the_delivery(db: Db) {
     let Some(app) = spawn_app(db).await else {
         return;
     };
-    let v: Value = app
-        .post_gumroad(&with(sale_form("NEGATIVE"), "price", "-5"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(v["status"], "error", "{v}");
-    let d = app.delivery(v["delivery_id"].as_str().unwrap()).await;
+    let v = app
+        .gumroad(&with(sale_form("NEGATIVE"), "price", "-5"))
+        .await;
+    assert_eq!(v.status, "error", "{v}");
+    let d = app.delivery(&v.delivery_id).await;
     assert_eq!(d.status, "failed");
     assert_eq!(d.error.as_deref(), Some("price is negative (-5)"));
     assert_eq!(app.licenses_for("NEGATIVE").await, 0);
     // Free is fine.
-    let v: Value = app
-        .post_gumroad(&with(sale_form("FREE"), "price", "0"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(v["status"], "ok", "{v}");
+    let v = app.gumroad(&with(sale_form("FREE"), "price", "0")).await;
+    assert_eq!(v.status, "ok", "{v}");
 }
 
 async fn timestamps_at_the_extremes_never_pass_the_window(db: Db) {
@@ -332,15 +263,8 @@ async fn timestamps_at_the_extremes_never_pass_the_window(db: Db) {
         let s = sale(kind, &ids, now_secs());
         // now - 2^63 (its difference from now wraps an i64), and the ends.
         for ts in [now_secs() + i64::MIN, i64::MIN, i64::MAX] {
-            let mut req = app
-                .client
-                .post(app.url(&format!("/webhooks/{kind}")))
-                .header("content-type", "application/json")
-                .body(s.body.clone());
-            for (k, v) in sign(kind, &s.body, ts, Secret::Current, &s.msg_id) {
-                req = req.header(k, v);
-            }
-            let resp = req.send().await.unwrap();
+            let headers = sign(kind, &s.body, ts, Secret::Current, &s.msg_id);
+            let resp = app.post_webhook(kind, &headers, s.body.clone()).await;
             assert_eq!(resp.status(), 401, "{kind} at {ts}");
             let d = last_delivery(&app, kind).await;
             assert_eq!(
@@ -394,7 +318,7 @@ async fn deliveries_left_received_by_a_crash_are_recovered(db: Db) {
     let out = app.cli(&["reconcile", "--once"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
-    assert!(text.contains("recovered 2 stuck deliveries"), "{text}");
+    assert_contains(&text, "recovered 2 stuck deliveries");
 
     assert_eq!(app.delivery(&stuck).await.status, "processed");
     assert_eq!(app.licenses_for("CRASHED-SALE").await, 1);
@@ -430,18 +354,15 @@ mod admin_bodies {
         let Some(app) = spawn_app(db).await else {
             return;
         };
-        let token = app.admin_token("big");
+        let admin = app.admin_with(&app.admin_token("big").await);
         let notes = "n".repeat(300 * 1024);
-        let resp = app
-            .client
-            .post(app.url("/admin/v1/licenses"))
-            .bearer_auth(&token)
-            .json(&serde_json::json!({"product": "datatools-core", "email": "big@example.com", "notes": notes}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 413);
-        let v: Value = resp.json().await.unwrap();
+        let resp = admin
+            .post(
+                "/admin/v1/licenses",
+                &serde_json::json!({"product": "datatools-core", "email": "big@example.com", "notes": notes}),
+            )
+            .await;
+        let v: Value = expect_json(resp, 413).await;
         assert_eq!(v["code"], "body_too_large", "{v}");
     }
 

@@ -5,11 +5,19 @@
 //! step by step with `send_pending_emails()`. [`Served`] runs the binary
 //! as a separate process instead.
 //!
-//! Shared by the `api` and `faults` test binaries; each uses a part.
+//! Arrange helpers: `app.admin()` (a typed client with an admin token made
+//! in-process), `app.gumroad(form)` (a sale's typed answer),
+//! `app.gumroad_sale(form)` (its `LicenseKey`), `app.cli(args)`.
+//!
+//! Shared by the `api` and `faults` test binaries (with `client.rs` and
+//! `views.rs`); each uses a part.
 #![allow(dead_code)]
 
+use crate::client::{Api, expect_json};
+use crate::views::WebhookAnswer;
 use keymint::config::Config;
 use keymint::{AppState, Application};
+use keymint_license::LicenseKey;
 use serde_json::Value;
 use sqlx::Connection;
 use std::io::{BufRead, BufReader};
@@ -25,6 +33,21 @@ pub const GUMROAD_SECRET: &str = "test-gumroad-secret";
 pub const STANDARD_SECRET: &str = "whsec_a2V5bWludC1zdGFuZGFyZC10ZXN0LWtleS0wMDAwMDE=";
 /// `whsec_` + base64("keymint-standard-old-key-0000001").
 pub const STANDARD_OLD_SECRET: &str = "whsec_a2V5bWludC1zdGFuZGFyZC1vbGQta2V5LTAwMDAwMDE=";
+/// The test config's endpoints, each named after its kind, with its older
+/// and its current secret (both accepted: rotation).
+pub const ENDPOINTS: [(&str, &str, &str); 7] = [
+    ("gumroad", "old-secret", GUMROAD_SECRET),
+    (
+        "stripe",
+        "whsec_old_stripe_secret",
+        "whsec_test_stripe_secret",
+    ),
+    ("standard", STANDARD_OLD_SECRET, STANDARD_SECRET),
+    ("polar", "polar_whs_old_secret", "polar_whs_test_secret"),
+    ("lemonsqueezy", "ls-old-secret", "ls-test-secret"),
+    ("paddle", "pdl_ntfset_old_secret", "pdl_ntfset_test_secret"),
+    ("hyperswitch", "hs-old-hash-key", "hs-test-hash-key"),
+];
 pub const POLAR_CORE: &str = "0d7e8c1a-0b0e-4f2c-9a1e-5b1c2d3e4f50";
 pub const POLAR_SUB: &str = "5f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0";
 
@@ -177,6 +200,25 @@ async fn create_pg_database() -> Option<String> {
     Some(name)
 }
 
+/// A fresh directory under the system's temp directory, named after `tag`.
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("keymint-{tag}-{}", ulid::Ulid::generate()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// What `spawn_app` starts from, without starting it, for tests that run
+/// `keymint` processes themselves: a scratch directory (with its `data`
+/// folder), a fresh database and the test config (emails go nowhere).
+/// None when PostgreSQL is unreachable and not required.
+pub async fn unstarted(db: Db, tag: &str) -> Option<(PathBuf, TestDb, PathBuf)> {
+    let dir = scratch_dir(tag);
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let database = TestDb::create(db, &dir, None).await?;
+    let config = write_config(&dir, &database.url, "http://127.0.0.1:9");
+    Some((dir, database, config))
+}
+
 /// Writes the test configuration to `<dir>/keymint.toml`; returns its path.
 pub fn write_config(dir: &Path, db_url: &str, postmark: &str) -> PathBuf {
     let path = dir.join("keymint.toml");
@@ -214,41 +256,7 @@ api_url = "{postmark}"
 [workers]
 enabled = false
 
-[[endpoints]]
-name = "gumroad"
-kind = "gumroad"
-secrets = ["old-secret", "{GUMROAD_SECRET}"]
-
-[[endpoints]]
-name = "stripe"
-kind = "stripe"
-secrets = ["whsec_old_stripe_secret", "whsec_test_stripe_secret"]
-
-[[endpoints]]
-name = "standard"
-kind = "standard"
-secrets = ["{STANDARD_OLD_SECRET}", "{STANDARD_SECRET}"]
-
-[[endpoints]]
-name = "polar"
-kind = "polar"
-secrets = ["polar_whs_old_secret", "polar_whs_test_secret"]
-
-[[endpoints]]
-name = "lemonsqueezy"
-kind = "lemonsqueezy"
-secrets = ["ls-old-secret", "ls-test-secret"]
-
-[[endpoints]]
-name = "paddle"
-kind = "paddle"
-secrets = ["pdl_ntfset_old_secret", "pdl_ntfset_test_secret"]
-
-[[endpoints]]
-name = "hyperswitch"
-kind = "hyperswitch"
-secrets = ["hs-old-hash-key", "hs-test-hash-key"]
-
+{endpoints}
 [[products]]
 id = "datatools-core"
 name = "DataTools Core"
@@ -292,6 +300,12 @@ entitlements = ["export", "sync"]
 gumroad = ["dt-pro", "datatools-pro-permalink"]
 "#,
         data = dir.join("data").display(),
+        endpoints = ENDPOINTS
+            .iter()
+            .map(|(name, old, current)| format!(
+                "[[endpoints]]\nname = \"{name}\"\nkind = \"{name}\"\nsecrets = [\"{old}\", \"{current}\"]\n\n"
+            ))
+            .collect::<String>(),
     )
 }
 
@@ -311,8 +325,7 @@ pub async fn spawn_app_custom(
     env: &[(&str, &str)],
     pg_port: Option<u16>,
 ) -> Option<TestApp> {
-    let dir = std::env::temp_dir().join(format!("keymint-test-{}", ulid::Ulid::generate()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("test");
     let database = TestDb::create(db, &dir, pg_port).await?;
     let postmark = MockServer::start().await;
     let config_path = write_config(&dir, &database.url, &postmark.uri());
@@ -348,6 +361,57 @@ impl Drop for TestApp {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Runs `keymint --config <config> <args>` with extra environment
+/// variables (warnings only in its log).
+pub fn keymint_cli(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keymint"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("KEYMINT_LOG", "warn")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run keymint")
+}
+
+/// A command's standard output, as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A command's standard error, as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Writes `text` to a config file in a fresh scratch directory; its path.
+pub fn config_file(tag: &str, text: &str) -> PathBuf {
+    let path = scratch_dir(tag).join("k.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The arguments of `keymint license mint` for a `datatools-core` license
+/// to `email`, followed by `extra`.
+pub fn mint_args<'a>(email: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "license",
+        "mint",
+        "--product",
+        "datatools-core",
+        "--email",
+        email,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Asserts that `text` contains `needle`, showing the text when not.
+#[track_caller]
+pub fn assert_contains(text: &str, needle: &str) {
+    assert!(text.contains(needle), "{needle:?} not in: {text}");
 }
 
 /// A Gumroad sale ping's fields.
@@ -429,22 +493,60 @@ impl TestApp {
             .collect()
     }
 
+    /// The number a query with one argument finds (a `COUNT(*)`).
     pub async fn scalar(&self, sql: &'static str, arg: &str) -> i64 {
+        self.fetch_scalar(sql, arg).await
+    }
+
+    /// How many rows of `table` have `column` equal to `value`.
+    pub async fn count(&self, table: &str, column: &str, value: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE {column} = $1");
+        let mut conn = self.state.store.conn().await.unwrap();
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap_or_else(|e| panic!("counting {table} by {column}: {e}"))
+    }
+
+    /// How many emails the licenses of a provider order id have.
+    pub async fn emails_for_order(&self, order_id: &str) -> i64 {
+        self.scalar(
+            "SELECT COUNT(*) FROM outbox o JOIN licenses l ON l.id = o.license_id WHERE l.order_id = $1",
+            order_id,
+        )
+        .await
+    }
+
+    /// The text a query with one argument finds.
+    pub async fn scalar_text(&self, sql: &'static str, arg: &str) -> String {
+        self.fetch_scalar(sql, arg).await
+    }
+
+    async fn fetch_scalar<T>(&self, sql: &'static str, arg: &str) -> T
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> + Send + Unpin,
+    {
         let mut conn = self.state.store.conn().await.unwrap();
         sqlx::query_scalar(sql)
             .bind(arg)
             .fetch_one(&mut *conn)
             .await
+            .unwrap_or_else(|e| panic!("{sql} ({arg}): {e}"))
+    }
+
+    /// A license as stored, by its key.
+    pub async fn stored_license(&self, key: &LicenseKey) -> keymint::store::licenses::License {
+        let mut conn = self.state.store.conn().await.unwrap();
+        keymint::store::licenses::by_key(&mut conn, key.as_str())
+            .await
             .unwrap()
+            .expect("license exists")
     }
 
     /// How many licenses exist for a provider order id.
     pub async fn licenses_for(&self, order_id: &str) -> i64 {
-        self.scalar(
-            "SELECT COUNT(*) FROM licenses WHERE order_id = $1",
-            order_id,
-        )
-        .await
+        self.count("licenses", "order_id", order_id).await
     }
 
     /// A stored delivery.
@@ -458,30 +560,54 @@ impl TestApp {
 
     /// Runs the keymint binary against this app's config and database.
     pub fn cli(&self, args: &[&str]) -> Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_keymint"))
-            .arg("--config")
-            .arg(&self.config_path)
-            .args(args)
-            .env("KEYMINT_LOG", "warn")
-            .output()
-            .expect("run keymint")
+        keymint_cli(&self.config_path, args, &[])
     }
 
-    /// Creates an admin token with the CLI; returns the token text.
-    pub fn admin_token(&self, name: &str) -> String {
+    /// Creates an admin token with every scope, in-process through the
+    /// library (as `keymint admin-token create` does); returns its text.
+    pub async fn admin_token(&self, name: &str) -> String {
+        let scopes = [keymint::admin::scope::ADMIN.to_string()];
+        let (_, text) = keymint::admin::create_token(&self.state.store, name, &scopes)
+            .await
+            .expect("admin token created");
+        text
+    }
+
+    /// Creates an admin token by running `keymint admin-token create`, for
+    /// the tests of that command; returns the token text.
+    pub fn admin_token_via_cli(&self, name: &str) -> String {
         let out = self.cli(&["admin-token", "create", "--name", name]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap()
-            .trim()
-            .to_string()
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).lines().last().unwrap().trim().to_string()
+    }
+
+    /// A typed client holding a fresh admin token named `ops`.
+    pub async fn admin(&self) -> Api {
+        let token = self.admin_token("ops").await;
+        Api::new(self.client.clone(), &self.base, Some(token))
+    }
+
+    /// A typed client sending `token` (one made elsewhere, or a bad one).
+    pub fn admin_with(&self, token: &str) -> Api {
+        Api::new(self.client.clone(), &self.base, Some(token.to_string()))
+    }
+
+    /// A typed client without a token, for the public routes.
+    pub fn api(&self) -> Api {
+        Api::new(self.client.clone(), &self.base, None)
+    }
+
+    /// Posts a Gumroad form with the right secret; its answer, which must
+    /// be 200.
+    pub async fn gumroad(&self, form: &[(String, String)]) -> WebhookAnswer {
+        expect_json(self.post_gumroad(form).await, 200).await
+    }
+
+    /// Posts a Gumroad sale that must mint (or find) a license; its key.
+    pub async fn gumroad_sale(&self, form: &[(String, String)]) -> LicenseKey {
+        let answer = self.gumroad(form).await;
+        assert_eq!(answer.status, "ok", "{answer}");
+        answer.license_key.expect("a license key")
     }
 
     pub async fn admin_get(&self, token: &str, path: &str) -> reqwest::Response {

@@ -1,32 +1,22 @@
 //! License tokens: published keys, offline verification, the CLI.
 
 use crate::both_databases;
-use crate::helpers::{Db, sale_form, spawn_app, with};
+use crate::helpers::{
+    Db, TestApp, assert_contains, mint_args, sale_form, spawn_app, stderr, stdout, with,
+};
+use crate::views::{LicenseOut, PublishedKeys};
 use keymint_license::{KeySet, SigningKey};
 use serde_json::Value;
 
-async fn minted_token(app: &crate::helpers::TestApp, form: &[(String, String)]) -> String {
-    let key = app.post_gumroad(form).await.json::<Value>().await.unwrap()["license_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let mut conn = app.state.store.conn().await.unwrap();
-    keymint::store::licenses::by_key(&mut conn, &key)
-        .await
-        .unwrap()
-        .unwrap()
-        .token
+/// Mints through a Gumroad sale; the license's token as stored.
+async fn minted_token(app: &TestApp, form: &[(String, String)]) -> String {
+    let key = app.gumroad_sale(form).await;
+    app.stored_license(&key).await.token
 }
 
-async fn published_keys(app: &crate::helpers::TestApp) -> Value {
-    app.client
-        .get(app.url("/v1/keys"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+/// The published verification keys (`GET /v1/keys`).
+async fn published_keys(app: &TestApp) -> PublishedKeys {
+    app.api().published_keys().await
 }
 
 async fn token_verifies_with_the_published_key_only(db: Db) {
@@ -35,14 +25,14 @@ async fn token_verifies_with_the_published_key_only(db: Db) {
     };
     let token = minted_token(&app, &sale_form("GUM-TOK")).await;
     let keys = published_keys(&app).await;
-    let key = &keys["keys"][0];
-    assert_eq!(key["status"], "active");
-    assert!(key["kid"].as_str().unwrap().starts_with("k4.pid."));
-    let public = key["public_key"].as_str().unwrap();
+    let key = &keys.keys[0];
+    assert_eq!(key.status, "active");
+    assert!(key.kid.starts_with("k4.pid."));
+    let public = key.public_key.as_str();
     assert!(public.starts_with("k4.public."));
     use base64::Engine;
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(key["public_key_raw"].as_str().unwrap())
+        .decode(&key.public_key_raw)
         .unwrap();
     assert_eq!(
         raw,
@@ -50,12 +40,7 @@ async fn token_verifies_with_the_published_key_only(db: Db) {
             .unwrap()
             .as_bytes()
     );
-    assert!(
-        key["public_key_pem"]
-            .as_str()
-            .unwrap()
-            .starts_with("-----BEGIN PUBLIC KEY-----")
-    );
+    assert!(key.public_key_pem.starts_with("-----BEGIN PUBLIC KEY-----"));
 
     let set = KeySet::from_paserks([public]).unwrap();
     let claims = set.verify(&token).unwrap();
@@ -75,7 +60,7 @@ async fn token_verifies_with_the_published_key_only(db: Db) {
             .unwrap(),
     )
     .unwrap();
-    assert_eq!(footer["kid"], key["kid"]);
+    assert_eq!(footer["kid"], key.kid.as_str());
 
     let other = SigningKey::generate();
     assert!(
@@ -95,10 +80,7 @@ async fn perpetual_products_have_no_expiry(db: Db) {
         return;
     };
     let token = minted_token(&app, &with(sale_form("GUM-PERP"), "product_id", "dt-pro")).await;
-    let public = published_keys(&app).await["keys"][0]["public_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let public = published_keys(&app).await.keys[0].public_key.clone();
     let claims = KeySet::from_paserks([public.as_str()])
         .unwrap()
         .verify(&token)
@@ -112,10 +94,7 @@ async fn cli_verify_accepts_good_tokens_and_rejects_bad_ones(db: Db) {
         return;
     };
     let token = minted_token(&app, &sale_form("GUM-CLI")).await;
-    let public = published_keys(&app).await["keys"][0]["public_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let public = published_keys(&app).await.keys[0].public_key.clone();
 
     let local = app.cli(&["license", "verify", &token]);
     let explicit = app.cli(&["license", "verify", &token, "--public-key", &public]);
@@ -132,11 +111,7 @@ async fn cli_verify_accepts_good_tokens_and_rejects_bad_ones(db: Db) {
     let tampered = app.cli(&["license", "verify", &String::from_utf8(bytes).unwrap()]);
     let garbage = app.cli(&["license", "verify", "hello"]);
 
-    assert!(
-        local.status.success(),
-        "{}",
-        String::from_utf8_lossy(&local.stderr)
-    );
+    assert!(local.status.success(), "{}", stderr(&local));
     let claims: Value = serde_json::from_slice(&local.stdout).unwrap();
     assert_eq!(claims["product"], "datatools-core");
     assert!(explicit.status.success());
@@ -149,58 +124,32 @@ async fn cli_mints_shows_and_revokes(db: Db) {
     let Some(app) = spawn_app(db).await else {
         return;
     };
-    let minted = app.cli(&[
-        "license",
-        "mint",
-        "--product",
-        "datatools-core",
-        "--email",
-        "cli@example.com",
-        "--name",
-        "Cli User",
-    ]);
-    assert!(
-        minted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&minted.stderr)
-    );
-    let license: Value = serde_json::from_slice(&minted.stdout).unwrap();
-    let key = license["key"].as_str().unwrap();
+    let minted = app.cli(&mint_args("cli@example.com", &["--name", "Cli User"]));
+    assert!(minted.status.success(), "{}", stderr(&minted));
+    let license: LicenseOut = serde_json::from_slice(&minted.stdout).unwrap();
+    let key = license.key.as_str();
 
     let shown = app.cli(&["license", "show", key]);
     assert!(shown.status.success());
     let revoked = app.cli(&["license", "revoke", key, "--reason", "test"]);
     assert!(revoked.status.success());
-    assert!(
-        String::from_utf8(revoked.stdout)
-            .unwrap()
-            .contains("revoked")
-    );
+    assert!(stdout(&revoked).contains("revoked"));
     let missing = app.cli(&["license", "show", "DT1-CORE-00000-00000-00000-00000"]);
     assert!(!missing.status.success());
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM licenses WHERE status = $1", "revoked")
-            .await,
-        1
-    );
+    assert_eq!(app.count("licenses", "status", "revoked").await, 1);
 }
 
 async fn cli_lists_and_shows_deliveries(db: Db) {
     let Some(app) = spawn_app(db).await else {
         return;
     };
-    let body: Value = app
-        .post_gumroad(&sale_form("GUM-LIST"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = body["delivery_id"].as_str().unwrap();
+    let id = app.gumroad(&sale_form("GUM-LIST")).await.delivery_id;
+    let id = id.as_str();
 
     let list = app.cli(&["deliveries", "list", "--status", "processed"]);
     let show = app.cli(&["deliveries", "show", id]);
 
-    assert!(String::from_utf8(list.stdout).unwrap().contains(id));
+    assert!(stdout(&list).contains(id));
     let shown: Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(shown["order_id"], "GUM-LIST");
 }
@@ -217,26 +166,22 @@ async fn keys_can_be_listed_generated_and_retired(db: Db) {
     let Some(app) = spawn_app(db).await else {
         return;
     };
-    let first = published_keys(&app).await["keys"][0]["kid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let first = published_keys(&app).await.keys[0].kid.clone();
     let token = minted_token(&app, &sale_form("GUM-KEYS")).await;
 
-    let listed = String::from_utf8(app.cli(&["keys", "list"]).stdout).unwrap();
+    let listed = stdout(&app.cli(&["keys", "list"]));
     let generated = app.cli(&["keys", "generate"]);
 
-    assert!(listed.contains(&first), "{listed}");
+    assert_contains(&listed, &first);
     assert!(generated.status.success());
     let keys = published_keys(&app).await;
-    let all = keys["keys"].as_array().unwrap();
-    assert_eq!(all.len(), 2);
-    let second = all
+    assert_eq!(keys.keys.len(), 2);
+    let second = keys
+        .keys
         .iter()
-        .map(|k| k["kid"].as_str().unwrap())
+        .map(|k| k.kid.clone())
         .find(|k| *k != first)
-        .unwrap()
-        .to_string();
+        .unwrap();
     // The old key still verifies what it signed.
     assert!(app.cli(&["license", "verify", &token]).status.success());
 
@@ -248,15 +193,7 @@ async fn keys_can_be_listed_generated_and_retired(db: Db) {
 
     assert!(retired.status.success());
     let keys = published_keys(&app).await;
-    let status_of = |kid: &str| {
-        keys["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|k| k["kid"] == kid)
-            .unwrap()["status"]
-            .clone()
-    };
+    let status_of = |kid: &str| keys.by_kid(kid).status.clone();
     assert_eq!(status_of(&first), "retired");
     assert_eq!(status_of(&second), "active");
     assert!(
@@ -316,25 +253,27 @@ async fn tokens_verify_with_an_independent_paseto_library(db: Db) {
     };
     let token = minted_token(&app, &sale_form("GUM-PYSETO")).await;
     let keys = published_keys(&app).await;
-    let public = keys["keys"][0]["public_key"].as_str().unwrap();
+    let public = keys.keys[0].public_key.as_str();
 
     let Some(verified) = pyseto_verify(public, &token) else {
         return;
     };
 
     let verified = verified.expect("pyseto accepts the token");
-    let pem = keys["keys"][0]["public_key_pem"].as_str().unwrap();
+    let pem = keys.keys[0].public_key_pem.as_str();
     let by_pem = pyseto_verify(pem, &token)
         .unwrap()
         .expect("pyseto accepts the token with the PEM key");
     assert_eq!(by_pem["claims"], verified["claims"]);
     assert_eq!(verified["claims"]["product"], "datatools-core");
     assert_eq!(
-        verified["kid"], keys["keys"][0]["kid"],
+        verified["kid"],
+        keys.keys[0].kid.as_str(),
         "footer kid is the key's PASERK id"
     );
     assert_eq!(
-        verified["pid"], keys["keys"][0]["kid"],
+        verified["pid"],
+        keys.keys[0].kid.as_str(),
         "pyseto computes the same PASERK id"
     );
     let mut bytes = token.into_bytes();

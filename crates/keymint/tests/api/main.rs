@@ -2,7 +2,9 @@
 //! SQLite and on PostgreSQL (skipped with a notice when PostgreSQL is
 //! unreachable, unless KEYMINT_TEST_REQUIRE_POSTGRES=1).
 
+mod client;
 mod helpers;
+mod views;
 
 mod admin;
 mod config;

@@ -3,57 +3,24 @@
 //! the CLI's exit codes.
 
 use crate::both_databases;
-use crate::helpers::{Db, TestApp, TestDb, sale_form, spawn_app, with, write_config};
+use crate::client::{Api, expect_error, expect_json};
+use crate::helpers::{
+    Db, TestApp, assert_contains, keymint_cli, mint_args, sale_form, spawn_app, stderr, stdout,
+    unstarted, with,
+};
+use crate::views::{LicenseOut, MintedOut};
 use keymint_license::KeySet;
+use reqwest::Method;
 use serde_json::{Value, json};
-use std::process::Output;
 
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Mints through a Gumroad sale; returns the license key.
-async fn gumroad_key(app: &TestApp, form: &[(String, String)]) -> String {
-    let body: Value = app.post_gumroad(form).await.json().await.unwrap();
-    assert_eq!(body["status"], "ok", "{body}");
-    body["license_key"].as_str().unwrap().to_string()
-}
-
-async fn license(app: &TestApp, token: &str, key: &str) -> Value {
-    let resp = app
-        .admin_get(token, &format!("/admin/v1/licenses/{key}"))
-        .await;
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
-}
-
-/// Asserts a JSON error answer with this status and code.
-async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> Value {
-    assert_eq!(resp.status(), status, "{:?}", resp.url().to_string());
-    let body: Value = resp.json().await.expect("a JSON error body");
-    assert_eq!(body["code"], code, "{body}");
-    assert!(
-        body["error"].as_str().is_some_and(|e| !e.is_empty()),
-        "{body}"
-    );
-    body
-}
-
-async fn licenses_found(app: &TestApp, token: &str, query: &str) -> Vec<String> {
-    let resp = app
-        .admin_get(token, &format!("/admin/v1/licenses?{query}"))
-        .await;
-    assert_eq!(resp.status(), 200, "{query}");
-    let body: Value = resp.json().await.unwrap();
-    let mut keys: Vec<String> = body["licenses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["key"].as_str().unwrap().to_string())
+/// The keys of the licenses a search finds, sorted.
+async fn licenses_found(admin: &Api, query: &str) -> Vec<String> {
+    let mut keys: Vec<String> = admin
+        .licenses(query)
+        .await
+        .licenses
+        .into_iter()
+        .map(|l| l.key.to_string())
         .collect();
     keys.sort();
     keys
@@ -65,60 +32,43 @@ async fn control_characters_are_refused_in_ids_and_cleaned_in_free_text(db: Db) 
     let Some(app) = spawn_app(db).await else {
         return;
     };
-    let token = app.admin_token("ops");
+    let admin = app.admin().await;
 
-    let minted = app
-        .admin_post(
-            &token,
-            "/admin/v1/licenses",
+    let minted = admin
+        .mint(
             json!({"product": "datatools-core", "email": "nul@example.com",
                    "name": "Ja\u{0}ne\r\nBcc: x@y.z", "notes": "line one\u{0}\r\nline\u{1b} two"}),
         )
         .await;
-    let nul_email = app
-        .admin_post(
-            &token,
-            "/admin/v1/licenses",
-            json!({"product": "datatools-core", "email": "a\u{0}b@example.com"}),
-        )
+    let nul_email = admin
+        .mint(json!({"product": "datatools-core", "email": "a\u{0}b@example.com"}))
         .await;
-    let nul_order = app
-        .admin_post(
-            &token,
-            "/admin/v1/licenses",
+    let nul_order = admin
+        .mint(
             json!({"product": "datatools-core", "email": "c@example.com", "order_id": "INV\u{0}1"}),
         )
         .await;
-    let nul_query = app
-        .admin_get(&token, "/admin/v1/licenses?email=a%00b")
-        .await;
-    let nul_delivery = app.admin_get(&token, "/admin/v1/deliveries/dlv%00x").await;
-    let nul_subscription = app
-        .admin_get(&token, "/admin/v1/subscriptions/sub%00x")
-        .await;
+    let nul_query = admin.get("/admin/v1/licenses?email=a%00b").await;
+    let nul_delivery = admin.get("/admin/v1/deliveries/dlv%00x").await;
+    let nul_subscription = admin.get("/admin/v1/subscriptions/sub%00x").await;
 
-    assert_eq!(minted.status(), 201);
-    let minted: Value = minted.json().await.unwrap();
+    let minted: MintedOut = expect_json(minted, 201).await;
     // Names are one line, notes keep their line breaks (docs/admin-api.md).
-    assert_eq!(minted["license"]["name"], "Ja ne Bcc: x@y.z");
-    assert_eq!(minted["license"]["notes"], "line one\nline two");
-    assert_error(nul_email, 422, "control_character").await;
-    assert_error(nul_order, 422, "control_character").await;
-    assert_error(nul_query, 400, "control_character").await;
-    assert_error(nul_delivery, 400, "control_character").await;
-    assert_error(nul_subscription, 400, "control_character").await;
+    assert_eq!(minted.license.name, "Ja ne Bcc: x@y.z");
+    assert_eq!(minted.license.notes.as_deref(), Some("line one\nline two"));
+    expect_error(nul_email, 422, "control_character").await;
+    expect_error(nul_order, 422, "control_character").await;
+    expect_error(nul_query, 400, "control_character").await;
+    expect_error(nul_delivery, 400, "control_character").await;
+    expect_error(nul_subscription, 400, "control_character").await;
 
-    let key = minted["license"]["key"].as_str().unwrap();
-    let revoked = app
-        .admin_post(
-            &token,
-            &format!("/admin/v1/licenses/{key}/revoke"),
-            json!({"reason": "chargeback\u{0}\nforged line"}),
-        )
-        .await;
-    assert_eq!(revoked.status(), 200);
-    let detail = license(&app, &token, key).await;
-    assert_eq!(detail["history"][1]["reason"], "chargeback forged line");
+    let key = &minted.license.key;
+    admin.revoke(key, "chargeback\u{0}\nforged line").await;
+    let detail = admin.license(key).await;
+    assert_eq!(
+        detail.history[1].reason.as_deref(),
+        Some("chargeback forged line")
+    );
 }
 
 // Item 19: search.
@@ -127,57 +77,46 @@ async fn license_search_matches_parts_and_refuses_bad_filters(db: Db) {
     let Some(app) = spawn_app(db).await else {
         return;
     };
-    let token = app.admin_token("ops");
-    let jane = gumroad_key(
-        &app,
-        &with(sale_form("GUM-SRCH-1"), "email", "Jane.Doe@Example.COM"),
-    )
-    .await;
-    let bob = gumroad_key(
-        &app,
-        &with(
+    let admin = app.admin().await;
+    let jane = app
+        .gumroad_sale(&with(
+            sale_form("GUM-SRCH-1"),
+            "email",
+            "Jane.Doe@Example.COM",
+        ))
+        .await
+        .to_string();
+    let bob = app
+        .gumroad_sale(&with(
             with(sale_form("GUM-SRCH-2"), "email", "bob@other.org"),
             "full_name",
             "Bob Stone",
-        ),
-    )
-    .await;
+        ))
+        .await
+        .to_string();
     let key_part = jane[9..20].to_lowercase();
 
-    assert_eq!(
-        licenses_found(&app, &token, "email=DOE@example").await,
-        std::slice::from_ref(&jane)
-    );
-    assert_eq!(
-        licenses_found(&app, &token, "order_id=GUM-SRCH-2").await,
-        std::slice::from_ref(&bob)
-    );
+    let by_key_part = format!("q={key_part}");
+    for (query, found) in [
+        ("email=DOE@example", &jane),
+        ("order_id=GUM-SRCH-2", &bob),
+        ("q=stone", &bob),
+        (by_key_part.as_str(), &jane),
+        ("q=srch-1", &jane),
+        ("q=OTHER.ORG", &bob),
+    ] {
+        assert_eq!(
+            licenses_found(&admin, query).await,
+            std::slice::from_ref(found),
+            "{query}"
+        );
+    }
+    assert!(licenses_found(&admin, "order_id=GUM-SRCH").await.is_empty());
     assert!(
-        licenses_found(&app, &token, "order_id=GUM-SRCH")
-            .await
-            .is_empty()
-    );
-    assert_eq!(
-        licenses_found(&app, &token, "q=stone").await,
-        std::slice::from_ref(&bob)
-    );
-    assert_eq!(
-        licenses_found(&app, &token, &format!("q={key_part}")).await,
-        std::slice::from_ref(&jane)
-    );
-    assert_eq!(
-        licenses_found(&app, &token, "q=srch-1").await,
-        std::slice::from_ref(&jane)
-    );
-    assert_eq!(
-        licenses_found(&app, &token, "q=OTHER.ORG").await,
-        std::slice::from_ref(&bob)
-    );
-    assert!(
-        licenses_found(&app, &token, "q=%25").await.is_empty(),
+        licenses_found(&admin, "q=%25").await.is_empty(),
         "% is not a wildcard"
     );
-    assert_eq!(licenses_found(&app, &token, "q=gum-srch").await.len(), 2);
+    assert_eq!(licenses_found(&admin, "q=gum-srch").await.len(), 2);
 
     for (query, code) in [
         ("q=", "empty_filter"),
@@ -188,17 +127,13 @@ async fn license_search_matches_parts_and_refuses_bad_filters(db: Db) {
         ("limit=abc", "bad_request"),
         ("before=yesterday", "bad_cursor"),
     ] {
-        let resp = app
-            .admin_get(&token, &format!("/admin/v1/licenses?{query}"))
-            .await;
-        assert_error(resp, 400, code).await;
+        let resp = admin.get(&format!("/admin/v1/licenses?{query}")).await;
+        expect_error(resp, 400, code).await;
     }
-    let deliveries = app
-        .admin_get(&token, "/admin/v1/deliveries?stauts=failed")
-        .await;
-    assert_error(deliveries, 400, "bad_request").await;
-    let subscriptions = app.admin_get(&token, "/admin/v1/subscriptions?q=x").await;
-    assert_error(subscriptions, 400, "bad_request").await;
+    let deliveries = admin.get("/admin/v1/deliveries?stauts=failed").await;
+    expect_error(deliveries, 400, "bad_request").await;
+    let subscriptions = admin.get("/admin/v1/subscriptions?q=x").await;
+    expect_error(subscriptions, 400, "bad_request").await;
 }
 
 async fn the_cli_exits_non_zero_on_a_bad_delivery_filter(db: Db) {
@@ -212,7 +147,7 @@ async fn the_cli_exits_non_zero_on_a_bad_delivery_filter(db: Db) {
     let good = app.cli(&["deliveries", "list", "--status", "processed"]);
 
     assert!(!bogus.status.success());
-    assert!(stderr(&bogus).contains("bogus"), "{}", stderr(&bogus));
+    assert_contains(&stderr(&bogus), "bogus");
     assert!(!zero.status.success());
     assert!(good.status.success());
     assert!(stdout(&good).contains("processed"));
@@ -224,38 +159,28 @@ async fn admin_errors_are_json_with_a_code(db: Db) {
     let Some(app) = spawn_app(db).await else {
         return;
     };
-    let token = app.admin_token("ops");
+    let admin = app.admin().await;
 
-    let no_body = app
-        .client
-        .post(app.url("/admin/v1/deliveries/replay"))
-        .bearer_auth(&token)
+    let no_body = admin
+        .request(Method::POST, "/admin/v1/deliveries/replay")
         .send()
         .await
         .unwrap();
-    let unknown_route = app.admin_get(&token, "/admin/v1/nothing-here").await;
-    let wrong_method = app.admin_get(&token, "/admin/v1/deliveries/replay").await;
-    let bad_limit = app
-        .admin_get(&token, "/admin/v1/deliveries?limit=abc")
-        .await;
-    let no_token = app
-        .client
-        .get(app.url("/admin/v1/licenses"))
-        .send()
-        .await
-        .unwrap();
-    let bad_field = app
-        .admin_post(&token, "/admin/v1/deliveries/replay", json!({"limt": 5}))
+    let unknown_route = admin.get("/admin/v1/nothing-here").await;
+    let wrong_method = admin.get("/admin/v1/deliveries/replay").await;
+    let bad_limit = admin.get("/admin/v1/deliveries?limit=abc").await;
+    let no_token = app.api().get("/admin/v1/licenses").await;
+    let bad_field = admin
+        .post("/admin/v1/deliveries/replay", &json!({"limt": 5}))
         .await;
 
-    assert_eq!(no_body.status(), 200);
-    assert_eq!(no_body.json::<Value>().await.unwrap()["replayed"], 0);
-    assert_error(unknown_route, 404, "no_such_route").await;
+    assert_eq!(expect_json::<Value>(no_body, 200).await["replayed"], 0);
+    expect_error(unknown_route, 404, "no_such_route").await;
     assert!(wrong_method.headers().contains_key("allow"));
-    assert_error(wrong_method, 405, "method_not_allowed").await;
-    assert_error(bad_limit, 400, "bad_request").await;
-    assert_error(no_token, 401, "unauthorized").await;
-    assert_error(bad_field, 422, "unprocessable").await;
+    expect_error(wrong_method, 405, "method_not_allowed").await;
+    expect_error(bad_limit, 400, "bad_request").await;
+    expect_error(no_token, 401, "unauthorized").await;
+    expect_error(bad_field, 422, "unprocessable").await;
 }
 
 // Item 21: token names.
@@ -264,35 +189,40 @@ async fn admin_token_names_are_unique_among_live_tokens(db: Db) {
     let Some(app) = spawn_app(db).await else {
         return;
     };
-    let mine = app.admin_token("me");
-    let other = app.admin_token("other");
+    let mine = app.admin_token_via_cli("me");
+    let other = app.admin_token_via_cli("other");
 
     let twice = app.cli(&["admin-token", "create", "--name", "me"]);
     let id_like = app.cli(&["admin-token", "create", "--name", "tok_me"]);
 
     assert!(!twice.status.success());
-    assert!(stderr(&twice).contains("me"), "{}", stderr(&twice));
+    assert_contains(&stderr(&twice), "me");
     assert!(!id_like.status.success());
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM admin_tokens WHERE name = $1", "me")
-            .await,
-        1
-    );
+    assert_eq!(app.count("admin_tokens", "name", "me").await, 1);
 
     let revoked = app.cli(&["admin-token", "revoke", "me"]);
     assert!(revoked.status.success(), "{}", stderr(&revoked));
     assert_eq!(
-        app.admin_get(&mine, "/admin/v1/licenses").await.status(),
+        app.admin_with(&mine)
+            .get("/admin/v1/licenses")
+            .await
+            .status(),
         401
     );
     assert_eq!(
-        app.admin_get(&other, "/admin/v1/licenses").await.status(),
+        app.admin_with(&other)
+            .get("/admin/v1/licenses")
+            .await
+            .status(),
         200
     );
     // The name is free again once its token is revoked.
-    let again = app.admin_token("me");
+    let again = app.admin_token_via_cli("me");
     assert_eq!(
-        app.admin_get(&again, "/admin/v1/licenses").await.status(),
+        app.admin_with(&again)
+            .get("/admin/v1/licenses")
+            .await
+            .status(),
         200
     );
 }
@@ -300,12 +230,9 @@ async fn admin_token_names_are_unique_among_live_tokens(db: Db) {
 /// Live tokens that shared a name before names were unique keep working
 /// after `keymint migrate`; all but the oldest get their id in their name.
 async fn the_migration_renames_live_tokens_that_share_a_name(db: Db) {
-    let dir = std::env::temp_dir().join(format!("keymint-test-{}", ulid::Ulid::generate()));
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    let Some(database) = TestDb::create(db, &dir, None).await else {
+    let Some((dir, database, config)) = unstarted(db, "test").await else {
         return;
     };
-    let config = write_config(&dir, &database.url, "http://127.0.0.1:9");
     // The schema as it was before migration 0006, with three tokens named
     // `me`: a revoked one, then two live ones.
     let migrations = match db {
@@ -322,6 +249,24 @@ async fn the_migration_renames_live_tokens_that_share_a_name(db: Db) {
         ("tok_oldest", 3, None),
         ("tok_younger", 4, None),
     ];
+    // The two databases' connections are different types; the steps are
+    // the same.
+    macro_rules! migrate_to_5_and_insert {
+        ($conn:expr) => {{
+            let conn = $conn;
+            migrator.run_to(5, &mut *conn).await.unwrap();
+            for (id, at, revoked) in rows {
+                sqlx::query(insert)
+                    .bind(id)
+                    .bind(format!("hash-{id}"))
+                    .bind(at)
+                    .bind(revoked)
+                    .execute(&mut *conn)
+                    .await
+                    .unwrap();
+            }
+        }};
+    }
     match db {
         Db::Sqlite => {
             use sqlx::ConnectOptions;
@@ -333,43 +278,15 @@ async fn the_migration_renames_live_tokens_that_share_a_name(db: Db) {
                 .connect()
                 .await
                 .unwrap();
-            migrator.run_to(5, &mut conn).await.unwrap();
-            for (id, at, revoked) in rows {
-                sqlx::query(insert)
-                    .bind(id)
-                    .bind(format!("hash-{id}"))
-                    .bind(at)
-                    .bind(revoked)
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-            }
+            migrate_to_5_and_insert!(&mut conn);
         }
         Db::Postgres => {
             use sqlx::Connection;
             let mut conn = sqlx::PgConnection::connect(&database.url).await.unwrap();
-            migrator.run_to(5, &mut conn).await.unwrap();
-            for (id, at, revoked) in rows {
-                sqlx::query(insert)
-                    .bind(id)
-                    .bind(format!("hash-{id}"))
-                    .bind(at)
-                    .bind(revoked)
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-            }
+            migrate_to_5_and_insert!(&mut conn);
         }
     }
-    let cli = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_keymint"))
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .env("KEYMINT_LOG", "warn")
-            .output()
-            .unwrap()
-    };
+    let cli = |args: &[&str]| keymint_cli(&config, args, &[]);
 
     let migrated = cli(&["migrate"]);
     let revoked = cli(&["admin-token", "revoke", "me"]);
@@ -405,69 +322,41 @@ async fn resend_is_refused_for_a_revoked_license_unless_forced(db: Db) {
     let Some(app) = spawn_app(db).await else {
         return;
     };
-    let token = app.admin_token("ops");
-    let key = gumroad_key(&app, &sale_form("GUM-RESEND-REVOKED")).await;
-    let revoke = app
-        .admin_post(
-            &token,
-            &format!("/admin/v1/licenses/{key}/revoke"),
-            json!({"reason": "chargeback"}),
-        )
-        .await;
-    assert_eq!(revoke.status(), 200);
-    let emails_before = license(&app, &token, &key).await["emails"]
-        .as_array()
-        .unwrap()
-        .len();
+    let admin = app.admin().await;
+    let key = app.gumroad_sale(&sale_form("GUM-RESEND-REVOKED")).await;
+    admin.revoke(&key, "chargeback").await;
+    let emails_before = admin.license(&key).await.emails.len();
+    let key = key.as_str();
 
-    let refused = app
-        .client
-        .post(app.url(&format!("/admin/v1/licenses/{key}/resend")))
-        .bearer_auth(&token)
+    let refused = admin
+        .request(Method::POST, &format!("/admin/v1/licenses/{key}/resend"))
         .send()
         .await
         .unwrap();
-    let cli_refused = app.cli(&["license", "resend", &key]);
+    let cli_refused = app.cli(&["license", "resend", key]);
 
-    let body = assert_error(refused, 409, "license_revoked").await;
-    assert!(
-        body["error"].as_str().unwrap().contains("chargeback"),
-        "{body}"
-    );
+    let body = expect_error(refused, 409, "license_revoked").await;
+    assert!(body.error.contains("chargeback"), "{body}");
     assert!(!cli_refused.status.success());
-    assert!(
-        stderr(&cli_refused).contains("--force"),
-        "{}",
-        stderr(&cli_refused)
-    );
-    let detail = license(&app, &token, &key).await;
-    assert_eq!(detail["emails"].as_array().unwrap().len(), emails_before);
+    assert_contains(&stderr(&cli_refused), "--force");
+    let detail = admin.license(key).await;
+    assert_eq!(detail.emails.len(), emails_before);
 
-    let forced = app
-        .admin_post(
-            &token,
-            &format!("/admin/v1/licenses/{key}/resend"),
-            json!({"force": true}),
-        )
-        .await;
-    let cli_forced = app.cli(&["license", "resend", &key, "--force"]);
+    let forced = admin.act(key, "resend", json!({"force": true})).await;
+    let cli_forced = app.cli(&["license", "resend", key, "--force"]);
 
     assert_eq!(forced.status(), 202);
     assert!(cli_forced.status.success(), "{}", stderr(&cli_forced));
-    let detail = license(&app, &token, &key).await;
-    assert_eq!(
-        detail["emails"].as_array().unwrap().len(),
-        emails_before + 2
-    );
-    let resends: Vec<&Value> = detail["history"]
-        .as_array()
-        .unwrap()
+    let detail = admin.license(key).await;
+    assert_eq!(detail.emails.len(), emails_before + 2);
+    let resends: Vec<_> = detail
+        .history
         .iter()
-        .filter(|h| h["action"] == "resent")
+        .filter(|h| h.action == "resent")
         .collect();
     assert_eq!(resends.len(), 2);
     for r in resends {
-        assert!(r["reason"].as_str().unwrap().contains("revoked"), "{r}");
+        assert!(r.reason.as_deref().unwrap().contains("revoked"), "{r:?}");
     }
 }
 
@@ -477,66 +366,38 @@ async fn manual_order_ids_never_duplicate_a_sale_or_hide_a_difference(db: Db) {
     let Some(app) = spawn_app(db).await else {
         return;
     };
-    let token = app.admin_token("ops");
-    let sold = gumroad_key(&app, &sale_form("FIRST-SALE")).await;
+    let admin = app.admin().await;
+    let sold = app.gumroad_sale(&sale_form("FIRST-SALE")).await;
 
-    let api = app
-        .admin_post(
-            &token,
-            "/admin/v1/licenses",
-            json!({"product": "datatools-core", "email": "jane@example.com", "order_id": "FIRST-SALE"}),
-        )
+    let api = admin
+        .mint(json!({"product": "datatools-core", "email": "jane@example.com", "order_id": "FIRST-SALE"}))
         .await;
-    let cli = app.cli(&[
-        "license",
-        "mint",
-        "--product",
-        "datatools-core",
-        "--email",
+    let cli = app.cli(&mint_args(
         "jane@example.com",
-        "--order-id",
-        "FIRST-SALE",
-    ]);
+        &["--order-id", "FIRST-SALE"],
+    ));
 
-    let body = assert_error(api, 409, "order_id_taken").await;
-    assert!(body["error"].as_str().unwrap().contains(&sold), "{body}");
+    let body = expect_error(api, 409, "order_id_taken").await;
+    assert!(body.error.contains(sold.as_str()), "{body}");
     assert!(!cli.status.success());
     assert_eq!(app.licenses_for("FIRST-SALE").await, 1);
 
     let order = json!({"product": "datatools-core", "email": "a@example.com", "order_id": "INV-9"});
-    let first = app
-        .admin_post(&token, "/admin/v1/licenses", order.clone())
+    let first = admin.mint(order.clone()).await;
+    let same = admin.mint(order).await;
+    let other_email = admin
+        .mint(json!({"product": "datatools-core", "email": "b@example.com", "order_id": "INV-9"}))
         .await;
-    let same = app.admin_post(&token, "/admin/v1/licenses", order).await;
-    let other_email = app
-        .admin_post(
-            &token,
-            "/admin/v1/licenses",
-            json!({"product": "datatools-core", "email": "b@example.com", "order_id": "INV-9"}),
-        )
-        .await;
-    let other_product = app
-        .admin_post(
-            &token,
-            "/admin/v1/licenses",
-            json!({"product": "datatools-pro", "email": "a@example.com", "order_id": "INV-9"}),
-        )
+    let other_product = admin
+        .mint(json!({"product": "datatools-pro", "email": "a@example.com", "order_id": "INV-9"}))
         .await;
 
-    assert_eq!(first.status(), 201);
-    let key = first.json::<Value>().await.unwrap()["license"]["key"].clone();
-    assert_eq!(same.status(), 200);
-    assert_eq!(same.json::<Value>().await.unwrap()["license"]["key"], key);
-    let email = assert_error(other_email, 409, "order_id_conflict").await;
-    assert!(
-        email["error"].as_str().unwrap().contains("email"),
-        "{email}"
-    );
-    let product = assert_error(other_product, 409, "order_id_conflict").await;
-    assert!(
-        product["error"].as_str().unwrap().contains("product"),
-        "{product}"
-    );
+    let key = expect_json::<MintedOut>(first, 201).await.license.key;
+    assert_eq!(expect_json::<MintedOut>(same, 200).await.license.key, key);
+    let email = expect_error(other_email, 409, "order_id_conflict").await;
+    assert!(email.error.contains("email"), "{email}");
+    let product = expect_error(other_product, 409, "order_id_conflict").await;
+    assert!(product.error.contains("product"), "{product}");
     assert_eq!(app.licenses_for("INV-9").await, 1);
 }
 
@@ -554,43 +415,25 @@ fn signing_kid(app: &TestApp) -> String {
         .to_string()
 }
 
-async fn published(app: &TestApp) -> Vec<Value> {
-    let keys: Value = app
-        .client
-        .get(app.url("/v1/keys"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    keys["keys"].as_array().unwrap().clone()
-}
-
-fn public_key_of(keys: &[Value], kid: &str) -> String {
-    keys.iter().find(|k| k["kid"] == kid).unwrap()["public_key"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 async fn keys_rotate_while_the_server_runs(db: Db) {
     let Some(app) = spawn_app(db).await else {
         return;
     };
-    let token = app.admin_token("ops");
-    let old_key = gumroad_key(&app, &sale_form("GUM-ROT-1")).await;
-    let old = license(&app, &token, &old_key).await["license"].clone();
-    let old_kid = old["kid"].as_str().unwrap().to_string();
+    let admin = app.admin().await;
+    let minted_license = |order: &'static str| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            let key = app.gumroad_sale(&sale_form(order)).await;
+            admin.license(&key).await.license
+        }
+    };
+    let old: LicenseOut = minted_license("GUM-ROT-1").await;
+    let old_kid = old.kid.clone();
     assert_eq!(signing_kid(&app), old_kid);
 
     let refused = app.cli(&["keys", "retire", &old_kid]);
     assert!(!refused.status.success());
-    assert!(
-        stderr(&refused).contains("signing key"),
-        "{}",
-        stderr(&refused)
-    );
+    assert_contains(&stderr(&refused), "signing key");
 
     let generated = app.cli(&["keys", "generate", "--activate"]);
     assert!(generated.status.success(), "{}", stderr(&generated));
@@ -598,30 +441,20 @@ async fn keys_rotate_while_the_server_runs(db: Db) {
     assert_ne!(new_kid, old_kid);
 
     // The running server signs with the new key without a restart.
-    let served_key = gumroad_key(&app, &sale_form("GUM-ROT-2")).await;
-    let served = license(&app, &token, &served_key).await["license"].clone();
-    let cli = app.cli(&[
-        "license",
-        "mint",
-        "--product",
-        "datatools-core",
-        "--email",
-        "rot@example.com",
-    ]);
+    let served = minted_license("GUM-ROT-2").await;
+    let cli = app.cli(&mint_args("rot@example.com", &[]));
     assert!(cli.status.success(), "{}", stderr(&cli));
-    let cli: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    let cli: LicenseOut = serde_json::from_slice(&cli.stdout).unwrap();
 
-    assert_eq!(served["kid"], new_kid.as_str());
-    assert_eq!(cli["kid"], new_kid.as_str());
-    let keys = published(&app).await;
-    assert_eq!(keys.len(), 2, "no command made a third key: {keys:?}");
-    let new_only = KeySet::from_paserks([public_key_of(&keys, &new_kid).as_str()]).unwrap();
-    for t in [&served["token"], &cli["token"]] {
-        new_only
-            .verify(t.as_str().unwrap())
-            .expect("signed by the new key");
+    assert_eq!(served.kid, new_kid);
+    assert_eq!(cli.kid, new_kid);
+    let keys = app.api().published_keys().await;
+    assert_eq!(keys.keys.len(), 2, "no command made a third key: {keys:?}");
+    let new_only = KeySet::from_paserks([keys.by_kid(&new_kid).public_key.as_str()]).unwrap();
+    for t in [&served.token, &cli.token] {
+        new_only.verify(t).expect("signed by the new key");
     }
-    let old_token = old["token"].as_str().unwrap();
+    let old_token = old.token.as_str();
     assert!(
         app.cli(&["license", "verify", old_token]).status.success(),
         "old tokens verify until their key is retired"
@@ -630,51 +463,21 @@ async fn keys_rotate_while_the_server_runs(db: Db) {
     let retired = app.cli(&["keys", "retire", &old_kid]);
     assert!(retired.status.success(), "{}", stderr(&retired));
     assert!(!app.cli(&["license", "verify", old_token]).status.success());
-    let after = gumroad_key(&app, &sale_form("GUM-ROT-3")).await;
-    assert_eq!(
-        license(&app, &token, &after).await["license"]["kid"],
-        new_kid.as_str()
-    );
+    assert_eq!(minted_license("GUM-ROT-3").await.kid, new_kid);
 }
 
 async fn the_cli_never_creates_a_signing_key(db: Db) {
-    let dir = std::env::temp_dir().join(format!("keymint-test-{}", ulid::Ulid::generate()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let Some(database) = TestDb::create(db, &dir, None).await else {
+    let Some((dir, database, config)) = unstarted(db, "test").await else {
         return;
     };
-    let config = write_config(&dir, &database.url, "http://127.0.0.1:9");
-    let cli = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_keymint"))
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .env("KEYMINT_LOG", "warn")
-            .output()
-            .unwrap()
-    };
+    let cli = |args: &[&str]| keymint_cli(&config, args, &[]);
 
-    let mint = cli(&[
-        "license",
-        "mint",
-        "--product",
-        "datatools-core",
-        "--email",
-        "first@example.com",
-    ]);
+    let mint = cli(&mint_args("first@example.com", &[]));
     let list = cli(&["keys", "list"]);
 
     assert!(!mint.status.success());
-    assert!(
-        stderr(&mint).contains("no signing key"),
-        "{}",
-        stderr(&mint)
-    );
-    assert!(
-        stdout(&list).contains("no signing key yet"),
-        "{}",
-        stdout(&list)
-    );
+    assert_contains(&stderr(&mint), "no signing key");
+    assert_contains(&stdout(&list), "no signing key yet");
     let key_files = std::fs::read_dir(dir.join("data/keys"))
         .map(|d| d.count())
         .unwrap_or(0);
@@ -693,12 +496,9 @@ async fn the_cli_never_creates_a_signing_key(db: Db) {
 }
 
 async fn a_configured_secret_key_signs_and_cannot_be_switched_by_the_cli(db: Db) {
-    let dir = std::env::temp_dir().join(format!("keymint-test-{}", ulid::Ulid::generate()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let Some(database) = TestDb::create(db, &dir, None).await else {
+    let Some((dir, _database, config)) = unstarted(db, "test").await else {
         return;
     };
-    let config = write_config(&dir, &database.url, "http://127.0.0.1:9");
     let key = keymint_license::SigningKey::generate();
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!(
@@ -706,43 +506,20 @@ async fn a_configured_secret_key_signs_and_cannot_be_switched_by_the_cli(db: Db)
         key.secret_paserk()
     ));
     std::fs::write(&config, text).unwrap();
-    let cli = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_keymint"))
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .env("KEYMINT_LOG", "warn")
-            .output()
-            .unwrap()
-    };
+    let cli = |args: &[&str]| keymint_cli(&config, args, &[]);
 
-    let minted = cli(&[
-        "license",
-        "mint",
-        "--product",
-        "datatools-core",
-        "--email",
-        "configured@example.com",
-    ]);
+    let minted = cli(&mint_args("configured@example.com", &[]));
     let generate = cli(&["keys", "generate", "--activate"]);
     let activate = cli(&["keys", "activate", key.kid()]);
     let list = cli(&["keys", "list"]);
 
     assert!(minted.status.success(), "{}", stderr(&minted));
-    let license: Value = serde_json::from_slice(&minted.stdout).unwrap();
-    assert_eq!(license["kid"], key.kid());
+    let license: LicenseOut = serde_json::from_slice(&minted.stdout).unwrap();
+    assert_eq!(license.kid, key.kid());
     assert!(!generate.status.success());
-    assert!(
-        stderr(&generate).contains("secret_key"),
-        "{}",
-        stderr(&generate)
-    );
+    assert_contains(&stderr(&generate), "secret_key");
     assert!(!activate.status.success());
-    assert!(
-        stdout(&list).contains(&format!("signing key: {}", key.kid())),
-        "{}",
-        stdout(&list)
-    );
+    assert_contains(&stdout(&list), &format!("signing key: {}", key.kid()));
     let key_files = std::fs::read_dir(dir.join("data/keys"))
         .map(|d| d.count())
         .unwrap_or(0);
@@ -757,7 +534,7 @@ fn reconcile_help_mentions_subscriptions() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert!(stdout(&out).contains("subscriptions"), "{}", stdout(&out));
+    assert_contains(&stdout(&out), "subscriptions");
 }
 
 // Item 22: `keymint webhook send` and the documented payloads.
@@ -789,17 +566,9 @@ async fn webhook_send_fails_unless_the_event_took_effect(db: Db) {
     let not_json = send("stripe", &template);
 
     assert!(!no_mint.status.success());
-    assert!(
-        stdout(&no_mint).contains("logged-no-mint"),
-        "{}",
-        stdout(&no_mint)
-    );
+    assert_contains(&stdout(&no_mint), "logged-no-mint");
     assert!(!not_json.status.success());
-    assert!(
-        stderr(&not_json).contains("not JSON"),
-        "{}",
-        stderr(&not_json)
-    );
+    assert_contains(&stderr(&not_json), "not JSON");
 
     // Every payload the provider docs point at is real JSON that mints.
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/providers/examples");
@@ -826,9 +595,9 @@ async fn license_show_prints_emails_and_rfc3339_times(db: Db) {
     let Some(app) = spawn_app(db).await else {
         return;
     };
-    let key = gumroad_key(&app, &sale_form("GUM-SHOW")).await;
+    let key = app.gumroad_sale(&sale_form("GUM-SHOW")).await;
 
-    let out = app.cli(&["license", "show", &key]);
+    let out = app.cli(&["license", "show", key.as_str()]);
 
     assert!(out.status.success(), "{}", stderr(&out));
     let shown: Value = serde_json::from_slice(&out.stdout).unwrap();

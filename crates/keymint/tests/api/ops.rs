@@ -1,7 +1,8 @@
 //! Health, readiness, metrics and configuration checks.
 
 use crate::both_databases;
-use crate::helpers::{Db, sale_form, spawn_app};
+use crate::client::expect_json;
+use crate::helpers::{Db, assert_contains, config_file, keymint_cli, sale_form, spawn_app, stderr};
 
 async fn health_ready_and_metrics(db: Db) {
     let Some(app) = spawn_app(db).await else {
@@ -9,24 +10,14 @@ async fn health_ready_and_metrics(db: Db) {
     };
     app.post_gumroad(&sale_form("GUM-MET")).await;
 
-    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
-    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let api = app.api();
+    let health = api.get("/healthz").await;
+    let ready = api.get("/readyz").await;
+    let metrics = api.get_text("/metrics").await;
 
     assert_eq!(health.status(), 200);
     assert_eq!(ready.status(), 200);
-    assert!(
-        metrics.contains("keymint_webhook_deliveries_total"),
-        "{metrics}"
-    );
+    assert_contains(&metrics, "keymint_webhook_deliveries_total");
     assert!(metrics.contains("keymint_licenses_minted_total"));
     assert!(metrics.contains("keymint_http_request_duration_seconds"));
     assert!(!metrics.contains(crate::helpers::GUMROAD_SECRET));
@@ -53,11 +44,7 @@ async fn check_config_accepts_the_test_config(db: Db) {
         return;
     };
     let out = app.cli(&["check-config"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 both_databases!(
@@ -68,11 +55,8 @@ both_databases!(
 
 #[test]
 fn check_config_reports_every_problem_and_fails() {
-    let dir = std::env::temp_dir().join(format!("keymint-cc-{}", ulid::Ulid::generate()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("bad.toml");
-    std::fs::write(
-        &path,
+    let path = config_file(
+        "cc",
         r#"
 [server]
 listen = "nowhere"
@@ -97,54 +81,36 @@ key_prefix = "B"
 [products.map]
 gumroad = ["same"]
 "#,
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keymint"))
-        .args(["--config", path.to_str().unwrap(), "check-config"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    );
+    let out = keymint_cli(&path, &["check-config"], &[]);
+    let stderr = stderr(&out);
     assert!(!out.status.success());
-    assert!(stderr.contains("colour"), "{stderr}");
-    assert!(stderr.contains("no secret"), "{stderr}");
-    assert!(stderr.contains("mapped twice"), "{stderr}");
-    assert!(stderr.contains("server.listen"), "{stderr}");
+    assert_contains(&stderr, "colour");
+    assert_contains(&stderr, "no secret");
+    assert_contains(&stderr, "mapped twice");
+    assert_contains(&stderr, "server.listen");
 }
 
 #[test]
 fn check_config_reports_an_unreachable_database() {
-    let dir = std::env::temp_dir().join(format!("keymint-cc-{}", ulid::Ulid::generate()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("k.toml");
-    std::fs::write(
-        &path,
+    let path = config_file(
+        "cc",
         "[database]\nurl = \"postgres://nobody@127.0.0.1:1/none\"\nacquire_timeout = \"1s\"\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keymint"))
-        .args(["--config", path.to_str().unwrap(), "check-config"])
-        .output()
-        .unwrap();
+    );
+    let out = keymint_cli(&path, &["check-config"], &[]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unreachable"));
+    assert_contains(&stderr(&out), "unreachable");
 }
 
 #[test]
 fn serve_refuses_to_start_on_a_bad_config() {
-    let dir = std::env::temp_dir().join(format!("keymint-bad-{}", ulid::Ulid::generate()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("k.toml");
-    std::fs::write(
-        &path,
+    let path = config_file(
+        "bad",
         "[[endpoints]]\nname = \"gumroad\"\nkind = \"gumroad\"\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keymint"))
-        .args(["--config", path.to_str().unwrap(), "serve"])
-        .output()
-        .unwrap();
+    );
+    let out = keymint_cli(&path, &["serve"], &[]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no secret"));
+    assert_contains(&stderr(&out), "no secret");
 }
 
 /// Every route keymint serves, as docs/admin-api.md and the README list
@@ -175,15 +141,7 @@ async fn openapi_lists_exactly_the_served_routes_and_their_answers(db: Db) {
     let Some(app) = spawn_app(db).await else {
         return;
     };
-    let doc: serde_json::Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: serde_json::Value = app.api().get_json("/openapi.json").await;
     let methods = ["get", "post", "put", "delete", "patch"];
     let mut listed = std::collections::BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -234,14 +192,8 @@ async fn openapi_lists_exactly_the_served_routes_and_their_answers(db: Db) {
             }
         }
     }
-    let miss = app
-        .client
-        .get(app.url("/no/such/route"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(miss.status(), 404);
-    let v: serde_json::Value = miss.json().await.unwrap();
+    let miss = app.api().get("/no/such/route").await;
+    let v: serde_json::Value = expect_json(miss, 404).await;
     assert_eq!(v["code"], "no_such_route");
 
     // The answers every route of its kind can give are listed.
@@ -317,7 +269,7 @@ async fn openapi_lists_exactly_the_served_routes_and_their_answers(db: Db) {
         .as_str()
         .unwrap()
         .to_string();
-    assert!(key.contains("PREFIX-TIER-XXXXX-XXXXX-XXXXX-XXXXX"), "{key}");
+    assert_contains(&key, "PREFIX-TIER-XXXXX-XXXXX-XXXXX-XXXXX");
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
 
@@ -327,15 +279,7 @@ async fn openapi_is_valid_openapi_3_1(db: Db) {
     let Some(app) = spawn_app(db).await else {
         return;
     };
-    let text = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.api().get_text("/openapi.json").await;
     let path = app.dir.join("openapi.json");
     std::fs::write(&path, text).unwrap();
     const SCRIPT: &str = "import json, sys\n\

@@ -1,8 +1,11 @@
 //! Operator refunds and the reconciler, against fake provider APIs.
 
 use crate::both_databases;
-use crate::helpers::{Db, TestApp, spawn_app_with};
-use crate::providers::{Ids, now_secs, refund, sale};
+use crate::client::{Api, expect_json};
+use crate::helpers::{Db, TestApp, keymint_cli, sale_form, spawn_app_with, stderr, stdout};
+use crate::providers::{Ids, now_secs, refund, sale, sub_state};
+use crate::views::RefundOut;
+use keymint_license::LicenseKey;
 use serde_json::{Value, json};
 use wiremock::matchers::{header_exists, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -23,23 +26,28 @@ async fn app_with_api(db: Db, kind: &str, api: &MockServer) -> Option<TestApp> {
     .await
 }
 
-async fn license(app: &TestApp, token: &str, key: &str) -> Value {
-    let v: Value = app
-        .admin_get(token, &format!("/admin/v1/licenses/{key}"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    v["license"].clone()
+/// Makes the fake provider API answer `verb at` with 200 and `body`.
+async fn api_answers(api: &MockServer, verb: &str, at: impl Into<String>, body: Value) {
+    Mock::given(method(verb))
+        .and(path(at.into()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(api)
+        .await;
+}
+
+/// A license's status through the admin API.
+async fn license_status(admin: &Api, key: &LicenseKey) -> String {
+    admin.license(key).await.license.status
+}
+
+/// Asks for a refund of `key` through the admin API; the raw answer.
+async fn ask_refund(admin: &Api, key: &LicenseKey, body: Value) -> reqwest::Response {
+    admin.act(key, "refund", body).await
 }
 
 async fn refund_status(app: &TestApp, id: &str) -> String {
-    let mut conn = app.state.store.conn().await.unwrap();
-    sqlx::query_scalar("SELECT status FROM refunds WHERE id = $1")
-        .bind(id)
-        .fetch_one(&mut *conn)
+    app.scalar_text("SELECT status FROM refunds WHERE id = $1", id)
         .await
-        .unwrap()
 }
 
 async fn a_stripe_refund_is_pending_until_the_webhook_settles_it(db: Db) {
@@ -56,27 +64,17 @@ async fn a_stripe_refund_is_pending_until_the_webhook_settles_it(db: Db) {
         )
         .mount(&api)
         .await;
-    let token = app.admin_token("ops");
+    let admin = app.admin().await;
     let ids = Ids::new("stripe");
-    let key = app.send(&sale("stripe", &ids, now_secs())).await["license_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = app.minted(&sale("stripe", &ids, now_secs())).await;
 
-    let resp = app
-        .admin_post(
-            &token,
-            &format!("/admin/v1/licenses/{key}/refund"),
-            json!({"reason": "asked"}),
-        )
-        .await;
-    assert_eq!(resp.status(), 202);
-    let r: Value = resp.json().await.unwrap();
-    let refund_id = r["id"].as_str().unwrap().to_string();
+    let resp = ask_refund(&admin, &key, json!({"reason": "asked"})).await;
+    let r: RefundOut = expect_json(resp, 202).await;
+    let refund_id = r.id;
     // The provider's synchronous answer does not settle it.
-    assert_eq!(r["status"], "pending");
-    assert_eq!(r["provider_refund_id"], "re_123");
-    assert_eq!(license(&app, &token, &key).await["status"], "suspended");
+    assert_eq!(r.status, "pending");
+    assert_eq!(r.provider_refund_id.as_deref(), Some("re_123"));
+    assert_eq!(license_status(&admin, &key).await, "suspended");
     // The provider was asked once, with the row's id as the idempotency key.
     let calls = api.received_requests().await.unwrap();
     assert_eq!(calls.len(), 1);
@@ -96,15 +94,8 @@ async fn a_stripe_refund_is_pending_until_the_webhook_settles_it(db: Db) {
     );
 
     // A second request while one is pending: 409, and no second call.
-    let again = app
-        .admin_post(
-            &token,
-            &format!("/admin/v1/licenses/{key}/refund"),
-            json!({}),
-        )
-        .await;
-    assert_eq!(again.status(), 409);
-    let msg: Value = again.json().await.unwrap();
+    let again = ask_refund(&admin, &key, json!({})).await;
+    let msg: Value = expect_json(again, 409).await;
     assert!(
         msg["error"].as_str().unwrap().contains("already pending"),
         "{msg}"
@@ -113,51 +104,28 @@ async fn a_stripe_refund_is_pending_until_the_webhook_settles_it(db: Db) {
 
     // Stripe's webhook settles it.
     let r = app.send(&refund("stripe", &ids, now_secs(), true)).await;
-    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(r.status, "ok", "{r}");
     assert_eq!(refund_status(&app, &refund_id).await, "succeeded");
-    assert_eq!(license(&app, &token, &key).await["status"], "revoked");
+    assert_eq!(license_status(&admin, &key).await, "revoked");
 }
 
 async fn refunds_without_api_credentials_answer_409(db: Db) {
     let Some(app) = spawn_app_with(db, &[]).await else {
         return;
     };
-    let token = app.admin_token("ops");
-    let r: Value = app
-        .post_gumroad(&crate::helpers::sale_form("NR-1"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let key = r["license_key"].as_str().unwrap();
-    let resp = app
-        .admin_post(
-            &token,
-            &format!("/admin/v1/licenses/{key}/refund"),
-            json!({}),
-        )
-        .await;
+    let admin = app.admin().await;
+    let key = app.gumroad_sale(&sale_form("NR-1")).await;
+    let resp = ask_refund(&admin, &key, json!({})).await;
     // Permanent until an operator configures it: a 409 with its own code,
     // not a 503 that tells callers to retry.
-    assert_eq!(resp.status(), 409);
     assert!(resp.headers().get("retry-after").is_none());
-    let body: Value = resp.json().await.unwrap();
+    let body: Value = expect_json(resp, 409).await;
     assert_eq!(body["error"], "refunds not configured for gumroad");
     assert_eq!(body["code"], "refunds_not_configured");
     let ids = Ids::new("stripe");
-    let key = app.send(&sale("stripe", &ids, now_secs())).await["license_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let resp = app
-        .admin_post(
-            &token,
-            &format!("/admin/v1/licenses/{key}/refund"),
-            json!({}),
-        )
-        .await;
-    assert_eq!(resp.status(), 409);
-    let body: Value = resp.json().await.unwrap();
+    let key = app.minted(&sale("stripe", &ids, now_secs())).await;
+    let resp = ask_refund(&admin, &key, json!({})).await;
+    let body: Value = expect_json(resp, 409).await;
     assert_eq!(body["error"], "refunds not configured for stripe");
     assert_eq!(body["code"], "refunds_not_configured");
     // Nothing was written or changed.
@@ -166,7 +134,7 @@ async fn refunds_without_api_credentials_answer_409(db: Db) {
             .await,
         0
     );
-    assert_eq!(license(&app, &token, &key).await["status"], "active");
+    assert_eq!(license_status(&admin, &key).await, "active");
 }
 
 async fn the_reconciler_settles_a_stuck_refund_and_the_late_webhook_is_a_no_op(db: Db) {
@@ -174,14 +142,13 @@ async fn the_reconciler_settles_a_stuck_refund_and_the_late_webhook_is_a_no_op(d
     let Some(app) = app_with_api(db, "hyperswitch", &api).await else {
         return;
     };
-    Mock::given(method("POST"))
-        .and(path("/refunds"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"refund_id": "hs_ref_1", "status": "pending"})),
-        )
-        .mount(&api)
-        .await;
+    api_answers(
+        &api,
+        "POST",
+        "/refunds",
+        json!({"refund_id": "hs_ref_1", "status": "pending"}),
+    )
+    .await;
     // The first read fails: the row must stay for the next tick.
     Mock::given(method("GET"))
         .and(path("/refunds/hs_ref_1"))
@@ -189,23 +156,11 @@ async fn the_reconciler_settles_a_stuck_refund_and_the_late_webhook_is_a_no_op(d
         .up_to_n_times(1)
         .mount(&api)
         .await;
-    let token = app.admin_token("ops");
+    let admin = app.admin().await;
     let ids = Ids::new("hyperswitch");
-    let key = app.send(&sale("hyperswitch", &ids, now_secs())).await["license_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let r: Value = app
-        .admin_post(
-            &token,
-            &format!("/admin/v1/licenses/{key}/refund"),
-            json!({}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let refund_id = r["id"].as_str().unwrap().to_string();
+    let key = app.minted(&sale("hyperswitch", &ids, now_secs())).await;
+    let r: RefundOut = expect_json(ask_refund(&admin, &key, json!({})).await, 202).await;
+    let refund_id = r.id;
 
     let tick = keymint::workers::reconciler::run_once(&app.state)
         .await
@@ -213,40 +168,33 @@ async fn the_reconciler_settles_a_stuck_refund_and_the_late_webhook_is_a_no_op(d
     assert_eq!((tick.settled, tick.left), (0, 1));
     assert_eq!(refund_status(&app, &refund_id).await, "pending");
 
-    Mock::given(method("GET"))
-        .and(path("/refunds/hs_ref_1"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"refund_id": "hs_ref_1", "status": "succeeded"})),
-        )
-        .mount(&api)
-        .await;
+    api_answers(
+        &api,
+        "GET",
+        "/refunds/hs_ref_1",
+        json!({"refund_id": "hs_ref_1", "status": "succeeded"}),
+    )
+    .await;
     let tick = keymint::workers::reconciler::run_once(&app.state)
         .await
         .unwrap();
     assert_eq!((tick.settled, tick.left), (1, 0));
     assert_eq!(refund_status(&app, &refund_id).await, "succeeded");
-    assert_eq!(license(&app, &token, &key).await["status"], "revoked");
+    assert_eq!(license_status(&admin, &key).await, "revoked");
 
     // Hyperswitch's own webhook arrives late: it changes nothing.
     let late = app
         .send(&refund("hyperswitch", &ids, now_secs(), true))
         .await;
-    assert_eq!(late["status"], "ok", "{late}");
-    let detail: Value = app
-        .admin_get(&token, &format!("/admin/v1/licenses/{key}"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(detail["license"]["status"], "revoked");
-    let changes = detail["history"]
-        .as_array()
-        .unwrap()
+    assert_eq!(late.status, "ok", "{late}");
+    let detail = admin.license(&key).await;
+    assert_eq!(detail.license.status, "revoked");
+    let changes = detail
+        .history
         .iter()
-        .filter(|h| h["to_status"] == "revoked" && h["from_status"] != "revoked")
+        .filter(|h| h.to_status == "revoked" && h.from_status.as_deref() != Some("revoked"))
         .count();
-    assert_eq!(changes, 1, "{detail}");
+    assert_eq!(changes, 1, "{detail:?}");
     assert_eq!(refund_status(&app, &refund_id).await, "succeeded");
 }
 
@@ -261,44 +209,24 @@ async fn an_orphan_refund_is_failed_and_the_license_restored(db: Db) {
         .respond_with(ResponseTemplate::new(503))
         .mount(&api)
         .await;
-    let token = app.admin_token("ops");
+    let admin = app.admin().await;
     let ids = Ids::new("stripe");
-    let key = app.send(&sale("stripe", &ids, now_secs())).await["license_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let r: Value = app
-        .admin_post(
-            &token,
-            &format!("/admin/v1/licenses/{key}/refund"),
-            json!({"amount_cents": 1000}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(r["status"], "pending");
-    assert!(r["provider_refund_id"].is_null());
-    assert!(r["error"].as_str().unwrap().contains("503"), "{r}");
-    assert_eq!(license(&app, &token, &key).await["status"], "suspended");
+    let key = app.minted(&sale("stripe", &ids, now_secs())).await;
+    let resp = ask_refund(&admin, &key, json!({"amount_cents": 1000})).await;
+    let r: RefundOut = expect_json(resp, 202).await;
+    assert_eq!(r.status, "pending");
+    assert!(r.provider_refund_id.is_none());
+    assert!(r.error.as_deref().unwrap().contains("503"), "{r}");
+    assert_eq!(license_status(&admin, &key).await, "suspended");
 
     let tick = keymint::workers::reconciler::run_once(&app.state)
         .await
         .unwrap();
     assert_eq!(tick.orphans_failed, 1);
-    assert_eq!(
-        refund_status(&app, r["id"].as_str().unwrap()).await,
-        "failed"
-    );
-    assert_eq!(license(&app, &token, &key).await["status"], "active");
+    assert_eq!(refund_status(&app, &r.id).await, "failed");
+    assert_eq!(license_status(&admin, &key).await, "active");
     // A new refund may be asked for now.
-    let again = app
-        .admin_post(
-            &token,
-            &format!("/admin/v1/licenses/{key}/refund"),
-            json!({}),
-        )
-        .await;
+    let again = ask_refund(&admin, &key, json!({})).await;
     assert_eq!(again.status(), 202);
 }
 
@@ -308,7 +236,7 @@ async fn the_reconciler_resolves_a_subscription_stuck_in_pending_payment(db: Db)
     let Some(app) = app_with_api(db, "stripe", &api).await else {
         return;
     };
-    let token = app.admin_token("ops");
+    let admin = app.admin().await;
     let ids = Ids::new("stripe");
     let now = now_secs();
     // Checkout finished but the first payment has not (yet) gone through.
@@ -322,32 +250,28 @@ async fn the_reconciler_resolves_a_subscription_stuck_in_pending_payment(db: Db)
         )
         .into_bytes();
     let r = app.send(&checkout).await;
-    assert_eq!(r["status"], "ok", "{r}");
-    assert!(r["license_key"].is_null());
-    let (status, _) = crate::providers::sub_state(&app, &token, &ids.sub).await;
+    assert_eq!(r.status, "ok", "{r}");
+    assert!(r.license_key.is_none());
+    let (status, _) = sub_state(&admin, &ids.sub).await;
     assert_eq!(status, "pending_payment");
 
     // The webhook that would have activated it never came; Stripe says active.
     let period_end = now + 30 * 86_400;
-    Mock::given(method("GET"))
-        .and(path(format!("/v1/subscriptions/{}", ids.sub)))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+    api_answers(&api, "GET", format!("/v1/subscriptions/{}", ids.sub), json!({
             "id": ids.sub, "object": "subscription", "status": "active",
             "customer": ids.customer, "cancel_at_period_end": false,
             "current_period_end": period_end, "trial_end": null, "livemode": false,
             "items": {"object": "list", "data": [{"id": "si_1", "price": {"id": "price_sub_monthly", "product": "prod_1"}}]}
-        })))
-        .mount(&api)
-        .await;
+        })).await;
     let tick = keymint::workers::reconciler::run_once(&app.state)
         .await
         .unwrap();
     assert_eq!(tick.settled, 1);
-    let (status, license) = crate::providers::sub_state(&app, &token, &ids.sub).await;
+    let (status, license) = sub_state(&admin, &ids.sub).await;
     assert_eq!(status, "active");
     let license = license.expect("minted on reconciliation");
-    assert_eq!(license["status"], "active");
-    assert_eq!(license["email"], ids.email.as_str());
+    assert_eq!(license.status, "active");
+    assert_eq!(license.email, ids.email);
 
     // The late real webhook (created before the reconciler looked) is stale.
     let mut late = sub_step("stripe", &ids, Moment::Trial, now - 50, period_end, 0).unwrap();
@@ -356,10 +280,10 @@ async fn the_reconciler_resolves_a_subscription_stuck_in_pending_payment(db: Db)
         .replace("\"trialing\"", "\"incomplete\"")
         .into_bytes();
     let r = app.send(&late).await;
-    assert_eq!(r["status"], "ignored", "{r}");
-    let (status, license) = crate::providers::sub_state(&app, &token, &ids.sub).await;
+    assert_eq!(r.status, "ignored", "{r}");
+    let (status, license) = sub_state(&admin, &ids.sub).await;
     assert_eq!(status, "active");
-    assert_eq!(license.unwrap()["status"], "active");
+    assert_eq!(license.unwrap().status, "active");
 }
 
 /// The same flow from the command line: `keymint license refund` and
@@ -369,21 +293,20 @@ async fn the_cli_refunds_and_reconciles(db: Db) {
     let Some(app) = crate::helpers::spawn_app(db).await else {
         return;
     };
-    Mock::given(method("POST"))
-        .and(path("/v1/refunds"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"id": "re_cli", "status": "pending"})),
-        )
-        .mount(&api)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/refunds/re_cli"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"id": "re_cli", "status": "succeeded"})),
-        )
-        .mount(&api)
-        .await;
+    api_answers(
+        &api,
+        "POST",
+        "/v1/refunds",
+        json!({"id": "re_cli", "status": "pending"}),
+    )
+    .await;
+    api_answers(
+        &api,
+        "GET",
+        "/v1/refunds/re_cli",
+        json!({"id": "re_cli", "status": "succeeded"}),
+    )
+    .await;
     // The operator's config: the Stripe endpoint with API credentials.
     let text = std::fs::read_to_string(&app.config_path).unwrap();
     let with_key = text.replacen(
@@ -397,41 +320,30 @@ async fn the_cli_refunds_and_reconciles(db: Db) {
     assert_ne!(text, with_key);
     let config = app.dir.join("with-key.toml");
     std::fs::write(&config, with_key).unwrap();
-    let cli = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_keymint"))
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .env("KEYMINT_LOG", "warn")
-            .env("KEYMINT_RECONCILER__PENDING_AGE", "0s")
-            .output()
-            .unwrap()
-    };
+    let cli =
+        |args: &[&str]| keymint_cli(&config, args, &[("KEYMINT_RECONCILER__PENDING_AGE", "0s")]);
     let ids = Ids::new("stripe");
-    let key = app.send(&sale("stripe", &ids, now_secs())).await["license_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let out = cli(&["license", "refund", &key, "--reason", "customer asked"]);
+    let key = app.minted(&sale("stripe", &ids, now_secs())).await;
+    let key = key.as_str();
+    let out = cli(&["license", "refund", key, "--reason", "customer asked"]);
     assert!(out.status.success(), "{out:?}");
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(r["status"], "pending");
-    assert_eq!(r["provider_refund_id"], "re_cli");
-    let again = cli(&["license", "refund", &key]);
+    let r: RefundOut = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r.status, "pending");
+    assert_eq!(r.provider_refund_id.as_deref(), Some("re_cli"));
+    let again = cli(&["license", "refund", key]);
     assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already pending"));
+    assert!(stderr(&again).contains("already pending"));
     let out = cli(&["reconcile", "--once"]);
     assert!(out.status.success(), "{out:?}");
     assert!(
-        String::from_utf8_lossy(&out.stdout).starts_with("settled 1, orphans failed 0"),
+        stdout(&out).starts_with("settled 1, orphans failed 0"),
         "{out:?}"
     );
+    assert_eq!(refund_status(&app, &r.id).await, "succeeded");
     assert_eq!(
-        refund_status(&app, r["id"].as_str().unwrap()).await,
-        "succeeded"
+        app.admin().await.license(key).await.license.status,
+        "revoked"
     );
-    let token = app.admin_token("ops");
-    assert_eq!(license(&app, &token, &key).await["status"], "revoked");
 }
 
 both_databases!(

@@ -1,7 +1,7 @@
 //! Retention: old rows go in batches; nothing younger than its cut-off.
 
 use crate::both_databases;
-use crate::helpers::{Db, sale_form, spawn_app_with, with};
+use crate::helpers::{Db, assert_contains, sale_form, spawn_app_with, with};
 use serde_json::Value;
 
 const DAY: i64 = 86_400_000;
@@ -96,17 +96,10 @@ async fn retention_deletes_only_what_is_older_than_its_cut_off(db: Db) {
         text.starts_with("would delete: 5 deliveries older than"),
         "{text}"
     );
-    assert!(text.contains(", 1 failed deliveries"), "{text}");
-    assert!(text.contains(", 1 rejected deliveries"), "{text}");
-    assert!(text.contains(", 1 dead emails"), "{text}");
-    assert_eq!(
-        app.scalar(
-            "SELECT COUNT(*) FROM deliveries WHERE endpoint = $1",
-            "gumroad"
-        )
-        .await,
-        10
-    );
+    assert_contains(&text, ", 1 failed deliveries");
+    assert_contains(&text, ", 1 rejected deliveries");
+    assert_contains(&text, ", 1 dead emails");
+    assert_eq!(app.count("deliveries", "endpoint", "gumroad").await, 10);
 
     let run = app.cli(&["retention"]);
     let text = String::from_utf8_lossy(&run.stdout);
@@ -123,8 +116,7 @@ async fn retention_deletes_only_what_is_older_than_its_cut_off(db: Db) {
     want.sort();
     assert_eq!(left, want);
     assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM outbox WHERE status = $1", "dead")
-            .await,
+        app.count("outbox", "status", "dead").await,
         1,
         "the recent dead email stays"
     );

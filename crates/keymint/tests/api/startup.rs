@@ -3,15 +3,11 @@
 //! only their owner can read.
 
 use crate::both_databases;
-use crate::helpers::{Db, GUMROAD_SECRET, Served, TestDb, sale_form, with, write_config};
+use crate::helpers::{
+    Db, GUMROAD_SECRET, Served, TestDb, assert_contains, sale_form, scratch_dir, with, write_config,
+};
 use std::path::{Path, PathBuf};
 use std::process::Output;
-
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("keymint-{tag}-{}", ulid::Ulid::generate()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Runs `keymint serve` without a config file in `dir`, with overrides;
 /// it is expected to stop on its own (a start-up error).
@@ -30,7 +26,7 @@ fn serve_failing(dir: &Path, env: &[(&str, &str)]) -> (Output, String) {
 
 #[test]
 fn a_busy_port_is_named_before_anything_is_created() {
-    let dir = scratch("busy");
+    let dir = scratch_dir("busy");
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = holder.local_addr().unwrap().to_string();
 
@@ -38,7 +34,7 @@ fn a_busy_port_is_named_before_anything_is_created() {
 
     assert!(!out.status.success(), "{err}");
     assert!(err.contains(&addr), "the address is named: {err}");
-    assert!(err.contains("in use"), "{err}");
+    assert_contains(&err, "in use");
     assert!(
         !dir.join("keymint-data").exists(),
         "no data directory, database or signing key was created"
@@ -49,7 +45,7 @@ fn a_busy_port_is_named_before_anything_is_created() {
 
 #[test]
 fn a_closed_postgres_port_says_connection_refused_once() {
-    let dir = scratch("pgrefused");
+    let dir = scratch_dir("pgrefused");
     let port = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
@@ -66,10 +62,7 @@ fn a_closed_postgres_port_says_connection_refused_once() {
     );
 
     assert!(!out.status.success(), "{err}");
-    assert!(
-        err.contains(&format!("connection refused at 127.0.0.1:{port}")),
-        "{err}"
-    );
+    assert_contains(&err, &format!("connection refused at 127.0.0.1:{port}"));
     assert_eq!(err.matches("refused").count(), 1, "the cause once: {err}");
     assert!(!err.contains("timed out"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -77,7 +70,7 @@ fn a_closed_postgres_port_says_connection_refused_once() {
 
 #[tokio::test]
 async fn a_missing_postgres_database_is_named_with_how_to_create_it() {
-    let dir = scratch("pgmissing");
+    let dir = scratch_dir("pgmissing");
     // Reach the test PostgreSQL (or skip, as every PostgreSQL test does).
     let Some(existing) = TestDb::create(Db::Postgres, &dir, None).await else {
         return;
@@ -107,7 +100,7 @@ async fn a_missing_postgres_database_is_named_with_how_to_create_it() {
 }
 
 async fn text_logs_are_plain_and_cannot_be_forged(db: Db) {
-    let dir = scratch("forge");
+    let dir = scratch_dir("forge");
     let Some(database) = TestDb::create(db, &dir, None).await else {
         return;
     };
@@ -147,7 +140,7 @@ async fn text_logs_are_plain_and_cannot_be_forged(db: Db) {
 #[cfg(unix)]
 async fn data_files_are_private_whatever_the_umask(db: Db) {
     use std::os::unix::fs::PermissionsExt;
-    let dir = scratch("modes");
+    let dir = scratch_dir("modes");
     let Some(database) = TestDb::create(db, &dir, None).await else {
         return;
     };

@@ -3,7 +3,7 @@
 //! license and one email each.
 
 use crate::both_databases;
-use crate::helpers::{Db, GUMROAD_SECRET, Served, TestDb, sale_form, write_config};
+use crate::helpers::{Db, GUMROAD_SECRET, Served, sale_form, unstarted};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -39,12 +39,9 @@ fn free_port() -> u16 {
 }
 
 async fn kill_9_under_load_loses_nothing_acknowledged(db: Db) {
-    let dir = std::env::temp_dir().join(format!("keymint-crash-{}", ulid::Ulid::generate()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let Some(database) = TestDb::create(db, &dir, None).await else {
+    let Some((dir, database, config)) = unstarted(db, "crash").await else {
         return;
     };
-    let config = write_config(&dir, &database.url, "http://127.0.0.1:9");
     let config_arg = config.to_str().unwrap().to_string();
     let port = free_port().to_string();
     let env = [

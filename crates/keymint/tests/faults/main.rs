@@ -6,8 +6,12 @@
 //! `cargo test --workspace`; PostgreSQL parts skip with a notice when it is
 //! unreachable, unless KEYMINT_TEST_REQUIRE_POSTGRES=1).
 
+#[path = "../api/client.rs"]
+mod client;
 #[path = "../api/helpers.rs"]
 mod helpers;
+#[path = "../api/views.rs"]
+mod views;
 
 mod crash;
 mod database;

@@ -4,7 +4,8 @@
 //! each get one license and one email, each singleton job has one holder
 //! at a time, and they generate and sign with one key. PostgreSQL only: SQLite is one instance by design.
 
-use crate::helpers::{Db, GUMROAD_SECRET, Served, TestDb, sale_form, write_config};
+use crate::client::Api;
+use crate::helpers::{Db, GUMROAD_SECRET, Served, sale_form, unstarted};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -22,12 +23,9 @@ async fn post(client: &reqwest::Client, base: &str, order: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_on_one_postgres_behave_as_one_server() {
-    let dir = std::env::temp_dir().join(format!("keymint-replicas-{}", ulid::Ulid::generate()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let Some(database) = TestDb::create(Db::Postgres, &dir, None).await else {
+    let Some((dir, database, config)) = unstarted(Db::Postgres, "replicas").await else {
         return;
     };
-    let config = write_config(&dir, &database.url, "http://127.0.0.1:9");
     let config_arg = config.to_str().unwrap().to_string();
     let env = [
         ("KEYMINT_WORKERS__ENABLED", "true"),
@@ -47,15 +45,10 @@ async fn three_replicas_on_one_postgres_behave_as_one_server() {
     let client = reqwest::Client::new();
 
     // They chose one signing key between them: one was generated.
-    let keys: Value = client
-        .get(format!("{}/v1/keys", bases[0]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(keys["keys"].as_array().unwrap().len(), 1, "{keys}");
+    let keys = Api::new(client.clone(), &bases[0], None)
+        .published_keys()
+        .await;
+    assert_eq!(keys.keys.len(), 1, "{keys:?}");
 
     // The same sale to every replica at the same moment, ten times over.
     let same: Vec<String> = (0..10).map(|i| format!("SAME-{i}")).collect();
