@@ -5,28 +5,15 @@
 //! (mapped through the catalog like any provider id).
 
 use super::json::{self, Value, push_all, str_at};
-use super::signatures::verify_hyperswitch;
-use super::{
-    Adapter, AuthError, CATALOG_ID_PREFIX, ParseError, RawRequest, secret_strs, unauthorized,
-};
-use crate::config::EndpointConfig;
+use super::signatures::HYPERSWITCH;
+use super::{Adapter, CATALOG_ID_PREFIX, ParseError, RawRequest, Scheme};
 use crate::events::{Buyer, DisputeStage, Event, Parsed, Sale};
 
 pub struct Hyperswitch;
 
 impl Adapter for Hyperswitch {
-    fn authenticate(
-        &self,
-        req: &RawRequest<'_>,
-        endpoint: &EndpointConfig,
-        _now: i64,
-    ) -> Result<(), AuthError> {
-        verify_hyperswitch(
-            req.header("x-webhook-signature-512"),
-            req.body,
-            &secret_strs(endpoint),
-        )
-        .map_err(unauthorized)
+    fn scheme(&self) -> Scheme {
+        Scheme::BodyHex(&HYPERSWITCH)
     }
 
     fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError> {

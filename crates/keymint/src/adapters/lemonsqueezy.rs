@@ -4,9 +4,8 @@
 //! `updated_at`. Catalog ids are variant ids (then product ids).
 
 use super::json::{self, Value, bool_at, i64_at, push_all, str_at, time_at};
-use super::signatures::verify_lemonsqueezy;
-use super::{Adapter, AuthError, ParseError, RawRequest, secret_strs, unauthorized};
-use crate::config::EndpointConfig;
+use super::signatures::LEMONSQUEEZY;
+use super::{Adapter, ParseError, RawRequest, Scheme};
 use crate::events::{Buyer, Event, Parsed, Sale, Subscription, SubscriptionChange as Change};
 use crate::subscriptions::Status;
 use sha2::{Digest, Sha256};
@@ -14,14 +13,8 @@ use sha2::{Digest, Sha256};
 pub struct LemonSqueezy;
 
 impl Adapter for LemonSqueezy {
-    fn authenticate(
-        &self,
-        req: &RawRequest<'_>,
-        endpoint: &EndpointConfig,
-        _now: i64,
-    ) -> Result<(), AuthError> {
-        verify_lemonsqueezy(req.header("x-signature"), req.body, &secret_strs(endpoint))
-            .map_err(unauthorized)
+    fn scheme(&self) -> Scheme {
+        Scheme::BodyHex(&LEMONSQUEEZY)
     }
 
     fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError> {

@@ -7,12 +7,14 @@ pub mod hyperswitch;
 pub mod lemonsqueezy;
 pub mod paddle;
 pub mod polar;
+mod scheme;
 pub mod signatures;
 pub mod standard;
 pub mod stripe;
 
 use crate::config::{EndpointConfig, EndpointKind};
 use crate::events::Parsed;
+pub use scheme::Scheme;
 use std::collections::BTreeMap;
 
 /// What an adapter sees of a request: raw bytes and lower-cased headers.
@@ -60,13 +62,17 @@ pub struct ParseError(pub String);
 
 /// One provider kind.
 pub trait Adapter: Send + Sync {
+    /// How the provider proves a delivery authentic.
+    fn scheme(&self) -> Scheme;
     /// Checks authenticity in constant time, before the body is parsed.
     fn authenticate(
         &self,
         req: &RawRequest<'_>,
         endpoint: &EndpointConfig,
         now_secs: i64,
-    ) -> Result<(), AuthError>;
+    ) -> Result<(), AuthError> {
+        self.scheme().authenticate(req, endpoint, now_secs)
+    }
     /// Parses an authenticated body; a time the body lacks is
     /// `req.received_at`.
     fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError>;
@@ -87,30 +93,6 @@ pub fn for_kind(kind: EndpointKind) -> Option<&'static dyn Adapter> {
         EndpointKind::Paddle => &paddle::Paddle,
         EndpointKind::Hyperswitch => &hyperswitch::Hyperswitch,
     })
-}
-
-/// A signature failure as the delivery row records it (the sender only
-/// ever sees a bare 401).
-pub fn unauthorized(e: signatures::SigError) -> AuthError {
-    use signatures::SigError;
-    AuthError::Unauthorized(match e {
-        SigError::Missing(_) => "missing signature header",
-        SigError::Malformed(_) => "malformed signature header",
-        SigError::Stale => "timestamp outside the replay window",
-        SigError::Mismatch => "no signature matches",
-        SigError::NoSecret => "no usable secret configured",
-        SigError::TooLarge(_) => "signature header too large",
-    })
-}
-
-/// The endpoint's secrets as strings, for the signature functions.
-pub fn secret_strs(endpoint: &EndpointConfig) -> Vec<&str> {
-    endpoint.secrets.iter().map(|s| s.expose()).collect()
-}
-
-/// The endpoint's replay window in seconds.
-pub fn tolerance_secs(endpoint: &EndpointConfig) -> i64 {
-    i64::try_from(endpoint.tolerance.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// Parses an RFC 3339 time or Unix seconds into Unix milliseconds; `None`

@@ -8,11 +8,8 @@
 //! event (enable them) linking the id to an email.
 
 use super::json::{self, Value, items, push_all, str_at, time_at};
-use super::signatures::verify_paddle;
-use super::{
-    Adapter, AuthError, ParseError, RawRequest, secret_strs, tolerance_secs, unauthorized,
-};
-use crate::config::EndpointConfig;
+use super::signatures::PADDLE;
+use super::{Adapter, ParseError, RawRequest, Scheme};
 use crate::events::{
     Buyer, DisputeStage, Event, Parsed, Sale, Subscription, SubscriptionChange as Change,
 };
@@ -21,20 +18,8 @@ use crate::subscriptions::Status;
 pub struct Paddle;
 
 impl Adapter for Paddle {
-    fn authenticate(
-        &self,
-        req: &RawRequest<'_>,
-        endpoint: &EndpointConfig,
-        now: i64,
-    ) -> Result<(), AuthError> {
-        verify_paddle(
-            req.header("paddle-signature"),
-            req.body,
-            &secret_strs(endpoint),
-            now,
-            tolerance_secs(endpoint),
-        )
-        .map_err(unauthorized)
+    fn scheme(&self) -> Scheme {
+        Scheme::Timestamped(&PADDLE)
     }
 
     fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError> {

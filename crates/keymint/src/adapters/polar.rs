@@ -8,49 +8,15 @@
 //! subscription's payment. `subscription.*` carry the whole subscription.
 
 use super::json::{self, Value, bool_at, i64_at, push_all, str_at, time_at};
-use super::signatures::StandardKeyMode;
-use super::{Adapter, AuthError, ParseError, RawRequest, standard};
-use crate::config::EndpointConfig;
+use super::{Adapter, ParseError, RawRequest, Scheme, standard};
 use crate::events::{Buyer, Event, Parsed, Sale, Subscription, SubscriptionChange as Change};
 use crate::subscriptions::Status;
 
 pub struct Polar;
 
 impl Adapter for Polar {
-    fn authenticate(
-        &self,
-        req: &RawRequest<'_>,
-        endpoint: &EndpointConfig,
-        now: i64,
-    ) -> Result<(), AuthError> {
-        let (standard, raw): (Vec<&str>, Vec<&str>) = endpoint
-            .secrets
-            .iter()
-            .map(|s| s.expose())
-            .partition(|s| !endpoint.legacy_secret && s.starts_with("whsec_"));
-        let mut result = Err(AuthError::Unauthorized("no usable secret configured"));
-        for (secrets, mode) in [
-            (standard, StandardKeyMode::Standard),
-            (raw, StandardKeyMode::LegacyRawString),
-        ] {
-            if secrets.is_empty() {
-                continue;
-            }
-            match standard::authenticate(req, &secrets, mode, endpoint, now) {
-                Ok(()) => return Ok(()),
-                // Keep the most telling reason for the delivery row.
-                Err(e) => {
-                    if result
-                        .as_ref()
-                        .err()
-                        .is_none_or(|r| r.reason() == "no usable secret configured")
-                    {
-                        result = Err(e);
-                    }
-                }
-            }
-        }
-        result
+    fn scheme(&self) -> Scheme {
+        Scheme::Polar
     }
 
     fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError> {

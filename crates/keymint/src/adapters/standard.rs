@@ -9,38 +9,13 @@
 //! fields of `docs/providers/standard.md`.
 
 use super::json::{self, Value, bool_at, i64_at, push_all, str_at, time_at};
-use super::signatures::{StandardKeyMode, verify_standard};
-use super::{
-    Adapter, AuthError, CATALOG_ID_PREFIX, ParseError, RawRequest, tolerance_secs, unauthorized,
-};
-use crate::config::EndpointConfig;
+use super::{Adapter, CATALOG_ID_PREFIX, ParseError, RawRequest, Scheme};
 use crate::events::{
     Buyer, DisputeStage, Event, Parsed, Sale, Subscription, SubscriptionChange as Change,
 };
 use crate::subscriptions::Status;
 
 pub struct Standard;
-
-/// Checks a Standard Webhooks signature with the endpoint's secrets.
-pub fn authenticate(
-    req: &RawRequest<'_>,
-    secrets: &[&str],
-    mode: StandardKeyMode,
-    endpoint: &EndpointConfig,
-    now: i64,
-) -> Result<(), AuthError> {
-    verify_standard(
-        req.header("webhook-id"),
-        req.header("webhook-timestamp"),
-        req.header("webhook-signature"),
-        req.body,
-        secrets,
-        mode,
-        now,
-        tolerance_secs(endpoint),
-    )
-    .map_err(unauthorized)
-}
 
 /// The event id (`webhook-id`) and the event time: the body's
 /// `timestamp` when it has one, else `webhook-timestamp`, else when the
@@ -65,19 +40,8 @@ pub fn id_and_time(req: &RawRequest<'_>, body: &Value) -> Result<(String, i64), 
 }
 
 impl Adapter for Standard {
-    fn authenticate(
-        &self,
-        req: &RawRequest<'_>,
-        endpoint: &EndpointConfig,
-        now: i64,
-    ) -> Result<(), AuthError> {
-        authenticate(
-            req,
-            &super::secret_strs(endpoint),
-            StandardKeyMode::Standard,
-            endpoint,
-            now,
-        )
+    fn scheme(&self) -> Scheme {
+        Scheme::Standard
     }
 
     fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError> {

@@ -9,12 +9,8 @@
 //! `customer.subscription.*` snapshots and `invoice.*` payments.
 
 use super::json::{self, Value, bool_at, i64_at, items, push_all, str_at, time_at};
-use super::signatures::verify_stripe;
-use super::{
-    Adapter, AuthError, CATALOG_ID_PREFIX, ParseError, RawRequest, secret_strs, tolerance_secs,
-    unauthorized,
-};
-use crate::config::EndpointConfig;
+use super::signatures::STRIPE;
+use super::{Adapter, CATALOG_ID_PREFIX, ParseError, RawRequest, Scheme};
 use crate::events::{
     Buyer, DisputeStage, Event, Parsed, Sale, Subscription, SubscriptionChange as Change,
 };
@@ -23,20 +19,8 @@ use crate::subscriptions::Status;
 pub struct Stripe;
 
 impl Adapter for Stripe {
-    fn authenticate(
-        &self,
-        req: &RawRequest<'_>,
-        endpoint: &EndpointConfig,
-        now: i64,
-    ) -> Result<(), AuthError> {
-        verify_stripe(
-            req.header("stripe-signature"),
-            req.body,
-            &secret_strs(endpoint),
-            now,
-            tolerance_secs(endpoint),
-        )
-        .map_err(unauthorized)
+    fn scheme(&self) -> Scheme {
+        Scheme::Timestamped(&STRIPE)
     }
 
     fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError> {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::adapters::AuthError;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 

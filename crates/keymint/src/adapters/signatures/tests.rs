@@ -75,10 +75,10 @@ fn signing_for_a_test_event_verifies_with_each_scheme() {
                 .map(|(_, v)| v.as_str())
         };
         match kind {
-            K::Stripe => verify_stripe(h("stripe-signature"), body, &[secret], now, 300),
-            K::Paddle => verify_paddle(h("paddle-signature"), body, &[secret], now, 300),
-            K::Lemonsqueezy => verify_lemonsqueezy(h("x-signature"), body, &[secret]),
-            K::Hyperswitch => verify_hyperswitch(h("x-webhook-signature-512"), body, &[secret]),
+            K::Stripe => STRIPE.verify(h("stripe-signature"), body, &[secret], now, 300),
+            K::Paddle => PADDLE.verify(h("paddle-signature"), body, &[secret], now, 300),
+            K::Lemonsqueezy => LEMONSQUEEZY.verify(h("x-signature"), body, &[secret]),
+            K::Hyperswitch => HYPERSWITCH.verify(h("x-webhook-signature-512"), body, &[secret]),
             _ => verify_standard(
                 h("webhook-id"),
                 h("webhook-timestamp"),
@@ -136,19 +136,19 @@ fn stripe_vector_and_rotation() {
     let body = s(v, "payload").as_bytes();
     let header = s(v, "header");
     assert_eq!(
-        verify_stripe(Some(header), body, &[s(v, "secret")], ts, 300),
+        STRIPE.verify(Some(header), body, &[s(v, "secret")], ts, 300),
         Ok(())
     );
     assert_eq!(
-        verify_stripe(Some(header), body, &["whsec_old", s(v, "secret")], ts, 300),
+        STRIPE.verify(Some(header), body, &["whsec_old", s(v, "secret")], ts, 300),
         Ok(())
     );
     assert_eq!(
-        verify_stripe(Some(header), body, &["whsec_other"], ts, 300),
+        STRIPE.verify(Some(header), body, &["whsec_other"], ts, 300),
         Err(SigError::Mismatch)
     );
     assert_eq!(
-        verify_stripe(
+        STRIPE.verify(
             Some(&corrupt(header, "v1=")),
             body,
             &[s(v, "secret")],
@@ -158,26 +158,26 @@ fn stripe_vector_and_rotation() {
         Err(SigError::Mismatch)
     );
     assert_eq!(
-        verify_stripe(Some(header), body, &[s(v, "secret")], ts + 301, 300),
+        STRIPE.verify(Some(header), body, &[s(v, "secret")], ts + 301, 300),
         Err(SigError::Stale)
     );
     assert_eq!(
-        verify_stripe(Some(header), body, &[s(v, "secret")], ts - 301, 300),
+        STRIPE.verify(Some(header), body, &[s(v, "secret")], ts - 301, 300),
         Err(SigError::Stale)
     );
     assert_eq!(
-        verify_stripe(None, body, &[s(v, "secret")], ts, 300),
+        STRIPE.verify(None, body, &[s(v, "secret")], ts, 300),
         Err(SigError::Missing("Stripe-Signature"))
     );
     let two = format!("{header},v1={}", "00".repeat(32));
     assert_eq!(
-        verify_stripe(Some(&two), body, &[s(v, "secret")], ts, 300),
+        STRIPE.verify(Some(&two), body, &[s(v, "secret")], ts, 300),
         Ok(())
     );
     let mut changed = body.to_vec();
     changed[0] ^= 1;
     assert_eq!(
-        verify_stripe(Some(header), &changed, &[s(v, "secret")], ts, 300),
+        STRIPE.verify(Some(header), &changed, &[s(v, "secret")], ts, 300),
         Err(SigError::Mismatch)
     );
 }
@@ -186,14 +186,14 @@ fn stripe_vector_and_rotation() {
 fn paddle_vector() {
     let v = &vectors()["paddle"][0];
     let header = s(v, "header");
-    let (ts, _) = parse_paddle_header(header).unwrap();
+    let (ts, _) = PADDLE.parse(header).unwrap();
     let body = s(v, "payload").as_bytes();
     assert_eq!(
-        verify_paddle(Some(header), body, &[s(v, "secret")], ts, 300),
+        PADDLE.verify(Some(header), body, &[s(v, "secret")], ts, 300),
         Ok(())
     );
     assert_eq!(
-        verify_paddle(
+        PADDLE.verify(
             Some(&corrupt(header, "h1=")),
             body,
             &[s(v, "secret")],
@@ -203,51 +203,33 @@ fn paddle_vector() {
         Err(SigError::Mismatch)
     );
     assert_eq!(
-        verify_paddle(Some(header), body, &[s(v, "secret")], ts + 400, 300),
+        PADDLE.verify(Some(header), body, &[s(v, "secret")], ts + 400, 300),
         Err(SigError::Stale)
     );
     assert_eq!(
-        verify_paddle(Some(header), body, &["pdl_other"], ts, 300),
+        PADDLE.verify(Some(header), body, &["pdl_other"], ts, 300),
         Err(SigError::Mismatch)
     );
 }
 
 #[test]
 fn lemonsqueezy_and_hyperswitch_vectors() {
+    for (scheme, name) in [(LEMONSQUEEZY, "lemonsqueezy"), (HYPERSWITCH, "hyperswitch")] {
+        let v = &vectors()[name][0];
+        let body = s(v, "payload").as_bytes();
+        let check = |sig| scheme.verify(sig, body, &[s(v, "secret")]);
+        assert_eq!(check(Some(s(v, "signature"))), Ok(()), "{name}");
+        let corrupted = corrupt(s(v, "signature"), "");
+        assert_eq!(check(Some(&corrupted)), Err(SigError::Mismatch), "{name}");
+    }
     let v = &vectors()["lemonsqueezy"][0];
-    let body = s(v, "payload").as_bytes();
     assert_eq!(
-        verify_lemonsqueezy(Some(s(v, "signature")), body, &[s(v, "secret")]),
-        Ok(())
-    );
-    assert_eq!(
-        verify_lemonsqueezy(
-            Some(&corrupt(s(v, "signature"), "")),
-            body,
-            &[s(v, "secret")]
-        ),
-        Err(SigError::Mismatch)
-    );
-    assert_eq!(
-        verify_lemonsqueezy(Some("zz"), body, &[s(v, "secret")]),
+        LEMONSQUEEZY.verify(Some("zz"), s(v, "payload").as_bytes(), &[s(v, "secret")]),
         Err(SigError::Malformed("X-Signature"))
     );
     let v = &vectors()["hyperswitch"][0];
-    let body = s(v, "payload").as_bytes();
     assert_eq!(
-        verify_hyperswitch(Some(s(v, "signature")), body, &[s(v, "secret")]),
-        Ok(())
-    );
-    assert_eq!(
-        verify_hyperswitch(
-            Some(&corrupt(s(v, "signature"), "")),
-            body,
-            &[s(v, "secret")]
-        ),
-        Err(SigError::Mismatch)
-    );
-    assert_eq!(
-        verify_hyperswitch(None, body, &[s(v, "secret")]),
+        HYPERSWITCH.verify(None, s(v, "payload").as_bytes(), &[s(v, "secret")]),
         Err(SigError::Missing("X-Webhook-Signature-512"))
     );
 }
@@ -275,12 +257,12 @@ fn oversized_signature_headers_are_refused_before_any_mac() {
         .join(",");
     assert!(many.len() < MAX_HEADER_BYTES);
     assert_eq!(
-        parse_stripe_header(&many),
+        STRIPE.parse(&many),
         Err(SigError::TooLarge("Stripe-Signature"))
     );
     let long = format!("t=1,v1=ab,{}", "x".repeat(MAX_HEADER_BYTES));
     assert_eq!(
-        parse_stripe_header(&long),
+        STRIPE.parse(&long),
         Err(SigError::TooLarge("Stripe-Signature"))
     );
     let standard = ["v1,AAAA"; MAX_SIGNATURES + 1].join(" ");
@@ -294,7 +276,7 @@ fn oversized_signature_headers_are_refused_before_any_mac() {
         MAX_SIGNATURES
     );
     assert_eq!(
-        verify_lemonsqueezy(Some(&"a".repeat(MAX_HEADER_BYTES + 2)), b"", &["k"]),
+        LEMONSQUEEZY.verify(Some(&"a".repeat(MAX_HEADER_BYTES + 2)), b"", &["k"]),
         Err(SigError::TooLarge("X-Signature"))
     );
 }
@@ -302,8 +284,8 @@ fn oversized_signature_headers_are_refused_before_any_mac() {
 proptest! {
     #[test]
     fn header_parsers_never_panic(text in "\\PC{0,200}") {
-        let _ = parse_stripe_header(&text);
-        let _ = parse_paddle_header(&text);
+        let _ = STRIPE.parse(&text);
+        let _ = PADDLE.parse(&text);
         let _ = parse_standard_signatures(&text);
     }
 
@@ -314,7 +296,7 @@ proptest! {
             .chain(std::iter::once("v0=abc".to_string()))
             .collect::<Vec<_>>()
             .join(",");
-        prop_assert_eq!(parse_stripe_header(&header).unwrap(), (ts, sigs));
+        prop_assert_eq!(STRIPE.parse(&header).unwrap(), (ts, sigs));
     }
 
     #[test]
@@ -323,7 +305,7 @@ proptest! {
             .chain(sigs.iter().map(|s| format!("h1={}", hex::encode(s))))
             .collect::<Vec<_>>()
             .join(";");
-        prop_assert_eq!(parse_paddle_header(&header).unwrap(), (ts, sigs));
+        prop_assert_eq!(PADDLE.parse(&header).unwrap(), (ts, sigs));
     }
 
     #[test]
