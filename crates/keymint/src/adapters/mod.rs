@@ -60,6 +60,13 @@ impl AuthError {
 #[error("{0}")]
 pub struct ParseError(pub String);
 
+impl ParseError {
+    /// A field the event cannot be understood without.
+    pub fn missing(field: &str) -> Self {
+        Self(format!("missing required field `{field}`"))
+    }
+}
+
 /// One provider kind.
 pub trait Adapter: Send + Sync {
     /// How the provider proves a delivery authentic.
@@ -132,7 +139,41 @@ pub mod json {
     }
 
     pub fn required(v: &Value, ptr: &str) -> Result<String, ParseError> {
-        str_at(v, ptr).ok_or_else(|| ParseError(format!("missing required field `{ptr}`")))
+        str_at(v, ptr).ok_or_else(|| ParseError::missing(ptr))
+    }
+
+    /// The value at a pointer that must be there (an object to read on).
+    pub fn object<'a>(v: &'a Value, ptr: &str) -> Result<&'a Value, ParseError> {
+        v.pointer(ptr).ok_or_else(|| ParseError::missing(ptr))
+    }
+
+    /// A currency code at a pointer, upper-cased as licenses record it.
+    pub fn currency_at(v: &Value, ptr: &str) -> Option<String> {
+        str_at(v, ptr).map(|c| c.to_uppercase())
+    }
+
+    /// The subscription status at `ptr` through the provider's mapping; a
+    /// status it does not know fails the delivery naming it, never a guess
+    /// (docs/architecture.md, rule 8).
+    pub fn status_at(
+        v: &Value,
+        ptr: &str,
+        provider: &str,
+        mapping: fn(&str) -> Option<crate::subscriptions::Status>,
+    ) -> Result<crate::subscriptions::Status, ParseError> {
+        let raw = required(v, ptr)?;
+        mapping(&raw)
+            .ok_or_else(|| ParseError(format!("unknown {provider} subscription status {raw:?}")))
+    }
+
+    /// `ids` when there is one; none fails the delivery naming `field`,
+    /// where the first would have come from.
+    pub fn nonempty(ids: Vec<String>, field: &str) -> Result<Vec<String>, ParseError> {
+        if ids.is_empty() {
+            Err(ParseError::missing(field))
+        } else {
+            Ok(ids)
+        }
     }
 
     /// An integer (or integer text, as Paddle sends amounts) at a pointer:
@@ -228,6 +269,13 @@ pub mod json {
             },
             None => Event::Ignored("customer without an email".into()),
         })
+    }
+
+    /// The present values, each once, in order.
+    pub fn distinct(values: impl IntoIterator<Item = Option<String>>) -> Vec<String> {
+        let mut list = Vec::new();
+        push_all(&mut list, values);
+        list
     }
 
     /// Appends each present, new value.

@@ -8,7 +8,7 @@
 //! `{"type": "...", "timestamp": "...", "data": {...}}` with the types and
 //! fields of `docs/providers/standard.md`.
 
-use super::json::{self, Value, bool_at, i64_at, push_all, str_at, time_at};
+use super::json::{self, Value, bool_at, i64_at, str_at, time_at};
 use super::{Adapter, CATALOG_ID_PREFIX, ParseError, RawRequest, Scheme};
 use crate::events::{
     Buyer, DisputeStage, Event, Parsed, Sale, Subscription, SubscriptionChange as Change,
@@ -62,24 +62,16 @@ fn buyer(d: &Value) -> Buyer {
 }
 
 fn products(d: &Value) -> Vec<String> {
-    let mut ids = Vec::new();
-    push_all(
-        &mut ids,
-        [
-            str_at(d, "/product_id"),
-            str_at(d, "/keymint_product").map(|p| format!("{CATALOG_ID_PREFIX}{p}")),
-        ],
-    );
+    let ids = json::distinct([
+        str_at(d, "/product_id"),
+        str_at(d, "/keymint_product").map(|p| format!("{CATALOG_ID_PREFIX}{p}")),
+    ]);
     ids
 }
 
 fn order_refs(d: &Value) -> Result<Vec<String>, ParseError> {
-    let mut refs = Vec::new();
-    push_all(&mut refs, [str_at(d, "/order_id"), str_at(d, "/id")]);
-    if refs.is_empty() {
-        return Err(ParseError("missing required field `/data/order_id`".into()));
-    }
-    Ok(refs)
+    let refs = json::distinct([str_at(d, "/order_id"), str_at(d, "/id")]);
+    json::nonempty(refs, "/data/order_id")
 }
 
 /// keymint's neutral subscription status names.
@@ -99,12 +91,7 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
             let refs = order_refs(d)?;
             let email =
                 json::required(d, "/email").or_else(|_| json::required(d, "/customer/email"))?;
-            let product_ids = products(d);
-            if product_ids.is_empty() {
-                return Err(ParseError(
-                    "missing required field `/data/product_id`".into(),
-                ));
-            }
+            let product_ids = json::nonempty(products(d), "/data/product_id")?;
             Event::Sale(Sale {
                 order_id: refs[0].clone(),
                 refs: refs[1..].to_vec(),
@@ -114,7 +101,7 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
                     ..buyer(d)
                 },
                 amount_cents: i64_at(d, "/amount_cents")?,
-                currency: str_at(d, "/currency").map(|c| c.to_uppercase()),
+                currency: json::currency_at(d, "/currency"),
                 test,
             })
         }
@@ -177,8 +164,7 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
                     )));
                 }
             };
-            let mut refs = Vec::new();
-            push_all(&mut refs, [str_at(d, "/order_id")]);
+            let refs = json::distinct([str_at(d, "/order_id")]);
             Event::Subscription(Subscription {
                 subscription_id: sub,
                 at_ms: time_at(d, "/occurred_at")?.unwrap_or(at),
@@ -187,7 +173,7 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
                 product_ids: products(d),
                 buyer: buyer(d),
                 amount_cents: i64_at(d, "/amount_cents")?,
-                currency: str_at(d, "/currency").map(|c| c.to_uppercase()),
+                currency: json::currency_at(d, "/currency"),
                 test,
             })
         }
