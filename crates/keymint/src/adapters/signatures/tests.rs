@@ -129,81 +129,72 @@ fn polar_legacy_vector_needs_legacy_mode() {
     assert_eq!(check(StandardKeyMode::Standard), Err(SigError::Mismatch));
 }
 
-#[test]
-fn stripe_vector_and_rotation() {
-    let v = &vectors()["stripe"][0];
-    let ts = v["timestamp"].as_i64().unwrap();
-    let body = s(v, "payload").as_bytes();
+/// What each timestamped scheme does with its provider's vector: accepts
+/// it (also among rotated secrets), refuses another secret, a changed
+/// signature or body, a missing header and a time out of the window.
+/// Returns the vector's header, body, secret and timestamp.
+fn timestamped_vector<'a>(
+    scheme: &Timestamped,
+    v: &'a Value,
+    marker: &str,
+    header_name: &'static str,
+) -> (&'a str, &'a [u8], &'a str, i64) {
     let header = s(v, "header");
+    let (ts, _) = scheme.parse(header).unwrap();
+    let body = s(v, "payload").as_bytes();
+    let secret = s(v, "secret");
+    let check = |header: Option<&str>, body: &[u8], secrets: &[&str], now: i64| {
+        scheme.verify(header, body, secrets, now, 300)
+    };
+    assert_eq!(check(Some(header), body, &[secret], ts), Ok(()));
+    assert_eq!(check(Some(header), body, &["old", secret], ts), Ok(()));
     assert_eq!(
-        STRIPE.verify(Some(header), body, &[s(v, "secret")], ts, 300),
-        Ok(())
-    );
-    assert_eq!(
-        STRIPE.verify(Some(header), body, &["whsec_old", s(v, "secret")], ts, 300),
-        Ok(())
-    );
-    assert_eq!(
-        STRIPE.verify(Some(header), body, &["whsec_other"], ts, 300),
+        check(Some(header), body, &["other"], ts),
         Err(SigError::Mismatch)
     );
+    let corrupted = corrupt(header, marker);
     assert_eq!(
-        STRIPE.verify(
-            Some(&corrupt(header, "v1=")),
-            body,
-            &[s(v, "secret")],
-            ts,
-            300
-        ),
+        check(Some(&corrupted), body, &[secret], ts),
         Err(SigError::Mismatch)
     );
+    for stale in [ts + 301, ts - 301] {
+        assert_eq!(
+            check(Some(header), body, &[secret], stale),
+            Err(SigError::Stale)
+        );
+    }
     assert_eq!(
-        STRIPE.verify(Some(header), body, &[s(v, "secret")], ts + 301, 300),
-        Err(SigError::Stale)
-    );
-    assert_eq!(
-        STRIPE.verify(Some(header), body, &[s(v, "secret")], ts - 301, 300),
-        Err(SigError::Stale)
-    );
-    assert_eq!(
-        STRIPE.verify(None, body, &[s(v, "secret")], ts, 300),
-        Err(SigError::Missing("Stripe-Signature"))
-    );
-    let two = format!("{header},v1={}", "00".repeat(32));
-    assert_eq!(
-        STRIPE.verify(Some(&two), body, &[s(v, "secret")], ts, 300),
-        Ok(())
+        check(None, body, &[secret], ts),
+        Err(SigError::Missing(header_name))
     );
     let mut changed = body.to_vec();
     changed[0] ^= 1;
     assert_eq!(
-        STRIPE.verify(Some(header), &changed, &[s(v, "secret")], ts, 300),
+        check(Some(header), &changed, &[secret], ts),
         Err(SigError::Mismatch)
     );
+    (header, body, secret, ts)
+}
+
+#[test]
+fn stripe_vector_and_rotation() {
+    let v = &vectors()["stripe"][0];
+    let (header, body, secret, ts) = timestamped_vector(&STRIPE, v, "v1=", "Stripe-Signature");
+    assert_eq!(ts, v["timestamp"].as_i64().unwrap());
+    assert_eq!(
+        STRIPE.verify(Some(header), body, &["whsec_old", secret], ts, 300),
+        Ok(())
+    );
+    let two = format!("{header},v1={}", "00".repeat(32));
+    assert_eq!(STRIPE.verify(Some(&two), body, &[secret], ts, 300), Ok(()));
 }
 
 #[test]
 fn paddle_vector() {
     let v = &vectors()["paddle"][0];
-    let header = s(v, "header");
-    let (ts, _) = PADDLE.parse(header).unwrap();
-    let body = s(v, "payload").as_bytes();
+    let (header, body, secret, ts) = timestamped_vector(&PADDLE, v, "h1=", "Paddle-Signature");
     assert_eq!(
-        PADDLE.verify(Some(header), body, &[s(v, "secret")], ts, 300),
-        Ok(())
-    );
-    assert_eq!(
-        PADDLE.verify(
-            Some(&corrupt(header, "h1=")),
-            body,
-            &[s(v, "secret")],
-            ts,
-            300
-        ),
-        Err(SigError::Mismatch)
-    );
-    assert_eq!(
-        PADDLE.verify(Some(header), body, &[s(v, "secret")], ts + 400, 300),
+        PADDLE.verify(Some(header), body, &[secret], ts + 400, 300),
         Err(SigError::Stale)
     );
     assert_eq!(
