@@ -49,8 +49,7 @@ fn buyer(d: &Value) -> Buyer {
 }
 
 fn products(d: &Value) -> Vec<String> {
-    let ids = json::distinct([str_at(d, "/product_id"), str_at(d, "/product/id")]);
-    ids
+    json::distinct([str_at(d, "/product_id"), str_at(d, "/product/id")])
 }
 
 fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {

@@ -43,7 +43,7 @@ impl Scheme {
             Self::UrlSecret(param) => url_secret(req, param, &secrets),
             Self::Timestamped(scheme) => scheme
                 .verify(
-                    req.header(scheme.header()),
+                    req.header(scheme.request_header()),
                     req.body,
                     &secrets,
                     now,
@@ -51,7 +51,7 @@ impl Scheme {
                 )
                 .map_err(unauthorized),
             Self::BodyHex(scheme) => scheme
-                .verify(req.header(scheme.header()), req.body, &secrets)
+                .verify(req.header(scheme.request_header()), req.body, &secrets)
                 .map_err(unauthorized),
             Self::Standard => standard(req, &secrets, StandardKeyMode::Standard, now, tolerance),
             Self::Polar => polar(req, endpoint, now, tolerance),

@@ -106,7 +106,7 @@ fn hmac512_bytes(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
 pub struct Timestamped {
     header: &'static str,
     /// The header's name as requests carry it (lower case).
-    lookup: &'static str,
+    request_header: &'static str,
     item_sep: char,
     ts_key: &'static str,
     sig_key: &'static str,
@@ -118,7 +118,7 @@ pub struct Timestamped {
 /// HMAC-SHA256 keyed with the whole `whsec_...` string over `{t}.{body}`.
 pub const STRIPE: Timestamped = Timestamped {
     header: "Stripe-Signature",
-    lookup: "stripe-signature",
+    request_header: "stripe-signature",
     item_sep: ',',
     ts_key: "t",
     sig_key: "v1",
@@ -129,7 +129,7 @@ pub const STRIPE: Timestamped = Timestamped {
 /// HMAC-SHA256 keyed with the secret's bytes over `{ts}:{body}`.
 pub const PADDLE: Timestamped = Timestamped {
     header: "Paddle-Signature",
-    lookup: "paddle-signature",
+    request_header: "paddle-signature",
     item_sep: ';',
     ts_key: "ts",
     sig_key: "h1",
@@ -138,8 +138,8 @@ pub const PADDLE: Timestamped = Timestamped {
 
 impl Timestamped {
     /// The header carrying the signature, as requests carry its name.
-    pub fn header(&self) -> &'static str {
-        self.lookup
+    pub fn request_header(&self) -> &'static str {
+        self.request_header
     }
 
     /// The timestamp and every signature of this scheme's kind (other
@@ -198,7 +198,10 @@ impl Timestamped {
     fn sign(&self, secret: &str, body: &[u8], ts: i64) -> (&'static str, String) {
         let (ts_key, sep, sig_key) = (self.ts_key, self.item_sep, self.sig_key);
         let sig = hex::encode(self.mac(secret, body, ts));
-        (self.lookup, format!("{ts_key}={ts}{sep}{sig_key}={sig}"))
+        (
+            self.request_header,
+            format!("{ts_key}={ts}{sep}{sig_key}={sig}"),
+        )
     }
 
     fn mac(&self, secret: &str, body: &[u8], ts: i64) -> Vec<u8> {
@@ -213,14 +216,14 @@ impl Timestamped {
 pub struct BodyHex {
     header: &'static str,
     /// The header's name as requests carry it (lower case).
-    lookup: &'static str,
+    request_header: &'static str,
     mac: fn(&[u8], &[&[u8]]) -> Vec<u8>,
 }
 
 /// Lemon Squeezy: `X-Signature` = hex HMAC-SHA256 of the body.
 pub const LEMONSQUEEZY: BodyHex = BodyHex {
     header: "X-Signature",
-    lookup: "x-signature",
+    request_header: "x-signature",
     mac: hmac256_bytes,
 };
 
@@ -228,14 +231,14 @@ pub const LEMONSQUEEZY: BodyHex = BodyHex {
 /// keyed with the profile's payment response hash key.
 pub const HYPERSWITCH: BodyHex = BodyHex {
     header: "X-Webhook-Signature-512",
-    lookup: "x-webhook-signature-512",
+    request_header: "x-webhook-signature-512",
     mac: hmac512_bytes,
 };
 
 impl BodyHex {
     /// The header carrying the signature, as requests carry its name.
-    pub fn header(&self) -> &'static str {
-        self.lookup
+    pub fn request_header(&self) -> &'static str {
+        self.request_header
     }
 
     /// Checks the header's HMAC against every secret.
@@ -260,7 +263,7 @@ impl BodyHex {
     /// The header (lower-case name, value) the provider would send.
     fn sign(&self, secret: &str, body: &[u8]) -> (&'static str, String) {
         let sig = (self.mac)(secret.as_bytes(), &[body]);
-        (self.lookup, hex::encode(sig))
+        (self.request_header, hex::encode(sig))
     }
 }
 

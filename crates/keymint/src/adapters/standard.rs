@@ -62,11 +62,10 @@ fn buyer(d: &Value) -> Buyer {
 }
 
 fn products(d: &Value) -> Vec<String> {
-    let ids = json::distinct([
+    json::distinct([
         str_at(d, "/product_id"),
         str_at(d, "/keymint_product").map(|p| format!("{CATALOG_ID_PREFIX}{p}")),
-    ]);
-    ids
+    ])
 }
 
 fn order_refs(d: &Value) -> Result<Vec<String>, ParseError> {
