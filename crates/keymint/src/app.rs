@@ -220,26 +220,14 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut workers = Vec::new();
         if self.state.config.workers.enabled {
-            workers.push(tokio::spawn(workers::outbox::run(
-                self.state.clone(),
-                stop_rx.clone(),
-            )));
-            workers.push(tokio::spawn(workers::sweeper::run(
-                self.state.clone(),
-                stop_rx.clone(),
-            )));
-            workers.push(tokio::spawn(workers::retention::run(
-                self.state.clone(),
-                stop_rx.clone(),
-            )));
-            workers.push(tokio::spawn(workers::reconciler::run(
-                self.state.clone(),
-                stop_rx.clone(),
-            )));
-            workers.push(tokio::spawn(workers::recovery::run(
-                self.state.clone(),
-                stop_rx.clone(),
-            )));
+            let (state, stop) = (&self.state, &stop_rx);
+            workers = vec![
+                tokio::spawn(workers::outbox::run(state.clone(), stop.clone())),
+                tokio::spawn(workers::sweeper::run(state.clone(), stop.clone())),
+                tokio::spawn(workers::retention::run(state.clone(), stop.clone())),
+                tokio::spawn(workers::reconciler::run(state.clone(), stop.clone())),
+                tokio::spawn(workers::recovery::run(state.clone(), stop.clone())),
+            ];
         }
         let router = crate::http::router(self.state.clone());
         let header_timeout = self.state.config.server.header_read_timeout;

@@ -7,8 +7,7 @@
 //! `dispute`, `dispute_won`, `cancellation`, `subscription_updated`,
 //! `subscription_ended`, `subscription_restarted`.
 
-use super::{Adapter, AuthError, ParseError, RawRequest, ct_eq, parse_time_ms};
-use crate::config::EndpointConfig;
+use super::{Adapter, ParseError, RawRequest, Scheme, parse_time_ms};
 use crate::events::{Buyer, DisputeStage, Event, Parsed, Sale, Subscription, SubscriptionChange};
 use std::collections::HashMap;
 
@@ -18,33 +17,8 @@ pub struct Gumroad;
 pub const SECRET_PARAM: &str = "secret";
 
 impl Adapter for Gumroad {
-    fn authenticate(
-        &self,
-        req: &RawRequest<'_>,
-        endpoint: &EndpointConfig,
-        _now: i64,
-    ) -> Result<(), AuthError> {
-        let given = req
-            .query
-            .and_then(|q| {
-                // A query that does not parse carries no secret.
-                serde_urlencoded::from_str::<Vec<(String, String)>>(q)
-                    .ok()?
-                    .into_iter()
-                    .find(|(k, _)| k == SECRET_PARAM)
-                    .map(|(_, v)| v)
-            })
-            .ok_or(AuthError::Hidden("missing secret"))?;
-        // Compare against every configured secret without stopping early.
-        let mut ok = false;
-        for s in &endpoint.secrets {
-            ok |= ct_eq(given.as_bytes(), s.expose().as_bytes());
-        }
-        if ok {
-            Ok(())
-        } else {
-            Err(AuthError::Hidden("wrong secret"))
-        }
+    fn scheme(&self) -> Scheme {
+        Scheme::UrlSecret(SECRET_PARAM)
     }
 
     fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError> {

@@ -4,29 +4,16 @@
 //! `metadata`: `keymint_product` (a catalog product id) or `product_id`
 //! (mapped through the catalog like any provider id).
 
-use super::json::{self, Value, push_all, str_at};
-use super::signatures::verify_hyperswitch;
-use super::{
-    Adapter, AuthError, CATALOG_ID_PREFIX, ParseError, RawRequest, secret_strs, unauthorized,
-};
-use crate::config::EndpointConfig;
+use super::json::{self, Value, str_at};
+use super::signatures::HYPERSWITCH;
+use super::{Adapter, CATALOG_ID_PREFIX, ParseError, RawRequest, Scheme};
 use crate::events::{Buyer, DisputeStage, Event, Parsed, Sale};
 
 pub struct Hyperswitch;
 
 impl Adapter for Hyperswitch {
-    fn authenticate(
-        &self,
-        req: &RawRequest<'_>,
-        endpoint: &EndpointConfig,
-        _now: i64,
-    ) -> Result<(), AuthError> {
-        verify_hyperswitch(
-            req.header("x-webhook-signature-512"),
-            req.body,
-            &secret_strs(endpoint),
-        )
-        .map_err(unauthorized)
+    fn scheme(&self) -> Scheme {
+        Scheme::BodyHex(&HYPERSWITCH)
     }
 
     fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError> {
@@ -42,15 +29,10 @@ fn parse_event(kind: &str, o: &Value) -> Result<Event, ParseError> {
     let payment = || json::required(o, "/payment_id");
     Ok(match kind {
         "payment_succeeded" => {
-            let mut product_ids = Vec::new();
-            push_all(
-                &mut product_ids,
-                [
-                    str_at(o, "/metadata/keymint_product")
-                        .map(|p| format!("{CATALOG_ID_PREFIX}{p}")),
-                    str_at(o, "/metadata/product_id"),
-                ],
-            );
+            let product_ids = json::distinct([
+                str_at(o, "/metadata/keymint_product").map(|p| format!("{CATALOG_ID_PREFIX}{p}")),
+                str_at(o, "/metadata/product_id"),
+            ]);
             if product_ids.is_empty() {
                 return Err(ParseError(
                     "missing required field `/content/object/metadata/keymint_product` (or metadata.product_id)"
@@ -69,7 +51,7 @@ fn parse_event(kind: &str, o: &Value) -> Result<Event, ParseError> {
                     customer_ref: str_at(o, "/customer_id").or_else(|| str_at(o, "/customer/id")),
                 },
                 amount_cents: json::first_i64(o, &["/amount_received", "/amount"])?,
-                currency: str_at(o, "/currency").map(|c| c.to_uppercase()),
+                currency: json::currency_at(o, "/currency"),
                 test: false,
             })
         }

@@ -4,9 +4,8 @@
 //! `updated_at`. Catalog ids are variant ids (then product ids).
 
 use super::json::{self, Value, bool_at, i64_at, push_all, str_at, time_at};
-use super::signatures::verify_lemonsqueezy;
-use super::{Adapter, AuthError, ParseError, RawRequest, secret_strs, unauthorized};
-use crate::config::EndpointConfig;
+use super::signatures::LEMONSQUEEZY;
+use super::{Adapter, ParseError, RawRequest, Scheme};
 use crate::events::{Buyer, Event, Parsed, Sale, Subscription, SubscriptionChange as Change};
 use crate::subscriptions::Status;
 use sha2::{Digest, Sha256};
@@ -14,14 +13,8 @@ use sha2::{Digest, Sha256};
 pub struct LemonSqueezy;
 
 impl Adapter for LemonSqueezy {
-    fn authenticate(
-        &self,
-        req: &RawRequest<'_>,
-        endpoint: &EndpointConfig,
-        _now: i64,
-    ) -> Result<(), AuthError> {
-        verify_lemonsqueezy(req.header("x-signature"), req.body, &secret_strs(endpoint))
-            .map_err(unauthorized)
+    fn scheme(&self) -> Scheme {
+        Scheme::BodyHex(&LEMONSQUEEZY)
     }
 
     fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError> {
@@ -29,11 +22,8 @@ impl Adapter for LemonSqueezy {
         let kind = json::required(&v, "/meta/event_name")?;
         let id = str_at(&v, "/meta/webhook_id")
             .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(req.body))));
-        Ok(Parsed::new(
-            id,
-            kind.clone(),
-            parse_event(&kind, &v, req.received_at)?,
-        ))
+        let event = parse_event(&kind, &v, req.received_at)?;
+        Ok(Parsed::new(id, kind, event))
     }
 }
 
@@ -59,34 +49,26 @@ fn buyer(a: &Value) -> Buyer {
 
 fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseError> {
     let id = json::required(v, "/data/id")?;
-    let a = v
-        .pointer("/data/attributes")
-        .ok_or_else(|| ParseError("missing required field `/data/attributes`".into()))?;
+    let a = json::object(v, "/data/attributes")?;
     let test = bool_at(a, "/test_mode") || bool_at(v, "/meta/test_mode");
     let at = json::first_time(a, &["/updated_at", "/created_at"])?.unwrap_or(received_at);
-    let currency = str_at(a, "/currency").map(|c| c.to_uppercase());
+    let currency = json::currency_at(a, "/currency");
     Ok(match kind {
         "order_created" => {
             if str_at(a, "/status").as_deref() != Some("paid") {
                 return Ok(Event::Ignored("order not paid".into()));
             }
-            let mut product_ids = Vec::new();
-            push_all(
-                &mut product_ids,
-                [
-                    str_at(a, "/first_order_item/variant_id"),
-                    str_at(a, "/first_order_item/product_id"),
-                ],
-            );
-            if product_ids.is_empty() {
-                return Err(ParseError(
-                    "missing required field `/data/attributes/first_order_item/variant_id`".into(),
-                ));
-            }
+            let product_ids = json::distinct([
+                str_at(a, "/first_order_item/variant_id"),
+                str_at(a, "/first_order_item/product_id"),
+            ]);
             Event::Sale(Sale {
+                product_ids: json::nonempty(
+                    product_ids,
+                    "/data/attributes/first_order_item/variant_id",
+                )?,
                 order_id: id,
                 refs: str_at(a, "/identifier").into_iter().collect(),
-                product_ids,
                 buyer: buyer(a),
                 amount_cents: i64_at(a, "/total")?,
                 currency,
@@ -125,21 +107,14 @@ fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseEr
             test,
         }),
         k if k.starts_with("subscription_") => {
-            let raw = json::required(a, "/status")?;
-            let status = status(&raw).ok_or_else(|| {
-                ParseError(format!("unknown Lemon Squeezy subscription status {raw:?}"))
-            })?;
+            let status = json::status_at(a, "/status", "Lemon Squeezy", status)?;
             let period_end = match status {
                 Status::Canceled | Status::Expired => {
                     json::first_time(a, &["/ends_at", "/renews_at"])?
                 }
                 _ => time_at(a, "/renews_at")?,
             };
-            let mut product_ids = Vec::new();
-            push_all(
-                &mut product_ids,
-                [str_at(a, "/variant_id"), str_at(a, "/product_id")],
-            );
+            let product_ids = json::distinct([str_at(a, "/variant_id"), str_at(a, "/product_id")]);
             Event::Subscription(Subscription {
                 subscription_id: id,
                 at_ms: at,

@@ -7,12 +7,14 @@ pub mod hyperswitch;
 pub mod lemonsqueezy;
 pub mod paddle;
 pub mod polar;
+mod scheme;
 pub mod signatures;
 pub mod standard;
 pub mod stripe;
 
 use crate::config::{EndpointConfig, EndpointKind};
 use crate::events::Parsed;
+pub use scheme::Scheme;
 use std::collections::BTreeMap;
 
 /// What an adapter sees of a request: raw bytes and lower-cased headers.
@@ -58,15 +60,26 @@ impl AuthError {
 #[error("{0}")]
 pub struct ParseError(pub String);
 
+impl ParseError {
+    /// A field the event cannot be understood without.
+    pub fn missing(field: &str) -> Self {
+        Self(format!("missing required field `{field}`"))
+    }
+}
+
 /// One provider kind.
 pub trait Adapter: Send + Sync {
+    /// How the provider proves a delivery authentic.
+    fn scheme(&self) -> Scheme;
     /// Checks authenticity in constant time, before the body is parsed.
     fn authenticate(
         &self,
         req: &RawRequest<'_>,
         endpoint: &EndpointConfig,
         now_secs: i64,
-    ) -> Result<(), AuthError>;
+    ) -> Result<(), AuthError> {
+        self.scheme().authenticate(req, endpoint, now_secs)
+    }
     /// Parses an authenticated body; a time the body lacks is
     /// `req.received_at`.
     fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError>;
@@ -87,30 +100,6 @@ pub fn for_kind(kind: EndpointKind) -> Option<&'static dyn Adapter> {
         EndpointKind::Paddle => &paddle::Paddle,
         EndpointKind::Hyperswitch => &hyperswitch::Hyperswitch,
     })
-}
-
-/// A signature failure as the delivery row records it (the sender only
-/// ever sees a bare 401).
-pub fn unauthorized(e: signatures::SigError) -> AuthError {
-    use signatures::SigError;
-    AuthError::Unauthorized(match e {
-        SigError::Missing(_) => "missing signature header",
-        SigError::Malformed(_) => "malformed signature header",
-        SigError::Stale => "timestamp outside the replay window",
-        SigError::Mismatch => "no signature matches",
-        SigError::NoSecret => "no usable secret configured",
-        SigError::TooLarge(_) => "signature header too large",
-    })
-}
-
-/// The endpoint's secrets as strings, for the signature functions.
-pub fn secret_strs(endpoint: &EndpointConfig) -> Vec<&str> {
-    endpoint.secrets.iter().map(|s| s.expose()).collect()
-}
-
-/// The endpoint's replay window in seconds.
-pub fn tolerance_secs(endpoint: &EndpointConfig) -> i64 {
-    i64::try_from(endpoint.tolerance.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// Parses an RFC 3339 time or Unix seconds into Unix milliseconds; `None`
@@ -150,7 +139,41 @@ pub mod json {
     }
 
     pub fn required(v: &Value, ptr: &str) -> Result<String, ParseError> {
-        str_at(v, ptr).ok_or_else(|| ParseError(format!("missing required field `{ptr}`")))
+        str_at(v, ptr).ok_or_else(|| ParseError::missing(ptr))
+    }
+
+    /// The value at a pointer that must be there (an object to read on).
+    pub fn object<'a>(v: &'a Value, ptr: &str) -> Result<&'a Value, ParseError> {
+        v.pointer(ptr).ok_or_else(|| ParseError::missing(ptr))
+    }
+
+    /// A currency code at a pointer, upper-cased as licenses record it.
+    pub fn currency_at(v: &Value, ptr: &str) -> Option<String> {
+        str_at(v, ptr).map(|c| c.to_uppercase())
+    }
+
+    /// The subscription status at `ptr` through the provider's mapping; a
+    /// status it does not know fails the delivery naming it, never a guess
+    /// (docs/architecture.md, rule 8).
+    pub fn status_at(
+        v: &Value,
+        ptr: &str,
+        provider: &str,
+        mapping: fn(&str) -> Option<crate::subscriptions::Status>,
+    ) -> Result<crate::subscriptions::Status, ParseError> {
+        let raw = required(v, ptr)?;
+        mapping(&raw)
+            .ok_or_else(|| ParseError(format!("unknown {provider} subscription status {raw:?}")))
+    }
+
+    /// `ids` when there is one; none fails the delivery naming `field`,
+    /// where the first would have come from.
+    pub fn nonempty(ids: Vec<String>, field: &str) -> Result<Vec<String>, ParseError> {
+        if ids.is_empty() {
+            Err(ParseError::missing(field))
+        } else {
+            Ok(ids)
+        }
     }
 
     /// An integer (or integer text, as Paddle sends amounts) at a pointer:
@@ -246,6 +269,13 @@ pub mod json {
             },
             None => Event::Ignored("customer without an email".into()),
         })
+    }
+
+    /// The present values, each once, in order.
+    pub fn distinct(values: impl IntoIterator<Item = Option<String>>) -> Vec<String> {
+        let mut list = Vec::new();
+        push_all(&mut list, values);
+        list
     }
 
     /// Appends each present, new value.

@@ -8,11 +8,8 @@
 //! event (enable them) linking the id to an email.
 
 use super::json::{self, Value, items, push_all, str_at, time_at};
-use super::signatures::verify_paddle;
-use super::{
-    Adapter, AuthError, ParseError, RawRequest, secret_strs, tolerance_secs, unauthorized,
-};
-use crate::config::EndpointConfig;
+use super::signatures::PADDLE;
+use super::{Adapter, ParseError, RawRequest, Scheme};
 use crate::events::{
     Buyer, DisputeStage, Event, Parsed, Sale, Subscription, SubscriptionChange as Change,
 };
@@ -21,20 +18,8 @@ use crate::subscriptions::Status;
 pub struct Paddle;
 
 impl Adapter for Paddle {
-    fn authenticate(
-        &self,
-        req: &RawRequest<'_>,
-        endpoint: &EndpointConfig,
-        now: i64,
-    ) -> Result<(), AuthError> {
-        verify_paddle(
-            req.header("paddle-signature"),
-            req.body,
-            &secret_strs(endpoint),
-            now,
-            tolerance_secs(endpoint),
-        )
-        .map_err(unauthorized)
+    fn scheme(&self) -> Scheme {
+        Scheme::Timestamped(&PADDLE)
     }
 
     fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError> {
@@ -42,12 +27,9 @@ impl Adapter for Paddle {
         let kind = json::required(&v, "/event_type")?;
         let id = str_at(&v, "/notification_id")
             .or_else(|| str_at(&v, "/event_id"))
-            .ok_or_else(|| ParseError("missing required field `/notification_id`".into()))?;
-        Ok(Parsed::new(
-            id,
-            kind.clone(),
-            parse_event(&kind, &v, req.received_at)?,
-        ))
+            .ok_or_else(|| ParseError::missing("/notification_id"))?;
+        let event = parse_event(&kind, &v, req.received_at)?;
+        Ok(Parsed::new(id, kind, event))
     }
 }
 
@@ -86,12 +68,10 @@ fn price_ids(d: &Value) -> Vec<String> {
 }
 
 fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseError> {
-    let d = v
-        .pointer("/data")
-        .ok_or_else(|| ParseError("missing required field `/data`".into()))?;
+    let d = json::object(v, "/data")?;
     let at = time_at(v, "/occurred_at")?.unwrap_or(received_at);
     let id = || json::required(d, "/id");
-    let currency = str_at(d, "/currency_code").map(|c| c.to_uppercase());
+    let currency = json::currency_at(d, "/currency_code");
     Ok(match kind {
         "transaction.completed" | "transaction.paid" => {
             let amount =
@@ -110,29 +90,19 @@ fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseEr
                     currency,
                     test: false,
                 }),
-                None => {
-                    let product_ids = price_ids(d);
-                    if product_ids.is_empty() {
-                        return Err(ParseError(
-                            "missing required field `/data/items/0/price/id`".into(),
-                        ));
-                    }
-                    Event::Sale(Sale {
-                        order_id: id()?,
-                        refs: str_at(d, "/invoice_id").into_iter().collect(),
-                        product_ids,
-                        buyer: buyer(d),
-                        amount_cents: amount,
-                        currency,
-                        test: false,
-                    })
-                }
+                None => Event::Sale(Sale {
+                    product_ids: json::nonempty(price_ids(d), "/data/items/0/price/id")?,
+                    order_id: id()?,
+                    refs: str_at(d, "/invoice_id").into_iter().collect(),
+                    buyer: buyer(d),
+                    amount_cents: amount,
+                    currency,
+                    test: false,
+                }),
             }
         }
         k if k.starts_with("subscription.") => {
-            let raw = json::required(d, "/status")?;
-            let status = status(&raw)
-                .ok_or_else(|| ParseError(format!("unknown Paddle subscription status {raw:?}")))?;
+            let status = json::status_at(d, "/status", "Paddle", status)?;
             let scheduled = str_at(d, "/scheduled_change/action");
             let trial_end = json::latest_time(items(d, "/items"), "/trial_dates/ends_at")?;
             Event::Subscription(Subscription {
@@ -153,16 +123,10 @@ fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseEr
             })
         }
         "adjustment.created" | "adjustment.updated" => {
-            let mut refs = Vec::new();
-            push_all(
-                &mut refs,
-                [str_at(d, "/transaction_id"), str_at(d, "/subscription_id")],
-            );
-            if refs.is_empty() {
-                return Err(ParseError(
-                    "missing required field `/data/transaction_id`".into(),
-                ));
-            }
+            let refs = json::nonempty(
+                json::distinct([str_at(d, "/transaction_id"), str_at(d, "/subscription_id")]),
+                "/data/transaction_id",
+            )?;
             let approved = str_at(d, "/status").as_deref() == Some("approved");
             match str_at(d, "/action").as_deref() {
                 Some("refund") if approved => Event::Refund {

@@ -7,59 +7,23 @@
 //! `order.paid` of a one-time product is a sale; of a subscription, the
 //! subscription's payment. `subscription.*` carry the whole subscription.
 
-use super::json::{self, Value, bool_at, i64_at, push_all, str_at, time_at};
-use super::signatures::StandardKeyMode;
-use super::{Adapter, AuthError, ParseError, RawRequest, standard};
-use crate::config::EndpointConfig;
+use super::json::{self, Value, bool_at, i64_at, str_at, time_at};
+use super::{Adapter, ParseError, RawRequest, Scheme, standard};
 use crate::events::{Buyer, Event, Parsed, Sale, Subscription, SubscriptionChange as Change};
 use crate::subscriptions::Status;
 
 pub struct Polar;
 
 impl Adapter for Polar {
-    fn authenticate(
-        &self,
-        req: &RawRequest<'_>,
-        endpoint: &EndpointConfig,
-        now: i64,
-    ) -> Result<(), AuthError> {
-        let (standard, raw): (Vec<&str>, Vec<&str>) = endpoint
-            .secrets
-            .iter()
-            .map(|s| s.expose())
-            .partition(|s| !endpoint.legacy_secret && s.starts_with("whsec_"));
-        let mut result = Err(AuthError::Unauthorized("no usable secret configured"));
-        for (secrets, mode) in [
-            (standard, StandardKeyMode::Standard),
-            (raw, StandardKeyMode::LegacyRawString),
-        ] {
-            if secrets.is_empty() {
-                continue;
-            }
-            match standard::authenticate(req, &secrets, mode, endpoint, now) {
-                Ok(()) => return Ok(()),
-                // Keep the most telling reason for the delivery row.
-                Err(e) => {
-                    if result
-                        .as_ref()
-                        .err()
-                        .is_none_or(|r| r.reason() == "no usable secret configured")
-                    {
-                        result = Err(e);
-                    }
-                }
-            }
-        }
-        result
+    fn scheme(&self) -> Scheme {
+        Scheme::Polar
     }
 
     fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError> {
         let v = json::parse(req.body)?;
         let (id, at) = standard::id_and_time(req, &v)?;
         let kind = json::required(&v, "/type")?;
-        let d = v
-            .pointer("/data")
-            .ok_or_else(|| ParseError("missing required field `/data`".into()))?;
+        let d = json::object(&v, "/data")?;
         Ok(Parsed::new(id, kind.clone(), parse_data(&kind, d, at)?))
     }
 }
@@ -85,12 +49,7 @@ fn buyer(d: &Value) -> Buyer {
 }
 
 fn products(d: &Value) -> Vec<String> {
-    let mut ids = Vec::new();
-    push_all(
-        &mut ids,
-        [str_at(d, "/product_id"), str_at(d, "/product/id")],
-    );
-    ids
+    json::distinct([str_at(d, "/product_id"), str_at(d, "/product/id")])
 }
 
 fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
@@ -107,26 +66,18 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
                 product_ids: products(d),
                 buyer: buyer(d),
                 amount_cents: i64_at(d, "/total_amount")?,
-                currency: str_at(d, "/currency").map(|c| c.to_uppercase()),
+                currency: json::currency_at(d, "/currency"),
                 test: false,
             }),
-            None => {
-                let product_ids = products(d);
-                if product_ids.is_empty() {
-                    return Err(ParseError(
-                        "missing required field `/data/product_id`".into(),
-                    ));
-                }
-                Event::Sale(Sale {
-                    order_id: id()?,
-                    refs: str_at(d, "/checkout_id").into_iter().collect(),
-                    product_ids,
-                    buyer: buyer(d),
-                    amount_cents: i64_at(d, "/total_amount")?,
-                    currency: str_at(d, "/currency").map(|c| c.to_uppercase()),
-                    test: false,
-                })
-            }
+            None => Event::Sale(Sale {
+                product_ids: json::nonempty(products(d), "/data/product_id")?,
+                order_id: id()?,
+                refs: str_at(d, "/checkout_id").into_iter().collect(),
+                buyer: buyer(d),
+                amount_cents: i64_at(d, "/total_amount")?,
+                currency: json::currency_at(d, "/currency"),
+                test: false,
+            }),
         },
         "order.refunded" => {
             let total = i64_at(d, "/total_amount")?;
@@ -149,9 +100,7 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
             }
         }
         k if k.starts_with("subscription.") => {
-            let raw = json::required(d, "/status")?;
-            let status = status(&raw)
-                .ok_or_else(|| ParseError(format!("unknown Polar subscription status {raw:?}")))?;
+            let status = json::status_at(d, "/status", "Polar", status)?;
             let change = match k {
                 // Revoked: access ends now (immediate cancel, or the period
                 // of a canceled subscription ended).
@@ -171,7 +120,7 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
                 product_ids: products(d),
                 buyer: buyer(d),
                 amount_cents: i64_at(d, "/amount")?,
-                currency: str_at(d, "/currency").map(|c| c.to_uppercase()),
+                currency: json::currency_at(d, "/currency"),
                 test: false,
             })
         }

@@ -102,8 +102,11 @@ fn hmac512_bytes(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
 
 /// The shape Stripe and Paddle share: a timestamp and one or more hex
 /// signatures in one header, each scheme with its own separators and names.
-struct Timestamped {
+#[derive(Debug)]
+pub struct Timestamped {
     header: &'static str,
+    /// The header's name as requests carry it (lower case).
+    request_header: &'static str,
     item_sep: char,
     ts_key: &'static str,
     sig_key: &'static str,
@@ -111,16 +114,22 @@ struct Timestamped {
     message_sep: &'static [u8],
 }
 
-const STRIPE: Timestamped = Timestamped {
+/// Stripe: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>][,v0=...]`,
+/// HMAC-SHA256 keyed with the whole `whsec_...` string over `{t}.{body}`.
+pub const STRIPE: Timestamped = Timestamped {
     header: "Stripe-Signature",
+    request_header: "stripe-signature",
     item_sep: ',',
     ts_key: "t",
     sig_key: "v1",
     message_sep: b".",
 };
 
-const PADDLE: Timestamped = Timestamped {
+/// Paddle Billing: `Paddle-Signature: ts=<unix>;h1=<hex>[;h1=<hex>]`,
+/// HMAC-SHA256 keyed with the secret's bytes over `{ts}:{body}`.
+pub const PADDLE: Timestamped = Timestamped {
     header: "Paddle-Signature",
+    request_header: "paddle-signature",
     item_sep: ';',
     ts_key: "ts",
     sig_key: "h1",
@@ -128,9 +137,14 @@ const PADDLE: Timestamped = Timestamped {
 };
 
 impl Timestamped {
+    /// The header carrying the signature, as requests carry its name.
+    pub fn request_header(&self) -> &'static str {
+        self.request_header
+    }
+
     /// The timestamp and every signature of this scheme's kind (other
     /// schemes, such as Stripe's `v0`, are ignored as the SDKs do).
-    fn parse(&self, header: &str) -> Result<(i64, Vec<Vec<u8>>), SigError> {
+    pub fn parse(&self, header: &str) -> Result<(i64, Vec<Vec<u8>>), SigError> {
         check_header_size(self.header, header)?;
         let mut ts = None;
         let mut sigs = Vec::new();
@@ -161,7 +175,7 @@ impl Timestamped {
 
     /// HMAC-SHA256 keyed with the secret's bytes over `{ts}{sep}{body}`;
     /// any signature may match any secret.
-    fn verify(
+    pub fn verify(
         &self,
         header: Option<&str>,
         body: &[u8],
@@ -170,96 +184,87 @@ impl Timestamped {
         tolerance: i64,
     ) -> Result<(), SigError> {
         let (ts, sigs) = self.parse(header.ok_or(SigError::Missing(self.header))?)?;
-        let t = ts.to_string();
         let mut ok = false;
         for secret in secrets {
-            let mac = hmac256_bytes(secret.as_bytes(), &[t.as_bytes(), self.message_sep, body]);
-            ok |= matches_any(&mac, &sigs);
+            ok |= matches_any(&self.mac(secret, body, ts), &sigs);
         }
         if !ok {
             return Err(SigError::Mismatch);
         }
         check_window(ts, now, tolerance)
     }
-}
 
-/// `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>][,v0=...]`.
-pub fn parse_stripe_header(header: &str) -> Result<(i64, Vec<Vec<u8>>), SigError> {
-    STRIPE.parse(header)
-}
-
-/// Stripe: HMAC-SHA256 keyed with the whole `whsec_...` string over
-/// `{t}.{body}`, hex.
-pub fn verify_stripe(
-    header: Option<&str>,
-    body: &[u8],
-    secrets: &[&str],
-    now: i64,
-    tolerance: i64,
-) -> Result<(), SigError> {
-    STRIPE.verify(header, body, secrets, now, tolerance)
-}
-
-/// `Paddle-Signature: ts=<unix>;h1=<hex>[;h1=<hex>]`.
-pub fn parse_paddle_header(header: &str) -> Result<(i64, Vec<Vec<u8>>), SigError> {
-    PADDLE.parse(header)
-}
-
-/// Paddle Billing: HMAC-SHA256 keyed with the secret's bytes over
-/// `{ts}:{body}`, hex; any `h1` may match.
-pub fn verify_paddle(
-    header: Option<&str>,
-    body: &[u8],
-    secrets: &[&str],
-    now: i64,
-    tolerance: i64,
-) -> Result<(), SigError> {
-    PADDLE.verify(header, body, secrets, now, tolerance)
-}
-
-/// A hex HMAC of the body alone in header `name`, checked with `matches`
-/// against every secret.
-fn verify_body_hex(
-    name: &'static str,
-    header: Option<&str>,
-    body: &[u8],
-    secrets: &[&str],
-    mac: fn(&[u8], &[&[u8]]) -> Vec<u8>,
-) -> Result<(), SigError> {
-    let header = header.ok_or(SigError::Missing(name))?;
-    check_header_size(name, header)?;
-    let sig = hex::decode(header.trim()).map_err(|_| SigError::Malformed(name))?;
-    let sigs = [sig];
-    let mut ok = false;
-    for secret in secrets {
-        ok |= matches_any(&mac(secret.as_bytes(), &[body]), &sigs);
+    /// The header (lower-case name, value) the provider would send.
+    fn sign(&self, secret: &str, body: &[u8], ts: i64) -> (&'static str, String) {
+        let (ts_key, sep, sig_key) = (self.ts_key, self.item_sep, self.sig_key);
+        let sig = hex::encode(self.mac(secret, body, ts));
+        (
+            self.request_header,
+            format!("{ts_key}={ts}{sep}{sig_key}={sig}"),
+        )
     }
-    if ok { Ok(()) } else { Err(SigError::Mismatch) }
+
+    fn mac(&self, secret: &str, body: &[u8], ts: i64) -> Vec<u8> {
+        let t = ts.to_string();
+        hmac256_bytes(secret.as_bytes(), &[t.as_bytes(), self.message_sep, body])
+    }
+}
+
+/// The shape Lemon Squeezy and Hyperswitch share: a hex HMAC of the body
+/// alone in one header, no timestamp.
+#[derive(Debug)]
+pub struct BodyHex {
+    header: &'static str,
+    /// The header's name as requests carry it (lower case).
+    request_header: &'static str,
+    mac: fn(&[u8], &[&[u8]]) -> Vec<u8>,
 }
 
 /// Lemon Squeezy: `X-Signature` = hex HMAC-SHA256 of the body.
-pub fn verify_lemonsqueezy(
-    header: Option<&str>,
-    body: &[u8],
-    secrets: &[&str],
-) -> Result<(), SigError> {
-    verify_body_hex("X-Signature", header, body, secrets, hmac256_bytes)
-}
+pub const LEMONSQUEEZY: BodyHex = BodyHex {
+    header: "X-Signature",
+    request_header: "x-signature",
+    mac: hmac256_bytes,
+};
 
 /// Hyperswitch: `X-Webhook-Signature-512` = hex HMAC-SHA512 of the body,
 /// keyed with the profile's payment response hash key.
-pub fn verify_hyperswitch(
-    header: Option<&str>,
-    body: &[u8],
-    secrets: &[&str],
-) -> Result<(), SigError> {
-    verify_body_hex(
-        "X-Webhook-Signature-512",
-        header,
-        body,
-        secrets,
-        hmac512_bytes,
-    )
+pub const HYPERSWITCH: BodyHex = BodyHex {
+    header: "X-Webhook-Signature-512",
+    request_header: "x-webhook-signature-512",
+    mac: hmac512_bytes,
+};
+
+impl BodyHex {
+    /// The header carrying the signature, as requests carry its name.
+    pub fn request_header(&self) -> &'static str {
+        self.request_header
+    }
+
+    /// Checks the header's HMAC against every secret.
+    pub fn verify(
+        &self,
+        header: Option<&str>,
+        body: &[u8],
+        secrets: &[&str],
+    ) -> Result<(), SigError> {
+        let name = self.header;
+        let header = header.ok_or(SigError::Missing(name))?;
+        check_header_size(name, header)?;
+        let sig = hex::decode(header.trim()).map_err(|_| SigError::Malformed(name))?;
+        let sigs = [sig];
+        let mut ok = false;
+        for secret in secrets {
+            ok |= matches_any(&(self.mac)(secret.as_bytes(), &[body]), &sigs);
+        }
+        if ok { Ok(()) } else { Err(SigError::Mismatch) }
+    }
+
+    /// The header (lower-case name, value) the provider would send.
+    fn sign(&self, secret: &str, body: &[u8]) -> (&'static str, String) {
+        let sig = (self.mac)(secret.as_bytes(), &[body]);
+        (self.request_header, hex::encode(sig))
+    }
 }
 
 /// How a Standard Webhooks secret is used.
@@ -400,28 +405,10 @@ pub fn sign(
     let mac256 = |key: &[u8], parts: &[&[u8]]| hmac256(key, parts).finalize().into_bytes();
     Ok(match kind {
         K::Gumroad => Vec::new(),
-        K::Stripe => {
-            let sig = mac256(secret.as_bytes(), &[ts.to_string().as_bytes(), b".", body]);
-            vec![(
-                "stripe-signature",
-                format!("t={ts},v1={}", hex::encode(sig)),
-            )]
-        }
-        K::Paddle => {
-            let sig = mac256(secret.as_bytes(), &[ts.to_string().as_bytes(), b":", body]);
-            vec![(
-                "paddle-signature",
-                format!("ts={ts};h1={}", hex::encode(sig)),
-            )]
-        }
-        K::Lemonsqueezy => vec![(
-            "x-signature",
-            hex::encode(mac256(secret.as_bytes(), &[body])),
-        )],
-        K::Hyperswitch => vec![(
-            "x-webhook-signature-512",
-            hex::encode(hmac512_bytes(secret.as_bytes(), &[body])),
-        )],
+        K::Stripe => vec![STRIPE.sign(secret, body, ts)],
+        K::Paddle => vec![PADDLE.sign(secret, body, ts)],
+        K::Lemonsqueezy => vec![LEMONSQUEEZY.sign(secret, body)],
+        K::Hyperswitch => vec![HYPERSWITCH.sign(secret, body)],
         K::Standard | K::Polar => {
             if secret.starts_with("whpk_") {
                 return Err("a whpk_ public key can verify but not sign; configure a whsec_ secret to send a test event".into());

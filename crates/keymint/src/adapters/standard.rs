@@ -8,39 +8,14 @@
 //! `{"type": "...", "timestamp": "...", "data": {...}}` with the types and
 //! fields of `docs/providers/standard.md`.
 
-use super::json::{self, Value, bool_at, i64_at, push_all, str_at, time_at};
-use super::signatures::{StandardKeyMode, verify_standard};
-use super::{
-    Adapter, AuthError, CATALOG_ID_PREFIX, ParseError, RawRequest, tolerance_secs, unauthorized,
-};
-use crate::config::EndpointConfig;
+use super::json::{self, Value, bool_at, i64_at, str_at, time_at};
+use super::{Adapter, CATALOG_ID_PREFIX, ParseError, RawRequest, Scheme};
 use crate::events::{
     Buyer, DisputeStage, Event, Parsed, Sale, Subscription, SubscriptionChange as Change,
 };
 use crate::subscriptions::Status;
 
 pub struct Standard;
-
-/// Checks a Standard Webhooks signature with the endpoint's secrets.
-pub fn authenticate(
-    req: &RawRequest<'_>,
-    secrets: &[&str],
-    mode: StandardKeyMode,
-    endpoint: &EndpointConfig,
-    now: i64,
-) -> Result<(), AuthError> {
-    verify_standard(
-        req.header("webhook-id"),
-        req.header("webhook-timestamp"),
-        req.header("webhook-signature"),
-        req.body,
-        secrets,
-        mode,
-        now,
-        tolerance_secs(endpoint),
-    )
-    .map_err(unauthorized)
-}
 
 /// The event id (`webhook-id`) and the event time: the body's
 /// `timestamp` when it has one, else `webhook-timestamp`, else when the
@@ -65,19 +40,8 @@ pub fn id_and_time(req: &RawRequest<'_>, body: &Value) -> Result<(String, i64), 
 }
 
 impl Adapter for Standard {
-    fn authenticate(
-        &self,
-        req: &RawRequest<'_>,
-        endpoint: &EndpointConfig,
-        now: i64,
-    ) -> Result<(), AuthError> {
-        authenticate(
-            req,
-            &super::secret_strs(endpoint),
-            StandardKeyMode::Standard,
-            endpoint,
-            now,
-        )
+    fn scheme(&self) -> Scheme {
+        Scheme::Standard
     }
 
     fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError> {
@@ -98,24 +62,15 @@ fn buyer(d: &Value) -> Buyer {
 }
 
 fn products(d: &Value) -> Vec<String> {
-    let mut ids = Vec::new();
-    push_all(
-        &mut ids,
-        [
-            str_at(d, "/product_id"),
-            str_at(d, "/keymint_product").map(|p| format!("{CATALOG_ID_PREFIX}{p}")),
-        ],
-    );
-    ids
+    json::distinct([
+        str_at(d, "/product_id"),
+        str_at(d, "/keymint_product").map(|p| format!("{CATALOG_ID_PREFIX}{p}")),
+    ])
 }
 
 fn order_refs(d: &Value) -> Result<Vec<String>, ParseError> {
-    let mut refs = Vec::new();
-    push_all(&mut refs, [str_at(d, "/order_id"), str_at(d, "/id")]);
-    if refs.is_empty() {
-        return Err(ParseError("missing required field `/data/order_id`".into()));
-    }
-    Ok(refs)
+    let refs = json::distinct([str_at(d, "/order_id"), str_at(d, "/id")]);
+    json::nonempty(refs, "/data/order_id")
 }
 
 /// keymint's neutral subscription status names.
@@ -135,12 +90,7 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
             let refs = order_refs(d)?;
             let email =
                 json::required(d, "/email").or_else(|_| json::required(d, "/customer/email"))?;
-            let product_ids = products(d);
-            if product_ids.is_empty() {
-                return Err(ParseError(
-                    "missing required field `/data/product_id`".into(),
-                ));
-            }
+            let product_ids = json::nonempty(products(d), "/data/product_id")?;
             Event::Sale(Sale {
                 order_id: refs[0].clone(),
                 refs: refs[1..].to_vec(),
@@ -150,7 +100,7 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
                     ..buyer(d)
                 },
                 amount_cents: i64_at(d, "/amount_cents")?,
-                currency: str_at(d, "/currency").map(|c| c.to_uppercase()),
+                currency: json::currency_at(d, "/currency"),
                 test,
             })
         }
@@ -213,8 +163,7 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
                     )));
                 }
             };
-            let mut refs = Vec::new();
-            push_all(&mut refs, [str_at(d, "/order_id")]);
+            let refs = json::distinct([str_at(d, "/order_id")]);
             Event::Subscription(Subscription {
                 subscription_id: sub,
                 at_ms: time_at(d, "/occurred_at")?.unwrap_or(at),
@@ -223,7 +172,7 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
                 product_ids: products(d),
                 buyer: buyer(d),
                 amount_cents: i64_at(d, "/amount_cents")?,
-                currency: str_at(d, "/currency").map(|c| c.to_uppercase()),
+                currency: json::currency_at(d, "/currency"),
                 test,
             })
         }

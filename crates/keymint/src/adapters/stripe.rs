@@ -9,12 +9,8 @@
 //! `customer.subscription.*` snapshots and `invoice.*` payments.
 
 use super::json::{self, Value, bool_at, i64_at, items, push_all, str_at, time_at};
-use super::signatures::verify_stripe;
-use super::{
-    Adapter, AuthError, CATALOG_ID_PREFIX, ParseError, RawRequest, secret_strs, tolerance_secs,
-    unauthorized,
-};
-use crate::config::EndpointConfig;
+use super::signatures::STRIPE;
+use super::{Adapter, CATALOG_ID_PREFIX, ParseError, RawRequest, Scheme};
 use crate::events::{
     Buyer, DisputeStage, Event, Parsed, Sale, Subscription, SubscriptionChange as Change,
 };
@@ -23,20 +19,8 @@ use crate::subscriptions::Status;
 pub struct Stripe;
 
 impl Adapter for Stripe {
-    fn authenticate(
-        &self,
-        req: &RawRequest<'_>,
-        endpoint: &EndpointConfig,
-        now: i64,
-    ) -> Result<(), AuthError> {
-        verify_stripe(
-            req.header("stripe-signature"),
-            req.body,
-            &secret_strs(endpoint),
-            now,
-            tolerance_secs(endpoint),
-        )
-        .map_err(unauthorized)
+    fn scheme(&self) -> Scheme {
+        Scheme::Timestamped(&STRIPE)
     }
 
     fn parse(&self, req: &RawRequest<'_>) -> Result<Parsed, ParseError> {
@@ -102,8 +86,7 @@ fn price_ids(list: &[Value]) -> Vec<String> {
 /// An event keymint built itself (the reconciler's snapshot of a
 /// subscription), which always says when it was taken in `created`.
 pub fn parse_event(v: &Value) -> Result<Parsed, ParseError> {
-    let created = time_at(v, "/created")?
-        .ok_or_else(|| ParseError("missing required field `/created`".into()))?;
+    let created = time_at(v, "/created")?.ok_or_else(|| ParseError::missing("/created"))?;
     parse_event_at(v, created)
 }
 
@@ -113,9 +96,7 @@ pub fn parse_event_at(v: &Value, received_at: i64) -> Result<Parsed, ParseError>
     let id = json::required(v, "/id")?;
     let kind = json::required(v, "/type")?;
     let at = time_at(v, "/created")?.unwrap_or(received_at);
-    let o = v
-        .pointer("/data/object")
-        .ok_or_else(|| ParseError("missing required field `/data/object`".into()))?;
+    let o = json::object(v, "/data/object")?;
     let test = v.pointer("/livemode") == Some(&Value::Bool(false));
     let object_id = || json::required(o, "/id");
     let mut line_items_of = None;
@@ -126,8 +107,7 @@ pub fn parse_event_at(v: &Value, received_at: i64) -> Result<Parsed, ParseError>
                 str_at(o, "/payment_status").as_deref(),
                 Some("paid" | "no_payment_required")
             );
-            let mut products = Vec::new();
-            push_all(&mut products, [metadata_product(o)]);
+            let products = json::distinct([metadata_product(o)]);
             if products.is_empty() {
                 line_items_of = Some(session.clone());
             }
@@ -153,7 +133,7 @@ pub fn parse_event_at(v: &Value, received_at: i64) -> Result<Parsed, ParseError>
                     product_ids: products,
                     buyer: buyer(o),
                     amount_cents: i64_at(o, "/amount_total")?,
-                    currency: str_at(o, "/currency").map(|c| c.to_uppercase()),
+                    currency: json::currency_at(o, "/currency"),
                     test,
                 }),
                 None if !paid => Event::Ignored(
@@ -165,7 +145,7 @@ pub fn parse_event_at(v: &Value, received_at: i64) -> Result<Parsed, ParseError>
                     product_ids: products,
                     buyer: buyer(o),
                     amount_cents: i64_at(o, "/amount_total")?,
-                    currency: str_at(o, "/currency").map(|c| c.to_uppercase()),
+                    currency: json::currency_at(o, "/currency"),
                     test,
                 }),
             }
@@ -203,7 +183,7 @@ pub fn parse_event_at(v: &Value, received_at: i64) -> Result<Parsed, ParseError>
                         product_ids: price_ids(lines),
                         buyer: buyer(o),
                         amount_cents: i64_at(o, "/amount_paid")?,
-                        currency: str_at(o, "/currency").map(|c| c.to_uppercase()),
+                        currency: json::currency_at(o, "/currency"),
                         test,
                     })
                 }
@@ -215,9 +195,7 @@ pub fn parse_event_at(v: &Value, received_at: i64) -> Result<Parsed, ParseError>
         | "customer.subscription.paused"
         | "customer.subscription.resumed"
         | "customer.subscription.trial_will_end" => {
-            let raw = json::required(o, "/status")?;
-            let status = status(&raw)
-                .ok_or_else(|| ParseError(format!("unknown Stripe subscription status {raw:?}")))?;
+            let status = json::status_at(o, "/status", "Stripe", status)?;
             let list = items(o, "/items/data");
             let period_end = match time_at(o, "/current_period_end")? {
                 Some(end) => Some(end),
@@ -243,7 +221,7 @@ pub fn parse_event_at(v: &Value, received_at: i64) -> Result<Parsed, ParseError>
                 product_ids: products,
                 buyer: buyer(o),
                 amount_cents: None,
-                currency: str_at(o, "/currency").map(|c| c.to_uppercase()),
+                currency: json::currency_at(o, "/currency"),
                 test,
             })
         }
@@ -252,15 +230,11 @@ pub fn parse_event_at(v: &Value, received_at: i64) -> Result<Parsed, ParseError>
             let refunded = i64_at(o, "/amount_refunded")?;
             let full = bool_at(o, "/refunded")
                 || matches!((amount, refunded), (Some(a), Some(r)) if r >= a);
-            let mut refs = Vec::new();
-            push_all(
-                &mut refs,
-                [
-                    str_at(o, "/payment_intent"),
-                    Some(object_id()?),
-                    str_at(o, "/invoice"),
-                ],
-            );
+            let refs = json::distinct([
+                str_at(o, "/payment_intent"),
+                Some(object_id()?),
+                str_at(o, "/invoice"),
+            ]);
             Event::Refund {
                 refs,
                 full,
@@ -270,11 +244,7 @@ pub fn parse_event_at(v: &Value, received_at: i64) -> Result<Parsed, ParseError>
         "charge.refund.updated" | "refund.updated" | "refund.failed" => {
             match str_at(o, "/status").as_deref() {
                 Some("failed" | "canceled") => {
-                    let mut refs = Vec::new();
-                    push_all(
-                        &mut refs,
-                        [str_at(o, "/payment_intent"), str_at(o, "/charge")],
-                    );
+                    let refs = json::distinct([str_at(o, "/payment_intent"), str_at(o, "/charge")]);
                     Event::RefundFailed { refs }
                 }
                 _ => Event::Ignored("refund update with no license effect".into()),
@@ -290,16 +260,10 @@ pub fn parse_event_at(v: &Value, received_at: i64) -> Result<Parsed, ParseError>
                     _ => None,
                 }
             };
-            let mut refs = Vec::new();
-            push_all(
-                &mut refs,
-                [str_at(o, "/payment_intent"), str_at(o, "/charge")],
-            );
-            if refs.is_empty() {
-                return Err(ParseError(
-                    "missing required field `/data/object/charge`".into(),
-                ));
-            }
+            let refs = json::nonempty(
+                json::distinct([str_at(o, "/payment_intent"), str_at(o, "/charge")]),
+                "/data/object/charge",
+            )?;
             match stage {
                 Some(stage) => Event::Dispute { refs, stage },
                 None => Event::Ignored("dispute closed with an undecided status".into()),

@@ -28,6 +28,9 @@ pub enum KeysCmd {
 }
 
 pub(super) async fn run(config: Config, cmd: KeysCmd) -> anyhow::Result<ExitCode> {
+    // A corrupt key file is an error naming it, for every keys command as
+    // at start-up (docs/architecture.md, rule 8), never a key skipped over.
+    signing::load_local_keys(&config.server.data_dir)?;
     let store = open_store(&config).await?;
     let configured = config.signing.secret_key.is_some();
     let refuse_configured = || {

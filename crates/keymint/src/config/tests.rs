@@ -1,11 +1,17 @@
 use super::*;
 use std::time::Duration;
 
-fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigProblems> {
+/// Writes `text` to file `name` in a new scratch directory; returns its path.
+fn scratch_file(name: &str, text: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("keymint-cfg-{}", ulid::Ulid::generate()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("keymint.toml");
+    let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigProblems> {
+    let path = scratch_file("keymint.toml", text);
     let env: Vec<(String, String)> = env
         .iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -13,22 +19,9 @@ fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigProblems> {
     Config::load_with_env(Some(&path), &env)
 }
 
-const GOOD: &str = r#"
-[[endpoints]]
-name = "gumroad"
-kind = "gumroad"
-secrets = ["s1-0123456789abcdef"]
-[[products]]
-id = "datatools-core"
-name = "DataTools Core"
-tier = "core"
-key_prefix = "DT1"
-duration = "365d"
-max_machines = 3
-entitlements = ["export"]
-[products.map]
-gumroad = ["datatools-core"]
-"#;
+/// A configuration that loads: one Gumroad endpoint, one product (kept as
+/// TOML beside this file, where it reads as the file an operator writes).
+const GOOD: &str = include_str!("test-config.toml");
 
 #[test]
 fn no_file_gives_defaults() {
@@ -77,14 +70,10 @@ fn unknown_top_level_keys_are_all_reported() {
 
 #[test]
 fn env_overrides_and_file_secrets() {
-    let dir = std::env::temp_dir().join(format!("keymint-sec-{}", ulid::Ulid::generate()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let secret_file = dir.join("gumroad");
-    std::fs::write(
-        &secret_file,
+    let secret_file = scratch_file(
+        "gumroad",
         "rotated-new-0123456789\nrotated-old-0123456789\n",
-    )
-    .unwrap();
+    );
     let c = load(
         GOOD,
         &[

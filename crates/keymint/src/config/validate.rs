@@ -8,6 +8,42 @@ use super::secrets::{is_placeholder, placeholder_problem, short_secret};
 use super::*;
 use std::collections::HashMap;
 
+/// The names of one list's entries (endpoints by `name`, products by
+/// `id`): each must be a valid name and appear once.
+struct UniqueNames<'a> {
+    field: &'static str,
+    what: &'static str,
+    list: &'static str,
+    seen: HashMap<&'a str, usize>,
+}
+
+impl<'a> UniqueNames<'a> {
+    fn new(field: &'static str, what: &'static str, list: &'static str) -> Self {
+        let seen = HashMap::new();
+        Self {
+            field,
+            what,
+            list,
+            seen,
+        }
+    }
+
+    /// Lists the problems of entry `i`'s name, at path `at`.
+    fn check(&mut self, at: &str, name: &'a str, i: usize, problems: &mut Vec<String>) {
+        let (field, what, list) = (self.field, self.what, self.list);
+        if !valid_name(name) {
+            problems.push(format!(
+                "{at}.{field}: {name:?} must be 1-64 lowercase letters, digits, '-' or '_'"
+            ));
+        }
+        if let Some(first) = self.seen.insert(name, i) {
+            problems.push(format!(
+                "{at}.{field}: {what} {name:?} is defined twice (also {list}[{first}])"
+            ));
+        }
+    }
+}
+
 impl Config {
     pub(super) fn validate(&self, layout: &Layout, problems: &mut Vec<String>) {
         if let Err(e) = crate::telemetry::parse_filter(&self.server.log_level) {
@@ -134,21 +170,10 @@ impl Config {
             );
         }
 
-        let mut names = HashMap::new();
+        let mut names = UniqueNames::new("name", "endpoint", "endpoints");
         for (ep, &i) in self.endpoints.iter().zip(&layout.endpoints) {
             let at = format!("endpoints[{i}]");
-            if !valid_name(&ep.name) {
-                problems.push(format!(
-                    "{at}.name: {:?} must be 1-64 lowercase letters, digits, '-' or '_'",
-                    ep.name
-                ));
-            }
-            if let Some(first) = names.insert(ep.name.as_str(), i) {
-                problems.push(format!(
-                    "{at}.name: endpoint {:?} is defined twice (also endpoints[{first}])",
-                    ep.name
-                ));
-            }
+            names.check(&at, &ep.name, i, problems);
             if ep.secrets.iter().all(|s| s.expose().trim().is_empty()) {
                 problems.push(format!(
                     "{at}.secrets: endpoint {:?} has no secret: set secrets = [\"...\"] or KEYMINT_ENDPOINTS__{}__SECRETS_FILE",
@@ -210,22 +235,11 @@ impl Config {
             }
         }
 
-        let mut product_ids = HashMap::new();
+        let mut product_ids = UniqueNames::new("id", "product", "products");
         let mut mapped: HashMap<(&str, &str), &str> = HashMap::new();
         for (p, &i) in self.products.iter().zip(&layout.products) {
             let at = format!("products[{i}]");
-            if !valid_name(&p.id) {
-                problems.push(format!(
-                    "{at}.id: {:?} must be 1-64 lowercase letters, digits, '-' or '_'",
-                    p.id
-                ));
-            }
-            if let Some(first) = product_ids.insert(p.id.as_str(), i) {
-                problems.push(format!(
-                    "{at}.id: product {:?} is defined twice (also products[{first}])",
-                    p.id
-                ));
-            }
+            product_ids.check(&at, &p.id, i, problems);
             for (field, value) in [("tier", &p.tier), ("key_prefix", &p.key_prefix)] {
                 if !keymint_license_segment(value) {
                     problems.push(format!(

@@ -147,21 +147,23 @@ mod tests {
         assert!(r.text.contains("DT1-CORE-00000-00000-00000-00000"));
     }
 
-    #[test]
-    fn overrides_replace_defaults() {
+    /// The templates with `license.subject.txt` overridden by `subject`.
+    fn with_subject(subject: &str) -> Templates {
         let dir = std::env::temp_dir().join(format!("keymint-tpl-{}", ulid::Ulid::generate()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("license.subject.txt"), "Key for {{ name }}").unwrap();
-        let t = Templates::load(Some(&dir)).unwrap();
+        std::fs::write(dir.join("license.subject.txt"), subject).unwrap();
+        Templates::load(Some(&dir)).unwrap()
+    }
+
+    #[test]
+    fn overrides_replace_defaults() {
+        let t = with_subject("Key for {{ name }}");
         assert_eq!(t.render_license(&ctx("Jo")).unwrap().subject, "Key for Jo");
     }
 
     #[test]
     fn a_subject_that_renders_empty_is_an_error() {
-        let dir = std::env::temp_dir().join(format!("keymint-tpl-{}", ulid::Ulid::generate()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("license.subject.txt"), "{{ missing_field }}\n").unwrap();
-        let t = Templates::load(Some(&dir)).unwrap();
+        let t = with_subject("{{ missing_field }}\n");
         let err = t.render_license(&ctx("Jo")).unwrap_err();
         assert!(matches!(err, TemplateError::EmptySubject), "{err}");
     }

@@ -16,6 +16,20 @@ fn scratch(tag: &str) -> PathBuf {
     dir
 }
 
+/// The corrupt key file, named as the data directory is configured
+/// (relative here).
+const CORRUPT_KEY: &str = "keymint-data/keys/0000000000001-corrupt.key";
+
+/// A scratch directory whose key directory holds a file that is not a key;
+/// returns the directory and its key directory.
+fn with_corrupt_key_file(tag: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch(tag);
+    let keys = dir.join("keymint-data/keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::write(dir.join(CORRUPT_KEY), "k4.secret.not-a-key").unwrap();
+    (dir, keys)
+}
+
 /// Runs the keymint binary in `dir` without a config file.
 fn keymint(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_keymint"))
@@ -45,13 +59,7 @@ async fn exec(app: &TestApp, sql: &'static str, id: &str, value: &str) {
 #[test]
 fn a_corrupt_signing_key_file_stops_serve_and_check_config_naming_the_file() {
     // Arrange: a key directory holding a file that is not a key.
-    let dir = scratch("badkey");
-    let keys = dir.join("keymint-data/keys");
-    std::fs::create_dir_all(&keys).unwrap();
-    let bad = keys.join("0000000000001-corrupt.key");
-    std::fs::write(&bad, "k4.secret.not-a-key").unwrap();
-    // Named as the data directory is configured (relative here).
-    let named = "keymint-data/keys/0000000000001-corrupt.key";
+    let (dir, keys) = with_corrupt_key_file("badkey");
 
     // Act
     let (served, serve_err) = keymint(&dir, &["serve"]);
@@ -59,15 +67,33 @@ fn a_corrupt_signing_key_file_stops_serve_and_check_config_naming_the_file() {
 
     // Assert: neither goes on without it, and both say which file.
     assert!(!served, "serve refuses to start: {serve_err}");
-    assert!(serve_err.contains(named), "{serve_err}");
+    assert!(serve_err.contains(CORRUPT_KEY), "{serve_err}");
     assert!(
         serve_err.contains("not a PASERK k4.secret key"),
         "{serve_err}"
     );
     assert!(!checked, "{check_err}");
-    assert!(check_err.contains(named), "{check_err}");
+    assert!(check_err.contains(CORRUPT_KEY), "{check_err}");
     let key_files = std::fs::read_dir(&keys).unwrap().count();
     assert_eq!(key_files, 1, "no other key was made in its place");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn keys_list_with_a_corrupt_key_file_fails_naming_the_file() {
+    // Arrange: a key directory holding a file that is not a key.
+    let (dir, _keys) = with_corrupt_key_file("badkey-list");
+
+    // Act
+    let (listed, list_err) = keymint(&dir, &["keys", "list"]);
+
+    // Assert: the listing does not go on without it, and says which file.
+    assert!(!listed, "keys list refuses: {list_err}");
+    assert!(list_err.contains(CORRUPT_KEY), "{list_err}");
+    assert!(
+        list_err.contains("not a PASERK k4.secret key"),
+        "{list_err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::adapters::AuthError;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -91,36 +92,19 @@ fn missing_required_fields_are_named() {
 
 #[test]
 fn resources_map_to_events() {
-    let refund = parse(
-        &form(&[("resource_name", "refund"), ("sale_id", "S")]),
-        false,
-    )
-    .unwrap();
-    assert_eq!(
-        refund.event,
-        Event::Refund {
-            refs: vec!["S".into()],
-            full: true,
-            amount_cents: None
-        }
-    );
-    let partial = parse(
-        &form(&[
-            ("resource_name", "refund"),
-            ("sale_id", "S"),
-            ("partially_refunded", "true"),
-        ]),
-        false,
-    )
-    .unwrap();
-    assert_eq!(
-        partial.event,
-        Event::Refund {
-            refs: vec!["S".into()],
-            full: false,
-            amount_cents: None
-        }
-    );
+    // A refund is full unless Gumroad says it is partial.
+    let refund: &[(&str, &str)] = &[("resource_name", "refund"), ("sale_id", "S")];
+    for (extra, full) in [(None, true), (Some(("partially_refunded", "true")), false)] {
+        let fields: Vec<_> = refund.iter().copied().chain(extra).collect();
+        assert_eq!(
+            parse(&form(&fields), false).unwrap().event,
+            Event::Refund {
+                refs: vec!["S".into()],
+                full,
+                amount_cents: None
+            }
+        );
+    }
     let won = parse(
         &form(&[("resource_name", "dispute_won"), ("sale_id", "S")]),
         false,
