@@ -2,8 +2,10 @@
 //! mints, revocation, reinstatement and resends.
 
 use crate::app::AppState;
+use crate::domain::LicenseStatus;
 use crate::fulfilment::{self, MintError, Minted, Order};
-use crate::store::licenses::{self, License, status as lstatus};
+use crate::licensing::{self, By, Cause, Step};
+use crate::store::licenses::{self, License};
 use crate::store::{self, Store, admin_tokens, outbox};
 use crate::text;
 use sha2::{Digest, Sha256};
@@ -172,6 +174,7 @@ impl ManualMint {
             .map(text::clean_line)
             .filter(|n| !n.is_empty());
         let name_given = given.is_some();
+        // `split` always yields a first piece: the default is never used.
         let name = given.unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string());
         let order_id = match self.order_id.as_deref().map(str::trim) {
             None | Some("") => None,
@@ -227,6 +230,7 @@ fn repeat(existing: License, req: &CleanMint) -> Result<(License, bool), AdminEr
         "order_id_conflict",
         format!(
             "order id {:?} was already minted (license {}) with a different {}; repeat the original request or use a new order id",
+            // A repeat is found by its order id, so there always is one.
             req.order_id.as_deref().unwrap_or_default(),
             existing.key,
             diff.join(" and ")
@@ -290,11 +294,15 @@ pub async fn mint_manual(
         &state.config.signing.issuer,
         actor,
         None,
+        store::now_ms(),
     )
     .await?;
     tx.commit().await?;
     match minted {
-        Minted::New(l) => Ok((l, true)),
+        Minted::New(l) => {
+            fulfilment::count_minted(&product.id);
+            Ok((l, true))
+        }
         Minted::Existing(l) => repeat(l, &req),
     }
 }
@@ -321,38 +329,24 @@ pub async fn set_status(
             "a reason is required",
         ));
     }
-    let reason = reason.as_str();
     let mut tx = store.begin().await?;
     let license = licenses::by_key(&mut tx, key)
         .await?
         .ok_or(AdminError::NotFound)?;
-    let (to, action) = if revoke {
-        (lstatus::REVOKED, "revoked")
+    let cause = if revoke {
+        Cause::OperatorRevoke
     } else {
-        (lstatus::ACTIVE, "reinstated")
+        Cause::OperatorReinstate
     };
-    if license.status == to {
-        let code = if revoke {
-            "already_revoked"
-        } else {
-            "already_active"
-        };
-        return Err(AdminError::conflict(
-            code,
-            format!("license is already {to}"),
-        ));
-    }
-    licenses::set_status(
-        &mut tx,
-        &license,
-        to,
-        action,
-        Some(reason),
+    let by = By {
         actor,
-        None,
-        store::now_ms(),
-    )
-    .await?;
+        delivery_id: None,
+        now: store::now_ms(),
+        reason: Some(&reason),
+    };
+    if let Step::NotAllowed(why) = licensing::transition(&mut tx, &license, cause, &by).await? {
+        return Err(AdminError::conflict(why.code(), why.to_string()));
+    }
     tx.commit().await?;
     let mut conn = store.conn().await?;
     licenses::by_key(&mut conn, key)
@@ -373,7 +367,7 @@ pub async fn resend(
     let license = licenses::by_key(&mut tx, key)
         .await?
         .ok_or(AdminError::NotFound)?;
-    let revoked = license.status == lstatus::REVOKED;
+    let revoked = license.status == LicenseStatus::Revoked;
     if revoked && !force {
         return Err(AdminError::conflict(
             "license_revoked",
@@ -408,8 +402,8 @@ pub async fn resend(
         &mut tx,
         &license.id,
         "resent",
-        Some(&license.status),
-        &license.status,
+        Some(license.status),
+        license.status,
         reason,
         actor,
         None,
@@ -451,11 +445,11 @@ pub async fn request_refund(
         .ok_or_else(|| {
             AdminError::NotConfigured(format!("refunds not configured for {}", license.source))
         })?;
-    if license.status == lstatus::REVOKED {
-        return Err(AdminError::conflict(
-            "license_revoked",
-            "license is already revoked",
-        ));
+    // Asked before the refund row is written: a license the machine will
+    // not hold has nothing to refund.
+    let current = licensing::machine::State::of(license.status, license.status_reason.as_deref());
+    if let Step::NotAllowed(why) = licensing::machine::apply(current, Cause::RefundRequested) {
+        return Err(AdminError::conflict("license_revoked", why.to_string()));
     }
     // What the provider refunds: the order itself (Hyperswitch payment,
     // Stripe payment intent), else a payment intent recorded for it.
@@ -484,28 +478,25 @@ pub async fn request_refund(
         updated_at: now,
     };
     if !refunds::insert_pending(&mut tx, &refund).await? {
-        let pending = refunds::pending_for_license(&mut tx, &license.id).await?;
+        let pending = match refunds::pending_for_license(&mut tx, &license.id).await? {
+            Some(p) => format!(" ({})", p.id),
+            // Settled between the insert and this read.
+            None => String::new(),
+        };
         return Err(AdminError::conflict(
             "refund_pending",
             format!(
-                "a refund for this license is already pending ({}); wait for the provider's answer",
-                pending.map(|p| p.id).unwrap_or_default()
+                "a refund for this license is already pending{pending}; wait for the provider's answer"
             ),
         ));
     }
-    if license.status == lstatus::ACTIVE {
-        licenses::set_status(
-            &mut tx,
-            &license,
-            lstatus::SUSPENDED,
-            "refund_requested",
-            Some(crate::dispatcher::REFUND_PENDING),
-            actor,
-            None,
-            now,
-        )
-        .await?;
-    }
+    let by = By {
+        actor,
+        delivery_id: None,
+        now,
+        reason: None,
+    };
+    licensing::transition(&mut tx, &license, Cause::RefundRequested, &by).await?;
     tx.commit().await?;
 
     // The row is committed: a crash from here on leaves an orphan the

@@ -1,4 +1,5 @@
-//! The subscription state machine of DESIGN section 6, as a pure function
+//! The subscription state machine (docs/architecture.md, "State
+//! machines"; docs/subscriptions.md), as a pure function
 //! over normalized subscription events: no database, no provider.
 //!
 //! Providers deliver out of order, so every event carries the provider's

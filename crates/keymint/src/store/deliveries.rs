@@ -159,7 +159,7 @@ pub async fn insert(conn: &mut Conn, d: &NewDelivery) -> Result<(), sqlx::Error>
     Ok(())
 }
 
-/// Records a delivery before anything acts on it (DESIGN rule 1).
+/// Records a delivery before anything acts on it (docs/architecture.md, rule 1).
 ///
 /// On PostgreSQL the record commits with `synchronous_commit = off` (the
 /// recorder pool's sessions): it is committed and visible at once, and made

@@ -1,9 +1,12 @@
 //! `customers`, `licenses` and `license_events` (each license's history).
 
 use super::{Conn, new_id};
+pub use crate::domain::LicenseStatus;
 use serde::Serialize;
 
-/// License states (DESIGN section 5).
+/// License states as text, for filters that still compare strings
+/// (docs/architecture.md, "State machines"); the typed value is
+/// [`LicenseStatus`].
 pub mod status {
     pub const ACTIVE: &str = "active";
     pub const SUSPENDED: &str = "suspended";
@@ -20,7 +23,7 @@ pub struct License {
     pub customer_id: String,
     pub product: String,
     pub tier: String,
-    pub status: String,
+    pub status: LicenseStatus,
     pub status_reason: Option<String>,
     pub source: String,
     pub order_id: Option<String>,
@@ -47,8 +50,8 @@ pub struct LicenseEvent {
     pub license_id: String,
     pub at: i64,
     pub action: String,
-    pub from_status: Option<String>,
-    pub to_status: String,
+    pub from_status: Option<LicenseStatus>,
+    pub to_status: LicenseStatus,
     pub reason: Option<String>,
     pub actor: String,
     pub delivery_id: Option<String>,
@@ -107,7 +110,7 @@ pub async fn insert(conn: &mut Conn, l: &License) -> Result<bool, sqlx::Error> {
     .bind(&l.customer_id)
     .bind(&l.product)
     .bind(&l.tier)
-    .bind(&l.status)
+    .bind(l.status)
     .bind(&l.status_reason)
     .bind(&l.source)
     .bind(&l.order_id)
@@ -223,7 +226,7 @@ pub async fn search(conn: &mut Conn, f: &Filter) -> Result<Vec<License>, sqlx::E
 pub async fn set_status(
     conn: &mut Conn,
     license: &License,
-    to: &str,
+    to: LicenseStatus,
     action: &str,
     reason: Option<&str>,
     actor: &str,
@@ -243,7 +246,7 @@ pub async fn set_status(
         conn,
         &license.id,
         action,
-        Some(&license.status),
+        Some(license.status),
         to,
         reason,
         actor,
@@ -258,8 +261,8 @@ pub async fn record_event(
     conn: &mut Conn,
     license_id: &str,
     action: &str,
-    from: Option<&str>,
-    to: &str,
+    from: Option<LicenseStatus>,
+    to: LicenseStatus,
     reason: Option<&str>,
     actor: &str,
     delivery_id: Option<&str>,

@@ -85,6 +85,8 @@ pub fn now_ms() -> i64 {
 
 /// Formats Unix milliseconds as RFC 3339.
 pub fn format_ms(ms: i64) -> String {
+    // For display only: a time RFC 3339 cannot show is shown as its
+    // number rather than hidden.
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {
@@ -304,6 +306,7 @@ fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
     }
     #[cfg(not(unix))]
     {
+        // No permission bits to set off Unix; the arguments are unused.
         let _ = (path, mode);
         Ok(())
     }
@@ -376,6 +379,7 @@ pub async fn check_reachable(url: &str, timeout: std::time::Duration) -> Result<
     let options = AnyConnectOptions::from_str(&target)?.disable_statement_logging();
     let mut conn = connect_once(&options, timeout).await?;
     sqlx::query("SELECT 1").execute(&mut conn).await?;
+    // The probe already answered; a failed goodbye changes nothing.
     let _ = conn.close().await;
     Ok(())
 }
@@ -436,6 +440,7 @@ pub fn describe_connect_error(url: &str, e: &sqlx::Error) -> String {
         },
         sqlx::Error::Tls(tls) => format!("TLS with PostgreSQL at {at} failed: {tls}"),
         sqlx::Error::Database(db) => {
+            // An error without a code matches none of the codes below.
             let code = db.code().unwrap_or_default();
             let name = pg.get_database().unwrap_or(pg.get_username());
             match &*code {
@@ -472,6 +477,7 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(db) => {
+            // An error without a code matches none of the codes below.
             let code = db.code().unwrap_or_default();
             // SQLite: 5 BUSY, 6 LOCKED, 10 IOERR, 13 FULL, 14 CANTOPEN.
             // PostgreSQL: class 08 connection, 53 resources, 57 operator

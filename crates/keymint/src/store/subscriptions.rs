@@ -25,14 +25,28 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    pub fn state(&self) -> State {
-        State {
-            status: Status::parse(&self.status).unwrap_or(Status::PendingPayment),
+    /// The row as the state machine sees it. An unknown stored status is a
+    /// decode error naming it, never a default (docs/architecture.md,
+    /// rule 8): guessing `pending_payment` would take access away.
+    pub fn state(&self) -> Result<State, sqlx::Error> {
+        let status = Status::parse(&self.status).ok_or_else(|| {
+            sqlx::Error::Decode(
+                format!(
+                    "subscription {}: unknown stored status {:?} (expected one of: {})",
+                    self.id,
+                    self.status,
+                    Status::ALL.map(Status::as_str).join(", ")
+                )
+                .into(),
+            )
+        })?;
+        Ok(State {
+            status,
             trial_end: self.trial_end,
             current_period_end: self.current_period_end,
             cancel_at_period_end: self.cancel_at_period_end != 0,
             last_event_at: self.last_event_at,
-        }
+        })
     }
 }
 

@@ -6,6 +6,7 @@ mod helpers;
 
 mod admin;
 mod config;
+mod defaults;
 mod email;
 mod gumroad;
 mod hardening;

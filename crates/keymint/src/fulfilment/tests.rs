@@ -1,0 +1,165 @@
+//! Each silent default that used to sit on the way to a signature is now
+//! an error naming the bad value.
+
+use super::*;
+use keymint_license::SigningKey;
+
+const NOW: i64 = 1_750_000_000_000;
+
+fn product(extra: &str) -> ProductConfig {
+    toml::from_str(&format!(
+        "id = \"pro\"\nname = \"Pro\"\ntier = \"pro\"\nkey_prefix = \"KM\"\n{extra}"
+    ))
+    .unwrap()
+}
+
+fn order() -> Order {
+    Order {
+        source: "manual".into(),
+        order_id: Some("o-1".into()),
+        email: "buyer@example.com".into(),
+        name: "buyer".into(),
+        amount_cents: None,
+        currency: None,
+        test: false,
+        notes: None,
+        customer_ref: None,
+        refs: Vec::new(),
+        valid_until: None,
+        send_email: true,
+    }
+}
+
+fn license() -> licenses::License {
+    build_license(
+        &product("max_machines = 3\nentitlements = [\"export\"]"),
+        &order(),
+        "cus_1",
+        &SigningKey::generate(),
+        "keymint",
+        NOW,
+    )
+    .unwrap()
+}
+
+fn reissue_of(l: &licenses::License, valid_until: Option<i64>) -> Result<String, MintError> {
+    reissue(
+        l,
+        false,
+        valid_until,
+        &SigningKey::generate(),
+        "keymint",
+        NOW,
+    )
+}
+
+#[test]
+fn a_good_license_reissues() {
+    assert!(reissue_of(&license(), Some(NOW + 1000)).is_ok());
+}
+
+#[test]
+fn an_out_of_range_max_machines_is_an_error_not_unlimited() {
+    for bad in [-1, 0, i64::from(u32::MAX) + 1] {
+        let mut l = license();
+        l.max_machines = Some(bad);
+        let err = reissue_of(&l, None).unwrap_err();
+        assert!(
+            matches!(err, MintError::MaxMachines { value, .. } if value == bad),
+            "{bad}: {err}"
+        );
+        assert!(err.to_string().contains("max_machines"), "{err}");
+    }
+}
+
+#[test]
+fn unparsable_stored_entitlements_are_an_error_not_an_empty_list() {
+    for bad in ["", "not json", "{\"a\": 1}", "[1, 2]"] {
+        let mut l = license();
+        l.entitlements = bad.into();
+        let err = reissue_of(&l, None).unwrap_err();
+        assert!(
+            matches!(err, MintError::Entitlements { .. }),
+            "{bad:?}: {err}"
+        );
+        assert!(err.to_string().contains("entitlements"), "{err}");
+    }
+}
+
+#[test]
+fn an_invalid_duration_is_an_error_not_perpetual() {
+    for bad in ["forever", "0s", "100000000000y"] {
+        let err = build_license(
+            &product(&format!("duration = \"{bad}\"")),
+            &order(),
+            "cus_1",
+            &SigningKey::generate(),
+            "keymint",
+            NOW,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, MintError::Duration { product, .. } if product == "pro"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn an_unrepresentable_expiry_is_an_error_not_1970() {
+    let mut o = order();
+    o.valid_until = Some(i64::MAX);
+    let err = build_license(
+        &product(""),
+        &o,
+        "cus_1",
+        &SigningKey::generate(),
+        "keymint",
+        NOW,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MintError::Time {
+                what: "the expiry",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = reissue_of(&license(), Some(i64::MIN)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MintError::Time {
+                what: "the expiry",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unrepresentable_current_time_is_an_error_not_a_panic() {
+    let err = build_license(
+        &product(""),
+        &order(),
+        "cus_1",
+        &SigningKey::generate(),
+        "keymint",
+        i64::MAX,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MintError::Time {
+                what: "the current time",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
