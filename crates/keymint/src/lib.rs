@@ -27,6 +27,7 @@ pub mod store;
 pub mod subscriptions;
 pub mod telemetry;
 pub mod text;
+pub mod views;
 pub mod workers;
 
 pub use app::{AppState, Application};

@@ -1,8 +1,33 @@
 //! `keymint keys`: list, generate, activate and retire signing keys.
 
-use super::*;
+use super::open_store;
+use crate::config::Config;
+use crate::signing;
+use crate::store::{self, signing_keys};
+use clap::Subcommand;
+use std::process::ExitCode;
 
-pub(super) async fn keys(config: Config, cmd: KeysCmd) -> anyhow::Result<ExitCode> {
+#[derive(Subcommand, Debug)]
+pub enum KeysCmd {
+    /// List signing keys: which one signs, which verify, which are retired.
+    List,
+    /// Generate a new key: it verifies (is published) at once; it signs
+    /// once activated.
+    Generate {
+        /// Make it the signing key now; running servers sign with it from
+        /// their next license on.
+        #[arg(long)]
+        activate: bool,
+    },
+    /// Make a key the signing key; running servers follow at their next
+    /// license.
+    Activate { kid: String },
+    /// Retire a key: it no longer verifies. The signing key is refused;
+    /// activate another one first.
+    Retire { kid: String },
+}
+
+pub(super) async fn run(config: Config, cmd: KeysCmd) -> anyhow::Result<ExitCode> {
     let store = open_store(&config).await?;
     let configured = config.signing.secret_key.is_some();
     let refuse_configured = || {

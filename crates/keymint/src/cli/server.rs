@@ -1,6 +1,9 @@
 //! `keymint serve` and `keymint check-config`.
 
-use super::*;
+use crate::app::Application;
+use crate::config::Config;
+use crate::store;
+use std::process::ExitCode;
 
 pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();

@@ -6,13 +6,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-/// The body of every error answer: a message for people and a stable
-/// `code` for programs (docs/admin-api.md lists them).
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    pub error: String,
-    pub code: String,
-}
+pub use crate::views::ErrorBody;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -37,10 +31,10 @@ pub enum ApiError {
     /// 422: well-formed but not acceptable.
     #[error("{0}")]
     Unprocessable(String),
-    /// 503 with a message: a needed service or setting is missing.
-    #[error("{0}")]
-    NotConfigured(String),
-    /// 503: the database cannot be reached; retry later.
+    /// 503: the database cannot be reached; retry later. The only 503: a
+    /// missing setting is permanent until an operator acts, so it is a
+    /// 4xx with its own code (`refunds_not_configured`), never an answer
+    /// that invites retries (docs/architecture.md, "Rules").
     #[error("service temporarily unavailable")]
     Unavailable,
     /// 500: logged, never shown.
@@ -75,7 +69,6 @@ impl ApiError {
             Self::Conflict(_) => "conflict",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Unprocessable(_) => "unprocessable",
-            Self::NotConfigured(_) => "not_configured",
             Self::Unavailable => "unavailable",
             Self::Internal(_) => "internal",
             Self::Coded { code, .. } => code,
@@ -124,7 +117,7 @@ impl IntoResponse for ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unavailable | Self::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -143,7 +136,9 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
-        if status == StatusCode::UNAUTHORIZED {
+        // Only the admin API's bearer tokens: a webhook's 401 is about its
+        // signature, which no `WWW-Authenticate` scheme describes.
+        if matches!(self, Self::Unauthorized) {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

@@ -1,7 +1,11 @@
 //! `POST /webhooks/{endpoint}`: hands the raw request to ingest and maps
-//! the result onto the response contract of DESIGN section 4.
+//! the result onto the response contract (docs/architecture.md, "Rules":
+//! once authentic, always 2xx; only an unreachable database is a 503).
+//! Errors go through `ApiError` like every other route's.
 
 use crate::app::AppState;
+use crate::http::ApiError;
+use crate::http::error::ErrorBody;
 use crate::ingest::{self, Incoming, IngestResult};
 use axum::Json;
 use axum::body::Bytes;
@@ -9,22 +13,12 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// The answer to an authenticated delivery (DESIGN section 4).
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct WebhookResponse {
-    /// ok, duplicate, ignored, logged-no-mint or error.
-    pub status: String,
-    pub delivery_id: String,
-    /// Only when a license was minted or found.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub license_key: Option<String>,
-}
+pub use crate::views::WebhookResponse;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(receive))
@@ -36,10 +30,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
     request_body(content = String, description = "the provider's raw body", content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, body = WebhookResponse, description = "authenticated; see `status`"),
-        (status = 401, description = "bad signature, missing headers or stale timestamp"),
-        (status = 404, description = "unknown endpoint, or wrong URL secret"),
-        (status = 413, description = "body over the cap"),
-        (status = 503, description = "could not record or apply; retry")))]
+        (status = 401, body = ErrorBody, description = "bad signature, missing headers or stale timestamp (`unauthorized`)"),
+        (status = 404, description = "unknown endpoint, or wrong URL secret: an empty body, the same for both"),
+        (status = 413, body = ErrorBody, description = "body over the cap (`payload_too_large`)"),
+        (status = 503, body = ErrorBody, description = "could not record or apply; retry (`unavailable`)")))]
 pub(crate) async fn receive(
     State(state): State<AppState>,
     Path(endpoint): Path<String>,
@@ -49,22 +43,20 @@ pub(crate) async fn receive(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     if state.config.endpoint(&endpoint).is_none() {
-        return StatusCode::NOT_FOUND.into_response();
+        return no_endpoint();
     }
     let body = match body {
         Ok(b) => b,
         Err(rejection) => {
             let status = rejection.status();
+            // `payload_too_large`, not the admin API's `body_too_large`:
+            // senders have seen this code since the first release.
             let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
                 "payload_too_large"
             } else {
                 "bad_request"
             };
-            return (
-                status,
-                Json(json!({ "error": rejection.body_text(), "code": code })),
-            )
-                .into_response();
+            return ApiError::coded(status, code, rejection.body_text()).into_response();
         }
     };
     let mut map = BTreeMap::new();
@@ -102,18 +94,18 @@ pub(crate) async fn receive(
 /// Maps an ingest result onto the response contract.
 pub fn respond(result: IngestResult) -> Response {
     match result {
-        IngestResult::NotFound => StatusCode::NOT_FOUND.into_response(),
-        IngestResult::Unauthorized => (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({ "error": "unauthorized", "code": "unauthorized" })),
-        )
-            .into_response(),
-        IngestResult::Unavailable => (
+        IngestResult::NotFound => no_endpoint(),
+        // The same bare answer whatever failed: nothing for a prober.
+        IngestResult::Unauthorized => {
+            ApiError::coded(StatusCode::UNAUTHORIZED, "unauthorized", "unauthorized")
+                .into_response()
+        }
+        IngestResult::Unavailable => ApiError::coded(
             StatusCode::SERVICE_UNAVAILABLE,
-            [(axum::http::header::RETRY_AFTER, "5")],
-            Json(json!({ "error": "temporarily unavailable; retry", "code": "unavailable" })),
+            "unavailable",
+            "temporarily unavailable; retry",
         )
-            .into_response(),
+        .into_response(),
         IngestResult::Done {
             delivery_id,
             applied,
@@ -126,4 +118,12 @@ pub fn respond(result: IngestResult) -> Response {
             (StatusCode::OK, Json(body)).into_response()
         }
     }
+}
+
+/// An unknown endpoint and a wrong URL secret answer alike, with an empty
+/// 404: nothing tells a prober which endpoints exist, or that a Gumroad
+/// URL secret was checked at all. The one webhook error without a JSON
+/// body, on purpose.
+fn no_endpoint() -> Response {
+    StatusCode::NOT_FOUND.into_response()
 }

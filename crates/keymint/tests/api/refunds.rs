@@ -118,7 +118,7 @@ async fn a_stripe_refund_is_pending_until_the_webhook_settles_it(db: Db) {
     assert_eq!(license(&app, &token, &key).await["status"], "revoked");
 }
 
-async fn refunds_without_api_credentials_answer_503(db: Db) {
+async fn refunds_without_api_credentials_answer_409(db: Db) {
     let Some(app) = spawn_app_with(db, &[]).await else {
         return;
     };
@@ -137,9 +137,13 @@ async fn refunds_without_api_credentials_answer_503(db: Db) {
             json!({}),
         )
         .await;
-    assert_eq!(resp.status(), 503);
+    // Permanent until an operator configures it: a 409 with its own code,
+    // not a 503 that tells callers to retry.
+    assert_eq!(resp.status(), 409);
+    assert!(resp.headers().get("retry-after").is_none());
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "refunds not configured for gumroad");
+    assert_eq!(body["code"], "refunds_not_configured");
     let ids = Ids::new("stripe");
     let key = app.send(&sale("stripe", &ids, now_secs())).await["license_key"]
         .as_str()
@@ -152,9 +156,10 @@ async fn refunds_without_api_credentials_answer_503(db: Db) {
             json!({}),
         )
         .await;
-    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.status(), 409);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "refunds not configured for stripe");
+    assert_eq!(body["code"], "refunds_not_configured");
     // Nothing was written or changed.
     assert_eq!(
         app.scalar("SELECT COUNT(*) FROM refunds WHERE endpoint <> $1", "")
@@ -497,7 +502,7 @@ both_databases!(
     the_cli_refunds_and_reconciles,
     the_reconciler_resolves_a_subscription_stuck_in_pending_payment,
     a_stripe_refund_is_pending_until_the_webhook_settles_it,
-    refunds_without_api_credentials_answer_503,
+    refunds_without_api_credentials_answer_409,
     the_reconciler_settles_a_stuck_refund_and_the_late_webhook_is_a_no_op,
     an_orphan_refund_is_failed_and_the_license_restored,
     a_partial_refund_that_settles_an_operator_refund_is_recorded_as_one,

@@ -1,0 +1,172 @@
+//! Admin API under `/admin/v1`, authenticated by bearer tokens that are
+//! stored hashed and carry scopes. Every answer that is an error is JSON
+//! with a `code`, whoever made it (a handler, an extractor, the router);
+//! input text follows one rule on both databases (docs/architecture.md,
+//! "Input text"). This file holds what every resource shares: the router,
+//! the caller's authentication and the JSON error shape; each resource's
+//! handlers live in their own file, the answers they give in `crate::views`.
+
+mod deliveries;
+mod licenses;
+mod params;
+mod refunds;
+mod subscriptions;
+
+pub use params::parse_time;
+
+use crate::admin::{self, AdminError, scope};
+use crate::app::AppState;
+use crate::http::ApiError;
+use crate::http::error::{ErrorBody, code_for_status};
+use crate::store::{self, admin_tokens};
+use axum::Json;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use utoipa_axum::router::OpenApiRouter;
+
+/// The admin routes; each is registered with its OpenAPI description, so
+/// `/openapi.json` lists exactly what is served.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(licenses::routes())
+        .merge(refunds::routes())
+        .merge(deliveries::routes())
+        .merge(subscriptions::routes())
+        // Not an API route: any other path under /admin answers a JSON 404.
+        .route("/admin", any(no_such_route))
+        .route("/admin/{*rest}", any(no_such_route))
+        .layer(middleware::from_fn(json_errors))
+}
+
+async fn no_such_route() -> ApiError {
+    ApiError::coded(
+        StatusCode::NOT_FOUND,
+        "no_such_route",
+        "no such admin route (see docs/admin-api.md)",
+    )
+}
+
+/// Turns an error answer that is not JSON (a method not allowed, a path
+/// or body the framework refused) into the JSON error shape, keeping its
+/// status and headers such as `Allow`.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let error = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    let mut out = (
+        status,
+        Json(ErrorBody {
+            error,
+            code: code_for_status(status).to_string(),
+        }),
+    )
+        .into_response();
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// The authenticated caller.
+pub struct Admin {
+    pub name: String,
+    scopes: Vec<String>,
+}
+
+impl Admin {
+    fn require(&self, needed: &'static str) -> Result<(), ApiError> {
+        if self.scopes.iter().any(|s| s == needed || s == scope::ADMIN) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(needed))
+        }
+    }
+
+    fn actor(&self) -> String {
+        format!("admin:{}", self.name)
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(ApiError::Unauthorized)?;
+        let mut conn = state.store.conn().await?;
+        let row = admin_tokens::find_live(&mut conn, &admin::hash_token(token))
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        let now = store::now_ms();
+        // Note use at most once a minute, so reads don't write.
+        if row.last_used_at.is_none_or(|t| t < now - 60_000) {
+            drop(conn);
+            admin_tokens::touch(&mut *state.store.writer().await?, &row.id, now).await?;
+        }
+        Ok(Self {
+            name: row.name,
+            scopes: row.scopes.split_whitespace().map(str::to_string).collect(),
+        })
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        let code = e.code();
+        match e {
+            AdminError::UnknownProduct(_) | AdminError::Invalid { .. } => {
+                ApiError::coded(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
+            }
+            AdminError::NotFound => {
+                ApiError::coded(StatusCode::NOT_FOUND, code, "license not found")
+            }
+            AdminError::Conflict { code, message } => {
+                ApiError::coded(StatusCode::CONFLICT, code, message)
+            }
+            // The only provider setting an admin action needs today is the
+            // refund API key; a missing one is the operator's to fix, not a
+            // reason to retry, so 409 rather than 503.
+            AdminError::NotConfigured(m) => {
+                ApiError::coded(StatusCode::CONFLICT, "refunds_not_configured", m)
+            }
+            AdminError::Database(e)
+            | AdminError::Mint(crate::fulfilment::MintError::Database(e)) => e.into(),
+            AdminError::Mint(e) => ApiError::Internal(e.into()),
+        }
+    }
+}
