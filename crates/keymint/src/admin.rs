@@ -8,6 +8,7 @@ use crate::licensing::{self, By, Cause, Step};
 use crate::store::licenses::{self, License};
 use crate::store::{self, Store, admin_tokens, outbox};
 use crate::text;
+use keymint_license::LicenseKey;
 use sha2::{Digest, Sha256};
 
 /// Scopes an admin token can hold.
@@ -317,7 +318,7 @@ fn valid_email(email: &str) -> bool {
 /// Revokes (`revoke = true`) or reinstates a license with a reason.
 pub async fn set_status(
     store: &Store,
-    key: &str,
+    key: &LicenseKey,
     revoke: bool,
     reason: &str,
     actor: &str,
@@ -359,7 +360,7 @@ pub async fn set_status(
 /// in the history.
 pub async fn resend(
     store: &Store,
-    key: &str,
+    key: &LicenseKey,
     force: bool,
     actor: &str,
 ) -> Result<String, AdminError> {
@@ -421,7 +422,7 @@ pub async fn resend(
 /// does.
 pub async fn request_refund(
     state: &crate::app::AppState,
-    key: &str,
+    key: &LicenseKey,
     amount_cents: Option<i64>,
     reason: Option<&str>,
     actor: &str,
@@ -464,12 +465,12 @@ pub async fn request_refund(
     }
     .ok_or_else(|| AdminError::invalid("no_payment", "no payment of this license to refund"))?;
     let refund = refunds::Refund {
-        id: store::new_id("ref"),
+        id: crate::domain::RefundId::generate(),
         license_id: license.id.clone(),
         endpoint: license.source.clone(),
         payment_ref,
         amount_cents,
-        status: refunds::status::PENDING.into(),
+        status: refunds::RefundStatus::Pending,
         provider_refund_id: None,
         reason: reason.map(text::clean_line).filter(|r| !r.is_empty()),
         error: None,
@@ -506,7 +507,7 @@ pub async fn request_refund(
         ep,
         &refund.payment_ref,
         amount_cents,
-        &refund.id,
+        refund.id.as_str(),
     )
     .await
     {

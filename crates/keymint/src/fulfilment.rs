@@ -4,7 +4,8 @@
 //! a [`MintError`] with its reason (docs/architecture.md, rule 8).
 
 use crate::config::ProductConfig;
-use crate::store::{self, Conn, licenses, outbox};
+use crate::domain::{CustomerId, LicenseId};
+use crate::store::{Conn, licenses, outbox};
 use keymint_license::{LicenseClaims, LicenseKey, SigningKey};
 use time::OffsetDateTime;
 
@@ -72,12 +73,12 @@ impl From<crate::signing::KeyError> for MintError {
 pub fn build_license(
     product: &ProductConfig,
     order: &Order,
-    customer_id: &str,
+    customer_id: &CustomerId,
     signer: &SigningKey,
     issuer: &str,
     now_ms: i64,
 ) -> Result<licenses::License, MintError> {
-    let id = store::new_id("lic");
+    let id = LicenseId::generate();
     let key = LicenseKey::generate(&product.key_prefix, &product.tier)?;
     let now = ms_to_time("the current time", now_ms)?;
     let exp = match order.valid_until {
@@ -86,7 +87,7 @@ pub fn build_license(
     };
     let claims = LicenseClaims {
         iss: issuer.to_string(),
-        sub: id.clone(),
+        sub: id.to_string(),
         key: key.to_string(),
         product: product.id.clone(),
         tier: product.tier.clone(),
@@ -101,8 +102,8 @@ pub fn build_license(
     let token = signer.mint(&claims)?;
     Ok(licenses::License {
         id,
-        key: key.to_string(),
-        customer_id: customer_id.to_string(),
+        key,
+        customer_id: customer_id.clone(),
         product: product.id.clone(),
         tier: product.tier.clone(),
         status: licenses::LicenseStatus::Active,
@@ -273,22 +274,22 @@ pub fn reissue(
     let now = ms_to_time("the current time", now_ms)?;
     let entitlements =
         serde_json::from_str(&license.entitlements).map_err(|e| MintError::Entitlements {
-            license: license.id.clone(),
+            license: license.id.to_string(),
             reason: e.to_string(),
         })?;
     let max_machines = match license.max_machines {
         None => None,
         Some(m) => Some(u32::try_from(m).ok().filter(|&m| m > 0).ok_or_else(|| {
             MintError::MaxMachines {
-                license: license.id.clone(),
+                license: license.id.to_string(),
                 value: m,
             }
         })?),
     };
     let claims = LicenseClaims {
         iss: issuer.to_string(),
-        sub: license.id.clone(),
-        key: license.key.clone(),
+        sub: license.id.to_string(),
+        key: license.key.to_string(),
         product: license.product.clone(),
         tier: license.tier.clone(),
         entitlements,

@@ -17,12 +17,14 @@ mod sweeper;
 use crate::adapters::CATALOG_ID_PREFIX;
 use crate::catalog::Catalog;
 use crate::config::{ProductConfig, SubscriptionsConfig};
+use crate::domain::{CustomerId, LicenseId};
 use crate::events::{Buyer, Event, Parsed};
 use crate::fulfilment::{self, MintError, Minted, Order};
 use crate::signing::Keyring;
 use crate::store::deliveries::{self, Outcome, status as dstatus};
 use crate::store::licenses::{self, License};
 use crate::store::{self, Conn, Store};
+use keymint_license::LicenseKey;
 use std::sync::Arc;
 
 pub use refunds::restore_after_refund;
@@ -32,9 +34,9 @@ pub use refunds::restore_after_refund;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     /// A license was minted or changed.
-    Ok { license_key: Option<String> },
+    Ok { license_key: Option<LicenseKey> },
     /// Already processed earlier.
-    Duplicate { license_key: Option<String> },
+    Duplicate { license_key: Option<LicenseKey> },
     /// No license effect.
     Ignored { reason: String },
     /// Authentic sale of a product the catalog does not map.
@@ -78,7 +80,9 @@ impl Applied {
 
     pub fn license_key(&self) -> Option<&str> {
         match self {
-            Self::Ok { license_key } | Self::Duplicate { license_key } => license_key.as_deref(),
+            Self::Ok { license_key } | Self::Duplicate { license_key } => {
+                license_key.as_ref().map(LicenseKey::as_str)
+            }
             _ => None,
         }
     }
@@ -115,7 +119,7 @@ pub struct Source<'a> {
 struct Handled {
     applied: Applied,
     /// The license the event touched, for the delivery row.
-    license_id: Option<String>,
+    license_id: Option<LicenseId>,
     /// A note for the delivery row when the answer carries no reason
     /// (a license that waits for the buyer's email).
     note: Option<String>,
@@ -133,8 +137,8 @@ impl Handled {
         }
     }
 
-    fn on(mut self, license_id: &str) -> Self {
-        self.license_id = Some(license_id.to_string());
+    fn on(mut self, license_id: &LicenseId) -> Self {
+        self.license_id = Some(license_id.clone());
         self
     }
 
@@ -367,7 +371,7 @@ impl Dispatcher {
         conn: &mut Conn,
         src: &Source<'_>,
         buyer: &Buyer,
-        known_customer: Option<&str>,
+        known_customer: Option<&CustomerId>,
     ) -> Result<Option<Resolved>, sqlx::Error> {
         if let Some(email) = buyer.email.as_deref().filter(|e| e.contains('@')) {
             return Ok(Some(Resolved {

@@ -36,7 +36,7 @@ impl Dispatcher {
         // An operator's pending refund is now done; the machine lifts its
         // hold when a partial refund keeps the license.
         if let Some(r) = refunds::pending_for_license(conn, &license.id).await? {
-            refunds::finish(conn, &r.id, refunds::status::SUCCEEDED, None, cx.now).await?;
+            refunds::finish(conn, &r.id, refunds::RefundStatus::Succeeded, None, cx.now).await?;
         }
         licensing::transition(conn, &license, cause, &cx.by()).await?;
         Ok(Handled::ok(Some(&license)))
@@ -64,7 +64,7 @@ impl Dispatcher {
         refunds::finish(
             conn,
             &r.id,
-            refunds::status::FAILED,
+            refunds::RefundStatus::Failed,
             Some("the provider reported the refund failed"),
             cx.now,
         )

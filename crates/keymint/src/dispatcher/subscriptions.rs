@@ -87,7 +87,7 @@ impl Dispatcher {
             row.customer_ref = ev.buyer.customer_ref.clone();
         }
         let buyer = self
-            .resolve_buyer(conn, src, &ev.buyer, row.customer_id.as_deref())
+            .resolve_buyer(conn, src, &ev.buyer, row.customer_id.as_ref())
             .await?;
         // The subscription's customer is settled once; later events only
         // read it.

@@ -2,6 +2,7 @@
 //! an error naming the bad value.
 
 use super::*;
+use crate::domain::CustomerId;
 use keymint_license::SigningKey;
 
 const NOW: i64 = 1_750_000_000_000;
@@ -34,7 +35,7 @@ fn license() -> licenses::License {
     build_license(
         &product("max_machines = 3\nentitlements = [\"export\"]"),
         &order(),
-        "cus_1",
+        &CustomerId::generate(),
         &SigningKey::generate(),
         "keymint",
         NOW,
@@ -92,7 +93,7 @@ fn an_invalid_duration_is_an_error_not_perpetual() {
         let err = build_license(
             &product(&format!("duration = \"{bad}\"")),
             &order(),
-            "cus_1",
+            &CustomerId::generate(),
             &SigningKey::generate(),
             "keymint",
             NOW,
@@ -112,7 +113,7 @@ fn an_unrepresentable_expiry_is_an_error_not_1970() {
     let err = build_license(
         &product(""),
         &o,
-        "cus_1",
+        &CustomerId::generate(),
         &SigningKey::generate(),
         "keymint",
         NOW,
@@ -146,7 +147,7 @@ fn an_unrepresentable_current_time_is_an_error_not_a_panic() {
     let err = build_license(
         &product(""),
         &order(),
-        "cus_1",
+        &CustomerId::generate(),
         &SigningKey::generate(),
         "keymint",
         i64::MAX,

@@ -1,7 +1,9 @@
 //! `customers`, `licenses` and `license_events` (each license's history).
 
-use super::{Conn, new_id};
+use super::Conn;
 pub use crate::domain::LicenseStatus;
+use crate::domain::{CustomerId, LicenseEventId, LicenseId};
+use keymint_license::LicenseKey;
 use serde::Serialize;
 
 /// License states as text, for filters that still compare strings
@@ -18,9 +20,11 @@ pub mod status {
 /// A license row.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct License {
-    pub id: String,
-    pub key: String,
-    pub customer_id: String,
+    pub id: LicenseId,
+    /// Stored canonical; a stored key that does not parse fails the read.
+    #[sqlx(try_from = "String")]
+    pub key: LicenseKey,
+    pub customer_id: CustomerId,
     pub product: String,
     pub tier: String,
     pub status: LicenseStatus,
@@ -46,8 +50,8 @@ pub struct License {
 /// One change in a license's life.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct LicenseEvent {
-    pub id: String,
-    pub license_id: String,
+    pub id: LicenseEventId,
+    pub license_id: LicenseId,
     pub at: i64,
     pub action: String,
     pub from_status: Option<LicenseStatus>,
@@ -78,8 +82,8 @@ pub async fn upsert_customer(
     email: &str,
     name: &str,
     now: i64,
-) -> Result<String, sqlx::Error> {
-    let id = new_id("cus");
+) -> Result<CustomerId, sqlx::Error> {
+    let id = CustomerId::generate();
     sqlx::query(
         "INSERT INTO customers (id, email, name, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (email) DO NOTHING",
@@ -106,7 +110,7 @@ pub async fn insert(conn: &mut Conn, l: &License) -> Result<bool, sqlx::Error> {
          $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) ON CONFLICT (source, order_id) DO NOTHING",
     )
     .bind(&l.id)
-    .bind(&l.key)
+    .bind(l.key.as_str())
     .bind(&l.customer_id)
     .bind(&l.product)
     .bind(&l.tier)
@@ -172,14 +176,14 @@ pub async fn by_order_elsewhere(
     .await
 }
 
-pub async fn by_key(conn: &mut Conn, key: &str) -> Result<Option<License>, sqlx::Error> {
+pub async fn by_key(conn: &mut Conn, key: &LicenseKey) -> Result<Option<License>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM licenses WHERE key = $1")
-        .bind(key)
+        .bind(key.as_str())
         .fetch_optional(conn)
         .await
 }
 
-pub async fn by_id(conn: &mut Conn, id: &str) -> Result<Option<License>, sqlx::Error> {
+pub async fn by_id(conn: &mut Conn, id: &LicenseId) -> Result<Option<License>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM licenses WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
@@ -259,7 +263,7 @@ pub async fn set_status(
 #[allow(clippy::too_many_arguments)]
 pub async fn record_event(
     conn: &mut Conn,
-    license_id: &str,
+    license_id: &LicenseId,
     action: &str,
     from: Option<LicenseStatus>,
     to: LicenseStatus,
@@ -272,7 +276,7 @@ pub async fn record_event(
         "INSERT INTO license_events (id, license_id, at, action, from_status, to_status, reason, actor, delivery_id) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
-    .bind(new_id("lev"))
+    .bind(LicenseEventId::generate())
     .bind(license_id)
     .bind(now)
     .bind(action)
@@ -286,7 +290,10 @@ pub async fn record_event(
     Ok(())
 }
 
-pub async fn history(conn: &mut Conn, license_id: &str) -> Result<Vec<LicenseEvent>, sqlx::Error> {
+pub async fn history(
+    conn: &mut Conn,
+    license_id: &LicenseId,
+) -> Result<Vec<LicenseEvent>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM license_events WHERE license_id = $1 ORDER BY at, id")
         .bind(license_id)
         .fetch_all(conn)
@@ -353,8 +360,8 @@ pub async fn add_refs(
     conn: &mut Conn,
     source: &str,
     refs: &[String],
-    license_id: &str,
-) -> Result<Option<String>, sqlx::Error> {
+    license_id: &LicenseId,
+) -> Result<Option<LicenseId>, sqlx::Error> {
     for r in refs {
         sqlx::query(
             "INSERT INTO license_refs (source, ref, license_id) VALUES ($1, $2, $3) \
@@ -365,14 +372,14 @@ pub async fn add_refs(
         .bind(license_id)
         .execute(&mut *conn)
         .await?;
-        let holder: String = sqlx::query_scalar(
+        let holder: LicenseId = sqlx::query_scalar(
             "SELECT license_id FROM license_refs WHERE source = $1 AND ref = $2",
         )
         .bind(source)
         .bind(r)
         .fetch_one(&mut *conn)
         .await?;
-        if holder != license_id {
+        if &holder != license_id {
             return Ok(Some(holder));
         }
     }
@@ -381,7 +388,7 @@ pub async fn add_refs(
 
 /// Deletes a license written earlier in the same transaction (a concurrent
 /// one won the race for one of its refs).
-pub async fn delete_fresh(conn: &mut Conn, license_id: &str) -> Result<(), sqlx::Error> {
+pub async fn delete_fresh(conn: &mut Conn, license_id: &LicenseId) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM license_refs WHERE license_id = $1")
         .bind(license_id)
         .execute(&mut *conn)
@@ -396,7 +403,7 @@ pub async fn delete_fresh(conn: &mut Conn, license_id: &str) -> Result<(), sqlx:
 /// Replaces a license's token (renewal, new expiry).
 pub async fn set_token(
     conn: &mut Conn,
-    license_id: &str,
+    license_id: &LicenseId,
     token: &str,
     kid: &str,
     expires_at: Option<i64>,
@@ -419,7 +426,7 @@ pub async fn set_token(
 /// A customer row.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Customer {
-    pub id: String,
+    pub id: CustomerId,
     pub email: String,
     pub name: String,
     pub created_at: i64,
@@ -441,7 +448,10 @@ pub async fn customer_by_ref(
     .await
 }
 
-pub async fn customer_by_id(conn: &mut Conn, id: &str) -> Result<Option<Customer>, sqlx::Error> {
+pub async fn customer_by_id(
+    conn: &mut Conn,
+    id: &CustomerId,
+) -> Result<Option<Customer>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM customers WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
@@ -453,7 +463,7 @@ pub async fn link_customer(
     conn: &mut Conn,
     source: &str,
     customer_ref: &str,
-    customer_id: &str,
+    customer_id: &CustomerId,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO customer_refs (source, ref, customer_id) VALUES ($1, $2, $3) \
@@ -468,7 +478,7 @@ pub async fn link_customer(
 }
 
 /// The provider ids recorded for a license's order.
-pub async fn refs_of(conn: &mut Conn, license_id: &str) -> Result<Vec<String>, sqlx::Error> {
+pub async fn refs_of(conn: &mut Conn, license_id: &LicenseId) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar("SELECT ref FROM license_refs WHERE license_id = $1 ORDER BY ref")
         .bind(license_id)
         .fetch_all(conn)

@@ -2,6 +2,7 @@
 //! license they are about, claimed by workers under a lease.
 
 use super::{Backend, Conn, new_id};
+use crate::domain::LicenseId;
 use serde::Serialize;
 
 pub mod status {
@@ -23,7 +24,7 @@ pub mod kind {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct OutboxRow {
     pub id: String,
-    pub license_id: String,
+    pub license_id: LicenseId,
     pub kind: String,
     pub dedupe_key: String,
     pub to_email: String,
@@ -41,7 +42,7 @@ pub struct OutboxRow {
 /// before.
 pub async fn enqueue(
     conn: &mut Conn,
-    license_id: &str,
+    license_id: &LicenseId,
     kind: &str,
     dedupe_key: &str,
     to_email: &str,
@@ -166,7 +167,10 @@ pub async fn mark_dead(conn: &mut Conn, id: &str, error: &str) -> Result<(), sql
     Ok(())
 }
 
-pub async fn for_license(conn: &mut Conn, license_id: &str) -> Result<Vec<OutboxRow>, sqlx::Error> {
+pub async fn for_license(
+    conn: &mut Conn,
+    license_id: &LicenseId,
+) -> Result<Vec<OutboxRow>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM outbox WHERE license_id = $1 ORDER BY created_at, id")
         .bind(license_id)
         .fetch_all(conn)

@@ -2,6 +2,7 @@
 //! subscription, and every event applied to it or refused as stale.
 
 use super::{Backend, Conn, new_id};
+use crate::domain::{CustomerId, LicenseId};
 use crate::subscriptions::{State, Status};
 use serde::Serialize;
 
@@ -17,9 +18,9 @@ pub struct Subscription {
     pub cancel_at_period_end: i64,
     pub last_event_at: i64,
     pub product: Option<String>,
-    pub customer_id: Option<String>,
+    pub customer_id: Option<CustomerId>,
     pub customer_ref: Option<String>,
-    pub license_id: Option<String>,
+    pub license_id: Option<LicenseId>,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -59,7 +59,7 @@ impl DeliveryOut {
             event_id: d.event_id,
             order_id: d.order_id,
             error: d.error,
-            license_id: d.license_id,
+            license_id: d.license_id.map(|id| id.to_string()),
             attempts: d.attempts,
             source_ip: d.source_ip,
             user_agent: d.user_agent,

@@ -37,8 +37,8 @@ impl From<License> for LicenseOut {
             issued_at: store::format_ms(l.issued_at),
             expires_at: l.expires_at.map(store::format_ms),
             test: l.test != 0,
-            id: l.id,
-            key: l.key,
+            id: l.id.to_string(),
+            key: l.key.to_string(),
             product: l.product,
             tier: l.tier,
             status: l.status.to_string(),
@@ -161,7 +161,7 @@ impl Default for Queued {
 /// `keymint license show` give it; None when no license has that key.
 pub async fn license_detail(
     store: &store::Store,
-    key: &str,
+    key: &keymint_license::LicenseKey,
 ) -> Result<Option<LicenseDetail>, sqlx::Error> {
     let mut conn = store.conn().await?;
     let Some(license) = licenses::by_key(&mut conn, key).await? else {

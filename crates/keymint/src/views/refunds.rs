@@ -21,8 +21,8 @@ pub struct RefundOut {
 impl From<Refund> for RefundOut {
     fn from(r: Refund) -> Self {
         Self {
-            id: r.id,
-            status: r.status,
+            id: r.id.to_string(),
+            status: r.status.to_string(),
             endpoint: r.endpoint,
             payment_ref: r.payment_ref,
             amount_cents: r.amount_cents,

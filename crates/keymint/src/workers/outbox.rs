@@ -130,7 +130,7 @@ fn render(
         product_id: license.product.clone(),
         product_name,
         tier: license.tier.clone(),
-        key: license.key.clone(),
+        key: license.key.to_string(),
         token: license.token.clone(),
         expires_at: license.expires_at.map(store::format_ms),
         max_machines: license.max_machines,

@@ -44,7 +44,14 @@ pub async fn run_once(state: &AppState) -> Result<Tick, crate::dispatcher::Dispa
             "no provider refund id after {}: the provider was never reached (or refused); failed by the reconciler",
             humantime::format_duration(cfg.orphan_age)
         );
-        if refunds::finish(&mut tx, &r.id, refunds::status::FAILED, Some(&why), now).await?
+        if refunds::finish(
+            &mut tx,
+            &r.id,
+            refunds::RefundStatus::Failed,
+            Some(&why),
+            now,
+        )
+        .await?
             && let Some(l) = licenses::by_id(&mut tx, &r.license_id).await?
         {
             let by = crate::licensing::By {

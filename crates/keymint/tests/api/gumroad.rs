@@ -30,7 +30,7 @@ async fn valid_sale_mints_a_license_and_records_the_delivery(db: Db) {
         d.path
     );
     let mut conn = app.state.store.conn().await.unwrap();
-    let l = keymint::store::licenses::by_key(&mut conn, key)
+    let l = keymint::store::licenses::by_key(&mut conn, &key.parse().unwrap())
         .await
         .unwrap()
         .unwrap();
@@ -301,7 +301,7 @@ async fn refund_revokes_dispute_suspends_and_dispute_won_reinstates(db: Db) {
         .to_string();
     let status = || async {
         let mut conn = app.state.store.conn().await.unwrap();
-        keymint::store::licenses::by_key(&mut conn, &key)
+        keymint::store::licenses::by_key(&mut conn, &key.parse().unwrap())
             .await
             .unwrap()
             .unwrap()

@@ -11,7 +11,7 @@ async fn minted_token(app: &crate::helpers::TestApp, form: &[(String, String)]) 
         .unwrap()
         .to_string();
     let mut conn = app.state.store.conn().await.unwrap();
-    keymint::store::licenses::by_key(&mut conn, &key)
+    keymint::store::licenses::by_key(&mut conn, &key.parse().unwrap())
         .await
         .unwrap()
         .unwrap()

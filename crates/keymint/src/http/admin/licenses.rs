@@ -119,7 +119,7 @@ async fn search(
     };
     let mut conn = state.store.conn().await?;
     let rows = licenses::search(&mut conn, &filter).await?;
-    let next_before = page.next(&rows, |l| &l.id);
+    let next_before = page.next(&rows, |l| l.id.as_str());
     Ok(Json(LicensePage {
         licenses: rows.into_iter().map(Into::into).collect(),
         next_before,
