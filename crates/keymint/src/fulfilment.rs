@@ -5,7 +5,7 @@
 
 use crate::config::ProductConfig;
 use crate::domain::{CustomerId, LicenseId};
-use crate::store::{Conn, licenses, outbox};
+use crate::store::{Conn, customers, licenses, outbox};
 use keymint_license::{LicenseClaims, LicenseKey, SigningKey};
 use time::OffsetDateTime;
 
@@ -164,7 +164,7 @@ pub async fn mint(
     // The provider's customer id decides who the buyer is; the email only
     // when that id is new.
     let linked = match &order.customer_ref {
-        Some(r) => licenses::customer_by_ref(conn, &order.source, r)
+        Some(r) => customers::customer_by_ref(conn, &order.source, r)
             .await?
             .map(|c| c.id),
         None => None,
@@ -172,11 +172,12 @@ pub async fn mint(
     let customer_id = match linked {
         Some(id) => id,
         None => {
-            let id = licenses::upsert_customer(conn, &order.email.to_lowercase(), &order.name, now)
-                .await?;
+            let id =
+                customers::upsert_customer(conn, &order.email.to_lowercase(), &order.name, now)
+                    .await?;
             // First sight of this provider customer id: link it.
             if let Some(r) = &order.customer_ref {
-                licenses::link_customer(conn, &order.source, r, &id).await?;
+                customers::link_customer(conn, &order.source, r, &id).await?;
             }
             id
         }

@@ -10,83 +10,27 @@
 //! ([`Applied::delivery_status`]).
 
 mod refunds;
+mod result;
 mod sales;
 mod subscriptions;
 mod sweeper;
 
+pub use result::Applied;
+use result::{Count, Handled, outcome};
+
 use crate::adapters::CATALOG_ID_PREFIX;
 use crate::catalog::Catalog;
 use crate::config::{ProductConfig, SubscriptionsConfig};
-use crate::domain::{CustomerId, LicenseId};
+use crate::domain::CustomerId;
 use crate::events::{Buyer, Event, Parsed};
 use crate::fulfilment::{self, MintError, Minted, Order};
 use crate::signing::Keyring;
 use crate::store::deliveries::{self, Outcome, status as dstatus};
 use crate::store::licenses::{self, License};
-use crate::store::{self, Conn, Store};
-use keymint_license::LicenseKey;
+use crate::store::{self, Conn, Store, customers};
 use std::sync::Arc;
 
 pub use refunds::restore_after_refund;
-
-/// What applying an event did; maps onto the webhook response `status`
-/// and the delivery's status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Applied {
-    /// A license was minted or changed.
-    Ok { license_key: Option<LicenseKey> },
-    /// Already processed earlier.
-    Duplicate { license_key: Option<LicenseKey> },
-    /// No license effect.
-    Ignored { reason: String },
-    /// Authentic sale of a product the catalog does not map.
-    NoMint { reason: String },
-    /// The event could not be applied (reason on the delivery row).
-    Failed { reason: String },
-}
-
-impl Applied {
-    /// The webhook response's `status`.
-    pub fn response_status(&self) -> &'static str {
-        match self {
-            Self::Ok { .. } => "ok",
-            Self::Duplicate { .. } => "duplicate",
-            Self::Ignored { .. } => "ignored",
-            Self::NoMint { .. } => "logged-no-mint",
-            Self::Failed { .. } => "error",
-        }
-    }
-
-    /// The delivery row's status: a failure is replayable, a no-mint too
-    /// (the catalog may map the product later).
-    pub fn delivery_status(&self) -> &'static str {
-        match self {
-            Self::Ok { .. } => dstatus::PROCESSED,
-            Self::Duplicate { .. } => dstatus::DUPLICATE,
-            Self::Ignored { .. } => dstatus::IGNORED,
-            Self::NoMint { .. } | Self::Failed { .. } => dstatus::FAILED,
-        }
-    }
-
-    /// The reason written on the delivery row, if the answer carries one.
-    pub fn reason(&self) -> Option<&str> {
-        match self {
-            Self::Ignored { reason } | Self::NoMint { reason } | Self::Failed { reason } => {
-                Some(reason)
-            }
-            Self::Ok { .. } | Self::Duplicate { .. } => None,
-        }
-    }
-
-    pub fn license_key(&self) -> Option<&str> {
-        match self {
-            Self::Ok { license_key } | Self::Duplicate { license_key } => {
-                license_key.as_ref().map(LicenseKey::as_str)
-            }
-            _ => None,
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
@@ -112,74 +56,6 @@ impl DispatchError {
 pub struct Source<'a> {
     pub endpoint: &'a str,
     pub delivery_id: &'a str,
-}
-
-/// What a handler did, returned rather than written into an out-parameter.
-#[derive(Debug)]
-struct Handled {
-    applied: Applied,
-    /// The license the event touched, for the delivery row.
-    license_id: Option<LicenseId>,
-    /// A note for the delivery row when the answer carries no reason
-    /// (a license that waits for the buyer's email).
-    note: Option<String>,
-    /// Counters to increment once the transaction commits.
-    counts: Vec<Count>,
-}
-
-impl Handled {
-    fn new(applied: Applied) -> Self {
-        Self {
-            applied,
-            license_id: None,
-            note: None,
-            counts: Vec::new(),
-        }
-    }
-
-    fn on(mut self, license_id: &LicenseId) -> Self {
-        self.license_id = Some(license_id.clone());
-        self
-    }
-
-    fn ok(license: Option<&License>) -> Self {
-        let handled = Self::new(Applied::Ok {
-            license_key: license.map(|l| l.key.clone()),
-        });
-        match license {
-            Some(l) => handled.on(&l.id),
-            None => handled,
-        }
-    }
-}
-
-/// A metric the dispatcher counts only for work that committed
-/// (docs/architecture.md, rule 8: a rolled-back mint was never minted).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Count {
-    Minted {
-        product: String,
-    },
-    SubscriptionEvent {
-        endpoint: String,
-        result: &'static str,
-    },
-    SubscriptionLicenseExpired,
-}
-
-impl Count {
-    fn record(&self) {
-        match self {
-            Self::Minted { product } => fulfilment::count_minted(product),
-            Self::SubscriptionEvent { endpoint, result } => {
-                metrics::counter!("keymint_subscription_events_total", "endpoint" => endpoint.clone(), "result" => *result)
-                    .increment(1);
-            }
-            Self::SubscriptionLicenseExpired => {
-                metrics::counter!("keymint_subscription_licenses_expired_total").increment(1);
-            }
-        }
-    }
 }
 
 /// One event's context: where it came from, who acts, and the one time
@@ -336,8 +212,8 @@ impl Dispatcher {
             } => {
                 let name = name.clone().unwrap_or_else(|| default_name(email));
                 let id =
-                    licenses::upsert_customer(conn, &email.to_lowercase(), &name, cx.now).await?;
-                licenses::link_customer(conn, src.endpoint, customer_ref, &id).await?;
+                    customers::upsert_customer(conn, &email.to_lowercase(), &name, cx.now).await?;
+                customers::link_customer(conn, src.endpoint, customer_ref, &id).await?;
                 Ok(Handled::ok(None))
             }
             Event::Ignored(_) => unreachable!("handled above"),
@@ -381,12 +257,12 @@ impl Dispatcher {
         }
         let mut customer = None;
         if let Some(r) = &buyer.customer_ref {
-            customer = licenses::customer_by_ref(conn, src.endpoint, r).await?;
+            customer = customers::customer_by_ref(conn, src.endpoint, r).await?;
         }
         if customer.is_none()
             && let Some(id) = known_customer
         {
-            customer = licenses::customer_by_id(conn, id).await?;
+            customer = customers::customer_by_id(conn, id).await?;
         }
         Ok(customer.map(|c| Resolved {
             name: buyer.name.clone().unwrap_or(c.name),
@@ -440,23 +316,6 @@ impl Dispatcher {
                 )
             },
         })
-    }
-}
-
-/// The delivery row's outcome for what a handler did: the one mapping
-/// from a result to a delivery status.
-fn outcome(parsed: &Parsed, handled: &Handled) -> Outcome {
-    Outcome {
-        status: handled.applied.delivery_status(),
-        event_type: Some(parsed.event_type.clone()),
-        event_id: Some(parsed.event_id.clone()),
-        order_id: parsed.order_id().map(str::to_string),
-        error: handled
-            .applied
-            .reason()
-            .map(str::to_string)
-            .or_else(|| handled.note.clone()),
-        license_id: handled.license_id.clone(),
     }
 }
 

@@ -9,7 +9,7 @@ use crate::fulfilment::{self, MintError, Minted, Order};
 use crate::licensing::{self, Cause};
 use crate::store::licenses::{self, License};
 use crate::store::subscriptions as subs;
-use crate::store::{self, Conn, outbox};
+use crate::store::{self, Conn, customers, outbox};
 use crate::subscriptions::{self as machine, Status};
 
 /// Default token life of a subscription whose period end is not known yet.
@@ -94,9 +94,9 @@ impl Dispatcher {
         if row.customer_id.is_none()
             && let Some(b) = &buyer
         {
-            let id = licenses::upsert_customer(conn, &b.email, &b.name, now).await?;
+            let id = customers::upsert_customer(conn, &b.email, &b.name, now).await?;
             if let Some(r) = &ev.buyer.customer_ref {
-                licenses::link_customer(conn, src.endpoint, r, &id).await?;
+                customers::link_customer(conn, src.endpoint, r, &id).await?;
             }
             row.customer_id = Some(id);
         }

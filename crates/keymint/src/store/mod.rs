@@ -7,6 +7,7 @@
 //! branch on [`Backend`]. The store knows nothing about HTTP.
 
 pub mod admin_tokens;
+pub mod customers;
 pub mod deliveries;
 pub mod leases;
 pub mod licenses;
