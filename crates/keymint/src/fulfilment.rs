@@ -218,8 +218,8 @@ pub async fn mint(
         outbox::enqueue(
             conn,
             &license.id,
-            outbox::kind::LICENSE_ISSUED,
-            &format!("{}:{}", outbox::kind::LICENSE_ISSUED, license.id),
+            outbox::EmailKind::LicenseIssued,
+            &format!("{}:{}", outbox::EmailKind::LicenseIssued, license.id),
             &license.email,
             now,
         )

@@ -80,14 +80,14 @@ pub async fn resend(
     let now = store::now_ms();
     let dedupe = format!(
         "{}:{}:{}",
-        outbox::kind::LICENSE_RESEND,
+        outbox::EmailKind::LicenseResend,
         license.id,
         ulid::Ulid::generate()
     );
     outbox::enqueue(
         &mut tx,
         &license.id,
-        outbox::kind::LICENSE_RESEND,
+        outbox::EmailKind::LicenseResend,
         &dedupe,
         &license.email,
         now,

@@ -21,7 +21,7 @@ use result::{Count, Handled, outcome};
 use crate::adapters::CATALOG_ID_PREFIX;
 use crate::catalog::Catalog;
 use crate::config::{ProductConfig, SubscriptionsConfig};
-use crate::domain::CustomerId;
+use crate::domain::{CustomerId, Email};
 use crate::events::{Buyer, Event, Parsed};
 use crate::fulfilment::{self, MintError, Minted, Order};
 use crate::signing::Keyring;
@@ -249,10 +249,17 @@ impl Dispatcher {
         buyer: &Buyer,
         known_customer: Option<&CustomerId>,
     ) -> Result<Option<Resolved>, sqlx::Error> {
-        if let Some(email) = buyer.email.as_deref().filter(|e| e.contains('@')) {
+        // The one address rule (domain::Email). A value that is no address
+        // (providers send "" or a placeholder when the buyer gave none) is
+        // treated as absent, so the linked customer decides; with none, the
+        // event fails with the reason.
+        if let Some(email) = buyer.email.as_deref().and_then(|e| Email::parse(e).ok()) {
             return Ok(Some(Resolved {
-                email: email.to_lowercase(),
-                name: buyer.name.clone().unwrap_or_else(|| default_name(email)),
+                name: buyer
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| email.local_part().to_string()),
+                email: email.into_string(),
             }));
         }
         let mut customer = None;

@@ -275,10 +275,10 @@ impl Dispatcher {
             outbox::enqueue(
                 conn,
                 &license.id,
-                outbox::kind::LICENSE_RENEWED,
+                outbox::EmailKind::LicenseRenewed,
                 &format!(
                     "{}:{}:{}",
-                    outbox::kind::LICENSE_RENEWED,
+                    outbox::EmailKind::LicenseRenewed,
                     license.id,
                     period_end
                 ),

@@ -2,6 +2,7 @@
 //! license they are about, claimed by workers under a lease.
 
 use super::{Backend, Conn, new_id};
+pub use crate::domain::EmailKind;
 use crate::domain::LicenseId;
 use serde::Serialize;
 
@@ -11,21 +12,11 @@ pub mod status {
     pub const DEAD: &str = "dead";
 }
 
-/// Email kinds.
-pub mod kind {
-    /// The first email for a new license.
-    pub const LICENSE_ISSUED: &str = "license_issued";
-    /// An operator's resend.
-    pub const LICENSE_RESEND: &str = "license_resend";
-    /// A subscription renewed: a fresh token.
-    pub const LICENSE_RENEWED: &str = "license_renewed";
-}
-
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct OutboxRow {
     pub id: String,
     pub license_id: LicenseId,
-    pub kind: String,
+    pub kind: EmailKind,
     pub dedupe_key: String,
     pub to_email: String,
     pub status: String,
@@ -43,7 +34,7 @@ pub struct OutboxRow {
 pub async fn enqueue(
     conn: &mut Conn,
     license_id: &LicenseId,
-    kind: &str,
+    kind: EmailKind,
     dedupe_key: &str,
     to_email: &str,
     now: i64,

@@ -99,7 +99,7 @@ impl From<outbox::OutboxRow> for EmailOut {
     fn from(r: outbox::OutboxRow) -> Self {
         Self {
             id: r.id,
-            kind: r.kind,
+            kind: r.kind.to_string(),
             to: r.to_email,
             status: r.status,
             attempts: r.attempts,
