@@ -33,12 +33,12 @@ impl Dispatcher {
             now,
         )
         .await?;
-        let before = if created { None } else { Some(row.state()?) };
-        let from_status = before.as_ref().map(|s| s.status.as_str().to_string());
+        let before = (!created).then(|| row.state());
+        let from_status = before.as_ref().map(|s| s.status);
         let old_period_end = row.current_period_end;
         let (result, note) = match machine::apply(before.as_ref(), &ev.change, ev.at_ms) {
             machine::Applied::Changed(next) => {
-                row.status = next.status.as_str().to_string();
+                row.status = next.status;
                 row.trial_end = next.trial_end;
                 row.current_period_end = next.current_period_end;
                 row.cancel_at_period_end = i64::from(next.cancel_at_period_end);
@@ -69,7 +69,7 @@ impl Dispatcher {
                 event_type: event_type.to_string(),
                 result: result.to_string(),
                 from_status,
-                to_status: row.status.clone(),
+                to_status: row.status,
                 period_end: row.current_period_end,
                 actor: cx.actor.clone(),
                 delivery_id: Some(src.delivery_id.to_string()),
@@ -102,7 +102,7 @@ impl Dispatcher {
         }
         row.updated_at = now;
 
-        let state = row.state()?;
+        let state = row.state();
         let product = row.product.as_ref().and_then(|p| self.catalog.product(p));
         let mut license = match &row.license_id {
             Some(id) => licenses::by_id(conn, id).await?,

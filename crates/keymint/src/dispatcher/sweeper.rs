@@ -40,7 +40,7 @@ impl Dispatcher {
                 now,
             )
             .await?;
-            let state = row.state()?;
+            let state = row.state();
             if machine::grants_access(&state, now, self.grace_ms()) {
                 continue;
             }
@@ -58,9 +58,9 @@ impl Dispatcher {
             if !matches!(licensing::machine::apply(current, cause), Step::Move(_)) {
                 continue;
             }
-            let from = row.status.clone();
+            let from = row.status;
             if state.status == Status::Canceled {
-                row.status = Status::Expired.as_str().to_string();
+                row.status = Status::Expired;
                 row.cancel_at_period_end = 0;
                 row.updated_at = now;
                 subs::save(&mut tx, &row).await?;
@@ -75,7 +75,7 @@ impl Dispatcher {
                     event_type: "keymint.period_ended".into(),
                     result: "applied".into(),
                     from_status: Some(from),
-                    to_status: row.status.clone(),
+                    to_status: row.status,
                     period_end: row.current_period_end,
                     actor: "sweeper".into(),
                     delivery_id: None,

@@ -1,21 +1,11 @@
-//! `customers`, `licenses` and `license_events` (each license's history).
+//! `licenses`, `license_refs` (provider ids naming an order) and
+//! `license_events` (each license's history).
 
 use super::Conn;
 pub use crate::domain::LicenseStatus;
 use crate::domain::{CustomerId, LicenseEventId, LicenseId};
 use keymint_license::LicenseKey;
 use serde::Serialize;
-
-/// License states as text, for filters that still compare strings
-/// (docs/architecture.md, "State machines"); the typed value is
-/// [`LicenseStatus`].
-pub mod status {
-    pub const ACTIVE: &str = "active";
-    pub const SUSPENDED: &str = "suspended";
-    pub const REVOKED: &str = "revoked";
-    pub const EXPIRED: &str = "expired";
-    pub const ALL: &[&str] = &[ACTIVE, SUSPENDED, REVOKED, EXPIRED];
-}
 
 /// A license row.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

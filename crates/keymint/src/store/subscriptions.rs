@@ -12,7 +12,7 @@ pub struct Subscription {
     pub id: String,
     pub source: String,
     pub subscription_id: String,
-    pub status: String,
+    pub status: Status,
     pub trial_end: Option<i64>,
     pub current_period_end: Option<i64>,
     pub cancel_at_period_end: i64,
@@ -26,28 +26,54 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// The row as the state machine sees it. An unknown stored status is a
-    /// decode error naming it, never a default (docs/architecture.md,
-    /// rule 8): guessing `pending_payment` would take access away.
-    pub fn state(&self) -> Result<State, sqlx::Error> {
-        let status = Status::parse(&self.status).ok_or_else(|| {
-            sqlx::Error::Decode(
-                format!(
-                    "subscription {}: unknown stored status {:?} (expected one of: {})",
-                    self.id,
-                    self.status,
-                    Status::ALL.map(Status::as_str).join(", ")
-                )
-                .into(),
-            )
-        })?;
-        Ok(State {
-            status,
+    /// The row as the state machine sees it.
+    pub fn state(&self) -> State {
+        State {
+            status: self.status,
             trial_end: self.trial_end,
             current_period_end: self.current_period_end,
             cancel_at_period_end: self.cancel_at_period_end != 0,
             last_event_at: self.last_event_at,
+        }
+    }
+}
+
+// Stored as its text. An unknown stored status fails the read, naming it,
+// never a default (docs/architecture.md, rule 8): guessing
+// `pending_payment` would take access away.
+impl sqlx::Type<sqlx::Any> for Status {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <str as sqlx::Type<sqlx::Any>>::type_info()
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Any> for Status {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <&str as sqlx::Encode<'q, sqlx::Any>>::encode(self.as_str(), buf)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Any> for Status {
+    fn decode(
+        value: <sqlx::Any as sqlx::Database>::ValueRef<'r>,
+    ) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <&str as sqlx::Decode<'r, sqlx::Any>>::decode(value)?;
+        Status::parse(text).ok_or_else(|| {
+            format!(
+                "unknown stored subscription status {text:?} (expected one of: {})",
+                Status::ALL.map(Status::as_str).join(", ")
+            )
+            .into()
         })
+    }
+}
+
+impl Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -62,8 +88,8 @@ pub struct SubscriptionEvent {
     pub event_type: String,
     /// `applied`, `stale` or `ignored`.
     pub result: String,
-    pub from_status: Option<String>,
-    pub to_status: String,
+    pub from_status: Option<Status>,
+    pub to_status: Status,
     pub period_end: Option<i64>,
     pub actor: String,
     pub delivery_id: Option<String>,
@@ -82,13 +108,14 @@ pub async fn lock_or_create(
 ) -> Result<(Subscription, bool), sqlx::Error> {
     let created = sqlx::query(
         "INSERT INTO subscriptions (id, source, subscription_id, status, last_event_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, 'pending_payment', $4, $5, $5) ON CONFLICT (source, subscription_id) DO NOTHING",
+         VALUES ($1, $2, $3, $6, $4, $5, $5) ON CONFLICT (source, subscription_id) DO NOTHING",
     )
     .bind(new_id("sub"))
     .bind(source)
     .bind(subscription_id)
     .bind(at)
     .bind(now)
+    .bind(Status::PendingPayment)
     .execute(&mut *conn)
     .await?
     .rows_affected()
@@ -116,7 +143,7 @@ pub async fn save(conn: &mut Conn, s: &Subscription) -> Result<(), sqlx::Error> 
          customer_ref = $9, license_id = $10, updated_at = $11 WHERE id = $1",
     )
     .bind(&s.id)
-    .bind(&s.status)
+    .bind(s.status)
     .bind(s.trial_end)
     .bind(s.current_period_end)
     .bind(s.cancel_at_period_end)
@@ -143,8 +170,8 @@ pub async fn record_event(conn: &mut Conn, e: &SubscriptionEvent) -> Result<(), 
     .bind(e.received_at)
     .bind(&e.event_type)
     .bind(&e.result)
-    .bind(&e.from_status)
-    .bind(&e.to_status)
+    .bind(e.from_status)
+    .bind(e.to_status)
     .bind(e.period_end)
     .bind(&e.actor)
     .bind(&e.delivery_id)

@@ -94,7 +94,7 @@ async fn an_unknown_stored_subscription_status_fails_the_event(db: Db) {
     assert_eq!(delivery.status, "failed");
     let reason = delivery.error.unwrap_or_default();
     assert!(
-        reason.contains("unknown stored status \"on_holiday\""),
+        reason.contains("unknown stored subscription status \"on_holiday\""),
         "{reason}"
     );
 }

@@ -102,7 +102,7 @@ async fn search(
     ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> Result<Json<LicensePage>, ApiError> {
     admin.require(scope::LICENSES_READ)?;
-    let status = status_filter(q.status, licenses::status::ALL)?;
+    let status = status_filter(q.status, &licenses::LicenseStatus::names())?;
     let email = filter_text("email", q.email)?.map(|e| e.to_lowercase());
     let order_id = filter_text("order_id", q.order_id)?;
     let text = filter_text("q", q.q)?.map(|t| t.to_lowercase());
