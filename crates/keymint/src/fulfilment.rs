@@ -4,7 +4,7 @@
 //! a [`MintError`] with its reason (docs/architecture.md, rule 8).
 
 use crate::config::ProductConfig;
-use crate::domain::{CustomerId, LicenseId};
+use crate::domain::{CustomerId, LicenseId, Millis};
 use crate::store::{Conn, customers, licenses, outbox};
 use keymint_license::{LicenseClaims, LicenseKey, SigningKey};
 use time::OffsetDateTime;
@@ -257,8 +257,10 @@ fn product_expiry(
 }
 
 /// Unix ms to a time a token can carry, or an error naming `what`.
-pub(crate) fn ms_to_time(what: &'static str, ms: i64) -> Result<OffsetDateTime, MintError> {
-    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+/// Tokens carry whole seconds.
+fn ms_to_time(what: &'static str, ms: i64) -> Result<OffsetDateTime, MintError> {
+    Millis(ms)
+        .to_time_secs()
         .map_err(|_| MintError::Time { what, ms })
 }
 
