@@ -62,7 +62,7 @@ impl Dispatcher {
         subs::record_event(
             conn,
             &subs::SubscriptionEvent {
-                id: store::new_id("sev"),
+                id: crate::domain::SubscriptionEventId::generate(),
                 subscription_id: row.id.clone(),
                 at: ev.at_ms,
                 received_at: now,

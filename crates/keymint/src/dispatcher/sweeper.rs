@@ -68,7 +68,7 @@ impl Dispatcher {
             subs::record_event(
                 &mut tx,
                 &subs::SubscriptionEvent {
-                    id: store::new_id("sev"),
+                    id: crate::domain::SubscriptionEventId::generate(),
                     subscription_id: row.id.clone(),
                     at: now,
                     received_at: now,

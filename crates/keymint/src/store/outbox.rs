@@ -1,9 +1,9 @@
 //! `outbox`: emails to send, written in the same transaction as the
 //! license they are about, claimed by workers under a lease.
 
-use super::{Backend, Conn, new_id};
+use super::{Backend, Conn};
 pub use crate::domain::EmailKind;
-use crate::domain::LicenseId;
+use crate::domain::{EmailId, LicenseId};
 use serde::Serialize;
 
 pub mod status {
@@ -14,7 +14,7 @@ pub mod status {
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct OutboxRow {
-    pub id: String,
+    pub id: EmailId,
     pub license_id: LicenseId,
     pub kind: EmailKind,
     pub dedupe_key: String,
@@ -43,7 +43,7 @@ pub async fn enqueue(
         "INSERT INTO outbox (id, license_id, kind, dedupe_key, to_email, status, attempts, next_attempt_at, created_at) \
          VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6) ON CONFLICT (dedupe_key) DO NOTHING",
     )
-    .bind(new_id("eml"))
+    .bind(EmailId::generate())
     .bind(license_id)
     .bind(kind)
     .bind(dedupe_key)
@@ -100,7 +100,7 @@ pub async fn claim_due(
 
 pub async fn mark_sent(
     conn: &mut Conn,
-    id: &str,
+    id: &EmailId,
     message_id: Option<&str>,
     now: i64,
 ) -> Result<(), sqlx::Error> {
@@ -118,7 +118,7 @@ pub async fn mark_sent(
 
 pub async fn mark_retry(
     conn: &mut Conn,
-    id: &str,
+    id: &EmailId,
     error: &str,
     next_attempt_at: i64,
 ) -> Result<(), sqlx::Error> {
@@ -136,7 +136,7 @@ pub async fn mark_retry(
 /// Hands a claimed but unsent row back at once (a stopping worker), undoing
 /// the attempt its claim counted, so another worker takes it without
 /// waiting for the lease to run out.
-pub async fn release(conn: &mut Conn, id: &str) -> Result<(), sqlx::Error> {
+pub async fn release(conn: &mut Conn, id: &EmailId) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE outbox SET lease_until = NULL, attempts = attempts - 1 \
          WHERE id = $1 AND status = 'pending'",
@@ -147,7 +147,7 @@ pub async fn release(conn: &mut Conn, id: &str) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-pub async fn mark_dead(conn: &mut Conn, id: &str, error: &str) -> Result<(), sqlx::Error> {
+pub async fn mark_dead(conn: &mut Conn, id: &EmailId, error: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE outbox SET status = 'dead', last_error = $2, lease_until = NULL WHERE id = $1",
     )

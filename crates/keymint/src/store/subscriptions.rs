@@ -1,15 +1,15 @@
 //! `subscriptions` and `subscription_events`: one row per provider
 //! subscription, and every event applied to it or refused as stale.
 
-use super::{Backend, Conn, new_id};
-use crate::domain::{CustomerId, LicenseId};
+use super::{Backend, Conn};
+use crate::domain::{CustomerId, LicenseId, SubscriptionEventId, SubscriptionId};
 use crate::subscriptions::{State, Status};
 use serde::Serialize;
 
 /// A subscription row.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Subscription {
-    pub id: String,
+    pub id: SubscriptionId,
     pub source: String,
     pub subscription_id: String,
     pub status: Status,
@@ -80,8 +80,8 @@ impl Serialize for Status {
 /// One event in a subscription's life.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct SubscriptionEvent {
-    pub id: String,
-    pub subscription_id: String,
+    pub id: SubscriptionEventId,
+    pub subscription_id: SubscriptionId,
     /// The provider's time for the event.
     pub at: i64,
     pub received_at: i64,
@@ -110,7 +110,7 @@ pub async fn lock_or_create(
         "INSERT INTO subscriptions (id, source, subscription_id, status, last_event_at, created_at, updated_at) \
          VALUES ($1, $2, $3, $6, $4, $5, $5) ON CONFLICT (source, subscription_id) DO NOTHING",
     )
-    .bind(new_id("sub"))
+    .bind(SubscriptionId::generate())
     .bind(source)
     .bind(subscription_id)
     .bind(at)
@@ -230,7 +230,7 @@ pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<Listed>, sqlx::Erro
 
 pub async fn history(
     conn: &mut Conn,
-    subscription_row_id: &str,
+    subscription_row_id: &SubscriptionId,
 ) -> Result<Vec<SubscriptionEvent>, sqlx::Error> {
     sqlx::query_as(
         "SELECT * FROM subscription_events WHERE subscription_id = $1 ORDER BY received_at, id",

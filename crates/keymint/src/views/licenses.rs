@@ -98,7 +98,7 @@ pub struct EmailOut {
 impl From<outbox::OutboxRow> for EmailOut {
     fn from(r: outbox::OutboxRow) -> Self {
         Self {
-            id: r.id,
+            id: r.id.to_string(),
             kind: r.kind.to_string(),
             to: r.to_email,
             status: r.status,

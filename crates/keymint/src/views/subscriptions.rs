@@ -32,7 +32,7 @@ impl From<Listed> for SubscriptionOut {
     fn from(l: Listed) -> Self {
         let s = l.subscription;
         Self {
-            id: s.id,
+            id: s.id.to_string(),
             endpoint: s.source,
             subscription_id: s.subscription_id,
             status: s.status.as_str().to_string(),
