@@ -155,10 +155,9 @@ pub async fn mint(
     order: &Order,
     signer: &SigningKey,
     issuer: &str,
-    actor: &str,
-    delivery_id: Option<&str>,
-    now: i64,
+    by: &crate::licensing::By<'_>,
 ) -> Result<Minted, MintError> {
+    let now = by.now;
     // No read first: the `(source, order_id)` unique key decides below, and
     // the common case (a new order) saves a round trip.
     // The provider's customer id decides who the buyer is; the email only
@@ -209,8 +208,8 @@ pub async fn mint(
         None,
         license.status,
         None,
-        actor,
-        delivery_id,
+        by.actor,
+        by.delivery_id,
         now,
     )
     .await?;

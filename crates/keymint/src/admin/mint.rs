@@ -171,9 +171,12 @@ pub async fn mint_manual(
         &order,
         &signer,
         &state.config.signing.issuer,
-        actor,
-        None,
-        store::now_ms(),
+        &crate::licensing::By {
+            actor,
+            delivery_id: None,
+            now: store::now_ms(),
+            reason: None,
+        },
     )
     .await?;
     tx.commit().await?;

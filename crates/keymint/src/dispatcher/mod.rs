@@ -286,17 +286,7 @@ impl Dispatcher {
         order: &Order,
     ) -> Result<Minted, MintError> {
         let signer = self.keyring.signer(conn).await?;
-        fulfilment::mint(
-            conn,
-            product,
-            order,
-            &signer,
-            &self.issuer,
-            &cx.actor,
-            Some(cx.src.delivery_id),
-            cx.now,
-        )
-        .await
+        fulfilment::mint(conn, product, order, &signer, &self.issuer, &cx.by()).await
     }
 
     fn product_for(&self, endpoint: &str, ids: &[String]) -> Option<&Arc<ProductConfig>> {

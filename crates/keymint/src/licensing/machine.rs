@@ -53,11 +53,12 @@ pub struct State {
 impl State {
     /// The state of a license with this stored status and status reason.
     pub fn of(status: LicenseStatus, status_reason: Option<&str>) -> Self {
-        let hold = (status == LicenseStatus::Suspended).then(|| match status_reason {
+        let held_by = match status_reason {
             Some(DISPUTE_OPENED) => Hold::Dispute,
             Some(REFUND_PENDING) => Hold::Refund,
             _ => Hold::Other,
-        });
+        };
+        let hold = (status == LicenseStatus::Suspended).then_some(held_by);
         Self { status, hold }
     }
 }
