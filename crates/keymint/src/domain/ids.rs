@@ -97,29 +97,7 @@ macro_rules! prefixed_id {
             }
         }
 
-        impl ::sqlx::Type<::sqlx::Any> for $name {
-            fn type_info() -> ::sqlx::any::AnyTypeInfo {
-                <str as ::sqlx::Type<::sqlx::Any>>::type_info()
-            }
-        }
-
-        impl<'q> ::sqlx::Encode<'q, ::sqlx::Any> for $name {
-            fn encode_by_ref(
-                &self,
-                buf: &mut <::sqlx::Any as ::sqlx::Database>::ArgumentBuffer,
-            ) -> Result<::sqlx::encode::IsNull, ::sqlx::error::BoxDynError> {
-                <String as ::sqlx::Encode<'q, ::sqlx::Any>>::encode_by_ref(&self.0, buf)
-            }
-        }
-
-        impl<'r> ::sqlx::Decode<'r, ::sqlx::Any> for $name {
-            fn decode(
-                value: <::sqlx::Any as ::sqlx::Database>::ValueRef<'r>,
-            ) -> Result<Self, ::sqlx::error::BoxDynError> {
-                let text = <&str as ::sqlx::Decode<'r, ::sqlx::Any>>::decode(value)?;
-                Ok(Self::parse(text)?)
-            }
-        }
+        $crate::domain::text_column!($name, $name::parse);
 
         impl ::utoipa::PartialSchema for $name {
             fn schema() -> ::utoipa::openapi::RefOr<::utoipa::openapi::schema::Schema> {

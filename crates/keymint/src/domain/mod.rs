@@ -16,6 +16,7 @@ pub use ids::{
     SubscriptionEventId, SubscriptionId,
 };
 pub use text_enum::UnknownValue;
+pub(crate) use text_enum::text_column;
 pub use time::{Millis, OutOfRange};
 
 text_enum::text_enum! {

@@ -1,7 +1,7 @@
 //! One macro for every enum stored as text: `as_str`, `FromStr` (whose
 //! error names the value), `Display`, serde as the snake_case text, and
-//! encode/decode for the store's `sqlx::Any` driver, where an unknown
-//! stored value fails the decode.
+//! encode/decode for the store's `sqlx::Any` driver ([`text_column`],
+//! shared with the ids), where an unknown stored value fails the decode.
 
 /// A text that names none of an enum's values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,6 +77,17 @@ macro_rules! text_enum {
             }
         }
 
+        $crate::domain::text_column!($name, |text: &str| text.parse::<$name>());
+    };
+}
+
+pub(crate) use text_enum;
+
+/// Encode/decode through the store's `sqlx::Any` driver for a type kept
+/// as text: `as_str` writes it, `$parse` (text to `Result<Self, E>`) reads
+/// it back, so a stored value that does not parse fails the read.
+macro_rules! text_column {
+    ($name:ty, $parse:expr) => {
         impl ::sqlx::Type<::sqlx::Any> for $name {
             fn type_info() -> ::sqlx::any::AnyTypeInfo {
                 <str as ::sqlx::Type<::sqlx::Any>>::type_info()
@@ -88,7 +99,7 @@ macro_rules! text_enum {
                 &self,
                 buf: &mut <::sqlx::Any as ::sqlx::Database>::ArgumentBuffer,
             ) -> Result<::sqlx::encode::IsNull, ::sqlx::error::BoxDynError> {
-                <&str as ::sqlx::Encode<'q, ::sqlx::Any>>::encode(self.as_str(), buf)
+                <String as ::sqlx::Encode<'q, ::sqlx::Any>>::encode(self.as_str().to_string(), buf)
             }
         }
 
@@ -97,10 +108,10 @@ macro_rules! text_enum {
                 value: <::sqlx::Any as ::sqlx::Database>::ValueRef<'r>,
             ) -> Result<Self, ::sqlx::error::BoxDynError> {
                 let text = <&str as ::sqlx::Decode<'r, ::sqlx::Any>>::decode(value)?;
-                Ok(text.parse::<Self>()?)
+                Ok(($parse)(text)?)
             }
         }
     };
 }
 
-pub(crate) use text_enum;
+pub(crate) use text_column;

@@ -32,12 +32,9 @@ fn order() -> Order {
 }
 
 fn license() -> licenses::License {
-    build_license(
+    build(
         &product("max_machines = 3\nentitlements = [\"export\"]"),
         &order(),
-        &CustomerId::generate(),
-        &SigningKey::generate(),
-        "keymint",
         NOW,
     )
     .unwrap()
@@ -90,15 +87,7 @@ fn unparsable_stored_entitlements_are_an_error_not_an_empty_list() {
 #[test]
 fn an_invalid_duration_is_an_error_not_perpetual() {
     for bad in ["forever", "0s", "100000000000y"] {
-        let err = build_license(
-            &product(&format!("duration = \"{bad}\"")),
-            &order(),
-            &CustomerId::generate(),
-            &SigningKey::generate(),
-            "keymint",
-            NOW,
-        )
-        .unwrap_err();
+        let err = build(&product(&format!("duration = \"{bad}\"")), &order(), NOW).unwrap_err();
         assert!(
             matches!(&err, MintError::Duration { product, .. } if product == "pro"),
             "{bad}: {err}"
@@ -106,61 +95,40 @@ fn an_invalid_duration_is_an_error_not_perpetual() {
     }
 }
 
+/// The step a bad time fails at (`what` of [`MintError::Time`]).
+fn time_error(result: Result<impl std::fmt::Debug, MintError>) -> &'static str {
+    match result.unwrap_err() {
+        MintError::Time { what, .. } => what,
+        other => panic!("not a time error: {other}"),
+    }
+}
+
+fn build(product: &ProductConfig, order: &Order, now: i64) -> Result<licenses::License, MintError> {
+    build_license(
+        product,
+        order,
+        &CustomerId::generate(),
+        &SigningKey::generate(),
+        "keymint",
+        now,
+    )
+}
+
 #[test]
 fn an_unrepresentable_expiry_is_an_error_not_1970() {
     let mut o = order();
     o.valid_until = Some(i64::MAX);
-    let err = build_license(
-        &product(""),
-        &o,
-        &CustomerId::generate(),
-        &SigningKey::generate(),
-        "keymint",
-        NOW,
-    )
-    .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            MintError::Time {
-                what: "the expiry",
-                ..
-            }
-        ),
-        "{err}"
-    );
-    let err = reissue_of(&license(), Some(i64::MIN)).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            MintError::Time {
-                what: "the expiry",
-                ..
-            }
-        ),
-        "{err}"
+    assert_eq!(time_error(build(&product(""), &o, NOW)), "the expiry");
+    assert_eq!(
+        time_error(reissue_of(&license(), Some(i64::MIN))),
+        "the expiry"
     );
 }
 
 #[test]
 fn an_unrepresentable_current_time_is_an_error_not_a_panic() {
-    let err = build_license(
-        &product(""),
-        &order(),
-        &CustomerId::generate(),
-        &SigningKey::generate(),
-        "keymint",
-        i64::MAX,
-    )
-    .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            MintError::Time {
-                what: "the current time",
-                ..
-            }
-        ),
-        "{err}"
+    assert_eq!(
+        time_error(build(&product(""), &order(), i64::MAX)),
+        "the current time"
     );
 }

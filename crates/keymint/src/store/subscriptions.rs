@@ -41,35 +41,14 @@ impl Subscription {
 // Stored as its text. An unknown stored status fails the read, naming it,
 // never a default (docs/architecture.md, rule 8): guessing
 // `pending_payment` would take access away.
-impl sqlx::Type<sqlx::Any> for Status {
-    fn type_info() -> sqlx::any::AnyTypeInfo {
-        <str as sqlx::Type<sqlx::Any>>::type_info()
-    }
-}
-
-impl<'q> sqlx::Encode<'q, sqlx::Any> for Status {
-    fn encode_by_ref(
-        &self,
-        buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer,
-    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-        <&str as sqlx::Encode<'q, sqlx::Any>>::encode(self.as_str(), buf)
-    }
-}
-
-impl<'r> sqlx::Decode<'r, sqlx::Any> for Status {
-    fn decode(
-        value: <sqlx::Any as sqlx::Database>::ValueRef<'r>,
-    ) -> Result<Self, sqlx::error::BoxDynError> {
-        let text = <&str as sqlx::Decode<'r, sqlx::Any>>::decode(value)?;
-        Status::parse(text).ok_or_else(|| {
-            format!(
-                "unknown stored subscription status {text:?} (expected one of: {})",
-                Status::ALL.map(Status::as_str).join(", ")
-            )
-            .into()
-        })
-    }
-}
+crate::domain::text_column!(Status, |text: &str| {
+    Status::parse(text).ok_or_else(|| {
+        format!(
+            "unknown stored subscription status {text:?} (expected one of: {})",
+            Status::ALL.map(Status::as_str).join(", ")
+        )
+    })
+});
 
 impl Serialize for Status {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
