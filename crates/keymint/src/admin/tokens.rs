@@ -47,7 +47,7 @@ pub async fn create_token(
     rand::fill(&mut secret[..]);
     let text = format!("{TOKEN_PREFIX}{}", hex::encode(secret));
     let row = admin_tokens::AdminToken {
-        id: store::new_id("tok"),
+        id: crate::domain::AdminTokenId::generate(),
         name: name.to_string(),
         token_hash: hash_token(&text),
         scopes: scopes.join(" "),
