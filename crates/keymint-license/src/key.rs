@@ -118,6 +118,16 @@ impl FromStr for LicenseKey {
     }
 }
 
+/// For readers (such as a database row) that hold the key as an owned
+/// string: the same rules as [`FromStr`].
+impl TryFrom<String> for LicenseKey {
+    type Error = LicenseKeyError;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
 impl fmt::Display for LicenseKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

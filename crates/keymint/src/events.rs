@@ -1,4 +1,4 @@
-//! Normalized, provider-neutral events (DESIGN section 2). Adapters produce
+//! Normalized, provider-neutral events (docs/architecture.md, "Data flow"). Adapters produce
 //! them; the dispatcher consumes them; neither knows the other's side.
 
 pub use crate::subscriptions::Event as SubscriptionChange;

@@ -1,8 +1,11 @@
 //! Fulfilment: turning a sale of a catalog product into a license row with
-//! its key and signed token, and writing it with its first email.
+//! its key and signed token, and writing it with its first email. Nothing
+//! on the way to a signature turns a bad value into a default: each one is
+//! a [`MintError`] with its reason (docs/architecture.md, rule 8).
 
 use crate::config::ProductConfig;
-use crate::store::{self, Conn, licenses, outbox};
+use crate::domain::{CustomerId, LicenseId, Millis};
+use crate::store::{Conn, customers, licenses, outbox};
 use keymint_license::{LicenseClaims, LicenseKey, SigningKey};
 use time::OffsetDateTime;
 
@@ -38,6 +41,21 @@ pub enum MintError {
     Token(#[from] keymint_license::TokenError),
     #[error("cannot sign: {0}")]
     Signing(crate::signing::KeyError),
+    /// A product whose `duration` does not parse: signing it perpetual
+    /// would give away what was not sold.
+    #[error("product {product:?}: {reason}")]
+    Duration { product: String, reason: String },
+    /// A time (expiry, issue time) a token cannot carry.
+    #[error("{what} {ms} ms is not a representable time")]
+    Time { what: &'static str, ms: i64 },
+    /// A stored license whose seat limit does not fit a token: signing it
+    /// unlimited would lift the limit.
+    #[error("license {license}: stored max_machines {value} is out of range (1 to {max})", max = u32::MAX)]
+    MaxMachines { license: String, value: i64 },
+    /// A stored license whose entitlements are not a JSON list of
+    /// strings: signing it with none would take them away.
+    #[error("license {license}: stored entitlements are not a JSON list of strings: {reason}")]
+    Entitlements { license: String, reason: String },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -55,22 +73,21 @@ impl From<crate::signing::KeyError> for MintError {
 pub fn build_license(
     product: &ProductConfig,
     order: &Order,
-    customer_id: &str,
+    customer_id: &CustomerId,
     signer: &SigningKey,
     issuer: &str,
     now_ms: i64,
 ) -> Result<licenses::License, MintError> {
-    let id = store::new_id("lic");
+    let id = LicenseId::generate();
     let key = LicenseKey::generate(&product.key_prefix, &product.tier)?;
-    let now =
-        OffsetDateTime::from_unix_timestamp(now_ms / 1000).expect("current time is representable");
+    let now = ms_to_time("the current time", now_ms)?;
     let exp = match order.valid_until {
-        Some(ms) => Some(ms_to_time(ms)),
-        None => product.validity().unwrap_or(None).map(|d| now + d),
+        Some(ms) => Some(ms_to_time("the expiry", ms)?),
+        None => product_expiry(product, now)?,
     };
     let claims = LicenseClaims {
         iss: issuer.to_string(),
-        sub: id.clone(),
+        sub: id.to_string(),
         key: key.to_string(),
         product: product.id.clone(),
         tier: product.tier.clone(),
@@ -85,11 +102,11 @@ pub fn build_license(
     let token = signer.mint(&claims)?;
     Ok(licenses::License {
         id,
-        key: key.to_string(),
-        customer_id: customer_id.to_string(),
+        key,
+        customer_id: customer_id.clone(),
         product: product.id.clone(),
         tier: product.tier.clone(),
-        status: licenses::status::ACTIVE.to_string(),
+        status: licenses::LicenseStatus::Active,
         status_reason: None,
         source: order.source.clone(),
         order_id: order.order_id.clone(),
@@ -100,6 +117,7 @@ pub fn build_license(
         issued_at: now_ms,
         expires_at: exp.map(|e| e.unix_timestamp() * 1000),
         max_machines: product.max_machines.map(i64::from),
+        // A list of strings always serializes.
         entitlements: serde_json::to_string(&product.entitlements).expect("strings serialize"),
         amount_cents: order.amount_cents,
         currency: order.currency.clone(),
@@ -137,16 +155,15 @@ pub async fn mint(
     order: &Order,
     signer: &SigningKey,
     issuer: &str,
-    actor: &str,
-    delivery_id: Option<&str>,
+    by: &crate::licensing::By<'_>,
 ) -> Result<Minted, MintError> {
-    let now = store::now_ms();
+    let now = by.now;
     // No read first: the `(source, order_id)` unique key decides below, and
     // the common case (a new order) saves a round trip.
     // The provider's customer id decides who the buyer is; the email only
     // when that id is new.
     let linked = match &order.customer_ref {
-        Some(r) => licenses::customer_by_ref(conn, &order.source, r)
+        Some(r) => customers::customer_by_ref(conn, &order.source, r)
             .await?
             .map(|c| c.id),
         None => None,
@@ -154,22 +171,25 @@ pub async fn mint(
     let customer_id = match linked {
         Some(id) => id,
         None => {
-            let id = licenses::upsert_customer(conn, &order.email.to_lowercase(), &order.name, now)
-                .await?;
+            let id =
+                customers::upsert_customer(conn, &order.email.to_lowercase(), &order.name, now)
+                    .await?;
             // First sight of this provider customer id: link it.
             if let Some(r) = &order.customer_ref {
-                licenses::link_customer(conn, &order.source, r, &id).await?;
+                customers::link_customer(conn, &order.source, r, &id).await?;
             }
             id
         }
     };
     let license = build_license(product, order, &customer_id, signer, issuer, now)?;
     if !licenses::insert(conn, &license).await? {
-        // A concurrent transaction minted this order first.
-        let order_id = order.order_id.as_deref().unwrap_or_default();
-        let existing = licenses::by_order(conn, &order.source, order_id)
-            .await?
-            .ok_or(sqlx::Error::RowNotFound)?;
+        // A concurrent transaction minted this order first (only an order
+        // id can conflict: a license without one never does).
+        let existing = match order.order_id.as_deref() {
+            Some(order_id) => licenses::by_order(conn, &order.source, order_id).await?,
+            None => None,
+        }
+        .ok_or(sqlx::Error::RowNotFound)?;
         return Ok(Minted::Existing(existing));
     }
     if let Some(holder) = licenses::add_refs(conn, &order.source, &order.refs, &license.id).await? {
@@ -186,10 +206,10 @@ pub async fn mint(
         &license.id,
         "minted",
         None,
-        &license.status,
+        license.status,
         None,
-        actor,
-        delivery_id,
+        by.actor,
+        by.delivery_id,
         now,
     )
     .await?;
@@ -197,20 +217,50 @@ pub async fn mint(
         outbox::enqueue(
             conn,
             &license.id,
-            outbox::kind::LICENSE_ISSUED,
-            &format!("{}:{}", outbox::kind::LICENSE_ISSUED, license.id),
+            outbox::EmailKind::LicenseIssued,
+            &format!("{}:{}", outbox::EmailKind::LicenseIssued, license.id),
             &license.email,
             now,
         )
         .await?;
     }
-    metrics::counter!("keymint_licenses_minted_total", "product" => product.id.clone())
-        .increment(1);
     Ok(Minted::New(license))
 }
 
-fn ms_to_time(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+/// Counts a minted license; callers call it after their transaction
+/// commits, so a mint that rolled back is never counted.
+pub fn count_minted(product: &str) {
+    metrics::counter!("keymint_licenses_minted_total", "product" => product.to_string())
+        .increment(1);
+}
+
+/// The expiry of a new license of `product` issued at `now`: `None` when
+/// the product is perpetual.
+fn product_expiry(
+    product: &ProductConfig,
+    now: OffsetDateTime,
+) -> Result<Option<OffsetDateTime>, MintError> {
+    let validity = product.validity().map_err(|reason| MintError::Duration {
+        product: product.id.clone(),
+        reason,
+    })?;
+    let Some(validity) = validity else {
+        return Ok(None);
+    };
+    let too_far = || MintError::Duration {
+        product: product.id.clone(),
+        reason: format!("duration {:?} ends after the year 9999", product.duration),
+    };
+    let validity = time::Duration::try_from(validity).map_err(|_| too_far())?;
+    now.checked_add(validity).map(Some).ok_or_else(too_far)
+}
+
+/// Unix ms to a time a token can carry, or an error naming `what`.
+/// Tokens carry whole seconds.
+fn ms_to_time(what: &'static str, ms: i64) -> Result<OffsetDateTime, MintError> {
+    Millis(ms)
+        .to_time_secs()
+        .map_err(|_| MintError::Time { what, ms })
 }
 
 /// Signs a fresh token for an existing license, expiring at `valid_until`
@@ -223,20 +273,39 @@ pub fn reissue(
     issuer: &str,
     now_ms: i64,
 ) -> Result<String, MintError> {
-    let now = ms_to_time(now_ms);
+    let now = ms_to_time("the current time", now_ms)?;
+    let entitlements =
+        serde_json::from_str(&license.entitlements).map_err(|e| MintError::Entitlements {
+            license: license.id.to_string(),
+            reason: e.to_string(),
+        })?;
+    let max_machines = match license.max_machines {
+        None => None,
+        Some(m) => Some(u32::try_from(m).ok().filter(|&m| m > 0).ok_or_else(|| {
+            MintError::MaxMachines {
+                license: license.id.to_string(),
+                value: m,
+            }
+        })?),
+    };
     let claims = LicenseClaims {
         iss: issuer.to_string(),
-        sub: license.id.clone(),
-        key: license.key.clone(),
+        sub: license.id.to_string(),
+        key: license.key.to_string(),
         product: license.product.clone(),
         tier: license.tier.clone(),
-        entitlements: serde_json::from_str(&license.entitlements).unwrap_or_default(),
+        entitlements,
         iat: now,
         nbf: now,
-        exp: valid_until.map(ms_to_time),
-        max_machines: license.max_machines.and_then(|m| u32::try_from(m).ok()),
+        exp: valid_until
+            .map(|ms| ms_to_time("the expiry", ms))
+            .transpose()?,
+        max_machines,
         name: license.name.clone(),
         email: include_email.then(|| license.email.clone()),
     };
     Ok(signer.mint(&claims)?)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,6 @@
 //! keymint: turns payment webhooks into signed, emailed licenses.
 //!
-//! Data flow (DESIGN section 2): [`http`] receives a delivery; [`ingest`]
+//! Data flow (docs/architecture.md, "Data flow"): [`http`] receives a delivery; [`ingest`]
 //! records and authenticates it; an [`adapters`] module turns the body into
 //! a normalized [`events::Event`]; the [`dispatcher`] applies it in one
 //! transaction through [`fulfilment`] and the [`store`]; the outbox worker
@@ -13,10 +13,12 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod dispatcher;
+pub mod domain;
 pub mod events;
 pub mod fulfilment;
 pub mod http;
 pub mod ingest;
+pub mod licensing;
 pub mod notify;
 pub mod provider_api;
 pub mod rejections;

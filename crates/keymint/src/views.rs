@@ -4,11 +4,15 @@
 //! test suite can deserialize answers into the server's own types.
 //! Nothing here knows HTTP; `http/` wraps these in responses.
 
+use crate::domain::{
+    EmailId, EmailKind, LicenseId, LicenseStatus, RefundId, RefundStatus, SubscriptionId,
+};
 use crate::store::deliveries::Delivery;
 use crate::store::licenses::{self, License, LicenseEvent};
 use crate::store::refunds::Refund;
 use crate::store::subscriptions::{Listed, SubscriptionEvent};
 use crate::store::{self, outbox};
+use keymint_license::LicenseKey;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -50,11 +54,12 @@ pub enum LoadError {
 /// A license as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LicenseOut {
-    pub id: String,
-    pub key: String,
+    pub id: LicenseId,
+    #[schema(value_type = String, example = "DT1-CORE-XXXXX-XXXXX-XXXXX-XXXXX")]
+    pub key: LicenseKey,
     pub product: String,
     pub tier: String,
-    pub status: String,
+    pub status: LicenseStatus,
     pub status_reason: Option<String>,
     pub source: String,
     pub order_id: Option<String>,
@@ -80,7 +85,7 @@ impl TryFrom<License> for LicenseOut {
     fn try_from(l: License) -> Result<Self, Corrupt> {
         let entitlements = serde_json::from_str(&l.entitlements).map_err(|e| Corrupt {
             what: "license",
-            id: l.id.clone(),
+            id: l.id.to_string(),
             field: "entitlements",
             reason: e.to_string(),
         })?;
@@ -114,8 +119,8 @@ impl TryFrom<License> for LicenseOut {
 pub struct HistoryOut {
     pub at: String,
     pub action: String,
-    pub from_status: Option<String>,
-    pub to_status: String,
+    pub from_status: Option<LicenseStatus>,
+    pub to_status: LicenseStatus,
     pub reason: Option<String>,
     pub actor: String,
     pub delivery_id: Option<String>,
@@ -138,8 +143,8 @@ impl From<LicenseEvent> for HistoryOut {
 /// An email about a license.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EmailOut {
-    pub id: String,
-    pub kind: String,
+    pub id: EmailId,
+    pub kind: EmailKind,
     pub to: String,
     pub status: String,
     pub attempts: i64,
@@ -199,7 +204,7 @@ pub struct Queued {
 /// `keymint license show` give it; None when no license has that key.
 pub async fn license_detail(
     store: &store::Store,
-    key: &str,
+    key: &LicenseKey,
 ) -> Result<Option<LicenseDetail>, LoadError> {
     let mut conn = store.conn().await?;
     let Some(license) = licenses::by_key(&mut conn, key).await? else {
@@ -235,7 +240,7 @@ pub struct DeliveryOut {
     pub event_id: Option<String>,
     pub order_id: Option<String>,
     pub error: Option<String>,
-    pub license_id: Option<String>,
+    pub license_id: Option<LicenseId>,
     pub attempts: i64,
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
@@ -328,7 +333,7 @@ pub struct WebhookResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SubscriptionOut {
     /// keymint's id (`sub_...`).
-    pub id: String,
+    pub id: SubscriptionId,
     pub endpoint: String,
     /// The provider's subscription id.
     pub subscription_id: String,
@@ -353,7 +358,7 @@ impl From<Listed> for SubscriptionOut {
             id: s.id,
             endpoint: s.source,
             subscription_id: s.subscription_id,
-            status: s.status,
+            status: s.status.as_str().to_string(),
             trial_end: s.trial_end.map(store::format_ms),
             current_period_end: s.current_period_end.map(store::format_ms),
             cancel_at_period_end: s.cancel_at_period_end != 0,
@@ -392,8 +397,8 @@ impl From<SubscriptionEvent> for SubscriptionEventOut {
             received_at: store::format_ms(e.received_at),
             event_type: e.event_type,
             result: e.result,
-            from_status: e.from_status,
-            to_status: e.to_status,
+            from_status: e.from_status.map(|s| s.as_str().to_string()),
+            to_status: e.to_status.as_str().to_string(),
             period_end: e.period_end.map(store::format_ms),
             actor: e.actor,
             delivery_id: e.delivery_id,
@@ -419,8 +424,8 @@ pub struct SubscriptionDetail {
 /// A refund as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RefundOut {
-    pub id: String,
-    pub status: String,
+    pub id: RefundId,
+    pub status: RefundStatus,
     pub endpoint: String,
     pub payment_ref: String,
     pub amount_cents: Option<i64>,

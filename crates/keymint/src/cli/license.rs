@@ -70,8 +70,8 @@ pub struct MintArgs {
 }
 
 /// The canonical spelling of a key typed on the command line.
-fn canonical_key(key: &str) -> anyhow::Result<String> {
-    Ok(key.parse::<LicenseKey>()?.to_string())
+fn canonical_key(key: &str) -> anyhow::Result<LicenseKey> {
+    Ok(key.parse::<LicenseKey>()?)
 }
 
 pub(super) async fn run(config: Config, cmd: LicenseCmd) -> anyhow::Result<ExitCode> {

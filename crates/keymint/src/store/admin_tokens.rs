@@ -2,11 +2,12 @@
 //! hashes (the tokens carry 256 random bits, so a plain hash suffices).
 
 use super::Conn;
+use crate::domain::AdminTokenId;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AdminToken {
-    pub id: String,
+    pub id: AdminTokenId,
     pub name: String,
     #[serde(skip)]
     pub token_hash: String,
@@ -42,7 +43,7 @@ pub async fn find_live(
 }
 
 /// Notes use at most once a minute, to keep reads from writing.
-pub async fn touch(conn: &mut Conn, id: &str, now: i64) -> Result<(), sqlx::Error> {
+pub async fn touch(conn: &mut Conn, id: &AdminTokenId, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE admin_tokens SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3)",
     )

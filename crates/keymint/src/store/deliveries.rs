@@ -2,6 +2,7 @@
 //! not, with its raw body so it can be replayed.
 
 use super::{Conn, Store};
+use crate::domain::LicenseId;
 use serde::Serialize;
 
 /// Final and intermediate delivery statuses.
@@ -42,7 +43,7 @@ pub struct Outcome {
     pub event_id: Option<String>,
     pub order_id: Option<String>,
     pub error: Option<String>,
-    pub license_id: Option<String>,
+    pub license_id: Option<LicenseId>,
 }
 
 /// A stored delivery.
@@ -70,7 +71,7 @@ pub struct Delivery {
     pub event_id: Option<String>,
     pub order_id: Option<String>,
     pub error: Option<String>,
-    pub license_id: Option<String>,
+    pub license_id: Option<LicenseId>,
     pub processed_at: Option<i64>,
     pub attempts: i64,
 }
@@ -159,7 +160,7 @@ pub async fn insert(conn: &mut Conn, d: &NewDelivery) -> Result<(), sqlx::Error>
     Ok(())
 }
 
-/// Records a delivery before anything acts on it (DESIGN rule 1).
+/// Records a delivery before anything acts on it (docs/architecture.md, rule 1).
 ///
 /// On PostgreSQL the record commits with `synchronous_commit = off` (the
 /// recorder pool's sessions): it is committed and visible at once, and made

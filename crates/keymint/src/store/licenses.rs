@@ -1,26 +1,23 @@
-//! `customers`, `licenses` and `license_events` (each license's history).
+//! `licenses`, `license_refs` (provider ids naming an order) and
+//! `license_events` (each license's history).
 
-use super::{Conn, new_id};
+use super::Conn;
+pub use crate::domain::LicenseStatus;
+use crate::domain::{CustomerId, LicenseEventId, LicenseId};
+use keymint_license::LicenseKey;
 use serde::Serialize;
-
-/// License states (DESIGN section 5).
-pub mod status {
-    pub const ACTIVE: &str = "active";
-    pub const SUSPENDED: &str = "suspended";
-    pub const REVOKED: &str = "revoked";
-    pub const EXPIRED: &str = "expired";
-    pub const ALL: &[&str] = &[ACTIVE, SUSPENDED, REVOKED, EXPIRED];
-}
 
 /// A license row.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct License {
-    pub id: String,
-    pub key: String,
-    pub customer_id: String,
+    pub id: LicenseId,
+    /// Stored canonical; a stored key that does not parse fails the read.
+    #[sqlx(try_from = "String")]
+    pub key: LicenseKey,
+    pub customer_id: CustomerId,
     pub product: String,
     pub tier: String,
-    pub status: String,
+    pub status: LicenseStatus,
     pub status_reason: Option<String>,
     pub source: String,
     pub order_id: Option<String>,
@@ -43,12 +40,12 @@ pub struct License {
 /// One change in a license's life.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct LicenseEvent {
-    pub id: String,
-    pub license_id: String,
+    pub id: LicenseEventId,
+    pub license_id: LicenseId,
     pub at: i64,
     pub action: String,
-    pub from_status: Option<String>,
-    pub to_status: String,
+    pub from_status: Option<LicenseStatus>,
+    pub to_status: LicenseStatus,
     pub reason: Option<String>,
     pub actor: String,
     pub delivery_id: Option<String>,
@@ -69,30 +66,6 @@ pub struct Filter {
     pub limit: i64,
 }
 
-/// Finds or creates the customer with this email; returns its id.
-pub async fn upsert_customer(
-    conn: &mut Conn,
-    email: &str,
-    name: &str,
-    now: i64,
-) -> Result<String, sqlx::Error> {
-    let id = new_id("cus");
-    sqlx::query(
-        "INSERT INTO customers (id, email, name, created_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (email) DO NOTHING",
-    )
-    .bind(&id)
-    .bind(email)
-    .bind(name)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query_scalar("SELECT id FROM customers WHERE email = $1")
-        .bind(email)
-        .fetch_one(conn)
-        .await
-}
-
 /// Inserts a license unless one exists for `(source, order_id)`. Returns
 /// false on that conflict (the caller then reads the existing one).
 pub async fn insert(conn: &mut Conn, l: &License) -> Result<bool, sqlx::Error> {
@@ -103,11 +76,11 @@ pub async fn insert(conn: &mut Conn, l: &License) -> Result<bool, sqlx::Error> {
          $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) ON CONFLICT (source, order_id) DO NOTHING",
     )
     .bind(&l.id)
-    .bind(&l.key)
+    .bind(l.key.as_str())
     .bind(&l.customer_id)
     .bind(&l.product)
     .bind(&l.tier)
-    .bind(&l.status)
+    .bind(l.status)
     .bind(&l.status_reason)
     .bind(&l.source)
     .bind(&l.order_id)
@@ -169,14 +142,14 @@ pub async fn by_order_elsewhere(
     .await
 }
 
-pub async fn by_key(conn: &mut Conn, key: &str) -> Result<Option<License>, sqlx::Error> {
+pub async fn by_key(conn: &mut Conn, key: &LicenseKey) -> Result<Option<License>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM licenses WHERE key = $1")
-        .bind(key)
+        .bind(key.as_str())
         .fetch_optional(conn)
         .await
 }
 
-pub async fn by_id(conn: &mut Conn, id: &str) -> Result<Option<License>, sqlx::Error> {
+pub async fn by_id(conn: &mut Conn, id: &LicenseId) -> Result<Option<License>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM licenses WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
@@ -223,7 +196,7 @@ pub async fn search(conn: &mut Conn, f: &Filter) -> Result<Vec<License>, sqlx::E
 pub async fn set_status(
     conn: &mut Conn,
     license: &License,
-    to: &str,
+    to: LicenseStatus,
     action: &str,
     reason: Option<&str>,
     actor: &str,
@@ -243,7 +216,7 @@ pub async fn set_status(
         conn,
         &license.id,
         action,
-        Some(&license.status),
+        Some(license.status),
         to,
         reason,
         actor,
@@ -256,10 +229,10 @@ pub async fn set_status(
 #[allow(clippy::too_many_arguments)]
 pub async fn record_event(
     conn: &mut Conn,
-    license_id: &str,
+    license_id: &LicenseId,
     action: &str,
-    from: Option<&str>,
-    to: &str,
+    from: Option<LicenseStatus>,
+    to: LicenseStatus,
     reason: Option<&str>,
     actor: &str,
     delivery_id: Option<&str>,
@@ -269,7 +242,7 @@ pub async fn record_event(
         "INSERT INTO license_events (id, license_id, at, action, from_status, to_status, reason, actor, delivery_id) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
-    .bind(new_id("lev"))
+    .bind(LicenseEventId::generate())
     .bind(license_id)
     .bind(now)
     .bind(action)
@@ -283,7 +256,10 @@ pub async fn record_event(
     Ok(())
 }
 
-pub async fn history(conn: &mut Conn, license_id: &str) -> Result<Vec<LicenseEvent>, sqlx::Error> {
+pub async fn history(
+    conn: &mut Conn,
+    license_id: &LicenseId,
+) -> Result<Vec<LicenseEvent>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM license_events WHERE license_id = $1 ORDER BY at, id")
         .bind(license_id)
         .fetch_all(conn)
@@ -350,8 +326,8 @@ pub async fn add_refs(
     conn: &mut Conn,
     source: &str,
     refs: &[String],
-    license_id: &str,
-) -> Result<Option<String>, sqlx::Error> {
+    license_id: &LicenseId,
+) -> Result<Option<LicenseId>, sqlx::Error> {
     for r in refs {
         sqlx::query(
             "INSERT INTO license_refs (source, ref, license_id) VALUES ($1, $2, $3) \
@@ -362,14 +338,14 @@ pub async fn add_refs(
         .bind(license_id)
         .execute(&mut *conn)
         .await?;
-        let holder: String = sqlx::query_scalar(
+        let holder: LicenseId = sqlx::query_scalar(
             "SELECT license_id FROM license_refs WHERE source = $1 AND ref = $2",
         )
         .bind(source)
         .bind(r)
         .fetch_one(&mut *conn)
         .await?;
-        if holder != license_id {
+        if &holder != license_id {
             return Ok(Some(holder));
         }
     }
@@ -378,7 +354,7 @@ pub async fn add_refs(
 
 /// Deletes a license written earlier in the same transaction (a concurrent
 /// one won the race for one of its refs).
-pub async fn delete_fresh(conn: &mut Conn, license_id: &str) -> Result<(), sqlx::Error> {
+pub async fn delete_fresh(conn: &mut Conn, license_id: &LicenseId) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM license_refs WHERE license_id = $1")
         .bind(license_id)
         .execute(&mut *conn)
@@ -393,7 +369,7 @@ pub async fn delete_fresh(conn: &mut Conn, license_id: &str) -> Result<(), sqlx:
 /// Replaces a license's token (renewal, new expiry).
 pub async fn set_token(
     conn: &mut Conn,
-    license_id: &str,
+    license_id: &LicenseId,
     token: &str,
     kid: &str,
     expires_at: Option<i64>,
@@ -413,59 +389,8 @@ pub async fn set_token(
     Ok(())
 }
 
-/// A customer row.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct Customer {
-    pub id: String,
-    pub email: String,
-    pub name: String,
-    pub created_at: i64,
-}
-
-/// The customer a provider's customer id is linked to.
-pub async fn customer_by_ref(
-    conn: &mut Conn,
-    source: &str,
-    customer_ref: &str,
-) -> Result<Option<Customer>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT c.* FROM customer_refs r JOIN customers c ON c.id = r.customer_id \
-         WHERE r.source = $1 AND r.ref = $2",
-    )
-    .bind(source)
-    .bind(customer_ref)
-    .fetch_optional(conn)
-    .await
-}
-
-pub async fn customer_by_id(conn: &mut Conn, id: &str) -> Result<Option<Customer>, sqlx::Error> {
-    sqlx::query_as("SELECT * FROM customers WHERE id = $1")
-        .bind(id)
-        .fetch_optional(conn)
-        .await
-}
-
-/// Links a provider's customer id to a customer (first link wins).
-pub async fn link_customer(
-    conn: &mut Conn,
-    source: &str,
-    customer_ref: &str,
-    customer_id: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO customer_refs (source, ref, customer_id) VALUES ($1, $2, $3) \
-         ON CONFLICT (source, ref) DO NOTHING",
-    )
-    .bind(source)
-    .bind(customer_ref)
-    .bind(customer_id)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// The provider ids recorded for a license's order.
-pub async fn refs_of(conn: &mut Conn, license_id: &str) -> Result<Vec<String>, sqlx::Error> {
+pub async fn refs_of(conn: &mut Conn, license_id: &LicenseId) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar("SELECT ref FROM license_refs WHERE license_id = $1 ORDER BY ref")
         .bind(license_id)
         .fetch_all(conn)

@@ -7,7 +7,9 @@
 //! branch on [`Backend`]. The store knows nothing about HTTP.
 
 pub mod admin_tokens;
+pub mod customers;
 pub mod deliveries;
+mod files;
 pub mod leases;
 pub mod licenses;
 pub mod outbox;
@@ -17,6 +19,8 @@ pub mod signing_keys;
 pub mod subscriptions;
 
 use crate::config::DatabaseConfig;
+pub use files::prepare_data_dir;
+use files::{create_private_dir, private_sqlite_files};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, ConnectOptions, Connection};
 use std::path::Path;
@@ -85,6 +89,8 @@ pub fn now_ms() -> i64 {
 
 /// Formats Unix milliseconds as RFC 3339.
 pub fn format_ms(ms: i64) -> String {
+    // For display only: a time RFC 3339 cannot show is shown as its
+    // number rather than hidden.
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {
@@ -244,95 +250,6 @@ impl Store {
     }
 }
 
-/// Creates keymint's data directory and its `keys` directory, readable by
-/// the user keymint runs as only (0700, whatever the umask): the database
-/// holds buyers' emails and tokens, `keys/` the signing keys. A data
-/// directory that already exists keeps its mode (an operator chose it),
-/// with a warning when others can read it; `keys/` is keymint's own and
-/// is always made 0700 (docs/operations.md, "Files and permissions").
-pub fn prepare_data_dir(dir: &Path) -> std::io::Result<()> {
-    if dir.is_dir() {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir)?.permissions().mode();
-            if mode & 0o077 != 0 {
-                tracing::warn!(
-                    data_dir = %dir.display(),
-                    mode = format!("{:o}", mode & 0o777),
-                    "the data directory is open to other users; `chmod 700` it"
-                );
-            }
-        }
-    } else {
-        create_private_dir(dir)?;
-    }
-    let keys = dir.join("keys");
-    if !keys.is_dir() {
-        std::fs::create_dir(&keys)?;
-    }
-    set_mode(&keys, 0o700)
-}
-
-/// Creates `dir` and any missing parent, each 0700 whatever the umask.
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut missing = Vec::new();
-    let mut at = Some(dir);
-    while let Some(d) = at
-        && !d.as_os_str().is_empty()
-        && !d.exists()
-    {
-        missing.push(d);
-        at = d.parent();
-    }
-    for d in missing.into_iter().rev() {
-        match std::fs::create_dir(d) {
-            Ok(()) => set_mode(d, 0o700)?,
-            // Another process (a replica, the CLI) made it meanwhile.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (path, mode);
-        Ok(())
-    }
-}
-
-/// Makes the SQLite database file (and its `-wal` and `-shm` files, which
-/// SQLite creates with the database file's mode) readable by the owner
-/// only: created 0600 if missing, tightened if an older version left it
-/// open to others.
-fn private_sqlite_files(path: &Path) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    drop(options.open(path)?);
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        let file = std::path::PathBuf::from(name);
-        if file.exists() {
-            set_mode(&file, 0o600)?;
-        }
-    }
-    Ok(())
-}
-
 /// Adds `mode=rwc`, creates the parent directory of a SQLite file (0700)
 /// and the file itself (0600).
 /// One plain connection, or the reason it could not be made (a time-out
@@ -376,6 +293,7 @@ pub async fn check_reachable(url: &str, timeout: std::time::Duration) -> Result<
     let options = AnyConnectOptions::from_str(&target)?.disable_statement_logging();
     let mut conn = connect_once(&options, timeout).await?;
     sqlx::query("SELECT 1").execute(&mut conn).await?;
+    // The probe already answered; a failed goodbye changes nothing.
     let _ = conn.close().await;
     Ok(())
 }
@@ -436,6 +354,7 @@ pub fn describe_connect_error(url: &str, e: &sqlx::Error) -> String {
         },
         sqlx::Error::Tls(tls) => format!("TLS with PostgreSQL at {at} failed: {tls}"),
         sqlx::Error::Database(db) => {
+            // An error without a code matches none of the codes below.
             let code = db.code().unwrap_or_default();
             let name = pg.get_database().unwrap_or(pg.get_username());
             match &*code {
@@ -472,6 +391,7 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(db) => {
+            // An error without a code matches none of the codes below.
             let code = db.code().unwrap_or_default();
             // SQLite: 5 BUSY, 6 LOCKED, 10 IOERR, 13 FULL, 14 CANTOPEN.
             // PostgreSQL: class 08 connection, 53 resources, 57 operator

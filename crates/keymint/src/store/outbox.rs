@@ -1,7 +1,9 @@
 //! `outbox`: emails to send, written in the same transaction as the
 //! license they are about, claimed by workers under a lease.
 
-use super::{Backend, Conn, new_id};
+use super::{Backend, Conn};
+pub use crate::domain::EmailKind;
+use crate::domain::{EmailId, LicenseId};
 use serde::Serialize;
 
 pub mod status {
@@ -10,21 +12,11 @@ pub mod status {
     pub const DEAD: &str = "dead";
 }
 
-/// Email kinds.
-pub mod kind {
-    /// The first email for a new license.
-    pub const LICENSE_ISSUED: &str = "license_issued";
-    /// An operator's resend.
-    pub const LICENSE_RESEND: &str = "license_resend";
-    /// A subscription renewed: a fresh token.
-    pub const LICENSE_RENEWED: &str = "license_renewed";
-}
-
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct OutboxRow {
-    pub id: String,
-    pub license_id: String,
-    pub kind: String,
+    pub id: EmailId,
+    pub license_id: LicenseId,
+    pub kind: EmailKind,
     pub dedupe_key: String,
     pub to_email: String,
     pub status: String,
@@ -41,8 +33,8 @@ pub struct OutboxRow {
 /// before.
 pub async fn enqueue(
     conn: &mut Conn,
-    license_id: &str,
-    kind: &str,
+    license_id: &LicenseId,
+    kind: EmailKind,
     dedupe_key: &str,
     to_email: &str,
     now: i64,
@@ -51,7 +43,7 @@ pub async fn enqueue(
         "INSERT INTO outbox (id, license_id, kind, dedupe_key, to_email, status, attempts, next_attempt_at, created_at) \
          VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6) ON CONFLICT (dedupe_key) DO NOTHING",
     )
-    .bind(new_id("eml"))
+    .bind(EmailId::generate())
     .bind(license_id)
     .bind(kind)
     .bind(dedupe_key)
@@ -108,7 +100,7 @@ pub async fn claim_due(
 
 pub async fn mark_sent(
     conn: &mut Conn,
-    id: &str,
+    id: &EmailId,
     message_id: Option<&str>,
     now: i64,
 ) -> Result<(), sqlx::Error> {
@@ -126,7 +118,7 @@ pub async fn mark_sent(
 
 pub async fn mark_retry(
     conn: &mut Conn,
-    id: &str,
+    id: &EmailId,
     error: &str,
     next_attempt_at: i64,
 ) -> Result<(), sqlx::Error> {
@@ -144,7 +136,7 @@ pub async fn mark_retry(
 /// Hands a claimed but unsent row back at once (a stopping worker), undoing
 /// the attempt its claim counted, so another worker takes it without
 /// waiting for the lease to run out.
-pub async fn release(conn: &mut Conn, id: &str) -> Result<(), sqlx::Error> {
+pub async fn release(conn: &mut Conn, id: &EmailId) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE outbox SET lease_until = NULL, attempts = attempts - 1 \
          WHERE id = $1 AND status = 'pending'",
@@ -155,7 +147,7 @@ pub async fn release(conn: &mut Conn, id: &str) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-pub async fn mark_dead(conn: &mut Conn, id: &str, error: &str) -> Result<(), sqlx::Error> {
+pub async fn mark_dead(conn: &mut Conn, id: &EmailId, error: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE outbox SET status = 'dead', last_error = $2, lease_until = NULL WHERE id = $1",
     )
@@ -166,7 +158,10 @@ pub async fn mark_dead(conn: &mut Conn, id: &str, error: &str) -> Result<(), sql
     Ok(())
 }
 
-pub async fn for_license(conn: &mut Conn, license_id: &str) -> Result<Vec<OutboxRow>, sqlx::Error> {
+pub async fn for_license(
+    conn: &mut Conn,
+    license_id: &LicenseId,
+) -> Result<Vec<OutboxRow>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM outbox WHERE license_id = $1 ORDER BY created_at, id")
         .bind(license_id)
         .fetch_all(conn)

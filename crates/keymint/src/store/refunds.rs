@@ -2,22 +2,18 @@
 //! reconciler decides.
 
 use super::Conn;
+pub use crate::domain::RefundStatus;
+use crate::domain::{LicenseId, RefundId};
 use serde::Serialize;
-
-pub mod status {
-    pub const PENDING: &str = "pending";
-    pub const SUCCEEDED: &str = "succeeded";
-    pub const FAILED: &str = "failed";
-}
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Refund {
-    pub id: String,
-    pub license_id: String,
+    pub id: RefundId,
+    pub license_id: LicenseId,
     pub endpoint: String,
     pub payment_ref: String,
     pub amount_cents: Option<i64>,
-    pub status: String,
+    pub status: RefundStatus,
     pub provider_refund_id: Option<String>,
     pub reason: Option<String>,
     pub error: Option<String>,
@@ -30,7 +26,7 @@ pub struct Refund {
 pub async fn insert_pending(conn: &mut Conn, r: &Refund) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "INSERT INTO refunds (id, license_id, endpoint, payment_ref, amount_cents, status, reason, \
-         requested_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $8) \
+         requested_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $9, $6, $7, $8, $8) \
          ON CONFLICT DO NOTHING",
     )
     .bind(&r.id)
@@ -41,6 +37,7 @@ pub async fn insert_pending(conn: &mut Conn, r: &Refund) -> Result<bool, sqlx::E
     .bind(&r.reason)
     .bind(&r.requested_by)
     .bind(r.created_at)
+    .bind(RefundStatus::Pending)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -48,22 +45,26 @@ pub async fn insert_pending(conn: &mut Conn, r: &Refund) -> Result<bool, sqlx::E
 
 pub async fn pending_for_license(
     conn: &mut Conn,
-    license_id: &str,
+    license_id: &LicenseId,
 ) -> Result<Option<Refund>, sqlx::Error> {
-    sqlx::query_as("SELECT * FROM refunds WHERE license_id = $1 AND status = 'pending'")
+    sqlx::query_as("SELECT * FROM refunds WHERE license_id = $1 AND status = $2")
         .bind(license_id)
+        .bind(RefundStatus::Pending)
         .fetch_optional(conn)
         .await
 }
 
-pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<Refund>, sqlx::Error> {
+pub async fn get(conn: &mut Conn, id: &RefundId) -> Result<Option<Refund>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM refunds WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
         .await
 }
 
-pub async fn for_license(conn: &mut Conn, license_id: &str) -> Result<Vec<Refund>, sqlx::Error> {
+pub async fn for_license(
+    conn: &mut Conn,
+    license_id: &LicenseId,
+) -> Result<Vec<Refund>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM refunds WHERE license_id = $1 ORDER BY created_at, id")
         .bind(license_id)
         .fetch_all(conn)
@@ -74,7 +75,7 @@ pub async fn for_license(conn: &mut Conn, license_id: &str) -> Result<Vec<Refund
 /// status).
 pub async fn note_call(
     conn: &mut Conn,
-    id: &str,
+    id: &RefundId,
     provider_refund_id: Option<&str>,
     error: Option<&str>,
     now: i64,
@@ -95,19 +96,20 @@ pub async fn note_call(
 /// Moves a pending refund to a terminal status; false if it was not pending.
 pub async fn finish(
     conn: &mut Conn,
-    id: &str,
-    to: &str,
+    id: &RefundId,
+    to: RefundStatus,
     error: Option<&str>,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE refunds SET status = $2, error = COALESCE($3, error), updated_at = $4 \
-         WHERE id = $1 AND status = 'pending'",
+         WHERE id = $1 AND status = $5",
     )
     .bind(id)
     .bind(to)
     .bind(error)
     .bind(now)
+    .bind(RefundStatus::Pending)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -1,33 +1,35 @@
 //! `subscriptions` and `subscription_events`: one row per provider
 //! subscription, and every event applied to it or refused as stale.
 
-use super::{Backend, Conn, new_id};
+use super::{Backend, Conn};
+use crate::domain::{CustomerId, LicenseId, SubscriptionEventId, SubscriptionId};
 use crate::subscriptions::{State, Status};
 use serde::Serialize;
 
 /// A subscription row.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Subscription {
-    pub id: String,
+    pub id: SubscriptionId,
     pub source: String,
     pub subscription_id: String,
-    pub status: String,
+    pub status: Status,
     pub trial_end: Option<i64>,
     pub current_period_end: Option<i64>,
     pub cancel_at_period_end: i64,
     pub last_event_at: i64,
     pub product: Option<String>,
-    pub customer_id: Option<String>,
+    pub customer_id: Option<CustomerId>,
     pub customer_ref: Option<String>,
-    pub license_id: Option<String>,
+    pub license_id: Option<LicenseId>,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
 impl Subscription {
+    /// The row as the state machine sees it.
     pub fn state(&self) -> State {
         State {
-            status: Status::parse(&self.status).unwrap_or(Status::PendingPayment),
+            status: self.status,
             trial_end: self.trial_end,
             current_period_end: self.current_period_end,
             cancel_at_period_end: self.cancel_at_period_end != 0,
@@ -36,19 +38,37 @@ impl Subscription {
     }
 }
 
+// Stored as its text. An unknown stored status fails the read, naming it,
+// never a default (docs/architecture.md, rule 8): guessing
+// `pending_payment` would take access away.
+crate::domain::text_column!(Status, |text: &str| {
+    Status::parse(text).ok_or_else(|| {
+        format!(
+            "unknown stored subscription status {text:?} (expected one of: {})",
+            Status::ALL.map(Status::as_str).join(", ")
+        )
+    })
+});
+
+impl Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// One event in a subscription's life.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct SubscriptionEvent {
-    pub id: String,
-    pub subscription_id: String,
+    pub id: SubscriptionEventId,
+    pub subscription_id: SubscriptionId,
     /// The provider's time for the event.
     pub at: i64,
     pub received_at: i64,
     pub event_type: String,
     /// `applied`, `stale` or `ignored`.
     pub result: String,
-    pub from_status: Option<String>,
-    pub to_status: String,
+    pub from_status: Option<Status>,
+    pub to_status: Status,
     pub period_end: Option<i64>,
     pub actor: String,
     pub delivery_id: Option<String>,
@@ -67,13 +87,14 @@ pub async fn lock_or_create(
 ) -> Result<(Subscription, bool), sqlx::Error> {
     let created = sqlx::query(
         "INSERT INTO subscriptions (id, source, subscription_id, status, last_event_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, 'pending_payment', $4, $5, $5) ON CONFLICT (source, subscription_id) DO NOTHING",
+         VALUES ($1, $2, $3, $6, $4, $5, $5) ON CONFLICT (source, subscription_id) DO NOTHING",
     )
-    .bind(new_id("sub"))
+    .bind(SubscriptionId::generate())
     .bind(source)
     .bind(subscription_id)
     .bind(at)
     .bind(now)
+    .bind(Status::PendingPayment)
     .execute(&mut *conn)
     .await?
     .rows_affected()
@@ -101,7 +122,7 @@ pub async fn save(conn: &mut Conn, s: &Subscription) -> Result<(), sqlx::Error> 
          customer_ref = $9, license_id = $10, updated_at = $11 WHERE id = $1",
     )
     .bind(&s.id)
-    .bind(&s.status)
+    .bind(s.status)
     .bind(s.trial_end)
     .bind(s.current_period_end)
     .bind(s.cancel_at_period_end)
@@ -128,8 +149,8 @@ pub async fn record_event(conn: &mut Conn, e: &SubscriptionEvent) -> Result<(), 
     .bind(e.received_at)
     .bind(&e.event_type)
     .bind(&e.result)
-    .bind(&e.from_status)
-    .bind(&e.to_status)
+    .bind(e.from_status)
+    .bind(e.to_status)
     .bind(e.period_end)
     .bind(&e.actor)
     .bind(&e.delivery_id)
@@ -188,7 +209,7 @@ pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<Listed>, sqlx::Erro
 
 pub async fn history(
     conn: &mut Conn,
-    subscription_row_id: &str,
+    subscription_row_id: &SubscriptionId,
 ) -> Result<Vec<SubscriptionEvent>, sqlx::Error> {
     sqlx::query_as(
         "SELECT * FROM subscription_events WHERE subscription_id = $1 ORDER BY received_at, id",

@@ -2,17 +2,19 @@
 //! and the column, never a default (docs/architecture.md, rule 8).
 
 use super::{DeliveryOut, ErrorBody, LicenseOut};
+use crate::domain::{CustomerId, LicenseId, LicenseStatus};
 use crate::store::deliveries::Delivery;
 use crate::store::licenses::License;
+use keymint_license::LicenseKey;
 
 fn license(entitlements: &str) -> License {
     License {
-        id: "lic_01J0000000000000000000000A".into(),
-        key: "DT1-PRO-00000-00000-00000-00000".into(),
-        customer_id: "cus_1".into(),
+        id: LicenseId::generate(),
+        key: LicenseKey::generate("DT1", "PRO").unwrap(),
+        customer_id: CustomerId::generate(),
         product: "datatools".into(),
         tier: "pro".into(),
-        status: "active".into(),
+        status: LicenseStatus::Active,
         status_reason: None,
         source: "manual".into(),
         order_id: None,

@@ -88,11 +88,12 @@ async fn deliver(state: &AppState, row: outbox::OutboxRow) -> Result<(), sqlx::E
     match result {
         Ok(message_id) => {
             outbox::mark_sent(&mut conn, &row.id, message_id.as_deref(), now).await?;
-            metrics::counter!("keymint_emails_sent_total", "kind" => row.kind.clone()).increment(1);
+            metrics::counter!("keymint_emails_sent_total", "kind" => row.kind.as_str())
+                .increment(1);
             tracing::info!(email_id = %row.id, license_id = %row.license_id, kind = %row.kind, "email sent");
         }
         Err(e) => {
-            metrics::counter!("keymint_emails_failed_total", "kind" => row.kind.clone())
+            metrics::counter!("keymint_emails_failed_total", "kind" => row.kind.as_str())
                 .increment(1);
             let attempts = u32::try_from(row.attempts).unwrap_or(u32::MAX);
             if e.permanent || attempts >= state.config.email.max_attempts {
@@ -130,12 +131,12 @@ fn render(
         product_id: license.product.clone(),
         product_name,
         tier: license.tier.clone(),
-        key: license.key.clone(),
+        key: license.key.to_string(),
         token: license.token.clone(),
         expires_at: license.expires_at.map(store::format_ms),
         max_machines: license.max_machines,
-        resend: row.kind == outbox::kind::LICENSE_RESEND,
-        renewal: row.kind == outbox::kind::LICENSE_RENEWED,
+        resend: row.kind == outbox::EmailKind::LicenseResend,
+        renewal: row.kind == outbox::EmailKind::LicenseRenewed,
     };
     let rendered = state
         .templates

@@ -44,10 +44,23 @@ pub async fn run_once(state: &AppState) -> Result<Tick, crate::dispatcher::Dispa
             "no provider refund id after {}: the provider was never reached (or refused); failed by the reconciler",
             humantime::format_duration(cfg.orphan_age)
         );
-        if refunds::finish(&mut tx, &r.id, refunds::status::FAILED, Some(&why), now).await?
+        if refunds::finish(
+            &mut tx,
+            &r.id,
+            refunds::RefundStatus::Failed,
+            Some(&why),
+            now,
+        )
+        .await?
             && let Some(l) = licenses::by_id(&mut tx, &r.license_id).await?
         {
-            restore_after_refund(&mut tx, &l, "reconciler", None, now).await?;
+            let by = crate::licensing::By {
+                actor: "reconciler",
+                delivery_id: None,
+                now,
+                reason: None,
+            };
+            restore_after_refund(&mut tx, &l, &by).await?;
         }
         tx.commit().await?;
         tracing::error!(refund_id = %r.id, license_id = %r.license_id, error = %r.error.as_deref().unwrap_or("-"), "orphan refund failed and its license restored");
@@ -63,7 +76,12 @@ pub async fn run_once(state: &AppState) -> Result<Tick, crate::dispatcher::Dispa
             tick.left += 1;
             continue;
         };
-        let provider_id = r.provider_refund_id.clone().unwrap_or_default();
+        let Some(provider_id) = r.provider_refund_id.clone() else {
+            // `stuck` selects rows with a provider id; one without is an
+            // orphan for the next tick, not a read of the id "".
+            tick.left += 1;
+            continue;
+        };
         let read = provider_api::refund_state(&state.http, ep, &provider_id).await;
         let event = match read {
             Ok(RefundState::Succeeded) => Event::Refund {

@@ -538,7 +538,7 @@ impl TestApp {
     /// A license as stored, by its key.
     pub async fn stored_license(&self, key: &LicenseKey) -> keymint::store::licenses::License {
         let mut conn = self.state.store.conn().await.unwrap();
-        keymint::store::licenses::by_key(&mut conn, key.as_str())
+        keymint::store::licenses::by_key(&mut conn, key)
             .await
             .unwrap()
             .expect("license exists")

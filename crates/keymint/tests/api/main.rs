@@ -8,6 +8,7 @@ mod views;
 
 mod admin;
 mod config;
+mod defaults;
 mod edges;
 mod email;
 mod gumroad;

@@ -346,6 +346,45 @@ async fn the_cli_refunds_and_reconciles(db: Db) {
     );
 }
 
+async fn a_partial_refund_that_settles_an_operator_refund_is_recorded_as_one(db: Db) {
+    // Arrange: an operator's partial refund holds the license.
+    let api = MockServer::start().await;
+    let Some(app) = app_with_api(db, "stripe", &api).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .and(path("/v1/refunds"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": "re_part", "object": "refund", "status": "pending"})),
+        )
+        .mount(&api)
+        .await;
+    let admin = app.admin().await;
+    let ids = Ids::new("stripe");
+    let key = app.minted(&sale("stripe", &ids, now_secs())).await;
+    let resp = ask_refund(&admin, &key, json!({"amount_cents": 1000})).await;
+    let r: RefundOut = expect_json(resp, 202).await;
+    assert_eq!(license_status(&admin, &key).await, "suspended");
+
+    // Act: the provider's webhook reports the partial refund done.
+    let settled = app.send(&refund("stripe", &ids, now_secs(), false)).await;
+
+    // Assert: the refund succeeded, the license is back, and the history
+    // says a partial refund did it (it once said `refund_failed`).
+    assert_eq!(settled.status, "ok", "{settled}");
+    assert_eq!(refund_status(&app, &r.id).await, "succeeded");
+    let detail = admin.license(&key).await;
+    assert_eq!(detail.license.status, "active");
+    assert_eq!(
+        detail.actions(),
+        ["minted", "refund_requested", "partially_refunded"]
+    );
+    let last = &detail.history[2];
+    assert_eq!(last.from_status.as_deref(), Some("suspended"));
+    assert_eq!(last.to_status, "active");
+}
+
 both_databases!(
     the_cli_refunds_and_reconciles,
     the_reconciler_resolves_a_subscription_stuck_in_pending_payment,
@@ -353,4 +392,5 @@ both_databases!(
     refunds_without_api_credentials_answer_409,
     the_reconciler_settles_a_stuck_refund_and_the_late_webhook_is_a_no_op,
     an_orphan_refund_is_failed_and_the_license_restored,
+    a_partial_refund_that_settles_an_operator_refund_is_recorded_as_one,
 );

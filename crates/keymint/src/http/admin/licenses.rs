@@ -104,7 +104,7 @@ async fn search(
     ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> Result<Json<LicensePage>, ApiError> {
     admin.require(scope::LICENSES_READ)?;
-    let status = status_filter(q.status, licenses::status::ALL)?;
+    let status = status_filter(q.status, &licenses::LicenseStatus::names())?;
     let email = filter_text("email", q.email)?.map(|e| e.to_lowercase());
     let order_id = filter_text("order_id", q.order_id)?;
     let text = filter_text("q", q.q)?.map(|t| t.to_lowercase());
@@ -121,7 +121,7 @@ async fn search(
     };
     let mut conn = state.store.conn().await?;
     let rows = licenses::search(&mut conn, &filter).await?;
-    let next_before = page.next(&rows, |l| &l.id);
+    let next_before = page.next(&rows, |l| l.id.as_str());
     let licenses = rows
         .into_iter()
         .map(LicenseOut::try_from)

@@ -67,9 +67,8 @@ pub(super) struct KeyPath {
 }
 
 /// A license key from a path, in its canonical spelling.
-pub(super) fn parse_key(key: &str) -> Result<String, ApiError> {
+pub(super) fn parse_key(key: &str) -> Result<keymint_license::LicenseKey, ApiError> {
     key.parse::<keymint_license::LicenseKey>()
-        .map(|k| k.to_string())
         .map_err(|e| ApiError::coded(StatusCode::BAD_REQUEST, "bad_license_key", e.to_string()))
 }
 

@@ -59,7 +59,7 @@ async fn list_subscriptions(
     };
     let mut conn = state.store.conn().await?;
     let rows = store::subscriptions::search(&mut conn, &filter).await?;
-    let next_before = page.next(&rows, |s| &s.subscription.id);
+    let next_before = page.next(&rows, |s| s.subscription.id.as_str());
     Ok(Json(SubscriptionPage {
         subscriptions: rows.into_iter().map(Into::into).collect(),
         next_before,

@@ -1,0 +1,68 @@
+//! Licensing: what can happen to a license after it is minted. The pure
+//! state machine is [`machine`]; [`transition`] applies one of its steps to
+//! a stored license in the caller's transaction. This module is also the
+//! home of the licensing service that comes next (machines, seat limits,
+//! validation; docs/architecture.md, "Map of the tree").
+
+pub mod machine;
+
+pub use machine::{Cause, NotAllowed, Step};
+
+use crate::store::{Conn, licenses};
+
+/// Who applies a cause, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct By<'a> {
+    /// `webhook:<endpoint>`, `admin:<token>`, `reconciler`, `sweeper`...
+    pub actor: &'a str,
+    pub delivery_id: Option<&'a str>,
+    /// Unix ms: the operation's one reading of the clock.
+    pub now: i64,
+    /// The operator's reason; causes with a reason of their own ignore it.
+    pub reason: Option<&'a str>,
+}
+
+/// Applies `cause` to `license` through the state machine and writes what
+/// it decides (status and history) in the caller's transaction; returns
+/// the step so callers can answer `NotAllowed` or follow up on a move.
+pub async fn transition(
+    conn: &mut Conn,
+    license: &licenses::License,
+    cause: Cause,
+    by: &By<'_>,
+) -> Result<Step, sqlx::Error> {
+    let state = machine::State::of(license.status, license.status_reason.as_deref());
+    let step = machine::apply(state, cause);
+    let reason = cause.reason().or(by.reason);
+    match step {
+        Step::Move(to) => {
+            licenses::set_status(
+                conn,
+                license,
+                to,
+                cause.action(),
+                reason,
+                by.actor,
+                by.delivery_id,
+                by.now,
+            )
+            .await?;
+        }
+        Step::Record => {
+            licenses::record_event(
+                conn,
+                &license.id,
+                cause.action(),
+                Some(license.status),
+                license.status,
+                reason,
+                by.actor,
+                by.delivery_id,
+                by.now,
+            )
+            .await?;
+        }
+        Step::Unchanged | Step::NotAllowed(_) => {}
+    }
+    Ok(step)
+}

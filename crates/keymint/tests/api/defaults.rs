@@ -1,0 +1,104 @@
+//! Nothing silent on the way to a signature: a stored value keymint cannot
+//! trust fails the delivery with its reason (200 `error`, replayable),
+//! never a quietly different license (docs/architecture.md, rule 8).
+
+use crate::both_databases;
+use crate::helpers::{Db, TestApp, spawn_app};
+use crate::providers::{Ids, Moment, now_secs, sub_step};
+
+const DAY: i64 = 86_400;
+
+async fn exec(app: &TestApp, sql: &'static str, arg: &str) {
+    let mut conn = app.state.store.writer().await.unwrap();
+    sqlx::query(sql)
+        .bind(arg)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+}
+
+/// A Stripe subscription with an active license; returns its ids.
+async fn active_subscription(app: &TestApp, now: i64) -> Ids {
+    let ids = Ids::new("stripe");
+    let t0 = now - 1000;
+    app.send(&sub_step("stripe", &ids, Moment::Identity, t0, now + 2 * DAY, 0).unwrap())
+        .await;
+    let r = app
+        .send(&sub_step("stripe", &ids, Moment::Active, t0 + 100, now + 2 * DAY, 0).unwrap())
+        .await;
+    assert_eq!(r.status, "ok", "{r}");
+    ids
+}
+
+async fn corrupt_entitlements_fail_a_renewal_instead_of_signing_none(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    let now = now_secs();
+    let ids = active_subscription(&app, now).await;
+    exec(
+        &app,
+        "UPDATE licenses SET entitlements = 'not json' WHERE order_id = $1",
+        &ids.sub,
+    )
+    .await;
+
+    let renewal = sub_step(
+        "stripe",
+        &ids,
+        Moment::Recovered,
+        now - 700,
+        now + 32 * DAY,
+        0,
+    )
+    .unwrap();
+    let r = app.send(&renewal).await;
+
+    assert_eq!(r.status, "error", "{r}");
+    let delivery = app.delivery(&r.delivery_id).await;
+    assert_eq!(delivery.status, "failed");
+    let reason = delivery.error.unwrap_or_default();
+    assert!(
+        reason.contains("stored entitlements are not a JSON list"),
+        "{reason}"
+    );
+}
+
+async fn an_unknown_stored_subscription_status_fails_the_event(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    let now = now_secs();
+    let ids = active_subscription(&app, now).await;
+    exec(
+        &app,
+        "UPDATE subscriptions SET status = 'on_holiday' WHERE subscription_id = $1",
+        &ids.sub,
+    )
+    .await;
+
+    let next = sub_step(
+        "stripe",
+        &ids,
+        Moment::PaymentFailed,
+        now - 700,
+        now + 2 * DAY,
+        0,
+    )
+    .unwrap();
+    let r = app.send(&next).await;
+
+    assert_eq!(r.status, "error", "{r}");
+    let delivery = app.delivery(&r.delivery_id).await;
+    assert_eq!(delivery.status, "failed");
+    let reason = delivery.error.unwrap_or_default();
+    assert!(
+        reason.contains("unknown stored subscription status \"on_holiday\""),
+        "{reason}"
+    );
+}
+
+both_databases!(
+    corrupt_entitlements_fail_a_renewal_instead_of_signing_none,
+    an_unknown_stored_subscription_status_fails_the_event,
+);
