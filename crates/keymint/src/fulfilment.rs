@@ -41,8 +41,9 @@ pub enum MintError {
     Token(#[from] keymint_license::TokenError),
     #[error("cannot sign: {0}")]
     Signing(crate::signing::KeyError),
-    /// A product whose `duration` does not parse: signing it perpetual
-    /// would give away what was not sold.
+    /// A product whose `duration` runs past what a token can carry
+    /// (a duration that does not parse is refused when the configuration
+    /// loads): signing it perpetual would give away what was not sold.
     #[error("product {product:?}: {reason}")]
     Duration { product: String, reason: String },
     /// A time (expiry, issue time) a token cannot carry.
@@ -240,11 +241,7 @@ fn product_expiry(
     product: &ProductConfig,
     now: OffsetDateTime,
 ) -> Result<Option<OffsetDateTime>, MintError> {
-    let validity = product.validity().map_err(|reason| MintError::Duration {
-        product: product.id.clone(),
-        reason,
-    })?;
-    let Some(validity) = validity else {
+    let Some(validity) = product.duration.duration() else {
         return Ok(None);
     };
     let too_far = || MintError::Duration {

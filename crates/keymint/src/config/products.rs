@@ -64,13 +64,6 @@ impl<'de> Deserialize<'de> for Validity {
     }
 }
 
-impl ProductConfig {
-    /// `None` for perpetual. Never an error since the duration is parsed at
-    /// load; the `Result` stays for callers written when it was text.
-    pub fn validity(&self) -> Result<Option<Duration>, String> {
-        Ok(self.duration.duration())
-    }
-}
 
 /// Parses `perpetual` or a humantime duration (`365d`, `12h`).
 pub fn parse_validity(text: &str) -> Result<Option<Duration>, String> {

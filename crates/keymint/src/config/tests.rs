@@ -37,7 +37,7 @@ fn no_file_gives_defaults() {
 fn good_config_loads() {
     let c = load(GOOD, &[]).unwrap();
     assert_eq!(
-        c.products[0].validity().unwrap(),
+        c.products[0].duration.duration(),
         Some(Duration::from_secs(365 * 86400))
     );
     assert_eq!(c.endpoints[0].secrets[0].expose(), "s1-0123456789abcdef");

@@ -85,14 +85,23 @@ fn unparsable_stored_entitlements_are_an_error_not_an_empty_list() {
 }
 
 #[test]
-fn an_invalid_duration_is_an_error_not_perpetual() {
-    for bad in ["forever", "0s", "100000000000y"] {
-        let err = build(&product(&format!("duration = \"{bad}\"")), &order(), NOW).unwrap_err();
-        assert!(
-            matches!(&err, MintError::Duration { product, .. } if product == "pro"),
-            "{bad}: {err}"
-        );
+fn an_invalid_duration_is_refused_at_load_not_signed_perpetual() {
+    for bad in ["forever", "0s"] {
+        let err = toml::from_str::<ProductConfig>(&format!(
+            "id = \"pro\"\nname = \"Pro\"\ntier = \"pro\"\nkey_prefix = \"KM\"\nduration = \"{bad}\""
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("duration"), "{bad}: {err}");
     }
+}
+
+#[test]
+fn a_duration_past_what_a_token_carries_is_an_error_not_perpetual() {
+    let err = build(&product("duration = \"100000000000y\""), &order(), NOW).unwrap_err();
+    assert!(
+        matches!(&err, MintError::Duration { product, .. } if product == "pro"),
+        "{err}"
+    );
 }
 
 /// The step a bad time fails at (`what` of [`MintError::Time`]).
