@@ -20,6 +20,7 @@ pub mod http;
 pub mod ingest;
 pub mod licensing;
 pub mod notify;
+pub mod portal;
 pub mod provider_api;
 pub mod rejections;
 pub mod signing;
