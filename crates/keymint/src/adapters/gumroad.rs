@@ -84,8 +84,18 @@ fn time_field_ms(fields: &HashMap<String, String>, name: &str) -> Result<Option<
         .transpose()
 }
 
-fn truthy(fields: &HashMap<String, String>, name: &str) -> bool {
-    field(fields, name).is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+/// A flag field: absent is false; `true`/`1` and `false`/`0` are read;
+/// anything else fails the delivery naming it, since a misread
+/// `partially_refunded` or `test` would change what the license says.
+fn truthy(fields: &HashMap<String, String>, name: &str) -> Result<bool, ParseError> {
+    match field(fields, name) {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => Ok(false),
+        Some(v) => Err(ParseError(format!(
+            "field `{name}` is not true or false: {v:?}"
+        ))),
+    }
 }
 
 /// Turns Gumroad's fields into a normalized event; `received_at` (Unix ms)
@@ -113,7 +123,7 @@ pub fn parse_fields(
         },
         "refund" => Event::Refund {
             refs: sale_ref()?,
-            full: !truthy(fields, "partially_refunded"),
+            full: !truthy(fields, "partially_refunded")?,
             amount_cents: None,
         },
         "dispute" => Event::Dispute {
@@ -164,7 +174,7 @@ pub fn parse_fields(
                 },
                 amount_cents: None,
                 currency: None,
-                test: truthy(fields, "test"),
+                test: truthy(fields, "test")?,
             })
         }
         other => Event::Ignored(format!("gumroad resource `{other}` has no license effect")),
@@ -210,7 +220,7 @@ fn parse_subscription_sale(
     let sale = parse_sale(fields)?;
     let at = time_field_ms(fields, "sale_timestamp")?.unwrap_or(received_at);
     let period_end = Some(at + recurrence_ms(field(fields, "recurrence")));
-    let change = if truthy(fields, "is_recurring_charge") {
+    let change = if truthy(fields, "is_recurring_charge")? {
         SubscriptionChange::PaymentSucceeded { period_end }
     } else {
         SubscriptionChange::Created {
@@ -267,7 +277,7 @@ fn parse_sale(fields: &HashMap<String, String>) -> Result<Sale, ParseError> {
         },
         amount_cents,
         currency: field(fields, "currency").map(|c| c.to_ascii_uppercase()),
-        test: truthy(fields, "test"),
+        test: truthy(fields, "test")?,
     })
 }
 

@@ -50,7 +50,8 @@ fn buyer(a: &Value) -> Buyer {
 fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseError> {
     let id = json::required(v, "/data/id")?;
     let a = json::object(v, "/data/attributes")?;
-    let test = bool_at(a, "/test_mode") || bool_at(v, "/meta/test_mode");
+    let test = bool_at(a, "/test_mode")?.unwrap_or(false)
+        || bool_at(v, "/meta/test_mode")?.unwrap_or(false);
     let at = json::first_time(a, &["/updated_at", "/created_at"])?.unwrap_or(received_at);
     let currency = json::currency_at(a, "/currency");
     Ok(match kind {

@@ -204,8 +204,15 @@ pub mod json {
         Ok(None)
     }
 
-    pub fn bool_at(v: &Value, ptr: &str) -> bool {
-        matches!(v.pointer(ptr), Some(Value::Bool(true)))
+    /// A boolean at a pointer: `None` when absent or null (the caller
+    /// names the documented default); a value that is there but not a
+    /// JSON boolean (`"false"`, `0`) is an error, never read as either.
+    pub fn bool_at(v: &Value, ptr: &str) -> Result<Option<bool>, ParseError> {
+        match v.pointer(ptr) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(unreadable(v, ptr, "a boolean")),
+        }
     }
 
     /// A time (RFC 3339 text or Unix seconds) at a pointer, in Unix ms:
@@ -301,7 +308,7 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::json::{first_time, i64_at, time_at};
+    use super::json::{bool_at, first_time, i64_at, time_at};
     use serde_json::json;
 
     #[test]
@@ -330,5 +337,19 @@ mod tests {
             Ok(Some(1_700_000_000_000))
         );
         assert!(first_time(&v, &["/bad_at", "/secs"]).is_err());
+    }
+
+    #[test]
+    fn a_boolean_that_is_not_one_is_an_error_not_a_default() {
+        let v = json!({"yes": true, "no": false, "none": null, "text": "false", "zero": 0});
+        assert_eq!(bool_at(&v, "/yes"), Ok(Some(true)));
+        assert_eq!(bool_at(&v, "/no"), Ok(Some(false)));
+        assert_eq!(bool_at(&v, "/none"), Ok(None));
+        assert_eq!(bool_at(&v, "/missing"), Ok(None));
+        // `"full": "false"` once read as absent, so as a full refund.
+        for bad in ["/text", "/zero"] {
+            let e = bool_at(&v, bad).unwrap_err();
+            assert!(e.0.contains(bad), "{e}");
+        }
     }
 }

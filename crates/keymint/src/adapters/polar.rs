@@ -109,7 +109,7 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
                     status,
                     trial_end: time_at(d, "/trial_end")?,
                     period_end: time_at(d, "/current_period_end")?,
-                    cancel_at_period_end: bool_at(d, "/cancel_at_period_end"),
+                    cancel_at_period_end: bool_at(d, "/cancel_at_period_end")?.unwrap_or(false),
                 },
             };
             Event::Subscription(Subscription {

@@ -84,7 +84,7 @@ fn status(text: &str) -> Option<Status> {
 }
 
 fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
-    let test = bool_at(d, "/test");
+    let test = bool_at(d, "/test")?.unwrap_or(false);
     Ok(match kind {
         "sale" | "order.paid" => {
             let refs = order_refs(d)?;
@@ -106,7 +106,9 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
         }
         "refund" | "order.refunded" => Event::Refund {
             refs: order_refs(d)?,
-            full: d.pointer("/full").and_then(Value::as_bool).unwrap_or(true),
+            // Absent means the whole payment (docs/providers); a `full` that is
+            // not a boolean fails the delivery rather than revoke or keep.
+            full: bool_at(d, "/full")?.unwrap_or(true),
             amount_cents: i64_at(d, "/amount_cents")?,
         },
         "dispute.opened" | "dispute.won" | "dispute.lost" => Event::Dispute {
@@ -137,7 +139,7 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
                         })?,
                         trial_end,
                         period_end,
-                        cancel_at_period_end: bool_at(d, "/cancel_at_period_end"),
+                        cancel_at_period_end: bool_at(d, "/cancel_at_period_end")?.unwrap_or(false),
                     }
                 }
                 "trialing" => Change::Trialing { trial_end },

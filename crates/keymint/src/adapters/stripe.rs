@@ -214,7 +214,7 @@ pub fn parse_event_at(v: &Value, received_at: i64) -> Result<Parsed, ParseError>
                     },
                     trial_end: time_at(o, "/trial_end")?,
                     period_end,
-                    cancel_at_period_end: bool_at(o, "/cancel_at_period_end")
+                    cancel_at_period_end: bool_at(o, "/cancel_at_period_end")?.unwrap_or(false)
                         || (time_at(o, "/cancel_at")?.is_some() && status != Status::Expired),
                 },
                 refs: Vec::new(),
@@ -228,7 +228,7 @@ pub fn parse_event_at(v: &Value, received_at: i64) -> Result<Parsed, ParseError>
         "charge.refunded" => {
             let amount = i64_at(o, "/amount")?;
             let refunded = i64_at(o, "/amount_refunded")?;
-            let full = bool_at(o, "/refunded")
+            let full = bool_at(o, "/refunded")?.unwrap_or(false)
                 || matches!((amount, refunded), (Some(a), Some(r)) if r >= a);
             let refs = json::distinct([
                 str_at(o, "/payment_intent"),

@@ -8,19 +8,21 @@
 //! |---|---|---|---|---|
 //! | `Refunded`, `DisputeLost`, `PartiallyRefunded { revokes: true }` | revoked | revoked | recorded | revoked |
 //! | `PartiallyRefunded { revokes: false }` | recorded | active if a refund hold, else recorded | recorded | recorded |
-//! | `RefundRequested` (operator refund hold) | suspended | unchanged | not allowed | unchanged |
+//! | `RefundRequested` (operator refund hold) | suspended | recorded | not allowed | recorded |
 //! | `RefundFailed` (restore) | unchanged | active if a refund hold, else unchanged | unchanged | unchanged |
-//! | `DisputeOpened` | suspended | recorded | recorded | recorded |
-//! | `DisputeWon` | recorded | active if a dispute hold, else recorded | recorded | recorded |
+//! | `DisputeOpened` | suspended | recorded if a dispute hold, else marked | recorded | marked |
+//! | `DisputeWon` | recorded | active if a dispute hold, else recorded | recorded | marked if a dispute hold, else recorded |
 //! | `OperatorRevoke` | revoked | revoked | not allowed | revoked |
 //! | `OperatorReinstate` | not allowed | active | active | active |
-//! | `Subscription { status, grants }` | the status the subscription wants* | the same, unless a dispute hold | unchanged | the same |
+//! | `Subscription { status, grants }` | the status the subscription wants* | the same, unless a dispute hold, or a refund hold and it wants `active` or `suspended` | unchanged | the same, unless a dispute hold |
 //! | `PeriodEnded` (sweeper) | expired | unchanged | unchanged | unchanged |
 //!
 //! *A subscription that grants access wants `active`; else `paused` wants
 //! `suspended`, `revoked` wants `revoked`, anything else `expired`.
 //! "Recorded" keeps the status and writes the cause to the history;
-//! "unchanged" writes nothing.
+//! "marked" keeps the status but makes the cause the stored status reason
+//! (an open dispute on a license already held or expired must still hold
+//! it until decided); "unchanged" writes nothing.
 
 use crate::domain::LicenseStatus;
 use crate::subscriptions::Status as SubscriptionStatus;
@@ -46,7 +48,9 @@ pub enum Hold {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct State {
     pub status: LicenseStatus,
-    /// Why it is held; `None` unless `status` is `suspended`.
+    /// Why it is held: for a `suspended` license, what suspended it; for
+    /// an `expired` one, only an open dispute (marked on it). `None` for
+    /// `active` and `revoked`.
     pub hold: Option<Hold>,
 }
 
@@ -58,7 +62,11 @@ impl State {
             Some(REFUND_PENDING) => Hold::Refund,
             _ => Hold::Other,
         };
-        let hold = (status == LicenseStatus::Suspended).then_some(held_by);
+        let hold = match status {
+            LicenseStatus::Suspended => Some(held_by),
+            LicenseStatus::Expired => (held_by == Hold::Dispute).then_some(held_by),
+            LicenseStatus::Active | LicenseStatus::Revoked => None,
+        };
         Self { status, hold }
     }
 }
@@ -138,8 +146,13 @@ pub enum Step {
     /// The status becomes this one; the history records the cause.
     Move(LicenseStatus),
     /// The status stays; the history still records the cause (a refund of
-    /// a revoked license, a dispute opened on an expired one).
+    /// a revoked license, a second dispute on a held one).
     Record,
+    /// The status stays, but the cause becomes its stored status reason
+    /// and the history records it: a dispute opened on a license already
+    /// held (by a refund or a pause) or expired holds it from now on, and
+    /// a dispute won on an expired license lifts that mark.
+    Mark,
     /// Nothing to change and nothing to record.
     Unchanged,
     /// The cause does not apply in this state; an operator sees why.
@@ -199,18 +212,21 @@ pub fn apply(state: State, cause: Cause) -> Step {
             Active => Step::Move(Suspended),
             // A revoked license has nothing left to refund for.
             Revoked => Step::NotAllowed(NotAllowed::AlreadyRevoked),
-            Suspended | Expired => Step::Unchanged,
+            // Already held or ended: the history still shows the request.
+            Suspended | Expired => Step::Record,
         },
         Cause::RefundFailed => match state.hold {
             Some(Hold::Refund) => Step::Move(Active),
             _ => Step::Unchanged,
         },
-        Cause::DisputeOpened => match state.status {
-            Active => Step::Move(Suspended),
-            _ => Step::Record,
+        Cause::DisputeOpened => match (state.status, state.hold) {
+            (Active, _) => Step::Move(Suspended),
+            (_, Some(Hold::Dispute)) | (Revoked, _) => Step::Record,
+            (Suspended | Expired, _) => Step::Mark,
         },
-        Cause::DisputeWon => match state.hold {
-            Some(Hold::Dispute) => Step::Move(Active),
+        Cause::DisputeWon => match (state.status, state.hold) {
+            (Suspended, Some(Hold::Dispute)) => Step::Move(Active),
+            (Expired, Some(Hold::Dispute)) => Step::Mark,
             _ => Step::Record,
         },
         Cause::OperatorRevoke => to_unless(Revoked, Step::NotAllowed(NotAllowed::AlreadyRevoked)),
@@ -218,11 +234,18 @@ pub fn apply(state: State, cause: Cause) -> Step {
         Cause::Subscription { status, grants } => {
             // Refunds, lost disputes and operators revoke for good; an open
             // dispute holds until it is decided.
-            let held = state.status == Revoked || state.hold == Some(Hold::Dispute);
-            if held {
+            let wants = follows(status, grants);
+            let held = match state.hold {
+                Some(Hold::Dispute) => true,
+                // A pending refund's outcome decides first; a subscription
+                // may still end the license meanwhile.
+                Some(Hold::Refund) => matches!(wants, Active | Suspended),
+                Some(Hold::Other) | None => false,
+            };
+            if state.status == Revoked || held {
                 return Step::Unchanged;
             }
-            to_unless(follows(status, grants), Step::Unchanged)
+            to_unless(wants, Step::Unchanged)
         }
         Cause::PeriodEnded => match state.status {
             Active => Step::Move(Expired),

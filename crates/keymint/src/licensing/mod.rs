@@ -31,6 +31,12 @@ pub async fn transition(
     cause: Cause,
     by: &By<'_>,
 ) -> Result<Step, sqlx::Error> {
+    // Decide from the row as it stands, locked, not from the caller's
+    // earlier read (docs/architecture.md, "State machines").
+    let current = licenses::by_id_for_update(conn, &license.id)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    let license = &current;
     let state = machine::State::of(license.status, license.status_reason.as_deref());
     let step = machine::apply(state, cause);
     let reason = cause.reason().or(by.reason);
@@ -40,6 +46,19 @@ pub async fn transition(
                 conn,
                 license,
                 to,
+                cause.action(),
+                reason,
+                by.actor,
+                by.delivery_id,
+                by.now,
+            )
+            .await?;
+        }
+        Step::Mark => {
+            licenses::set_status(
+                conn,
+                license,
+                license.status,
                 cause.action(),
                 reason,
                 by.actor,

@@ -156,6 +156,23 @@ pub async fn by_id(conn: &mut Conn, id: &LicenseId) -> Result<Option<License>, s
         .await
 }
 
+/// The license as it stands now, locked until the caller's transaction
+/// ends: a status change decides from this, not from an earlier read, so
+/// two writers on PostgreSQL (READ COMMITTED, several replicas) cannot
+/// both act on a stale status. SQLite's write transaction already holds
+/// the database's one write lock.
+pub async fn by_id_for_update(
+    conn: &mut Conn,
+    id: &LicenseId,
+) -> Result<Option<License>, sqlx::Error> {
+    let sql = if conn.backend_name() == "PostgreSQL" {
+        "SELECT * FROM licenses WHERE id = $1 FOR UPDATE"
+    } else {
+        "SELECT * FROM licenses WHERE id = $1"
+    };
+    sqlx::query_as(sql).bind(id).fetch_optional(conn).await
+}
+
 /// A LIKE pattern matching `text` anywhere, its wildcards escaped with a
 /// backslash (named by `ESCAPE` in the query: the same on both databases).
 fn contains(text: &str) -> String {

@@ -91,6 +91,20 @@ fn missing_required_fields_are_named() {
 }
 
 #[test]
+fn a_flag_that_is_neither_true_nor_false_fails_the_delivery() {
+    let err = parse(
+        &form(&[
+            ("resource_name", "refund"),
+            ("sale_id", "S"),
+            ("partially_refunded", "maybe"),
+        ]),
+        false,
+    )
+    .unwrap_err();
+    assert!(err.0.contains("partially_refunded"), "{err}");
+}
+
+#[test]
 fn resources_map_to_events() {
     // A refund is full unless Gumroad says it is partial.
     let refund: &[(&str, &str)] = &[("resource_name", "refund"), ("sale_id", "S")];

@@ -14,6 +14,7 @@ fn the_table() {
     let paused = st(Suspended, Some("subscription_paused"));
     let revoked = st(Revoked, Some("refunded"));
     let expired = st(Expired, Some("period_ended"));
+    let expired_disputed = st(Expired, Some(DISPUTE_OPENED));
     let sub = |status, grants| Cause::Subscription { status, grants };
     use SubscriptionStatus as S;
     let cases: Vec<(State, Cause, Step)> = vec![
@@ -44,8 +45,8 @@ fn the_table() {
             Step::Record,
         ),
         (active, Cause::RefundRequested, Step::Move(Suspended)),
-        (disputed, Cause::RefundRequested, Step::Unchanged),
-        (expired, Cause::RefundRequested, Step::Unchanged),
+        (disputed, Cause::RefundRequested, Step::Record),
+        (expired, Cause::RefundRequested, Step::Record),
         (
             revoked,
             Cause::RefundRequested,
@@ -56,8 +57,15 @@ fn the_table() {
         (active, Cause::RefundFailed, Step::Unchanged),
         (revoked, Cause::RefundFailed, Step::Unchanged),
         (active, Cause::DisputeOpened, Step::Move(Suspended)),
-        (paused, Cause::DisputeOpened, Step::Record),
+        (paused, Cause::DisputeOpened, Step::Mark),
+        (refund_held, Cause::DisputeOpened, Step::Mark),
+        (expired, Cause::DisputeOpened, Step::Mark),
+        (disputed, Cause::DisputeOpened, Step::Record),
+        (expired_disputed, Cause::DisputeOpened, Step::Record),
         (revoked, Cause::DisputeOpened, Step::Record),
+        (expired_disputed, Cause::DisputeWon, Step::Mark),
+        (expired_disputed, Cause::DisputeLost, Step::Move(Revoked)),
+        (expired_disputed, sub(S::Active, true), Step::Unchanged),
         (disputed, Cause::DisputeWon, Step::Move(Active)),
         (paused, Cause::DisputeWon, Step::Record),
         (refund_held, Cause::DisputeWon, Step::Record),
@@ -87,7 +95,9 @@ fn the_table() {
         (disputed, sub(S::Active, true), Step::Unchanged),
         (disputed, sub(S::Expired, false), Step::Unchanged),
         (revoked, sub(S::Active, true), Step::Unchanged),
-        (refund_held, sub(S::Active, true), Step::Move(Active)),
+        (refund_held, sub(S::Active, true), Step::Unchanged),
+        (refund_held, sub(S::Paused, false), Step::Unchanged),
+        (refund_held, sub(S::Expired, false), Step::Move(Expired)),
         (active, Cause::PeriodEnded, Step::Move(Expired)),
         (paused, Cause::PeriodEnded, Step::Unchanged),
         (expired, Cause::PeriodEnded, Step::Unchanged),
@@ -157,14 +167,31 @@ fn cause_strategy() -> impl Strategy<Value = Cause> {
     ]
 }
 
-/// Runs `causes` from `state`, keeping the status reason a move stores.
+/// Runs `causes` from `state`, keeping the status reason a move or a
+/// mark stores.
 fn run(mut state: State, causes: &[Cause]) -> State {
     for &cause in causes {
-        if let Step::Move(to) = apply(state, cause) {
-            state = State::of(to, cause.reason().or(Some("operator")));
+        match apply(state, cause) {
+            Step::Move(to) => state = State::of(to, cause.reason().or(Some("operator"))),
+            Step::Mark => state = State::of(state.status, cause.reason()),
+            Step::Record | Step::Unchanged | Step::NotAllowed(_) => {}
         }
     }
     state
+}
+
+/// Causes that decide a dispute or override it: its decision, a refund
+/// that revokes, an operator.
+fn decides_a_dispute(cause: Cause) -> bool {
+    matches!(
+        cause,
+        Cause::DisputeWon
+            | Cause::DisputeLost
+            | Cause::Refunded
+            | Cause::PartiallyRefunded { revokes: true }
+            | Cause::OperatorRevoke
+            | Cause::OperatorReinstate
+    )
 }
 
 proptest! {
@@ -191,6 +218,24 @@ proptest! {
         for cause in [Cause::Refunded, Cause::DisputeLost] {
             let end = run(state, &[cause]);
             prop_assert_eq!(end.status, LicenseStatus::Revoked);
+        }
+    }
+
+    /// Whatever state a dispute is opened in (active, held by a refund or
+    /// a pause, expired), no sequence of other causes makes the license
+    /// active before the dispute is decided.
+    #[test]
+    fn a_dispute_opened_in_any_state_holds_until_decided(
+        start in state_strategy(),
+        causes in proptest::collection::vec(cause_strategy(), 0..12),
+    ) {
+        let mut state = run(start, &[Cause::DisputeOpened]);
+        for cause in causes {
+            if decides_a_dispute(cause) {
+                break;
+            }
+            state = run(state, &[cause]);
+            prop_assert_ne!(state.status, LicenseStatus::Active, "after {:?}", cause);
         }
     }
 
