@@ -3,7 +3,7 @@
 use crate::both_databases;
 use crate::client::{Api, expect_json};
 use crate::helpers::{Db, TestApp, keymint_cli, sale_form, spawn_app_with, stderr, stdout};
-use crate::providers::{Ids, now_secs, refund, sale, sub_state};
+use crate::providers::{Ids, dispute, now_secs, refund, sale, sub_state};
 use crate::views::RefundOut;
 use keymint_license::LicenseKey;
 use serde_json::{Value, json};
@@ -230,6 +230,56 @@ async fn an_orphan_refund_is_failed_and_the_license_restored(db: Db) {
     assert_eq!(again.status(), 202);
 }
 
+async fn a_dispute_opened_during_a_pending_refund_still_holds_when_the_refund_fails(db: Db) {
+    // Arrange: a refund held pending (the provider cannot be reached), then
+    // the buyer's bank opens a chargeback.
+    let api = MockServer::start().await;
+    let Some(app) = app_with_api(db, "stripe", &api).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .and(path("/v1/refunds"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&api)
+        .await;
+    let admin = app.admin().await;
+    let ids = Ids::new("stripe");
+    let t = now_secs();
+    let key = app.minted(&sale("stripe", &ids, t)).await;
+    let resp = ask_refund(&admin, &key, json!({"amount_cents": 1000})).await;
+    let r: RefundOut = expect_json(resp, 202).await;
+    let opened = app
+        .send(&dispute("stripe", &ids, t + 10, "opened").unwrap())
+        .await;
+    assert_eq!(opened.status, "ok", "{opened:?}");
+
+    // Act: the reconciler fails the orphan refund.
+    let tick = keymint::workers::reconciler::run_once(&app.state)
+        .await
+        .unwrap();
+
+    // Assert: the refund failed, but the open dispute keeps the license
+    // suspended; only its decision lifts it.
+    assert_eq!(tick.orphans_failed, 1);
+    assert_eq!(refund_status(&app, &r.id).await, "failed");
+    assert_eq!(license_status(&admin, &key).await, "suspended");
+    let won = app
+        .send(&dispute("stripe", &ids, t + 20, "won").unwrap())
+        .await;
+    assert_eq!(won.status, "ok", "{won:?}");
+    let detail = admin.license(&key).await;
+    assert_eq!(detail.license.status, "active");
+    assert_eq!(
+        detail.actions(),
+        [
+            "minted",
+            "refund_requested",
+            "dispute_opened",
+            "dispute_won"
+        ]
+    );
+}
+
 async fn the_reconciler_resolves_a_subscription_stuck_in_pending_payment(db: Db) {
     use crate::providers::{Moment, sub_step};
     let api = MockServer::start().await;
@@ -392,5 +442,6 @@ both_databases!(
     refunds_without_api_credentials_answer_409,
     the_reconciler_settles_a_stuck_refund_and_the_late_webhook_is_a_no_op,
     an_orphan_refund_is_failed_and_the_license_restored,
+    a_dispute_opened_during_a_pending_refund_still_holds_when_the_refund_fails,
     a_partial_refund_that_settles_an_operator_refund_is_recorded_as_one,
 );
