@@ -11,7 +11,7 @@ use super::json::{self, Value, items, push_all, str_at, time_at};
 use super::signatures::PADDLE;
 use super::{Adapter, ParseError, RawRequest, Scheme};
 use crate::events::{
-    Buyer, DisputeStage, Event, Parsed, Sale, Subscription, SubscriptionChange as Change,
+    Buyer, DisputeStage, Event, Parsed, Purchase, Sale, Subscription, SubscriptionChange as Change,
 };
 use crate::subscriptions::Status;
 
@@ -83,21 +83,25 @@ fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseEr
                     change: Change::PaymentSucceeded {
                         period_end: time_at(d, "/billing_period/ends_at")?,
                     },
-                    refs: vec![id()?],
-                    product_ids: price_ids(d),
-                    buyer: buyer(d),
-                    amount_cents: amount,
-                    currency,
-                    test: false,
+                    purchase: Purchase {
+                        refs: vec![id()?],
+                        product_ids: price_ids(d),
+                        buyer: buyer(d),
+                        amount_cents: amount,
+                        currency,
+                        test: false,
+                    },
                 }),
                 None => Event::Sale(Sale {
-                    product_ids: json::nonempty(price_ids(d), "/data/items/0/price/id")?,
+                    purchase: Purchase {
+                        product_ids: json::nonempty(price_ids(d), "/data/items/0/price/id")?,
+                        refs: str_at(d, "/invoice_id").into_iter().collect(),
+                        buyer: buyer(d),
+                        amount_cents: amount,
+                        currency,
+                        test: false,
+                    },
                     order_id: id()?,
-                    refs: str_at(d, "/invoice_id").into_iter().collect(),
-                    buyer: buyer(d),
-                    amount_cents: amount,
-                    currency,
-                    test: false,
                 }),
             }
         }
@@ -114,12 +118,14 @@ fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseEr
                     period_end: time_at(d, "/current_billing_period/ends_at")?,
                     cancel_at_period_end: scheduled.as_deref() == Some("cancel"),
                 },
-                refs: Vec::new(),
-                product_ids: price_ids(d),
-                buyer: buyer(d),
-                amount_cents: None,
-                currency,
-                test: false,
+                purchase: Purchase {
+                    refs: Vec::new(),
+                    product_ids: price_ids(d),
+                    buyer: buyer(d),
+                    amount_cents: None,
+                    currency,
+                    test: false,
+                },
             })
         }
         "adjustment.created" | "adjustment.updated" => {

@@ -9,7 +9,9 @@
 
 use super::json::{self, Value, bool_at, i64_at, str_at, time_at};
 use super::{Adapter, ParseError, RawRequest, Scheme, standard};
-use crate::events::{Buyer, Event, Parsed, Sale, Subscription, SubscriptionChange as Change};
+use crate::events::{
+    Buyer, Event, Parsed, Purchase, Sale, Subscription, SubscriptionChange as Change,
+};
 use crate::subscriptions::Status;
 
 pub struct Polar;
@@ -62,22 +64,29 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
                 change: Change::PaymentSucceeded {
                     period_end: time_at(d, "/subscription/current_period_end")?,
                 },
-                refs: vec![id()?],
-                product_ids: products(d),
-                buyer: buyer(d),
-                amount_cents: i64_at(d, "/total_amount")?,
-                currency: json::currency_at(d, "/currency"),
-                test: false,
+                purchase: Purchase {
+                    refs: vec![id()?],
+                    product_ids: products(d),
+                    buyer: buyer(d),
+                    amount_cents: i64_at(d, "/total_amount")?,
+                    currency: json::currency_at(d, "/currency"),
+                    test: false,
+                },
             }),
-            None => Event::Sale(Sale {
-                product_ids: json::nonempty(products(d), "/data/product_id")?,
-                order_id: id()?,
-                refs: str_at(d, "/checkout_id").into_iter().collect(),
-                buyer: buyer(d),
-                amount_cents: i64_at(d, "/total_amount")?,
-                currency: json::currency_at(d, "/currency"),
-                test: false,
-            }),
+            None => {
+                let product_ids = json::nonempty(products(d), "/data/product_id")?;
+                Event::Sale(Sale {
+                    order_id: id()?,
+                    purchase: Purchase {
+                        product_ids,
+                        refs: str_at(d, "/checkout_id").into_iter().collect(),
+                        buyer: buyer(d),
+                        amount_cents: i64_at(d, "/total_amount")?,
+                        currency: json::currency_at(d, "/currency"),
+                        test: false,
+                    },
+                })
+            }
         },
         "order.refunded" => {
             let total = i64_at(d, "/total_amount")?;
@@ -116,12 +125,14 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
                 subscription_id: id()?,
                 at_ms: at,
                 change,
-                refs: Vec::new(),
-                product_ids: products(d),
-                buyer: buyer(d),
-                amount_cents: i64_at(d, "/amount")?,
-                currency: json::currency_at(d, "/currency"),
-                test: false,
+                purchase: Purchase {
+                    refs: Vec::new(),
+                    product_ids: products(d),
+                    buyer: buyer(d),
+                    amount_cents: i64_at(d, "/amount")?,
+                    currency: json::currency_at(d, "/currency"),
+                    test: false,
+                },
             })
         }
         "customer.created" | "customer.updated" => json::customer(d)?,
