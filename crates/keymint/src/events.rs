@@ -71,6 +71,24 @@ pub struct Subscription {
     pub purchase: Purchase,
 }
 
+impl Subscription {
+    /// A payment of the subscription went through, paying it up to
+    /// `period_end` when the provider says.
+    pub fn paid(
+        subscription_id: String,
+        at_ms: i64,
+        period_end: Option<i64>,
+        purchase: Purchase,
+    ) -> Self {
+        Self {
+            subscription_id,
+            at_ms,
+            change: SubscriptionChange::PaymentSucceeded { period_end },
+            purchase,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Sale(Sale),

@@ -57,37 +57,36 @@ fn products(d: &Value) -> Vec<String> {
 fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
     let id = || json::required(d, "/id");
     Ok(match kind {
-        "order.paid" => match str_at(d, "/subscription_id") {
-            Some(sub) => Event::Subscription(Subscription {
-                subscription_id: sub,
-                at_ms: at,
-                change: Change::PaymentSucceeded {
-                    period_end: time_at(d, "/subscription/current_period_end")?,
-                },
-                purchase: Purchase {
-                    refs: vec![id()?],
-                    product_ids: products(d),
+        "order.paid" => {
+            let purchase = |refs, product_ids| -> Result<Purchase, ParseError> {
+                Ok(Purchase {
+                    refs,
+                    product_ids,
                     buyer: buyer(d),
                     amount_cents: i64_at(d, "/total_amount")?,
                     currency: json::currency_at(d, "/currency"),
                     test: false,
-                },
-            }),
-            None => {
-                let product_ids = json::nonempty(products(d), "/data/product_id")?;
-                Event::Sale(Sale {
-                    order_id: id()?,
-                    purchase: Purchase {
-                        product_ids,
-                        refs: str_at(d, "/checkout_id").into_iter().collect(),
-                        buyer: buyer(d),
-                        amount_cents: i64_at(d, "/total_amount")?,
-                        currency: json::currency_at(d, "/currency"),
-                        test: false,
-                    },
                 })
+            };
+            match str_at(d, "/subscription_id") {
+                Some(sub) => Event::Subscription(Subscription::paid(
+                    sub,
+                    at,
+                    time_at(d, "/subscription/current_period_end")?,
+                    purchase(vec![id()?], products(d))?,
+                )),
+                None => {
+                    let product_ids = json::nonempty(products(d), "/data/product_id")?;
+                    Event::Sale(Sale {
+                        order_id: id()?,
+                        purchase: purchase(
+                            str_at(d, "/checkout_id").into_iter().collect(),
+                            product_ids,
+                        )?,
+                    })
+                }
             }
-        },
+        }
         "order.refunded" => {
             let total = i64_at(d, "/total_amount")?;
             let refunded = i64_at(d, "/refunded_amount")?;
