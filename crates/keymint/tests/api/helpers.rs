@@ -386,6 +386,17 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A configuration's last product, `b`, mapping the Gumroad product `same`
+/// that product `a` already maps: a problem `check-config` must report.
+pub const PRODUCT_B_MAPPED_TWICE: &str = r#"[[products]]
+id = "b"
+name = "B"
+tier = "core"
+key_prefix = "B"
+[products.map]
+gumroad = ["same"]
+"#;
+
 /// Writes `text` to a config file in a fresh scratch directory; its path.
 pub fn config_file(tag: &str, text: &str) -> PathBuf {
     let path = scratch_dir(tag).join("k.toml");

@@ -36,6 +36,15 @@ async fn api_answers(api: &MockServer, verb: &str, at: impl Into<String>, body: 
         .await;
 }
 
+/// A license sold through `kind`, with an admin client: (the client, the
+/// sale's ids, the license's key).
+async fn sold(app: &TestApp, kind: &'static str) -> (Api, Ids, LicenseKey) {
+    let admin = app.admin().await;
+    let ids = Ids::new(kind);
+    let key = app.minted(&sale(kind, &ids, now_secs())).await;
+    (admin, ids, key)
+}
+
 /// A license's status through the admin API.
 async fn license_status(admin: &Api, key: &LicenseKey) -> String {
     admin.license(key).await.license.status.to_string()
@@ -65,9 +74,7 @@ async fn a_stripe_refund_is_pending_until_the_webhook_settles_it(db: Db) {
         )
         .mount(&api)
         .await;
-    let admin = app.admin().await;
-    let ids = Ids::new("stripe");
-    let key = app.minted(&sale("stripe", &ids, now_secs())).await;
+    let (admin, ids, key) = sold(&app, "stripe").await;
 
     let resp = ask_refund(&admin, &key, json!({"reason": "asked"})).await;
     let r: RefundOut = expect_json(resp, 202).await;
@@ -157,9 +164,7 @@ async fn the_reconciler_settles_a_stuck_refund_and_the_late_webhook_is_a_no_op(d
         .up_to_n_times(1)
         .mount(&api)
         .await;
-    let admin = app.admin().await;
-    let ids = Ids::new("hyperswitch");
-    let key = app.minted(&sale("hyperswitch", &ids, now_secs())).await;
+    let (admin, ids, key) = sold(&app, "hyperswitch").await;
     let r: RefundOut = expect_json(ask_refund(&admin, &key, json!({})).await, 202).await;
     let refund_id = r.id;
 
@@ -212,9 +217,7 @@ async fn an_orphan_refund_is_failed_and_the_license_restored(db: Db) {
         .respond_with(ResponseTemplate::new(503))
         .mount(&api)
         .await;
-    let admin = app.admin().await;
-    let ids = Ids::new("stripe");
-    let key = app.minted(&sale("stripe", &ids, now_secs())).await;
+    let (admin, _, key) = sold(&app, "stripe").await;
     let resp = ask_refund(&admin, &key, json!({"amount_cents": 1000})).await;
     let r: RefundOut = expect_json(resp, 202).await;
     assert_eq!(r.status, "pending");
@@ -355,17 +358,14 @@ async fn a_partial_refund_that_settles_an_operator_refund_is_recorded_as_one(db:
     let Some(app) = app_with_api(db, "stripe", &api).await else {
         return;
     };
-    Mock::given(method("POST"))
-        .and(path("/v1/refunds"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"id": "re_part", "object": "refund", "status": "pending"})),
-        )
-        .mount(&api)
-        .await;
-    let admin = app.admin().await;
-    let ids = Ids::new("stripe");
-    let key = app.minted(&sale("stripe", &ids, now_secs())).await;
+    api_answers(
+        &api,
+        "POST",
+        "/v1/refunds",
+        json!({"id": "re_part", "object": "refund", "status": "pending"}),
+    )
+    .await;
+    let (admin, ids, key) = sold(&app, "stripe").await;
     let resp = ask_refund(&admin, &key, json!({"amount_cents": 1000})).await;
     let r: RefundOut = expect_json(resp, 202).await;
     assert_eq!(license_status(&admin, &key).await, "suspended");
