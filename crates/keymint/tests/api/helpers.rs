@@ -448,6 +448,17 @@ pub fn with(mut form: Vec<(String, String)>, key: &str, value: &str) -> Vec<(Str
 }
 
 impl TestApp {
+    /// The app's config with the first `from` replaced by `to` (which must
+    /// be there), written beside it as `name`; its path.
+    pub fn config_replacing(&self, from: &str, to: &str, name: &str) -> PathBuf {
+        let text = std::fs::read_to_string(&self.config_path).unwrap();
+        let changed = text.replacen(from, to, 1);
+        assert_ne!(text, changed);
+        let path = self.dir.join(name);
+        std::fs::write(&path, changed).unwrap();
+        path
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

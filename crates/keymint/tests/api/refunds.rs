@@ -314,18 +314,14 @@ async fn the_cli_refunds_and_reconciles(db: Db) {
     )
     .await;
     // The operator's config: the Stripe endpoint with API credentials.
-    let text = std::fs::read_to_string(&app.config_path).unwrap();
-    let with_key = text.replacen(
+    let config = app.config_replacing(
         r#"secrets = ["whsec_old_stripe_secret", "whsec_test_stripe_secret"]"#,
         &format!(
             "secrets = [\"whsec_old_stripe_secret\", \"whsec_test_stripe_secret\"]\napi_key = \"sk_test_cli\"\napi_url = \"{}\"",
             api.uri()
         ),
-        1,
+        "with-key.toml",
     );
-    assert_ne!(text, with_key);
-    let config = app.dir.join("with-key.toml");
-    std::fs::write(&config, with_key).unwrap();
     let cli =
         |args: &[&str]| keymint_cli(&config, args, &[("KEYMINT_RECONCILER__PENDING_AGE", "0s")]);
     let ids = Ids::new("stripe");
