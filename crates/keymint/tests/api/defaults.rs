@@ -18,6 +18,11 @@ async fn failed_reason(app: &TestApp, step: &Step) -> String {
     delivery.error.unwrap_or_default()
 }
 
+/// The subscription's next Stripe event, sent 700 s before `now`.
+fn next_event(ids: &Ids, moment: Moment, now: i64, period_end: i64) -> Step {
+    sub_step("stripe", ids, moment, now - 700, period_end, 0).unwrap()
+}
+
 async fn exec(app: &TestApp, sql: &'static str, arg: &str) {
     let mut conn = app.state.store.writer().await.unwrap();
     sqlx::query(sql)
@@ -53,15 +58,7 @@ async fn corrupt_entitlements_fail_a_renewal_instead_of_signing_none(db: Db) {
     )
     .await;
 
-    let renewal = sub_step(
-        "stripe",
-        &ids,
-        Moment::Recovered,
-        now - 700,
-        now + 32 * DAY,
-        0,
-    )
-    .unwrap();
+    let renewal = next_event(&ids, Moment::Recovered, now, now + 32 * DAY);
     let reason = failed_reason(&app, &renewal).await;
 
     assert!(
@@ -83,15 +80,7 @@ async fn an_unknown_stored_subscription_status_fails_the_event(db: Db) {
     )
     .await;
 
-    let next = sub_step(
-        "stripe",
-        &ids,
-        Moment::PaymentFailed,
-        now - 700,
-        now + 2 * DAY,
-        0,
-    )
-    .unwrap();
+    let next = next_event(&ids, Moment::PaymentFailed, now, now + 2 * DAY);
     let reason = failed_reason(&app, &next).await;
 
     assert!(
