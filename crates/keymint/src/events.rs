@@ -13,12 +13,12 @@ pub struct Buyer {
     pub customer_ref: Option<String>,
 }
 
-/// A one-time sale: mint a license.
+/// What a sale and a subscription's event both say about the purchase.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sale {
-    pub order_id: String,
-    /// Other provider ids that name this order (payment intent, charge,
-    /// checkout session); refunds and disputes find the license by any.
+pub struct Purchase {
+    /// Other provider ids that name this purchase (payment intent, charge,
+    /// checkout session, a subscription's orders and invoices); refunds and
+    /// disputes find the license by any.
     pub refs: Vec<String>,
     /// The provider's product identifiers, most specific first; the first
     /// one the catalog maps wins.
@@ -27,6 +27,31 @@ pub struct Sale {
     pub amount_cents: Option<i64>,
     pub currency: Option<String>,
     pub test: bool,
+}
+
+impl Purchase {
+    /// The input rules for what sales and subscriptions share (see
+    /// `Parsed::validate`): references, products, the buyer, the price and
+    /// its currency.
+    fn validate(&mut self) -> Result<(), Invalid> {
+        use crate::text::check_identifier as id;
+        let refs = |refs: &[String]| refs.iter().try_for_each(|r| id("order reference", r));
+        refs(&self.refs)?;
+        refs(&self.product_ids)?;
+        self.buyer.validate()?;
+        non_negative("price", self.amount_cents)?;
+        if let Some(c) = &self.currency {
+            id("currency", c)?;
+        }
+        Ok(())
+    }
+}
+
+/// A one-time sale: mint a license.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sale {
+    pub order_id: String,
+    pub purchase: Purchase,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,14 +68,25 @@ pub struct Subscription {
     /// The provider's time for the event (Unix ms): orders events.
     pub at_ms: i64,
     pub change: SubscriptionChange,
-    /// Orders, invoices or payments of this subscription, so refunds and
-    /// disputes of them find its license.
-    pub refs: Vec<String>,
-    pub product_ids: Vec<String>,
-    pub buyer: Buyer,
-    pub amount_cents: Option<i64>,
-    pub currency: Option<String>,
-    pub test: bool,
+    pub purchase: Purchase,
+}
+
+impl Subscription {
+    /// A payment of the subscription went through, paying it up to
+    /// `period_end` when the provider says.
+    pub fn paid(
+        subscription_id: String,
+        at_ms: i64,
+        period_end: Option<i64>,
+        purchase: Purchase,
+    ) -> Self {
+        Self {
+            subscription_id,
+            at_ms,
+            change: SubscriptionChange::PaymentSucceeded { period_end },
+            purchase,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,8 +160,8 @@ impl Parsed {
     /// The product ids the event names, to fill in after a line-item fetch.
     pub fn product_ids_mut(&mut self) -> Option<&mut Vec<String>> {
         match &mut self.event {
-            Event::Sale(s) => Some(&mut s.product_ids),
-            Event::Subscription(s) => Some(&mut s.product_ids),
+            Event::Sale(s) => Some(&mut s.purchase.product_ids),
+            Event::Subscription(s) => Some(&mut s.purchase.product_ids),
             _ => None,
         }
     }
@@ -154,43 +190,14 @@ impl Parsed {
             id("checkout session", session)?;
         }
         let refs = |refs: &[String]| refs.iter().try_for_each(|r| id("order reference", r));
-        // What sales and subscriptions share: references, products, the
-        // buyer, the price and its currency.
-        let purchase = |r: &[String],
-                        products: &[String],
-                        buyer: &mut Buyer,
-                        price: Option<i64>,
-                        currency: &Option<String>|
-         -> Result<(), Invalid> {
-            refs(r)?;
-            refs(products)?;
-            buyer.validate()?;
-            non_negative("price", price)?;
-            if let Some(c) = currency {
-                id("currency", c)?;
-            }
-            Ok(())
-        };
         match &mut self.event {
             Event::Sale(s) => {
                 id("order id", &s.order_id)?;
-                purchase(
-                    &s.refs,
-                    &s.product_ids,
-                    &mut s.buyer,
-                    s.amount_cents,
-                    &s.currency,
-                )?;
+                s.purchase.validate()?;
             }
             Event::Subscription(s) => {
                 id("subscription id", &s.subscription_id)?;
-                purchase(
-                    &s.refs,
-                    &s.product_ids,
-                    &mut s.buyer,
-                    s.amount_cents,
-                    &s.currency,
-                )?;
+                s.purchase.validate()?;
             }
             Event::Refund {
                 refs: r,
@@ -250,16 +257,18 @@ mod tests {
             "sale",
             Event::Sale(Sale {
                 order_id: order_id.into(),
-                refs: vec![],
-                product_ids: vec!["p".into()],
-                buyer: Buyer {
-                    email: Some("a@example.com".into()),
-                    name: Some(name.into()),
-                    customer_ref: None,
+                purchase: Purchase {
+                    refs: vec![],
+                    product_ids: vec!["p".into()],
+                    buyer: Buyer {
+                        email: Some("a@example.com".into()),
+                        name: Some(name.into()),
+                        customer_ref: None,
+                    },
+                    amount_cents: Some(amount),
+                    currency: Some("usd".into()),
+                    test: false,
                 },
-                amount_cents: Some(amount),
-                currency: Some("usd".into()),
-                test: false,
             }),
         )
     }
@@ -275,7 +284,7 @@ mod tests {
         );
         let ok = sale("S-1", "Ja\0ne\r\nDoe", 1).validate().unwrap();
         let Event::Sale(s) = ok.event else { panic!() };
-        assert_eq!(s.buyer.name.as_deref(), Some("Ja ne Doe"));
+        assert_eq!(s.purchase.buyer.name.as_deref(), Some("Ja ne Doe"));
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! `subscription_ended`, `subscription_restarted`.
 
 use super::{Adapter, ParseError, RawRequest, Scheme, parse_time_ms};
-use crate::events::{Buyer, DisputeStage, Event, Parsed, Sale, Subscription, SubscriptionChange};
+use crate::events::{
+    Buyer, DisputeStage, Event, Parsed, Purchase, Sale, Subscription, SubscriptionChange,
+};
 use std::collections::HashMap;
 
 pub struct Gumroad;
@@ -163,18 +165,20 @@ pub fn parse_fields(
                 subscription_id: sub.to_string(),
                 at_ms: at.unwrap_or(received_at),
                 change,
-                refs: Vec::new(),
-                product_ids: product_ids(fields),
-                buyer: Buyer {
-                    email: field(fields, "user_email")
-                        .or_else(|| field(fields, "email"))
-                        .map(str::to_string),
-                    name: None,
-                    customer_ref: field(fields, "user_id").map(str::to_string),
+                purchase: Purchase {
+                    refs: Vec::new(),
+                    product_ids: product_ids(fields),
+                    buyer: Buyer {
+                        email: field(fields, "user_email")
+                            .or_else(|| field(fields, "email"))
+                            .map(str::to_string),
+                        name: None,
+                        customer_ref: field(fields, "user_id").map(str::to_string),
+                    },
+                    amount_cents: None,
+                    currency: None,
+                    test: truthy(fields, "test")?,
                 },
-                amount_cents: None,
-                currency: None,
-                test: truthy(fields, "test")?,
             })
         }
         other => Event::Ignored(format!("gumroad resource `{other}` has no license effect")),
@@ -233,12 +237,10 @@ fn parse_subscription_sale(
         subscription_id: subscription_id.to_string(),
         at_ms: at,
         change,
-        refs: vec![sale.order_id],
-        product_ids: sale.product_ids,
-        buyer: sale.buyer,
-        amount_cents: sale.amount_cents,
-        currency: sale.currency,
-        test: sale.test,
+        purchase: Purchase {
+            refs: vec![sale.order_id],
+            ..sale.purchase
+        },
     })
 }
 
@@ -268,16 +270,18 @@ fn parse_sale(fields: &HashMap<String, String>) -> Result<Sale, ParseError> {
     };
     Ok(Sale {
         order_id,
-        refs: Vec::new(),
-        product_ids,
-        buyer: Buyer {
-            email: Some(email),
-            name,
-            customer_ref: field(fields, "purchaser_id").map(str::to_string),
+        purchase: Purchase {
+            refs: Vec::new(),
+            product_ids,
+            buyer: Buyer {
+                email: Some(email),
+                name,
+                customer_ref: field(fields, "purchaser_id").map(str::to_string),
+            },
+            amount_cents,
+            currency: field(fields, "currency").map(|c| c.to_ascii_uppercase()),
+            test: truthy(fields, "test")?,
         },
-        amount_cents,
-        currency: field(fields, "currency").map(|c| c.to_ascii_uppercase()),
-        test: truthy(fields, "test")?,
     })
 }
 

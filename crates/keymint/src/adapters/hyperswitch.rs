@@ -7,7 +7,7 @@
 use super::json::{self, Value, str_at};
 use super::signatures::HYPERSWITCH;
 use super::{Adapter, CATALOG_ID_PREFIX, ParseError, RawRequest, Scheme};
-use crate::events::{Buyer, DisputeStage, Event, Parsed, Sale};
+use crate::events::{Buyer, DisputeStage, Event, Parsed, Purchase, Sale};
 
 pub struct Hyperswitch;
 
@@ -41,18 +41,21 @@ fn parse_event(kind: &str, o: &Value) -> Result<Event, ParseError> {
             }
             Event::Sale(Sale {
                 order_id: payment()?,
-                refs: Vec::new(),
-                product_ids,
-                buyer: Buyer {
-                    email: str_at(o, "/email").or_else(|| str_at(o, "/customer/email")),
-                    name: str_at(o, "/name")
-                        .or_else(|| str_at(o, "/customer/name"))
-                        .or_else(|| str_at(o, "/billing/address/first_name")),
-                    customer_ref: str_at(o, "/customer_id").or_else(|| str_at(o, "/customer/id")),
+                purchase: Purchase {
+                    refs: Vec::new(),
+                    product_ids,
+                    buyer: Buyer {
+                        email: str_at(o, "/email").or_else(|| str_at(o, "/customer/email")),
+                        name: str_at(o, "/name")
+                            .or_else(|| str_at(o, "/customer/name"))
+                            .or_else(|| str_at(o, "/billing/address/first_name")),
+                        customer_ref: str_at(o, "/customer_id")
+                            .or_else(|| str_at(o, "/customer/id")),
+                    },
+                    amount_cents: json::first_i64(o, &["/amount_received", "/amount"])?,
+                    currency: json::currency_at(o, "/currency"),
+                    test: false,
                 },
-                amount_cents: json::first_i64(o, &["/amount_received", "/amount"])?,
-                currency: json::currency_at(o, "/currency"),
-                test: false,
             })
         }
         "refund_succeeded" => Event::Refund {

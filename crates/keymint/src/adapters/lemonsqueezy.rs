@@ -6,7 +6,9 @@
 use super::json::{self, Value, bool_at, i64_at, push_all, str_at, time_at};
 use super::signatures::LEMONSQUEEZY;
 use super::{Adapter, ParseError, RawRequest, Scheme};
-use crate::events::{Buyer, Event, Parsed, Sale, Subscription, SubscriptionChange as Change};
+use crate::events::{
+    Buyer, Event, Parsed, Purchase, Sale, Subscription, SubscriptionChange as Change,
+};
 use crate::subscriptions::Status;
 use sha2::{Digest, Sha256};
 
@@ -64,16 +66,18 @@ fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseEr
                 str_at(a, "/first_order_item/product_id"),
             ]);
             Event::Sale(Sale {
-                product_ids: json::nonempty(
-                    product_ids,
-                    "/data/attributes/first_order_item/variant_id",
-                )?,
+                purchase: Purchase {
+                    product_ids: json::nonempty(
+                        product_ids,
+                        "/data/attributes/first_order_item/variant_id",
+                    )?,
+                    refs: str_at(a, "/identifier").into_iter().collect(),
+                    buyer: buyer(a),
+                    amount_cents: i64_at(a, "/total")?,
+                    currency,
+                    test,
+                },
                 order_id: id,
-                refs: str_at(a, "/identifier").into_iter().collect(),
-                buyer: buyer(a),
-                amount_cents: i64_at(a, "/total")?,
-                currency,
-                test,
             })
         }
         "order_refunded" => Event::Refund {
@@ -100,12 +104,14 @@ fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseEr
             } else {
                 Change::PaymentSucceeded { period_end: None }
             },
-            refs: vec![id],
-            product_ids: Vec::new(),
-            buyer: buyer(a),
-            amount_cents: i64_at(a, "/total")?,
-            currency,
-            test,
+            purchase: Purchase {
+                refs: vec![id],
+                product_ids: Vec::new(),
+                buyer: buyer(a),
+                amount_cents: i64_at(a, "/total")?,
+                currency,
+                test,
+            },
         }),
         k if k.starts_with("subscription_") => {
             let status = json::status_at(a, "/status", "Lemon Squeezy", status)?;
@@ -125,12 +131,14 @@ fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseEr
                     period_end,
                     cancel_at_period_end: status == Status::Canceled,
                 },
-                refs: str_at(a, "/order_id").into_iter().collect(),
-                product_ids,
-                buyer: buyer(a),
-                amount_cents: None,
-                currency,
-                test,
+                purchase: Purchase {
+                    refs: str_at(a, "/order_id").into_iter().collect(),
+                    product_ids,
+                    buyer: buyer(a),
+                    amount_cents: None,
+                    currency,
+                    test,
+                },
             })
         }
         other => Event::Ignored(format!(

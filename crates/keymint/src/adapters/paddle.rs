@@ -11,7 +11,7 @@ use super::json::{self, Value, items, push_all, str_at, time_at};
 use super::signatures::PADDLE;
 use super::{Adapter, ParseError, RawRequest, Scheme};
 use crate::events::{
-    Buyer, DisputeStage, Event, Parsed, Sale, Subscription, SubscriptionChange as Change,
+    Buyer, DisputeStage, Event, Parsed, Purchase, Sale, Subscription, SubscriptionChange as Change,
 };
 use crate::subscriptions::Status;
 
@@ -76,29 +76,31 @@ fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseEr
         "transaction.completed" | "transaction.paid" => {
             let amount =
                 json::first_i64(d, &["/details/totals/grand_total", "/details/totals/total"])?;
+            let purchase = |refs, product_ids| Purchase {
+                refs,
+                product_ids,
+                buyer: buyer(d),
+                amount_cents: amount,
+                currency,
+                test: false,
+            };
             match str_at(d, "/subscription_id") {
-                Some(sub) => Event::Subscription(Subscription {
-                    subscription_id: sub,
-                    at_ms: at,
-                    change: Change::PaymentSucceeded {
-                        period_end: time_at(d, "/billing_period/ends_at")?,
-                    },
-                    refs: vec![id()?],
-                    product_ids: price_ids(d),
-                    buyer: buyer(d),
-                    amount_cents: amount,
-                    currency,
-                    test: false,
-                }),
-                None => Event::Sale(Sale {
-                    product_ids: json::nonempty(price_ids(d), "/data/items/0/price/id")?,
-                    order_id: id()?,
-                    refs: str_at(d, "/invoice_id").into_iter().collect(),
-                    buyer: buyer(d),
-                    amount_cents: amount,
-                    currency,
-                    test: false,
-                }),
+                Some(sub) => Event::Subscription(Subscription::paid(
+                    sub,
+                    at,
+                    time_at(d, "/billing_period/ends_at")?,
+                    purchase(vec![id()?], price_ids(d)),
+                )),
+                None => {
+                    let product_ids = json::nonempty(price_ids(d), "/data/items/0/price/id")?;
+                    Event::Sale(Sale {
+                        order_id: id()?,
+                        purchase: purchase(
+                            str_at(d, "/invoice_id").into_iter().collect(),
+                            product_ids,
+                        ),
+                    })
+                }
             }
         }
         k if k.starts_with("subscription.") => {
@@ -114,12 +116,14 @@ fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseEr
                     period_end: time_at(d, "/current_billing_period/ends_at")?,
                     cancel_at_period_end: scheduled.as_deref() == Some("cancel"),
                 },
-                refs: Vec::new(),
-                product_ids: price_ids(d),
-                buyer: buyer(d),
-                amount_cents: None,
-                currency,
-                test: false,
+                purchase: Purchase {
+                    refs: Vec::new(),
+                    product_ids: price_ids(d),
+                    buyer: buyer(d),
+                    amount_cents: None,
+                    currency,
+                    test: false,
+                },
             })
         }
         "adjustment.created" | "adjustment.updated" => {

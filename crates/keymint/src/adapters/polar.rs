@@ -9,7 +9,9 @@
 
 use super::json::{self, Value, bool_at, i64_at, str_at, time_at};
 use super::{Adapter, ParseError, RawRequest, Scheme, standard};
-use crate::events::{Buyer, Event, Parsed, Sale, Subscription, SubscriptionChange as Change};
+use crate::events::{
+    Buyer, Event, Parsed, Purchase, Sale, Subscription, SubscriptionChange as Change,
+};
 use crate::subscriptions::Status;
 
 pub struct Polar;
@@ -55,30 +57,36 @@ fn products(d: &Value) -> Vec<String> {
 fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
     let id = || json::required(d, "/id");
     Ok(match kind {
-        "order.paid" => match str_at(d, "/subscription_id") {
-            Some(sub) => Event::Subscription(Subscription {
-                subscription_id: sub,
-                at_ms: at,
-                change: Change::PaymentSucceeded {
-                    period_end: time_at(d, "/subscription/current_period_end")?,
-                },
-                refs: vec![id()?],
-                product_ids: products(d),
-                buyer: buyer(d),
-                amount_cents: i64_at(d, "/total_amount")?,
-                currency: json::currency_at(d, "/currency"),
-                test: false,
-            }),
-            None => Event::Sale(Sale {
-                product_ids: json::nonempty(products(d), "/data/product_id")?,
-                order_id: id()?,
-                refs: str_at(d, "/checkout_id").into_iter().collect(),
-                buyer: buyer(d),
-                amount_cents: i64_at(d, "/total_amount")?,
-                currency: json::currency_at(d, "/currency"),
-                test: false,
-            }),
-        },
+        "order.paid" => {
+            let purchase = |refs, product_ids| -> Result<Purchase, ParseError> {
+                Ok(Purchase {
+                    refs,
+                    product_ids,
+                    buyer: buyer(d),
+                    amount_cents: i64_at(d, "/total_amount")?,
+                    currency: json::currency_at(d, "/currency"),
+                    test: false,
+                })
+            };
+            match str_at(d, "/subscription_id") {
+                Some(sub) => Event::Subscription(Subscription::paid(
+                    sub,
+                    at,
+                    time_at(d, "/subscription/current_period_end")?,
+                    purchase(vec![id()?], products(d))?,
+                )),
+                None => {
+                    let product_ids = json::nonempty(products(d), "/data/product_id")?;
+                    Event::Sale(Sale {
+                        order_id: id()?,
+                        purchase: purchase(
+                            str_at(d, "/checkout_id").into_iter().collect(),
+                            product_ids,
+                        )?,
+                    })
+                }
+            }
+        }
         "order.refunded" => {
             let total = i64_at(d, "/total_amount")?;
             let refunded = i64_at(d, "/refunded_amount")?;
@@ -116,12 +124,14 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
                 subscription_id: id()?,
                 at_ms: at,
                 change,
-                refs: Vec::new(),
-                product_ids: products(d),
-                buyer: buyer(d),
-                amount_cents: i64_at(d, "/amount")?,
-                currency: json::currency_at(d, "/currency"),
-                test: false,
+                purchase: Purchase {
+                    refs: Vec::new(),
+                    product_ids: products(d),
+                    buyer: buyer(d),
+                    amount_cents: i64_at(d, "/amount")?,
+                    currency: json::currency_at(d, "/currency"),
+                    test: false,
+                },
             })
         }
         "customer.created" | "customer.updated" => json::customer(d)?,

@@ -11,7 +11,7 @@
 use super::json::{self, Value, bool_at, i64_at, str_at, time_at};
 use super::{Adapter, CATALOG_ID_PREFIX, ParseError, RawRequest, Scheme};
 use crate::events::{
-    Buyer, DisputeStage, Event, Parsed, Sale, Subscription, SubscriptionChange as Change,
+    Buyer, DisputeStage, Event, Parsed, Purchase, Sale, Subscription, SubscriptionChange as Change,
 };
 use crate::subscriptions::Status;
 
@@ -93,15 +93,17 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
             let product_ids = json::nonempty(products(d), "/data/product_id")?;
             Event::Sale(Sale {
                 order_id: refs[0].clone(),
-                refs: refs[1..].to_vec(),
-                product_ids,
-                buyer: Buyer {
-                    email: Some(email),
-                    ..buyer(d)
+                purchase: Purchase {
+                    refs: refs[1..].to_vec(),
+                    product_ids,
+                    buyer: Buyer {
+                        email: Some(email),
+                        ..buyer(d)
+                    },
+                    amount_cents: i64_at(d, "/amount_cents")?,
+                    currency: json::currency_at(d, "/currency"),
+                    test,
                 },
-                amount_cents: i64_at(d, "/amount_cents")?,
-                currency: json::currency_at(d, "/currency"),
-                test,
             })
         }
         "refund" | "order.refunded" => Event::Refund {
@@ -170,12 +172,14 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
                 subscription_id: sub,
                 at_ms: time_at(d, "/occurred_at")?.unwrap_or(at),
                 change,
-                refs,
-                product_ids: products(d),
-                buyer: buyer(d),
-                amount_cents: i64_at(d, "/amount_cents")?,
-                currency: json::currency_at(d, "/currency"),
-                test,
+                purchase: Purchase {
+                    refs,
+                    product_ids: products(d),
+                    buyer: buyer(d),
+                    amount_cents: i64_at(d, "/amount_cents")?,
+                    currency: json::currency_at(d, "/currency"),
+                    test,
+                },
             })
         }
         other => Event::Ignored(format!("event type `{other}` has no license effect")),

@@ -12,7 +12,7 @@ use super::json::{self, Value, bool_at, i64_at, items, push_all, str_at, time_at
 use super::signatures::STRIPE;
 use super::{Adapter, CATALOG_ID_PREFIX, ParseError, RawRequest, Scheme};
 use crate::events::{
-    Buyer, DisputeStage, Event, Parsed, Sale, Subscription, SubscriptionChange as Change,
+    Buyer, DisputeStage, Event, Parsed, Purchase, Sale, Subscription, SubscriptionChange as Change,
 };
 use crate::subscriptions::Status;
 
@@ -116,6 +116,18 @@ pub fn parse_event_at(v: &Value, received_at: i64) -> Result<Parsed, ParseError>
                 &mut refs,
                 [str_at(o, "/invoice"), str_at(o, "/payment_intent")],
             );
+            // Read only for a paid or subscription checkout: an unpaid
+            // one is ignored whatever its amount says.
+            let purchase = move || -> Result<Purchase, ParseError> {
+                Ok(Purchase {
+                    refs,
+                    product_ids: products,
+                    buyer: buyer(o),
+                    amount_cents: i64_at(o, "/amount_total")?,
+                    currency: json::currency_at(o, "/currency"),
+                    test,
+                })
+            };
             match str_at(o, "/subscription") {
                 Some(sub) => Event::Subscription(Subscription {
                     subscription_id: sub,
@@ -129,24 +141,14 @@ pub fn parse_event_at(v: &Value, received_at: i64) -> Result<Parsed, ParseError>
                             period_end: None,
                         },
                     },
-                    refs,
-                    product_ids: products,
-                    buyer: buyer(o),
-                    amount_cents: i64_at(o, "/amount_total")?,
-                    currency: json::currency_at(o, "/currency"),
-                    test,
+                    purchase: purchase()?,
                 }),
                 None if !paid => Event::Ignored(
                     "checkout completed but not paid yet (async payment); waiting for checkout.session.async_payment_succeeded".into(),
                 ),
                 None => Event::Sale(Sale {
                     order_id: str_at(o, "/payment_intent").unwrap_or(session),
-                    refs,
-                    product_ids: products,
-                    buyer: buyer(o),
-                    amount_cents: i64_at(o, "/amount_total")?,
-                    currency: json::currency_at(o, "/currency"),
-                    test,
+                    purchase: purchase()?,
                 }),
             }
         }
@@ -179,12 +181,14 @@ pub fn parse_event_at(v: &Value, received_at: i64) -> Result<Parsed, ParseError>
                         } else {
                             Change::PaymentSucceeded { period_end }
                         },
-                        refs,
-                        product_ids: price_ids(lines),
-                        buyer: buyer(o),
-                        amount_cents: i64_at(o, "/amount_paid")?,
-                        currency: json::currency_at(o, "/currency"),
-                        test,
+                        purchase: Purchase {
+                            refs,
+                            product_ids: price_ids(lines),
+                            buyer: buyer(o),
+                            amount_cents: i64_at(o, "/amount_paid")?,
+                            currency: json::currency_at(o, "/currency"),
+                            test,
+                        },
                     })
                 }
             }
@@ -217,12 +221,14 @@ pub fn parse_event_at(v: &Value, received_at: i64) -> Result<Parsed, ParseError>
                     cancel_at_period_end: bool_at(o, "/cancel_at_period_end")?.unwrap_or(false)
                         || (time_at(o, "/cancel_at")?.is_some() && status != Status::Expired),
                 },
-                refs: Vec::new(),
-                product_ids: products,
-                buyer: buyer(o),
-                amount_cents: None,
-                currency: json::currency_at(o, "/currency"),
-                test,
+                purchase: Purchase {
+                    refs: Vec::new(),
+                    product_ids: products,
+                    buyer: buyer(o),
+                    amount_cents: None,
+                    currency: json::currency_at(o, "/currency"),
+                    test,
+                },
             })
         }
         "charge.refunded" => {

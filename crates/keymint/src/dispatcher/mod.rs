@@ -22,7 +22,7 @@ use crate::adapters::CATALOG_ID_PREFIX;
 use crate::catalog::Catalog;
 use crate::config::{ProductConfig, SubscriptionsConfig};
 use crate::domain::{CustomerId, Email};
-use crate::events::{Buyer, Event, Parsed};
+use crate::events::{Buyer, Event, Parsed, Purchase};
 use crate::fulfilment::{self, MintError, Minted, Order};
 use crate::signing::Keyring;
 use crate::store::deliveries::{self, Outcome, status as dstatus};
@@ -90,6 +90,28 @@ pub struct Dispatcher {
 struct Resolved {
     email: String,
     name: String,
+}
+
+impl Resolved {
+    /// The order this buyer placed: what a sale or a subscription's event
+    /// says of the purchase, to be licensed for the product's duration and
+    /// emailed (a subscription sets `valid_until` and `send_email` itself).
+    fn order(self, src: &Source<'_>, order_id: &str, purchase: &Purchase) -> Order {
+        Order {
+            source: src.endpoint.to_string(),
+            order_id: Some(order_id.to_string()),
+            email: self.email,
+            name: self.name,
+            amount_cents: purchase.amount_cents,
+            currency: purchase.currency.clone(),
+            test: purchase.test,
+            notes: None,
+            customer_ref: purchase.buyer.customer_ref.clone(),
+            refs: purchase.refs.clone(),
+            valid_until: None,
+            send_email: true,
+        }
+    }
 }
 
 impl Dispatcher {
@@ -229,7 +251,7 @@ impl Dispatcher {
     ) -> Result<Option<License>, sqlx::Error> {
         let ids: Vec<String> = match event {
             Event::Sale(s) => std::iter::once(s.order_id.clone())
-                .chain(s.refs.iter().cloned())
+                .chain(s.purchase.refs.iter().cloned())
                 .collect(),
             Event::Refund { refs, .. }
             | Event::RefundFailed { refs }

@@ -2,7 +2,7 @@
 
 use super::{Applied, Count, Cx, DispatchError, Dispatcher, Handled, no_email_reason};
 use crate::events::Sale;
-use crate::fulfilment::{Minted, Order};
+use crate::fulfilment::Minted;
 use crate::store::{Conn, licenses};
 
 impl Dispatcher {
@@ -17,7 +17,7 @@ impl Dispatcher {
         // order) is not sold twice. One indexed read; a repeat of this very
         // order is left to the `(source, order_id)` unique key in `mint`.
         let ids: Vec<String> = std::iter::once(sale.order_id.clone())
-            .chain(sale.refs.iter().cloned())
+            .chain(sale.purchase.refs.iter().cloned())
             .collect();
         if let Some(existing) = licenses::by_any_ref(conn, src.endpoint, &ids).await? {
             licenses::add_refs(conn, src.endpoint, &ids, &existing.id).await?;
@@ -26,8 +26,8 @@ impl Dispatcher {
             })
             .on(&existing.id));
         }
-        let Some(product) = self.product_for(src.endpoint, &sale.product_ids) else {
-            return Ok(Self::unmapped(src.endpoint, &sale.product_ids));
+        let Some(product) = self.product_for(src.endpoint, &sale.purchase.product_ids) else {
+            return Ok(Self::unmapped(src.endpoint, &sale.purchase.product_ids));
         };
         if product.subscription {
             return Ok(Handled::new(Applied::Ignored {
@@ -37,25 +37,15 @@ impl Dispatcher {
                 ),
             }));
         }
-        let Some(buyer) = self.resolve_buyer(conn, src, &sale.buyer, None).await? else {
+        let Some(buyer) = self
+            .resolve_buyer(conn, src, &sale.purchase.buyer, None)
+            .await?
+        else {
             return Ok(Handled::new(Applied::Failed {
-                reason: no_email_reason(src.endpoint, &sale.buyer),
+                reason: no_email_reason(src.endpoint, &sale.purchase.buyer),
             }));
         };
-        let order = Order {
-            source: src.endpoint.to_string(),
-            order_id: Some(sale.order_id.clone()),
-            email: buyer.email,
-            name: buyer.name,
-            amount_cents: sale.amount_cents,
-            currency: sale.currency.clone(),
-            test: sale.test,
-            notes: None,
-            customer_ref: sale.buyer.customer_ref.clone(),
-            refs: sale.refs.clone(),
-            valid_until: None,
-            send_email: true,
-        };
+        let order = buyer.order(src, &sale.order_id, &sale.purchase);
         Ok(match self.mint(conn, cx, product, &order).await? {
             Minted::New(l) => {
                 let mut handled = Handled::ok(Some(&l));

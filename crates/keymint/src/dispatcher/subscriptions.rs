@@ -79,15 +79,15 @@ impl Dispatcher {
 
         // What the event says about who and what, whatever its time.
         if row.product.is_none()
-            && let Some(p) = self.product_for(src.endpoint, &ev.product_ids)
+            && let Some(p) = self.product_for(src.endpoint, &ev.purchase.product_ids)
         {
             row.product = Some(p.id.clone());
         }
         if row.customer_ref.is_none() {
-            row.customer_ref = ev.buyer.customer_ref.clone();
+            row.customer_ref = ev.purchase.buyer.customer_ref.clone();
         }
         let buyer = self
-            .resolve_buyer(conn, src, &ev.buyer, row.customer_id.as_ref())
+            .resolve_buyer(conn, src, &ev.purchase.buyer, row.customer_id.as_ref())
             .await?;
         // The subscription's customer is settled once; later events only
         // read it.
@@ -95,7 +95,7 @@ impl Dispatcher {
             && let Some(b) = &buyer
         {
             let id = customers::upsert_customer(conn, &b.email, &b.name, now).await?;
-            if let Some(r) = &ev.buyer.customer_ref {
+            if let Some(r) = &ev.purchase.buyer.customer_ref {
                 customers::link_customer(conn, src.endpoint, r, &id).await?;
             }
             row.customer_id = Some(id);
@@ -115,13 +115,13 @@ impl Dispatcher {
         let grants = machine::grants_access(&state, now, self.grace_ms());
         if license.is_none() && state.status != Status::PendingPayment {
             let Some(product) = product else {
-                if ev.product_ids.is_empty() && result == "applied" {
+                if ev.purchase.product_ids.is_empty() && result == "applied" {
                     // Nothing to mint from yet; later events name the product.
                     subs::save(conn, &row).await?;
                     return Ok(with_counts(Handled::ok(None), counts));
                 }
                 return Ok(with_counts(
-                    Self::unmapped(src.endpoint, &ev.product_ids),
+                    Self::unmapped(src.endpoint, &ev.purchase.product_ids),
                     counts,
                 ));
             };
@@ -132,27 +132,18 @@ impl Dispatcher {
                 let mut handled = with_counts(Handled::ok(None), counts);
                 handled.note = Some(format!(
                     "license waits for the buyer's email ({})",
-                    no_email_reason(src.endpoint, &ev.buyer)
+                    no_email_reason(src.endpoint, &ev.purchase.buyer)
                 ));
                 return Ok(handled);
             };
             let order = Order {
-                source: src.endpoint.to_string(),
-                order_id: Some(ev.subscription_id.clone()),
-                email: buyer.email,
-                name: buyer.name,
-                amount_cents: ev.amount_cents,
-                currency: ev.currency.clone(),
-                test: ev.test,
-                notes: None,
-                customer_ref: ev.buyer.customer_ref.clone(),
-                refs: ev.refs.clone(),
                 valid_until: Some(if grants {
                     self.valid_until(&state, now)
                 } else {
                     now
                 }),
                 send_email: grants,
+                ..buyer.order(src, &ev.subscription_id, &ev.purchase)
             };
             let l = match self.mint(conn, cx, product, &order).await? {
                 Minted::New(l) => {
@@ -166,7 +157,7 @@ impl Dispatcher {
             row.license_id = Some(l.id.clone());
             license = Some(l);
         } else if let Some(l) = &license {
-            licenses::add_refs(conn, src.endpoint, &ev.refs, &l.id).await?;
+            licenses::add_refs(conn, src.endpoint, &ev.purchase.refs, &l.id).await?;
         }
         subs::save(conn, &row).await?;
 

@@ -3,8 +3,12 @@
 //! outage is a 503, never a 4xx, so senders retry.
 
 use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
 
 pub use crate::views::ErrorBody;
 
@@ -165,21 +169,14 @@ impl IntoResponse for ApiError {
 /// them, a value of the wrong type) answer 400 in the JSON error shape.
 pub struct ApiQuery<T>(pub T);
 
-impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(v)) => Ok(Self(v)),
-            Err(e) => Err(ApiError::BadRequest(e.body_text())),
-        }
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Self(v))
+            .map_err(|e| ApiError::BadRequest(e.body_text()))
     }
 }
 
@@ -187,30 +184,30 @@ where
 /// answer in the same JSON error shape as every other error.
 pub struct ApiJson<T>(pub T);
 
-impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        use axum::extract::rejection::JsonRejection;
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Self(v)),
-            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::Unprocessable(e.body_text())),
-            Err(JsonRejection::MissingJsonContentType(e)) => {
-                Err(ApiError::UnsupportedMediaType(e.body_text()))
-            }
-            // The body limit (`server.max_body_bytes`) is a 413, as the
-            // framework itself answers it elsewhere.
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::coded(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "the body is over server.max_body_bytes",
-            )),
-            Err(e) => Err(ApiError::BadRequest(e.body_text())),
-        }
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let Json(v) = Json::from_request(req, state)
+            .await
+            .map_err(json_rejection)?;
+        Ok(Self(v))
+    }
+}
+
+/// A JSON body's rejection as the error every other answer uses.
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::JsonDataError(e) => ApiError::Unprocessable(e.body_text()),
+        JsonRejection::MissingJsonContentType(e) => ApiError::UnsupportedMediaType(e.body_text()),
+        // The body limit (`server.max_body_bytes`) is a 413, as the
+        // framework itself answers it elsewhere.
+        e if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::coded(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the body is over server.max_body_bytes",
+        ),
+        e => ApiError::BadRequest(e.body_text()),
     }
 }
 

@@ -3,7 +3,7 @@
 use crate::both_databases;
 use crate::client::expect_json;
 use crate::helpers::{Db, sale_form, spawn_app, stderr, stdout, with};
-use crate::views::{LicenseOne, MintedOut};
+use crate::views::{LicenseDetailExt, LicenseOne, MintedOut};
 use reqwest::Method;
 use serde_json::{Value, json};
 

@@ -28,8 +28,8 @@ pub async fn expect_json<T: DeserializeOwned>(resp: reqwest::Response, status: u
 /// text under this code; returns the body.
 pub async fn expect_error(resp: reqwest::Response, status: u16, code: &str) -> ErrorBody {
     let body: ErrorBody = expect_json(resp, status).await;
-    assert_eq!(body.code, code, "{body}");
-    assert!(!body.error.is_empty(), "{body}");
+    assert_eq!(body.code, code, "{body:?}");
+    assert!(!body.error.is_empty(), "{body:?}");
     body
 }
 

@@ -3,7 +3,9 @@
 //! problems that name where they are.
 
 use crate::both_databases;
-use crate::helpers::{Db, assert_contains, sale_form, scratch_dir, spawn_app_with, stderr};
+use crate::helpers::{
+    Db, PRODUCT_B_MAPPED_TWICE, assert_contains, sale_form, scratch_dir, spawn_app_with, stderr,
+};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -219,7 +221,8 @@ fn every_problem_names_its_path_and_all_are_listed_at_once() {
     let config = dir.join("k.toml");
     std::fs::write(
         &config,
-        r#"
+        format!(
+            r#"
 [server]
 max_body_bytes = -5
 request_timeout = "soon"
@@ -244,14 +247,8 @@ entitlements = ["export", 7]
 [products.map]
 gumroad = ["same"]
 shop = ["x"]
-[[products]]
-id = "b"
-name = "B"
-tier = "core"
-key_prefix = "B"
-[products.map]
-gumroad = ["same"]
-"#,
+{PRODUCT_B_MAPPED_TWICE}"#
+        ),
     )
     .unwrap();
 

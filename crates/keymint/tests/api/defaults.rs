@@ -4,9 +4,24 @@
 
 use crate::both_databases;
 use crate::helpers::{Db, TestApp, spawn_app};
-use crate::providers::{Ids, Moment, now_secs, sub_step};
+use crate::providers::{Ids, Moment, Step, now_secs, sub_step};
 
 const DAY: i64 = 86_400;
+
+/// Sends `step`, asserts keymint answered `error` and failed the delivery
+/// (replayable after a fix); the delivery's reason.
+async fn failed_reason(app: &TestApp, step: &Step) -> String {
+    let r = app.send(step).await;
+    assert_eq!(r.status, "error", "{r}");
+    let delivery = app.delivery(&r.delivery_id).await;
+    assert_eq!(delivery.status, "failed");
+    delivery.error.unwrap_or_default()
+}
+
+/// The subscription's next Stripe event, sent 700 s before `now`.
+fn next_event(ids: &Ids, moment: Moment, now: i64, period_end: i64) -> Step {
+    sub_step("stripe", ids, moment, now - 700, period_end, 0).unwrap()
+}
 
 async fn exec(app: &TestApp, sql: &'static str, arg: &str) {
     let mut conn = app.state.store.writer().await.unwrap();
@@ -43,21 +58,9 @@ async fn corrupt_entitlements_fail_a_renewal_instead_of_signing_none(db: Db) {
     )
     .await;
 
-    let renewal = sub_step(
-        "stripe",
-        &ids,
-        Moment::Recovered,
-        now - 700,
-        now + 32 * DAY,
-        0,
-    )
-    .unwrap();
-    let r = app.send(&renewal).await;
+    let renewal = next_event(&ids, Moment::Recovered, now, now + 32 * DAY);
+    let reason = failed_reason(&app, &renewal).await;
 
-    assert_eq!(r.status, "error", "{r}");
-    let delivery = app.delivery(&r.delivery_id).await;
-    assert_eq!(delivery.status, "failed");
-    let reason = delivery.error.unwrap_or_default();
     assert!(
         reason.contains("stored entitlements are not a JSON list"),
         "{reason}"
@@ -77,21 +80,9 @@ async fn an_unknown_stored_subscription_status_fails_the_event(db: Db) {
     )
     .await;
 
-    let next = sub_step(
-        "stripe",
-        &ids,
-        Moment::PaymentFailed,
-        now - 700,
-        now + 2 * DAY,
-        0,
-    )
-    .unwrap();
-    let r = app.send(&next).await;
+    let next = next_event(&ids, Moment::PaymentFailed, now, now + 2 * DAY);
+    let reason = failed_reason(&app, &next).await;
 
-    assert_eq!(r.status, "error", "{r}");
-    let delivery = app.delivery(&r.delivery_id).await;
-    assert_eq!(delivery.status, "failed");
-    let reason = delivery.error.unwrap_or_default();
     assert!(
         reason.contains("unknown stored subscription status \"on_holiday\""),
         "{reason}"

@@ -386,6 +386,17 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A configuration's last product, `b`, mapping the Gumroad product `same`
+/// that product `a` already maps: a problem `check-config` must report.
+pub const PRODUCT_B_MAPPED_TWICE: &str = r#"[[products]]
+id = "b"
+name = "B"
+tier = "core"
+key_prefix = "B"
+[products.map]
+gumroad = ["same"]
+"#;
+
 /// Writes `text` to a config file in a fresh scratch directory; its path.
 pub fn config_file(tag: &str, text: &str) -> PathBuf {
     let path = scratch_dir(tag).join("k.toml");
@@ -437,6 +448,17 @@ pub fn with(mut form: Vec<(String, String)>, key: &str, value: &str) -> Vec<(Str
 }
 
 impl TestApp {
+    /// The app's config with the first `from` replaced by `to` (which must
+    /// be there), written beside it as `name`; its path.
+    pub fn config_replacing(&self, from: &str, to: &str, name: &str) -> PathBuf {
+        let text = std::fs::read_to_string(&self.config_path).unwrap();
+        let changed = text.replacen(from, to, 1);
+        assert_ne!(text, changed);
+        let path = self.dir.join(name);
+        std::fs::write(&path, changed).unwrap();
+        path
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -336,7 +336,7 @@ async fn resend_is_refused_for_a_revoked_license_unless_forced(db: Db) {
     let cli_refused = app.cli(&["license", "resend", key]);
 
     let body = expect_error(refused, 409, "license_revoked").await;
-    assert!(body.error.contains("chargeback"), "{body}");
+    assert!(body.error.contains("chargeback"), "{body:?}");
     assert!(!cli_refused.status.success());
     assert_contains(&stderr(&cli_refused), "--force");
     let detail = admin.license(key).await;
@@ -378,7 +378,7 @@ async fn manual_order_ids_never_duplicate_a_sale_or_hide_a_difference(db: Db) {
     ));
 
     let body = expect_error(api, 409, "order_id_taken").await;
-    assert!(body.error.contains(sold.as_str()), "{body}");
+    assert!(body.error.contains(sold.as_str()), "{body:?}");
     assert!(!cli.status.success());
     assert_eq!(app.licenses_for("FIRST-SALE").await, 1);
 
@@ -395,9 +395,9 @@ async fn manual_order_ids_never_duplicate_a_sale_or_hide_a_difference(db: Db) {
     let key = expect_json::<MintedOut>(first, 201).await.license.key;
     assert_eq!(expect_json::<MintedOut>(same, 200).await.license.key, key);
     let email = expect_error(other_email, 409, "order_id_conflict").await;
-    assert!(email.error.contains("email"), "{email}");
+    assert!(email.error.contains("email"), "{email:?}");
     let product = expect_error(other_product, 409, "order_id_conflict").await;
-    assert!(product.error.contains("product"), "{product}");
+    assert!(product.error.contains("product"), "{product:?}");
     assert_eq!(app.licenses_for("INV-9").await, 1);
 }
 

@@ -2,7 +2,10 @@
 
 use crate::both_databases;
 use crate::client::expect_json;
-use crate::helpers::{Db, assert_contains, config_file, keymint_cli, sale_form, spawn_app, stderr};
+use crate::helpers::{
+    Db, PRODUCT_B_MAPPED_TWICE, assert_contains, config_file, keymint_cli, sale_form, spawn_app,
+    stderr,
+};
 
 async fn health_ready_and_metrics(db: Db) {
     let Some(app) = spawn_app(db).await else {
@@ -57,7 +60,8 @@ both_databases!(
 fn check_config_reports_every_problem_and_fails() {
     let path = config_file(
         "cc",
-        r#"
+        &format!(
+            r#"
 [server]
 listen = "nowhere"
 colour = "blue"
@@ -73,14 +77,8 @@ tier = "core"
 key_prefix = "A"
 [products.map]
 gumroad = ["same"]
-[[products]]
-id = "b"
-name = "B"
-tier = "core"
-key_prefix = "B"
-[products.map]
-gumroad = ["same"]
-"#,
+{PRODUCT_B_MAPPED_TWICE}"#
+        ),
     );
     let out = keymint_cli(&path, &["check-config"], &[]);
     let stderr = stderr(&out);

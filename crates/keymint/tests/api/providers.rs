@@ -734,7 +734,7 @@ pub async fn sub_state(admin: &Api, sub: &str) -> (String, Option<LicenseOut>) {
 }
 
 async fn license_status(admin: &Api, key: &LicenseKey) -> String {
-    admin.license(key).await.license.status
+    admin.license(key).await.license.status.to_string()
 }
 
 async fn rejected_rows(app: &TestApp, endpoint: &str) -> i64 {

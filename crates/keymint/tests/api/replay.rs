@@ -7,16 +7,11 @@ use serde_json::{Value, json};
 
 /// The app's config with `new-product` mapped too, as a fixed catalog.
 fn fixed_config(app: &crate::helpers::TestApp) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(&app.config_path).unwrap();
-    let fixed = text.replacen(
+    app.config_replacing(
         r#"gumroad = ["datatools-core"]"#,
         r#"gumroad = ["datatools-core", "new-product"]"#,
-        1,
-    );
-    assert_ne!(text, fixed);
-    let path = app.dir.join("fixed.toml");
-    std::fs::write(&path, fixed).unwrap();
-    path
+        "fixed.toml",
+    )
 }
 
 async fn replay_failed_after_a_catalog_fix_mints_exactly_once(db: Db) {

@@ -45,10 +45,10 @@ fn sale_ping_parses_with_cents_and_test_flag() {
     let p = parse(&body, false).unwrap();
     assert_eq!(p.event_id, "sale:S1");
     let s = sale(&p);
-    assert_eq!(s.amount_cents, Some(9900));
-    assert_eq!(s.currency.as_deref(), Some("USD"));
-    assert!(s.test);
-    assert_eq!(s.product_ids, ["abc", "datatools"]);
+    assert_eq!(s.purchase.amount_cents, Some(9900));
+    assert_eq!(s.purchase.currency.as_deref(), Some("USD"));
+    assert!(s.purchase.test);
+    assert_eq!(s.purchase.product_ids, ["abc", "datatools"]);
 }
 
 #[test]
@@ -58,15 +58,18 @@ fn a_missing_name_is_left_to_the_dispatcher() {
         ("email", "bob.smith@example.com"),
         ("product_id", "p"),
     ]);
-    assert_eq!(sale(&parse(&body, false).unwrap()).buyer.name, None);
+    assert_eq!(
+        sale(&parse(&body, false).unwrap()).purchase.buyer.name,
+        None
+    );
 }
 
 #[test]
 fn json_bodies_parse_too() {
     let body = br#"{"sale_id":"S2","email":"a@b.co","product_id":"p","price":500,"test":false}"#;
     let p = parse(body, true).unwrap();
-    assert_eq!(sale(&p).amount_cents, Some(500));
-    assert!(!sale(&p).test);
+    assert_eq!(sale(&p).purchase.amount_cents, Some(500));
+    assert!(!sale(&p).purchase.test);
 }
 
 #[test]
@@ -220,10 +223,10 @@ proptest! {
         let p = parse(&body, false).unwrap();
         let s = sale(&p);
         prop_assert_eq!(&s.order_id, sale_id.trim());
-        prop_assert_eq!(s.buyer.email.as_ref(), Some(&email));
-        prop_assert_eq!(s.amount_cents, Some(price));
+        prop_assert_eq!(s.purchase.buyer.email.as_ref(), Some(&email));
+        prop_assert_eq!(s.purchase.amount_cents, Some(price));
         let expected_name = (!name.trim().is_empty()).then(|| name.trim().to_string());
-        prop_assert_eq!(&s.buyer.name, &expected_name);
+        prop_assert_eq!(&s.purchase.buyer.name, &expected_name);
     }
 }
 
