@@ -38,6 +38,20 @@ pub enum DispatchError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Mint(#[from] MintError),
+    /// A license whose product the catalog no longer lists: what its
+    /// partial refund or renewal should do cannot be known, and guessing
+    /// would change what it grants (docs/architecture.md, rule 8).
+    #[error("license {license}: product {product:?} is not in the catalog; add it back and replay")]
+    UnknownProduct { license: String, product: String },
+}
+
+impl DispatchError {
+    pub(super) fn unknown_product(license: &License) -> Self {
+        Self::UnknownProduct {
+            license: license.id.to_string(),
+            product: license.product.clone(),
+        }
+    }
 }
 
 impl DispatchError {
@@ -348,6 +362,11 @@ fn no_email_reason(endpoint: &str, buyer: &Buyer) -> String {
         Some(r) => format!(
             "endpoint {endpoint:?}: no email known for customer {r:?} (the event carries none; enable customer events, or replay after one arrives)"
         ),
-        None => format!("endpoint {endpoint:?}: the event carries no buyer email"),
+        None => match &buyer.email {
+            Some(e) if !e.trim().is_empty() => {
+                format!("endpoint {endpoint:?}: the event's buyer email {e:?} is not an address")
+            }
+            _ => format!("endpoint {endpoint:?}: the event carries no buyer email"),
+        },
     }
 }

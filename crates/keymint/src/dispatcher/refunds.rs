@@ -26,11 +26,12 @@ impl Dispatcher {
         let cause = if full {
             Cause::Refunded
         } else {
+            let product = self
+                .catalog
+                .product(&license.product)
+                .ok_or_else(|| DispatchError::unknown_product(&license))?;
             Cause::PartiallyRefunded {
-                revokes: self
-                    .catalog
-                    .product(&license.product)
-                    .is_some_and(|p| p.revoke_on_partial_refund),
+                revokes: product.revoke_on_partial_refund,
             }
         };
         // An operator's pending refund is now done; the machine lifts its

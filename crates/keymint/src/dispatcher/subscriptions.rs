@@ -228,7 +228,8 @@ impl Dispatcher {
         let include_email = self
             .catalog
             .product(&license.product)
-            .is_some_and(|p| p.include_email);
+            .ok_or_else(|| DispatchError::unknown_product(license))?
+            .include_email;
         let signer = self.keyring.signer(conn).await.map_err(MintError::from)?;
         let token = fulfilment::reissue(
             license,

@@ -89,7 +89,33 @@ async fn an_unknown_stored_subscription_status_fails_the_event(db: Db) {
     );
 }
 
+async fn a_renewal_of_a_product_gone_from_the_catalog_fails_instead_of_guessing(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    let now = now_secs();
+    let ids = active_subscription(&app, now).await;
+    // The operator removed the product from the catalog since the sale.
+    exec(
+        &app,
+        "UPDATE licenses SET product = 'retired-product' WHERE order_id = $1",
+        &ids.sub,
+    )
+    .await;
+
+    let renewal = next_event(&ids, Moment::Recovered, now, now + 32 * DAY);
+    let reason = failed_reason(&app, &renewal).await;
+
+    // Re-signing it without knowing whether the product puts the email in
+    // its tokens would change what the token says.
+    assert!(
+        reason.contains("product \"retired-product\" is not in the catalog"),
+        "{reason}"
+    );
+}
+
 both_databases!(
+    a_renewal_of_a_product_gone_from_the_catalog_fails_instead_of_guessing,
     corrupt_entitlements_fail_a_renewal_instead_of_signing_none,
     an_unknown_stored_subscription_status_fails_the_event,
 );
