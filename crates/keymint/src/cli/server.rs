@@ -23,6 +23,14 @@ pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             "no [[endpoints]] configured: webhooks will answer 404 (see keymint.example.toml)"
         );
     }
+    if state.config.email.provider == crate::config::EmailProvider::Log {
+        // The default, so everything works before email is set up: but no
+        // buyer gets an email, and each one (license key included) is
+        // written to this log instead.
+        tracing::warn!(
+            "email.provider is \"log\": emails are written to this log, not sent; set [email] provider to postmark or smtp (see keymint.example.toml)"
+        );
+    }
     app.run(shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
