@@ -16,6 +16,8 @@ use keymint_license::LicenseKey;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub mod codes;
+
 /// The body of every error answer: a message for people and a stable
 /// `code` for programs (docs/admin-api.md, "Errors", lists them).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -23,6 +25,7 @@ pub struct ErrorBody {
     /// What went wrong, for programs: stable, lower_snake_case
     /// (`not_found`, `refunds_not_configured`, ...). It comes first, as
     /// webhook senders have always seen it.
+    #[schema(schema_with = codes::schema)]
     pub code: String,
     /// What went wrong, for people; its wording may change.
     pub error: String,
