@@ -64,7 +64,6 @@ impl<'de> Deserialize<'de> for Validity {
     }
 }
 
-
 /// Parses `perpetual` or a humantime duration (`365d`, `12h`).
 pub fn parse_validity(text: &str) -> Result<Option<Duration>, String> {
     if text.eq_ignore_ascii_case("perpetual") {

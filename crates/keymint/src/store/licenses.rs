@@ -61,7 +61,7 @@ pub struct Filter {
     /// Part of the key, email, order id or name, case-insensitively.
     pub q: Option<String>,
     pub product: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<LicenseStatus>,
     pub before: Option<String>,
     pub limit: i64,
 }

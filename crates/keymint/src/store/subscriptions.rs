@@ -162,7 +162,7 @@ pub async fn record_event(conn: &mut Conn, e: &SubscriptionEvent) -> Result<(), 
 /// Search filters.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    pub status: Option<String>,
+    pub status: Option<Status>,
     pub endpoint: Option<String>,
     pub email: Option<String>,
     pub before: Option<String>,
