@@ -216,7 +216,7 @@ pub async fn list(conn: &mut Conn, f: &Filter) -> Result<Vec<Delivery>, sqlx::Er
          AND ($5 IS NULL OR id < $5) ORDER BY id DESC LIMIT $6",
     )
     .bind(&f.endpoint)
-    .bind(&f.status)
+    .bind(f.status)
     .bind(f.since)
     .bind(f.until)
     .bind(&f.before)

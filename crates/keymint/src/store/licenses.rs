@@ -182,7 +182,7 @@ pub async fn search(conn: &mut Conn, f: &Filter) -> Result<Vec<License>, sqlx::E
     )
     .bind(f.email.as_deref().map(|e| contains(&e.to_lowercase())))
     .bind(&f.product)
-    .bind(&f.status)
+    .bind(f.status)
     .bind(&f.before)
     .bind(&f.order_id)
     .bind(f.q.as_deref().map(|q| contains(&q.to_lowercase())))
