@@ -6,8 +6,9 @@
 use crate::adapters::{self, AuthError, RawRequest};
 use crate::app::AppState;
 use crate::dispatcher::{Applied, Source};
+use crate::domain::{DeliveryId, DeliveryStatus};
 use crate::events::Parsed;
-use crate::store::deliveries::{self, NewDelivery, Outcome, StoredBody, status};
+use crate::store::deliveries::{self, NewDelivery, Outcome, StoredBody};
 use crate::store::{self};
 use std::collections::BTreeMap;
 
@@ -29,7 +30,7 @@ pub enum IngestResult {
     Unavailable,
     /// 200 with this body.
     Done {
-        delivery_id: String,
+        delivery_id: DeliveryId,
         applied: Applied,
     },
 }
@@ -71,7 +72,7 @@ pub async fn ingest(state: &AppState, req: Incoming) -> IngestResult {
         return unauthenticated(e);
     }
     let delivery = NewDelivery {
-        id: store::new_id("dlv"),
+        id: DeliveryId::generate(),
         endpoint: endpoint.name.clone(),
         kind: endpoint.kind.as_str().to_string(),
         received_at: now,
@@ -95,9 +96,9 @@ pub async fn ingest(state: &AppState, req: Incoming) -> IngestResult {
         },
         signature_valid: auth.is_ok(),
         status: if auth.is_ok() {
-            status::RECEIVED
+            DeliveryStatus::Received
         } else {
-            status::REJECTED
+            DeliveryStatus::Rejected
         },
         error: auth.as_ref().err().map(|e| e.reason().to_string()),
     };
@@ -109,7 +110,7 @@ pub async fn ingest(state: &AppState, req: Incoming) -> IngestResult {
     }
     if let Err(e) = auth {
         tracing::warn!(endpoint = %endpoint.name, delivery_id = %delivery.id, reason = e.reason(), "rejected a delivery");
-        count(&endpoint.name, status::REJECTED);
+        count(&endpoint.name, DeliveryStatus::Rejected.as_str());
         return unauthenticated(&e);
     }
     let parsed = adapter.parse(&RawRequest {
@@ -133,7 +134,7 @@ fn unauthenticated(e: &AuthError) -> IngestResult {
 pub async fn process(
     state: &AppState,
     endpoint: &str,
-    delivery_id: &str,
+    delivery_id: &DeliveryId,
     parsed: Result<Parsed, adapters::ParseError>,
 ) -> IngestResult {
     let src = Source {
@@ -152,17 +153,13 @@ pub async fn process(
         Ok(parsed) => match state.dispatcher.apply(&src, &parsed).await {
             Ok(applied) => Ok(applied),
             Err(e) if e.is_unavailable() => {
-                tracing::error!(endpoint, delivery_id, error = %e, "database unavailable while applying; answering 503");
+                tracing::error!(endpoint, delivery_id = %delivery_id, error = %e, "database unavailable while applying; answering 503");
                 count(endpoint, "unavailable");
                 return IngestResult::Unavailable;
             }
             Err(e) => {
-                tracing::error!(endpoint, delivery_id, error = %e, "handler failed");
-                let outcome = Outcome {
-                    status: status::FAILED,
-                    error: Some(format!("handler error: {e}")),
-                    ..Outcome::default()
-                };
+                tracing::error!(endpoint, delivery_id = %delivery_id, error = %e, "handler failed");
+                let outcome = Outcome::failed(format!("handler error: {e}"));
                 Err((
                     parsed_context(&parsed, outcome),
                     format!("handler error: {e}"),
@@ -170,12 +167,8 @@ pub async fn process(
             }
         },
         Err(e) => {
-            tracing::warn!(endpoint, delivery_id, error = %e, "could not parse an authentic delivery");
-            let outcome = Outcome {
-                status: status::FAILED,
-                error: Some(e.0.clone()),
-                ..Outcome::default()
-            };
+            tracing::warn!(endpoint, delivery_id = %delivery_id, error = %e, "could not parse an authentic delivery");
+            let outcome = Outcome::failed(e.0.clone());
             Err((outcome, e.0))
         }
     };
@@ -185,19 +178,19 @@ pub async fn process(
             if let Err(e) = record_failure(state, delivery_id, &outcome).await {
                 // The row stays `received`: the recovery worker or the
                 // sender's retry finishes it (docs/architecture.md, rule 1).
-                tracing::error!(endpoint, delivery_id, error = %e, failure = %reason, "could not record a delivery's failure; answering 503");
+                tracing::error!(endpoint, delivery_id = %delivery_id, error = %e, failure = %reason, "could not record a delivery's failure; answering 503");
                 count(endpoint, "unavailable");
                 return IngestResult::Unavailable;
             }
             Applied::Failed { reason }
         }
     };
-    count(endpoint, delivery_status(&applied));
+    count(endpoint, applied.delivery_status().as_str());
     if matches!(applied, Applied::Ok { .. }) {
         state.outbox_wake.notify_one();
     }
     IngestResult::Done {
-        delivery_id: delivery_id.to_string(),
+        delivery_id: delivery_id.clone(),
         applied,
     }
 }
@@ -205,7 +198,7 @@ pub async fn process(
 /// Writes a failed outcome on the delivery row.
 async fn record_failure(
     state: &AppState,
-    delivery_id: &str,
+    delivery_id: &DeliveryId,
     outcome: &Outcome,
 ) -> Result<(), sqlx::Error> {
     let mut conn = state.store.writer().await?;
@@ -254,15 +247,6 @@ fn parsed_context(parsed: &Parsed, mut outcome: Outcome) -> Outcome {
     outcome.event_id = Some(parsed.event_id.clone());
     outcome.order_id = parsed.order_id().map(str::to_string);
     outcome
-}
-
-fn delivery_status(applied: &Applied) -> &'static str {
-    match applied {
-        Applied::Ok { .. } => status::PROCESSED,
-        Applied::Duplicate { .. } => status::DUPLICATE,
-        Applied::Ignored { .. } => status::IGNORED,
-        Applied::NoMint { .. } | Applied::Failed { .. } => status::FAILED,
-    }
 }
 
 fn count(endpoint: &str, status: &str) {

@@ -11,6 +11,7 @@
 //! effect without a restart (docs/architecture.md, "State machines").
 
 use crate::config::Config;
+use crate::domain::SigningKeyStatus;
 use crate::store::{self, Conn, Store, signing_keys};
 use keymint_license::{KeySet, PublicKey, SigningKey};
 use std::collections::HashMap;
@@ -161,7 +162,7 @@ impl Keyring {
         }
         let retired = |kid: &str| {
             rows.iter()
-                .any(|r| r.kid == kid && r.status == signing_keys::status::RETIRED)
+                .any(|r| r.kid == kid && r.status == SigningKeyStatus::Retired)
         };
         let mut active = rows.iter().find(|r| r.signing != 0).map(|r| r.kid.clone());
         if let Some(key) = &configured {
@@ -273,7 +274,7 @@ pub async fn verification_keys(store: &Store) -> Result<KeySet, KeyError> {
     let mut conn = store.conn().await?;
     let mut set = KeySet::new();
     for row in signing_keys::list(&mut conn).await? {
-        if row.status != signing_keys::status::RETIRED {
+        if row.status != SigningKeyStatus::Retired {
             set.insert(public_key(&row)?);
         }
     }

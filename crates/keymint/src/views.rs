@@ -5,7 +5,8 @@
 //! Nothing here knows HTTP; `http/` wraps these in responses.
 
 use crate::domain::{
-    EmailId, EmailKind, LicenseId, LicenseStatus, RefundId, RefundStatus, SubscriptionId,
+    DeliveryId, DeliveryStatus, EmailId, EmailKind, LicenseId, LicenseStatus, RefundId,
+    RefundStatus, SubscriptionId,
 };
 use crate::store::deliveries::Delivery;
 use crate::store::licenses::{self, License, LicenseEvent};
@@ -233,11 +234,11 @@ pub async fn license_detail(
 /// A delivery as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeliveryOut {
-    pub id: String,
+    pub id: DeliveryId,
     pub endpoint: String,
     pub kind: String,
     pub received_at: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub signature_valid: Option<bool>,
     pub event_type: Option<String>,
     pub event_id: Option<String>,
@@ -275,7 +276,7 @@ impl DeliveryOut {
     pub fn full(d: Delivery) -> Result<Self, Corrupt> {
         let headers = serde_json::from_str(&d.headers).map_err(|e| Corrupt {
             what: "delivery",
-            id: d.id.clone(),
+            id: d.id.to_string(),
             field: "headers",
             reason: e.to_string(),
         })?;
@@ -326,10 +327,11 @@ pub struct DeliveryPage {
 pub struct WebhookResponse {
     /// ok, duplicate, ignored, logged-no-mint or error.
     pub status: String,
-    pub delivery_id: String,
+    pub delivery_id: DeliveryId,
     /// Only when a license was minted or found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub license_key: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub license_key: Option<LicenseKey>,
 }
 
 /// A subscription as the API shows it.

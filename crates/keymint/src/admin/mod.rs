@@ -28,8 +28,10 @@ pub enum AdminError {
     /// The request conflicts with the current state; `code` says how.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// The license's endpoint has no refund API configured: the
+    /// operator's to fix, not a reason to retry.
     #[error("{0}")]
-    NotConfigured(String),
+    RefundsNotConfigured(String),
     #[error(transparent)]
     Mint(#[from] MintError),
     #[error(transparent)]
@@ -57,7 +59,7 @@ impl AdminError {
             Self::UnknownProduct(_) => "unknown_product",
             Self::Invalid { code, .. } | Self::Conflict { code, .. } => code,
             Self::NotFound => "license_not_found",
-            Self::NotConfigured(_) => "not_configured",
+            Self::RefundsNotConfigured(_) => "refunds_not_configured",
             Self::Mint(_) | Self::Database(_) => "internal",
         }
     }

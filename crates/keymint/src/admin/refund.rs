@@ -37,7 +37,10 @@ pub async fn request_refund(
         .endpoint(&license.source)
         .filter(|ep| crate::provider_api::refunds_configured(ep))
         .ok_or_else(|| {
-            AdminError::NotConfigured(format!("refunds not configured for {}", license.source))
+            AdminError::RefundsNotConfigured(format!(
+                "refunds not configured for {}",
+                license.source
+            ))
         })?;
     // Asked before the refund row is written: a license the machine will
     // not hold has nothing to refund.

@@ -3,6 +3,7 @@
 
 use super::{open_store, print_json};
 use crate::config::Config;
+use crate::domain::{DeliveryId, DeliveryStatus};
 use crate::http::admin::parse_time;
 use crate::store::{self, deliveries};
 use crate::views::DeliveryOut;
@@ -37,15 +38,17 @@ pub(super) async fn run(config: Config, cmd: DeliveriesCmd) -> anyhow::Result<Ex
             since,
             limit,
         } => {
-            if let Some(s) = &status
-                && !deliveries::status::ALL.contains(&s.as_str())
-            {
-                eprintln!(
-                    "error: --status {s:?} is not one of {}",
-                    deliveries::status::ALL.join(", ")
-                );
-                return Ok(ExitCode::FAILURE);
-            }
+            let status = match status.map(|s| s.parse::<DeliveryStatus>().map_err(|_| s)) {
+                None => None,
+                Some(Ok(s)) => Some(s),
+                Some(Err(s)) => {
+                    eprintln!(
+                        "error: --status {s:?} is not one of {}",
+                        DeliveryStatus::names().join(", ")
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
             if !(1..=10_000).contains(&limit) {
                 eprintln!("error: --limit {limit} must be between 1 and 10000");
                 return Ok(ExitCode::FAILURE);
@@ -75,7 +78,11 @@ pub(super) async fn run(config: Config, cmd: DeliveriesCmd) -> anyhow::Result<Ex
                 );
             }
         }
-        DeliveriesCmd::Show { id } => match deliveries::get(&mut conn, &id).await? {
+        // Text that is not a delivery id names no delivery.
+        DeliveriesCmd::Show { id } => match match DeliveryId::parse(&id) {
+            Ok(parsed) => deliveries::get(&mut conn, &parsed).await?,
+            Err(_) => None,
+        } {
             Some(d) => print_json(&DeliveryOut::full(d)?),
             None => {
                 eprintln!("no delivery {id}");

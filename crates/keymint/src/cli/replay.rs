@@ -3,8 +3,9 @@
 
 use crate::app::AppState;
 use crate::config::Config;
+use crate::domain::DeliveryId;
 use crate::http::admin::parse_time;
-use crate::ingest::{self, IngestResult};
+use crate::ingest::{self, IngestResult, ReplayError};
 use clap::Args;
 use std::process::ExitCode;
 
@@ -36,7 +37,9 @@ pub(super) async fn run(config: Config, args: ReplayArgs) -> anyhow::Result<Exit
 }
 
 async fn replay_one(state: &AppState, delivery_id: &str) -> anyhow::Result<ExitCode> {
-    let result = ingest::replay(state, delivery_id).await?;
+    // Text that is not a delivery id names no delivery.
+    let id = DeliveryId::parse(delivery_id).map_err(|_| ReplayError::NotFound)?;
+    let result = ingest::replay(state, &id).await?;
     Ok(match &result {
         IngestResult::Done { applied, .. } => {
             println!("{}", applied.response_status());

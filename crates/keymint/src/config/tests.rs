@@ -109,3 +109,28 @@ fn unknown_database_scheme_is_refused() {
         .0;
     assert!(problems[0].contains("not supported"), "{problems:?}");
 }
+
+#[test]
+fn config_addresses_follow_the_one_email_rule() {
+    let problems = load(
+        "[email]\nfrom = \"licenses@localhost\"\nreply_to = \"support at example.com\"\n",
+        &[],
+    )
+    .unwrap_err()
+    .0;
+    let all = problems.join("\n");
+    assert!(
+        all.contains("email.from: \"licenses@localhost\" is not an email address"),
+        "{all}"
+    );
+    assert!(
+        all.contains("email.reply_to: \"support at example.com\" is not an email address"),
+        "{all}"
+    );
+    let ok = load(
+        "[email]\nfrom = \"Licenses@Example.com\"\nreply_to = \"support@example.com\"\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(ok.email.from, "Licenses@Example.com", "kept as written");
+}

@@ -105,11 +105,18 @@ impl Config {
         if self.database.max_connections == Some(0) {
             problems.push("database.max_connections: must be at least 1".into());
         }
-        if !self.email.from.contains('@') {
-            problems.push(format!(
-                "email.from: {:?} is not an email address",
-                self.email.from
-            ));
+        // The one rule for an address wherever one enters keymint; the
+        // text is kept as written (a sender's case is the operator's).
+        if let Err(e) = crate::domain::Email::parse(&self.email.from) {
+            problems.push(format!("email.from: {e}"));
+        }
+        if let Some(Err(e)) = self
+            .email
+            .reply_to
+            .as_deref()
+            .map(crate::domain::Email::parse)
+        {
+            problems.push(format!("email.reply_to: {e}"));
         }
         if self.email.max_attempts == 0 {
             problems.push("email.max_attempts: must be at least 1".into());

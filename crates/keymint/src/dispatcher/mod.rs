@@ -21,11 +21,11 @@ use result::{Count, Handled, outcome};
 use crate::adapters::CATALOG_ID_PREFIX;
 use crate::catalog::Catalog;
 use crate::config::{ProductConfig, SubscriptionsConfig};
-use crate::domain::{CustomerId, Email};
+use crate::domain::{CustomerId, DeliveryId, DeliveryStatus, Email};
 use crate::events::{Buyer, Event, Parsed, Purchase};
 use crate::fulfilment::{self, MintError, Minted, Order};
 use crate::signing::Keyring;
-use crate::store::deliveries::{self, Outcome, status as dstatus};
+use crate::store::deliveries::{self, Outcome};
 use crate::store::licenses::{self, License};
 use crate::store::{self, Conn, Store, customers};
 use std::sync::Arc;
@@ -69,7 +69,7 @@ impl DispatchError {
 #[derive(Debug, Clone)]
 pub struct Source<'a> {
     pub endpoint: &'a str,
-    pub delivery_id: &'a str,
+    pub delivery_id: &'a DeliveryId,
 }
 
 /// One event's context: where it came from, who acts, and the one time
@@ -84,7 +84,7 @@ impl Cx<'_> {
     fn by(&self) -> crate::licensing::By<'_> {
         crate::licensing::By {
             actor: &self.actor,
-            delivery_id: Some(self.src.delivery_id),
+            delivery_id: Some(self.src.delivery_id.as_str()),
             now: self.now,
             reason: None,
         }
@@ -167,7 +167,7 @@ impl Dispatcher {
             }
         };
         let outcome = outcome(parsed, &handled);
-        if outcome.status == dstatus::FAILED {
+        if outcome.status == DeliveryStatus::Failed {
             // Roll back the claim so a replay can apply it later, then
             // record why on its own. Nothing committed: nothing is counted.
             tx.rollback().await?;

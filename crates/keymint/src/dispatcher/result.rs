@@ -3,10 +3,10 @@
 //! handler returns to the transaction wrapper, with the counters to bump
 //! once it commits.
 
-use crate::domain::LicenseId;
+use crate::domain::{DeliveryStatus, LicenseId};
 use crate::events::Parsed;
 use crate::fulfilment;
-use crate::store::deliveries::{Outcome, status as dstatus};
+use crate::store::deliveries::Outcome;
 use crate::store::licenses::License;
 use keymint_license::LicenseKey;
 
@@ -40,12 +40,12 @@ impl Applied {
 
     /// The delivery row's status: a failure is replayable, a no-mint too
     /// (the catalog may map the product later).
-    pub fn delivery_status(&self) -> &'static str {
+    pub fn delivery_status(&self) -> DeliveryStatus {
         match self {
-            Self::Ok { .. } => dstatus::PROCESSED,
-            Self::Duplicate { .. } => dstatus::DUPLICATE,
-            Self::Ignored { .. } => dstatus::IGNORED,
-            Self::NoMint { .. } | Self::Failed { .. } => dstatus::FAILED,
+            Self::Ok { .. } => DeliveryStatus::Processed,
+            Self::Duplicate { .. } => DeliveryStatus::Duplicate,
+            Self::Ignored { .. } => DeliveryStatus::Ignored,
+            Self::NoMint { .. } | Self::Failed { .. } => DeliveryStatus::Failed,
         }
     }
 
@@ -59,11 +59,9 @@ impl Applied {
         }
     }
 
-    pub fn license_key(&self) -> Option<&str> {
+    pub fn license_key(&self) -> Option<&LicenseKey> {
         match self {
-            Self::Ok { license_key } | Self::Duplicate { license_key } => {
-                license_key.as_ref().map(LicenseKey::as_str)
-            }
+            Self::Ok { license_key } | Self::Duplicate { license_key } => license_key.as_ref(),
             _ => None,
         }
     }

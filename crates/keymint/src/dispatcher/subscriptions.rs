@@ -256,7 +256,7 @@ impl Dispatcher {
             status_now,
             Some(&format!("valid until {}", store::format_ms(valid_until))),
             &cx.actor,
-            Some(cx.src.delivery_id),
+            Some(cx.src.delivery_id.as_str()),
             now,
         )
         .await?;

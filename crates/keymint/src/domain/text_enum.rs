@@ -55,7 +55,8 @@ macro_rules! text_enum {
 
         impl ::std::fmt::Display for $name {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.write_str(self.as_str())
+                // `pad`, so a width in a table (`{:10}`) lines up as for text.
+                f.pad(self.as_str())
             }
         }
 

@@ -220,7 +220,7 @@ mod tests {
         let down = ApiError::Unavailable.into_response();
         assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(down.headers().contains_key(header::RETRY_AFTER));
-        let missing = ApiError::from(crate::admin::AdminError::NotConfigured(
+        let missing = ApiError::from(crate::admin::AdminError::RefundsNotConfigured(
             "refunds not configured for gumroad".into(),
         ));
         assert_eq!(missing.code(), "refunds_not_configured");

@@ -1,6 +1,7 @@
 //! Public API: the published verification keys.
 
 use crate::app::AppState;
+use crate::domain::SigningKeyStatus;
 use crate::http::ApiError;
 use crate::store::signing_keys;
 use axum::Json;
@@ -26,7 +27,7 @@ pub struct KeyOut {
     /// The same key as its raw 32 bytes, base64url without padding.
     public_key_raw: String,
     /// active or retired.
-    status: String,
+    status: SigningKeyStatus,
 }
 
 /// The published verification keys.

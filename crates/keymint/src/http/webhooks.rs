@@ -112,7 +112,7 @@ pub fn respond(result: IngestResult) -> Response {
         } => {
             let body = WebhookResponse {
                 status: applied.response_status().to_string(),
-                license_key: applied.license_key().map(str::to_string),
+                license_key: applied.license_key().cloned(),
                 delivery_id,
             };
             (StatusCode::OK, Json(body)).into_response()

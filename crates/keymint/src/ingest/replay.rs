@@ -6,7 +6,8 @@ use super::{IngestResult, process};
 use crate::adapters::{self, RawRequest};
 use crate::app::AppState;
 use crate::dispatcher::Applied;
-use crate::store::deliveries::{self, status};
+use crate::domain::{DeliveryId, DeliveryStatus};
+use crate::store::deliveries;
 use crate::store::{self};
 use std::collections::BTreeMap;
 
@@ -16,7 +17,7 @@ pub enum ReplayError {
     #[error("delivery not found")]
     NotFound,
     #[error("delivery {0} failed authentication and is never replayed")]
-    NotAuthentic(String),
+    NotAuthentic(DeliveryId),
     #[error("endpoint {0:?} is no longer configured")]
     UnknownEndpoint(String),
     #[error(transparent)]
@@ -25,7 +26,10 @@ pub enum ReplayError {
 
 /// Re-runs a stored delivery through the current code and catalog. A
 /// delivery that already took effect answers `duplicate` untouched.
-pub async fn replay(state: &AppState, delivery_id: &str) -> Result<IngestResult, ReplayError> {
+pub async fn replay(
+    state: &AppState,
+    delivery_id: &DeliveryId,
+) -> Result<IngestResult, ReplayError> {
     let d = {
         let mut conn = state.store.conn().await?;
         deliveries::get(&mut conn, delivery_id)
@@ -35,7 +39,10 @@ pub async fn replay(state: &AppState, delivery_id: &str) -> Result<IngestResult,
     if d.signature_valid != Some(1) {
         return Err(ReplayError::NotAuthentic(d.id));
     }
-    if d.status == status::PROCESSED || d.status == status::DUPLICATE {
+    if matches!(
+        d.status,
+        DeliveryStatus::Processed | DeliveryStatus::Duplicate
+    ) {
         let license_key = match &d.license_id {
             Some(id) => {
                 let mut conn = state.store.conn().await?;
@@ -157,8 +164,8 @@ pub async fn replay_failed(
                 },
                 _ => summary.unavailable += 1,
             }
-            progress(summary.replayed, &id);
-            after = id;
+            progress(summary.replayed, id.as_str());
+            after = id.to_string();
         }
     }
 }

@@ -2,24 +2,13 @@
 //! not, with its raw body so it can be replayed.
 
 use super::{Conn, Store};
-use crate::domain::LicenseId;
+use crate::domain::{DeliveryId, DeliveryStatus, LicenseId};
 use serde::Serialize;
-
-/// Final and intermediate delivery statuses.
-pub mod status {
-    pub const RECEIVED: &str = "received";
-    pub const PROCESSED: &str = "processed";
-    pub const DUPLICATE: &str = "duplicate";
-    pub const IGNORED: &str = "ignored";
-    pub const FAILED: &str = "failed";
-    pub const REJECTED: &str = "rejected";
-    pub const ALL: &[&str] = &[RECEIVED, PROCESSED, DUPLICATE, IGNORED, FAILED, REJECTED];
-}
 
 /// What ingest writes before acting.
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
-    pub id: String,
+    pub id: DeliveryId,
     pub endpoint: String,
     pub kind: String,
     pub received_at: i64,
@@ -30,15 +19,15 @@ pub struct NewDelivery {
     pub headers: String,
     pub body: StoredBody,
     pub signature_valid: bool,
-    pub status: &'static str,
+    pub status: DeliveryStatus,
     /// Why it was rejected, for a delivery that failed authentication.
     pub error: Option<String>,
 }
 
 /// How processing ended, written in the same transaction as its effects.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Outcome {
-    pub status: &'static str,
+    pub status: DeliveryStatus,
     pub event_type: Option<String>,
     pub event_id: Option<String>,
     pub order_id: Option<String>,
@@ -46,10 +35,24 @@ pub struct Outcome {
     pub license_id: Option<LicenseId>,
 }
 
+impl Outcome {
+    /// A failure (replayable) with its reason and no event context yet.
+    pub fn failed(reason: String) -> Self {
+        Self {
+            status: DeliveryStatus::Failed,
+            event_type: None,
+            event_id: None,
+            order_id: None,
+            error: Some(reason),
+            license_id: None,
+        }
+    }
+}
+
 /// A stored delivery.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Delivery {
-    pub id: String,
+    pub id: DeliveryId,
     pub endpoint: String,
     pub kind: String,
     pub received_at: i64,
@@ -66,7 +69,7 @@ pub struct Delivery {
     /// SHA-256 of the whole body as received, hex.
     pub body_sha256: Option<String>,
     pub signature_valid: Option<i64>,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub event_type: Option<String>,
     pub event_id: Option<String>,
     pub order_id: Option<String>,
@@ -124,7 +127,7 @@ fn digest(body: &[u8]) -> (i64, String) {
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub endpoint: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<DeliveryStatus>,
     /// Received at or after (ms).
     pub since: Option<i64>,
     /// Received before (ms).
@@ -175,7 +178,7 @@ pub async fn record(store: &Store, d: &NewDelivery) -> Result<(), sqlx::Error> {
 /// Writes the outcome of one processing attempt.
 pub async fn finish(
     conn: &mut Conn,
-    id: &str,
+    id: &DeliveryId,
     outcome: &Outcome,
     now: i64,
 ) -> Result<(), sqlx::Error> {
@@ -199,7 +202,7 @@ pub async fn finish(
     Ok(())
 }
 
-pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<Delivery>, sqlx::Error> {
+pub async fn get(conn: &mut Conn, id: &DeliveryId) -> Result<Option<Delivery>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM deliveries WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
@@ -213,7 +216,7 @@ pub async fn list(conn: &mut Conn, f: &Filter) -> Result<Vec<Delivery>, sqlx::Er
          AND ($5 IS NULL OR id < $5) ORDER BY id DESC LIMIT $6",
     )
     .bind(&f.endpoint)
-    .bind(&f.status)
+    .bind(f.status)
     .bind(f.since)
     .bind(f.until)
     .bind(&f.before)
@@ -236,7 +239,7 @@ pub async fn claim_event(
     conn: &mut Conn,
     endpoint: &str,
     event_id: &str,
-    delivery_id: &str,
+    delivery_id: &DeliveryId,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
@@ -254,11 +257,16 @@ pub async fn claim_event(
 
 /// Authentic deliveries still `received` that arrived before `cutoff`
 /// (Unix ms): their request is gone without an outcome. Oldest first.
-pub async fn stuck(conn: &mut Conn, cutoff: i64, limit: i64) -> Result<Vec<String>, sqlx::Error> {
+pub async fn stuck(
+    conn: &mut Conn,
+    cutoff: i64,
+    limit: i64,
+) -> Result<Vec<DeliveryId>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT id FROM deliveries WHERE status = 'received' AND signature_valid = 1 \
-         AND received_at < $1 ORDER BY received_at, id LIMIT $2",
+        "SELECT id FROM deliveries WHERE status = $1 AND signature_valid = 1 \
+         AND received_at < $2 ORDER BY received_at, id LIMIT $3",
     )
+    .bind(DeliveryStatus::Received)
     .bind(cutoff)
     .bind(limit)
     .fetch_all(conn)
@@ -273,12 +281,13 @@ pub async fn failed_page(
     since: Option<i64>,
     after_id: &str,
     limit: i64,
-) -> Result<Vec<String>, sqlx::Error> {
+) -> Result<Vec<DeliveryId>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT id FROM deliveries WHERE status = 'failed' AND signature_valid = 1 \
-         AND ($1 IS NULL OR endpoint = $1) AND ($2 IS NULL OR received_at >= $2) AND id > $3 \
-         ORDER BY id LIMIT $4",
+        "SELECT id FROM deliveries WHERE status = $1 AND signature_valid = 1 \
+         AND ($2 IS NULL OR endpoint = $2) AND ($3 IS NULL OR received_at >= $3) AND id > $4 \
+         ORDER BY id LIMIT $5",
     )
+    .bind(DeliveryStatus::Failed)
     .bind(endpoint)
     .bind(since)
     .bind(after_id)

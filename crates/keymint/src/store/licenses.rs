@@ -61,7 +61,7 @@ pub struct Filter {
     /// Part of the key, email, order id or name, case-insensitively.
     pub q: Option<String>,
     pub product: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<LicenseStatus>,
     pub before: Option<String>,
     pub limit: i64,
 }
@@ -199,7 +199,7 @@ pub async fn search(conn: &mut Conn, f: &Filter) -> Result<Vec<License>, sqlx::E
     )
     .bind(f.email.as_deref().map(|e| contains(&e.to_lowercase())))
     .bind(&f.product)
-    .bind(&f.status)
+    .bind(f.status)
     .bind(&f.before)
     .bind(&f.order_id)
     .bind(f.q.as_deref().map(|q| contains(&q.to_lowercase())))

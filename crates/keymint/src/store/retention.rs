@@ -2,6 +2,7 @@
 //! ingest (which needs the same write lock on SQLite) is never held up.
 
 use super::Store;
+use crate::domain::{DeliveryStatus, EmailStatus};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -27,17 +28,47 @@ pub struct Cutoffs {
     pub dead_emails: i64,
 }
 
-const DELIVERIES: &str = "status IN ('processed', 'duplicate', 'ignored') AND received_at < $1";
-const FAILED: &str = "status = 'failed' AND received_at < $1";
-const REJECTED: &str = "status = 'rejected' AND received_at < $1";
-const DEAD: &str = "status = 'dead' AND created_at < $1";
+/// One category: rows of `table` in one of `statuses` whose `time` column
+/// is before `cut`.
+struct Part {
+    table: &'static str,
+    statuses: &'static [&'static str],
+    time: &'static str,
+    cut: i64,
+}
 
-fn parts(c: &Cutoffs) -> [(&'static str, &'static str, i64); 4] {
+impl Part {
+    /// The WHERE condition: `$1` is the cut-off, the statuses are bound
+    /// from `$first` on.
+    fn condition(&self, first: usize) -> String {
+        let params: Vec<String> = (first..first + self.statuses.len())
+            .map(|i| format!("${i}"))
+            .collect();
+        format!("status IN ({}) AND {} < $1", params.join(", "), self.time)
+    }
+}
+
+const DELIVERIES: &[&str] = &[
+    DeliveryStatus::Processed.as_str(),
+    DeliveryStatus::Duplicate.as_str(),
+    DeliveryStatus::Ignored.as_str(),
+];
+const FAILED: &[&str] = &[DeliveryStatus::Failed.as_str()];
+const REJECTED: &[&str] = &[DeliveryStatus::Rejected.as_str()];
+const DEAD: &[&str] = &[EmailStatus::Dead.as_str()];
+
+fn parts(c: &Cutoffs) -> [Part; 4] {
+    let part = |table, statuses, time, cut| Part {
+        table,
+        statuses,
+        time,
+        cut,
+    };
     [
-        ("deliveries", DELIVERIES, c.deliveries),
-        ("deliveries", FAILED, c.failed_deliveries),
-        ("deliveries", REJECTED, c.rejected_deliveries),
-        ("outbox", DEAD, c.dead_emails),
+        part("deliveries", DELIVERIES, "received_at", c.deliveries),
+        part("deliveries", FAILED, "received_at", c.failed_deliveries),
+        part("deliveries", REJECTED, "received_at", c.rejected_deliveries),
+        part("outbox", DEAD, "created_at", c.dead_emails),
     ]
 }
 
@@ -45,13 +76,17 @@ fn parts(c: &Cutoffs) -> [(&'static str, &'static str, i64); 4] {
 pub async fn count(store: &Store, cutoffs: &Cutoffs) -> Result<Counts, sqlx::Error> {
     let mut conn = store.conn().await?;
     let mut n = [0i64; 4];
-    for (i, (table, cond, cut)) in parts(cutoffs).into_iter().enumerate() {
-        n[i] = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*) FROM {table} WHERE {cond}"
-        )))
-        .bind(cut)
-        .fetch_one(&mut *conn)
-        .await?;
+    for (i, part) in parts(cutoffs).into_iter().enumerate() {
+        let sql = format!(
+            "SELECT COUNT(*) FROM {} WHERE {}",
+            part.table,
+            part.condition(2)
+        );
+        let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(part.cut);
+        for status in part.statuses {
+            query = query.bind(*status);
+        }
+        n[i] = query.fetch_one(&mut *conn).await?;
     }
     Ok(counts(n))
 }
@@ -74,19 +109,22 @@ pub async fn sweep(
     pause: Duration,
 ) -> Result<Counts, sqlx::Error> {
     let mut n = [0i64; 4];
-    for (i, (table, cond, cut)) in parts(cutoffs).into_iter().enumerate() {
+    for (i, part) in parts(cutoffs).into_iter().enumerate() {
+        let table = part.table;
         let sql = format!(
-            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {cond} ORDER BY id LIMIT $2)"
+            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {} ORDER BY id LIMIT $2)",
+            part.condition(3)
         );
         loop {
             let deleted = {
                 let mut conn = store.writer().await?;
-                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                    .bind(cut)
-                    .bind(batch)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected()
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(part.cut)
+                    .bind(batch);
+                for status in part.statuses {
+                    query = query.bind(*status);
+                }
+                query.execute(&mut *conn).await?.rows_affected()
             };
             n[i] += deleted as i64;
             if (deleted as i64) < batch {

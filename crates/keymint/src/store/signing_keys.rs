@@ -2,18 +2,14 @@
 //! never enter the database; they live in the data directory.
 
 use super::{Backend, Conn};
+use crate::domain::SigningKeyStatus;
 use serde::Serialize;
-
-pub mod status {
-    pub const ACTIVE: &str = "active";
-    pub const RETIRED: &str = "retired";
-}
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct SigningKeyRow {
     pub kid: String,
     pub public_key: String,
-    pub status: String,
+    pub status: SigningKeyStatus,
     pub created_at: i64,
     pub retired_at: Option<i64>,
     /// 1 for the one key that signs.
@@ -28,11 +24,12 @@ pub async fn register(
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO signing_keys (kid, public_key, status, created_at) VALUES ($1, $2, 'active', $3) \
+        "INSERT INTO signing_keys (kid, public_key, status, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (kid) DO NOTHING",
     )
     .bind(kid)
     .bind(public_key)
+    .bind(SigningKeyStatus::Active)
     .bind(now)
     .execute(conn)
     .await?;
@@ -69,8 +66,9 @@ pub async fn active_kid(conn: &mut Conn) -> Result<Option<String>, sqlx::Error> 
 /// false when no registered, unretired key has that kid.
 pub async fn activate(conn: &mut Conn, kid: &str) -> Result<bool, sqlx::Error> {
     let usable: Option<String> =
-        sqlx::query_scalar("SELECT kid FROM signing_keys WHERE kid = $1 AND status <> 'retired'")
+        sqlx::query_scalar("SELECT kid FROM signing_keys WHERE kid = $1 AND status <> $2")
             .bind(kid)
+            .bind(SigningKeyStatus::Retired)
             .fetch_optional(&mut *conn)
             .await?;
     if usable.is_none() {
@@ -100,22 +98,23 @@ pub enum Retired {
 /// Retires a key that does not sign: it stops verifying.
 pub async fn retire(conn: &mut Conn, kid: &str, now: i64) -> Result<Retired, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE signing_keys SET status = 'retired', retired_at = $2 \
-         WHERE kid = $1 AND status <> 'retired' AND signing = 0",
+        "UPDATE signing_keys SET status = $3, retired_at = $2 \
+         WHERE kid = $1 AND status <> $3 AND signing = 0",
     )
     .bind(kid)
     .bind(now)
+    .bind(SigningKeyStatus::Retired)
     .execute(&mut *conn)
     .await?;
     if done.rows_affected() == 1 {
         return Ok(Retired::Done);
     }
-    let signing: Option<i64> = sqlx::query_scalar(
-        "SELECT signing FROM signing_keys WHERE kid = $1 AND status <> 'retired'",
-    )
-    .bind(kid)
-    .fetch_optional(conn)
-    .await?;
+    let signing: Option<i64> =
+        sqlx::query_scalar("SELECT signing FROM signing_keys WHERE kid = $1 AND status <> $2")
+            .bind(kid)
+            .bind(SigningKeyStatus::Retired)
+            .fetch_optional(conn)
+            .await?;
     Ok(match signing {
         Some(_) => Retired::Signing,
         None => Retired::Unknown,

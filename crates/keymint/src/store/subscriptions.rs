@@ -162,7 +162,7 @@ pub async fn record_event(conn: &mut Conn, e: &SubscriptionEvent) -> Result<(), 
 /// Search filters.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    pub status: Option<String>,
+    pub status: Option<Status>,
     pub endpoint: Option<String>,
     pub email: Option<String>,
     pub before: Option<String>,
@@ -186,7 +186,7 @@ pub async fn search(conn: &mut Conn, f: &Filter) -> Result<Vec<Listed>, sqlx::Er
          WHERE ($1 IS NULL OR s.status = $1) AND ($2 IS NULL OR s.source = $2) \
          AND ($3 IS NULL OR c.email = $3) AND ($4 IS NULL OR s.id < $4) ORDER BY s.id DESC LIMIT $5",
     )
-    .bind(&f.status)
+    .bind(f.status)
     .bind(&f.endpoint)
     .bind(f.email.as_ref().map(|e| e.to_lowercase()))
     .bind(&f.before)

@@ -37,7 +37,7 @@ fn license(entitlements: &str) -> License {
 
 fn delivery(headers: &str) -> Delivery {
     Delivery {
-        id: "dlv_01J0000000000000000000000A".into(),
+        id: "dlv_01J0000000000000000000000A".parse().unwrap(),
         endpoint: "gumroad".into(),
         kind: "gumroad".into(),
         received_at: 0,
@@ -50,7 +50,7 @@ fn delivery(headers: &str) -> Delivery {
         body_size: Some(3),
         body_sha256: None,
         signature_valid: Some(1),
-        status: "processed".into(),
+        status: crate::domain::DeliveryStatus::Processed,
         event_type: None,
         event_id: None,
         order_id: None,

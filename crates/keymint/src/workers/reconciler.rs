@@ -183,7 +183,7 @@ async fn record_synthetic(
     now: i64,
 ) -> Result<NewDelivery, sqlx::Error> {
     let delivery = NewDelivery {
-        id: store::new_id("dlv"),
+        id: crate::domain::DeliveryId::generate(),
         endpoint: endpoint.to_string(),
         kind: "reconciler".into(),
         received_at: now,
@@ -194,7 +194,7 @@ async fn record_synthetic(
         headers: "{}".into(),
         body: deliveries::StoredBody::whole(body.to_string().into_bytes()),
         signature_valid: true,
-        status: deliveries::status::RECEIVED,
+        status: crate::domain::DeliveryStatus::Received,
         error: None,
     };
     deliveries::record(&state.store, &delivery).await?;

@@ -51,11 +51,7 @@ pub async fn run_once(state: &AppState) -> Result<Recovered, sqlx::Error> {
             Err(e) => {
                 // Its endpoint is gone: it can never be processed; say so
                 // on the row so it leaves `received`.
-                let outcome = deliveries::Outcome {
-                    status: deliveries::status::FAILED,
-                    error: Some(format!("recovered after a stop: {e}")),
-                    ..Default::default()
-                };
+                let outcome = deliveries::Outcome::failed(format!("recovered after a stop: {e}"));
                 let mut conn = state.store.writer().await?;
                 deliveries::finish(&mut conn, &id, &outcome, store::now_ms()).await?;
                 done.finished += 1;

@@ -151,12 +151,12 @@ impl Api {
     }
 
     /// `GET /admin/v1/deliveries/{id}`.
-    pub async fn delivery(&self, id: &str) -> DeliveryOut {
+    pub async fn delivery(&self, id: impl Display) -> DeliveryOut {
         self.get_json(&format!("/admin/v1/deliveries/{id}")).await
     }
 
     /// `POST /admin/v1/deliveries/{id}/replay`; the raw answer.
-    pub async fn replay(&self, id: &str) -> reqwest::Response {
+    pub async fn replay(&self, id: impl Display) -> reqwest::Response {
         self.post(
             &format!("/admin/v1/deliveries/{id}/replay"),
             &serde_json::json!({}),

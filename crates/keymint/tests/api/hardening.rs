@@ -123,7 +123,7 @@ async fn rejected_deliveries_keep_a_prefix_size_and_digest(db: Db) {
     );
     // An operator sees the same through the admin API.
     let token = app.admin_token("forensics").await;
-    let shown = app.admin_with(&token).delivery(&d.id).await;
+    let shown = app.admin_with(&token).delivery(d.id.as_str()).await;
     assert_eq!(shown.body_size, Some(250 * 1024), "{shown:?}");
     assert!(shown.body_truncated, "{shown:?}");
     assert_eq!(
@@ -280,9 +280,10 @@ async fn timestamps_at_the_extremes_never_pass_the_window(db: Db) {
 /// A delivery recorded by a process that died before applying it: the row
 /// is there, authentic and `received`, older than the recovery bound.
 async fn record_as_if_crashed(app: &TestApp, order: &str, age_ms: i64) -> String {
-    use keymint::store::deliveries::{self, NewDelivery, StoredBody, status};
+    use keymint::domain::{DeliveryId, DeliveryStatus};
+    use keymint::store::deliveries::{self, NewDelivery, StoredBody};
     let body = serde_urlencoded::to_string(sale_form(order)).unwrap();
-    let id = keymint::store::new_id("dlv");
+    let id = DeliveryId::generate();
     let d = NewDelivery {
         id: id.clone(),
         endpoint: "gumroad".into(),
@@ -295,11 +296,11 @@ async fn record_as_if_crashed(app: &TestApp, order: &str, age_ms: i64) -> String
         headers: r#"{"content-type":"application/x-www-form-urlencoded"}"#.into(),
         body: StoredBody::whole(body.into_bytes()),
         signature_valid: true,
-        status: status::RECEIVED,
+        status: DeliveryStatus::Received,
         error: None,
     };
     deliveries::record(&app.state.store, &d).await.unwrap();
-    id
+    id.to_string()
 }
 
 async fn deliveries_left_received_by_a_crash_are_recovered(db: Db) {

@@ -574,7 +574,8 @@ impl TestApp {
     /// A stored delivery.
     pub async fn delivery(&self, id: &str) -> keymint::store::deliveries::Delivery {
         let mut conn = self.state.store.conn().await.unwrap();
-        keymint::store::deliveries::get(&mut conn, id)
+        let id = id.parse().expect("a delivery id");
+        keymint::store::deliveries::get(&mut conn, &id)
             .await
             .unwrap()
             .expect("delivery exists")

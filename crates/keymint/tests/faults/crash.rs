@@ -141,7 +141,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged(db: Db) {
     let ledger = std::mem::take(&mut *ledger.lock().unwrap());
     for (order, ids) in &ledger.acked {
         for id in ids {
-            let d = keymint::store::deliveries::get(&mut conn, id)
+            let d = keymint::store::deliveries::get(&mut conn, &id.parse().unwrap())
                 .await
                 .unwrap();
             let d =

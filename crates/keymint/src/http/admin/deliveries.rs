@@ -3,10 +3,11 @@
 
 use super::Admin;
 use super::params::{
-    Paging, check_text, cursor, filter_text, optional_json, optional_time, status_filter,
+    Paging, cursor, filter_text, optional_json, optional_time, path_id, status_filter,
 };
 use crate::admin::scope;
 use crate::app::AppState;
+use crate::domain::{DeliveryId, DeliveryStatus};
 use crate::http::ApiError;
 use crate::http::error::{ApiQuery, ErrorBody};
 use crate::http::webhooks::respond;
@@ -53,7 +54,7 @@ async fn list_deliveries(
     ApiQuery(q): ApiQuery<DeliveryQuery>,
 ) -> Result<Json<DeliveryPage>, ApiError> {
     admin.require(scope::DELIVERIES_READ)?;
-    let status = status_filter(q.status, deliveries::status::ALL)?;
+    let status = status_filter(q.status, DeliveryStatus::ALL, DeliveryStatus::as_str)?;
     let endpoint = filter_text("endpoint", q.endpoint)?;
     let since = optional_time(q.since.as_deref())?;
     let until = optional_time(q.until.as_deref())?;
@@ -68,7 +69,7 @@ async fn list_deliveries(
     };
     let mut conn = state.store.conn().await?;
     let rows = deliveries::list(&mut conn, &filter).await?;
-    let next_before = page.next(&rows, |d| &d.id);
+    let next_before = page.next(&rows, |d| d.id.as_str());
     Ok(Json(DeliveryPage {
         deliveries: rows.into_iter().map(DeliveryOut::summary).collect(),
         next_before,
@@ -85,7 +86,7 @@ async fn show_delivery(
     Path(id): Path<String>,
 ) -> Result<Json<DeliveryOut>, ApiError> {
     admin.require(scope::DELIVERIES_READ)?;
-    check_text("id", &id)?;
+    let id: DeliveryId = path_id("delivery", &id)?;
     let mut conn = state.store.conn().await?;
     let d = deliveries::get(&mut conn, &id)
         .await?
@@ -103,7 +104,7 @@ async fn replay(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     admin.require(scope::DELIVERIES_WRITE)?;
-    check_text("id", &id)?;
+    let id: DeliveryId = path_id("delivery", &id)?;
     match ingest::replay(&state, &id).await {
         Ok(result) => Ok(respond(result)),
         Err(ReplayError::NotFound) => Err(ApiError::NotFound("delivery")),

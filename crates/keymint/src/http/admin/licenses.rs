@@ -104,7 +104,11 @@ async fn search(
     ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> Result<Json<LicensePage>, ApiError> {
     admin.require(scope::LICENSES_READ)?;
-    let status = status_filter(q.status, &licenses::LicenseStatus::names())?;
+    let status = status_filter(
+        q.status,
+        licenses::LicenseStatus::ALL,
+        licenses::LicenseStatus::as_str,
+    )?;
     let email = filter_text("email", q.email)?.map(|e| e.to_lowercase());
     let order_id = filter_text("order_id", q.order_id)?;
     let text = filter_text("q", q.q)?.map(|t| t.to_lowercase());

@@ -164,9 +164,7 @@ impl From<AdminError> for ApiError {
             // The only provider setting an admin action needs today is the
             // refund API key; a missing one is the operator's to fix, not a
             // reason to retry, so 409 rather than 503.
-            AdminError::NotConfigured(m) => {
-                ApiError::coded(StatusCode::CONFLICT, "refunds_not_configured", m)
-            }
+            AdminError::RefundsNotConfigured(m) => ApiError::coded(StatusCode::CONFLICT, code, m),
             AdminError::Database(e)
             | AdminError::Mint(crate::fulfilment::MintError::Database(e)) => e.into(),
             AdminError::Mint(e) => ApiError::Internal(e.into()),

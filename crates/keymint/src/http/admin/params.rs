@@ -37,23 +37,35 @@ pub(super) fn check_text(field: &str, value: &str) -> Result<(), ApiError> {
         .map_err(|e| ApiError::coded(StatusCode::BAD_REQUEST, "control_character", e.to_string()))
 }
 
+/// The `{id}` of a resource's route: a control character is a 400, and
+/// text that is not an id of the kind names no such `what` (404, as an
+/// unknown id does).
+pub(super) fn path_id<T: std::str::FromStr>(what: &'static str, id: &str) -> Result<T, ApiError> {
+    check_text("id", id)?;
+    id.parse().map_err(|_| ApiError::NotFound(what))
+}
+
 /// A `status` filter: absent, or one of `all` (the listed kind's stored
-/// statuses); anything else is a 400 naming the choices.
-pub(super) fn status_filter(
+/// statuses, spelled by `name`); anything else is a 400 naming the choices.
+pub(super) fn status_filter<S: Copy>(
     value: Option<String>,
-    all: &[&str],
-) -> Result<Option<String>, ApiError> {
-    let status = filter_text("status", value)?;
-    if let Some(s) = &status
-        && !all.contains(&s.as_str())
-    {
-        return Err(ApiError::coded(
+    all: &[S],
+    name: impl Fn(S) -> &'static str,
+) -> Result<Option<S>, ApiError> {
+    let Some(status) = filter_text("status", value)? else {
+        return Ok(None);
+    };
+    match all.iter().find(|s| name(**s) == status) {
+        Some(s) => Ok(Some(*s)),
+        None => Err(ApiError::coded(
             StatusCode::BAD_REQUEST,
             "bad_status",
-            format!("status must be one of {}", all.join(", ")),
-        ));
+            format!(
+                "status must be one of {}",
+                all.iter().map(|s| name(*s)).collect::<Vec<_>>().join(", ")
+            ),
+        )),
     }
-    Ok(status)
 }
 
 /// The `{key}` of a license's routes, documented once for all of them.
@@ -202,16 +214,20 @@ mod tests {
 
     #[test]
     fn a_status_filter_names_the_choices() {
-        let all = ["active", "revoked"];
+        use crate::domain::LicenseStatus;
+        let all = [LicenseStatus::Active, LicenseStatus::Revoked];
+        let filter = |text: Option<&str>| {
+            status_filter(text.map(str::to_string), &all, LicenseStatus::as_str)
+        };
         assert_eq!(
-            status_filter(Some(" active ".into()), &all).unwrap(),
-            Some("active".into())
+            filter(Some(" active ")).unwrap(),
+            Some(LicenseStatus::Active)
         );
-        assert_eq!(status_filter(None, &all).unwrap(), None);
-        let e = status_filter(Some("gone".into()), &all).err().unwrap();
+        assert_eq!(filter(None).unwrap(), None);
+        let e = filter(Some("gone")).err().unwrap();
         assert_eq!(e.to_string(), "status must be one of active, revoked");
         assert_eq!(e.code(), "bad_status");
-        let e = status_filter(Some(" ".into()), &all).err().unwrap();
+        let e = filter(Some(" ")).err().unwrap();
         assert_eq!(e.code(), "empty_filter");
     }
 }

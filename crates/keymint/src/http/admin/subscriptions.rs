@@ -46,7 +46,7 @@ async fn list_subscriptions(
     ApiQuery(q): ApiQuery<SubscriptionQuery>,
 ) -> Result<Json<SubscriptionPage>, ApiError> {
     admin.require(scope::LICENSES_READ)?;
-    let status = status_filter(q.status, &Status::ALL.map(|s| s.as_str()))?;
+    let status = status_filter(q.status, &Status::ALL, Status::as_str)?;
     let endpoint = filter_text("endpoint", q.endpoint)?;
     let email = filter_text("email", q.email)?.map(|e| e.to_lowercase());
     let page = Paging::parse("sub", q.before, q.limit)?;
