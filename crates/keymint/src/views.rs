@@ -334,6 +334,16 @@ pub struct WebhookResponse {
     pub license_key: Option<LicenseKey>,
 }
 
+/// As its JSON, which is what a sender (and a failing test) sees.
+impl std::fmt::Display for WebhookResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::to_string(self) {
+            Ok(json) => f.write_str(&json),
+            Err(_) => write!(f, "{self:?}"),
+        }
+    }
+}
+
 /// A subscription as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SubscriptionOut {

@@ -250,7 +250,7 @@ async fn replaying_a_failed_delivery_applies_it_once(db: Db) {
     );
     let again = admin.replayed(&refund.delivery_id).await;
     assert_eq!(again.status, "duplicate");
-    let cli = app.cli(&["replay", &refund.delivery_id]);
+    let cli = app.cli(&["replay", refund.delivery_id.as_str()]);
     assert!(cli.status.success());
     assert!(stdout(&cli).starts_with("duplicate"));
 }

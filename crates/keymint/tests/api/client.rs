@@ -165,7 +165,7 @@ impl Api {
     }
 
     /// Replays a delivery, expecting 200; the webhook answer it gives.
-    pub async fn replayed(&self, id: &str) -> WebhookAnswer {
+    pub async fn replayed(&self, id: impl Display) -> WebhookAnswer {
         expect_json(self.replay(id).await, 200).await
     }
 

@@ -572,9 +572,9 @@ impl TestApp {
     }
 
     /// A stored delivery.
-    pub async fn delivery(&self, id: &str) -> keymint::store::deliveries::Delivery {
+    pub async fn delivery(&self, id: impl AsRef<str>) -> keymint::store::deliveries::Delivery {
         let mut conn = self.state.store.conn().await.unwrap();
-        let id = id.parse().expect("a delivery id");
+        let id = id.as_ref().parse().expect("a delivery id");
         keymint::store::deliveries::get(&mut conn, &id)
             .await
             .unwrap()

@@ -894,7 +894,11 @@ async fn refunds_revoke_and_partial_refunds_keep(db: Db) {
         let last = l.history.last().unwrap();
         assert_eq!(last.action, "refunded", "{kind}: {l:?}");
         assert_eq!(last.actor, format!("webhook:{kind}"), "{kind}");
-        assert_eq!(last.delivery_id.as_ref(), Some(&r.delivery_id), "{kind}");
+        assert_eq!(
+            last.delivery_id.as_deref(),
+            Some(r.delivery_id.as_str()),
+            "{kind}"
+        );
     }
 }
 

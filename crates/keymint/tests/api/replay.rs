@@ -47,7 +47,7 @@ async fn replay_failed_after_a_catalog_fix_mints_exactly_once(db: Db) {
     // Nothing is failed any more; replaying one again is a duplicate.
     let again = run(&["replay", "--failed"]);
     assert_contains(&again, "replayed 0:");
-    let one = run(&["replay", &failed[0]]);
+    let one = run(&["replay", failed[0].as_str()]);
     assert!(one.starts_with("duplicate"), "{one}");
     assert_eq!(app.licenses_for("NEW-1").await, 1);
     // One email per license.

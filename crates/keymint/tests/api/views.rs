@@ -3,9 +3,8 @@
 //! indexing a `serde_json::Value`, and an answer of the wrong shape fails
 //! where it is read.
 //!
-//! Mirrors remain only where the server has no readable type: `GET /v1/keys`
-//! (http/public.rs keeps its fields private) and, for now, the webhook answer,
-//! whose `delivery_id` and `license_key` are being typed on another branch.
+//! A mirror remains only where the server has no readable type: `GET /v1/keys`
+//! (http/public.rs keeps its fields private).
 #![allow(dead_code, unused_imports)]
 
 use keymint_license::LicenseKey;
@@ -15,23 +14,8 @@ use std::fmt;
 pub use keymint::views::{
     DeliveryOut, DeliveryPage, EmailOut, ErrorBody, HistoryOut, LicenseDetail, LicenseOne,
     LicenseOut, LicensePage, MintedOut, RefundOut, SubscriptionDetail, SubscriptionEventOut,
-    SubscriptionOut, SubscriptionPage,
+    SubscriptionOut, SubscriptionPage, WebhookResponse as WebhookAnswer,
 };
-
-/// The answer to an authenticated webhook delivery.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct WebhookAnswer {
-    /// ok, duplicate, ignored, logged-no-mint or error.
-    pub status: String,
-    pub delivery_id: String,
-    pub license_key: Option<LicenseKey>,
-}
-
-impl fmt::Display for WebhookAnswer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{self:?}")
-    }
-}
 
 /// What tests ask of a license's detail beyond its fields.
 pub trait LicenseDetailExt {
