@@ -27,7 +27,8 @@ pub struct ServerConfig {
     /// Time allowed for a client to send its request headers.
     #[serde(with = "humantime_serde_compat")]
     pub header_read_timeout: Duration,
-    /// Trust `X-Forwarded-For` for the recorded source IP (behind a proxy).
+    /// Record the last `X-Forwarded-For` address (the one a single reverse
+    /// proxy in front appended) as the source IP, instead of the peer.
     pub trust_forwarded_for: bool,
     /// Most client connections open at once; beyond it new connections wait
     /// in the kernel's backlog until one closes, so file descriptors (which

@@ -74,9 +74,14 @@ pub(crate) async fn receive(
         .server
         .trust_forwarded_for
         .then(|| {
+            // The last address is the one our proxy appended (the peer it
+            // saw); the ones before it are whatever the client sent, so
+            // taking the first would let a client choose its own source
+            // and dodge the per-source limit on rejected recordings.
             map.get("x-forwarded-for")
-                .and_then(|v| v.split(',').next())
-                .map(|v| v.trim().to_string())
+                .and_then(|v| v.rsplit(',').next())
+                .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
+                .map(|ip| ip.to_string())
         })
         .flatten();
     let incoming = Incoming {

@@ -177,6 +177,39 @@ async fn rejected_deliveries_past_the_per_source_limit_are_counted_not_stored(db
     assert_eq!(app.licenses_for("AFTER-FLOOD").await, 1);
 }
 
+async fn a_client_cannot_choose_its_source_through_x_forwarded_for(db: Db) {
+    // Arrange: behind a proxy that appends the peer it saw (10.0.0.7) to
+    // whatever X-Forwarded-For the client sent.
+    let Some(app) = spawn_app_with(
+        db,
+        &[
+            ("KEYMINT_SERVER__REJECTED_PER_MINUTE", "3"),
+            ("KEYMINT_SERVER__TRUST_FORWARDED_FOR", "true"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+
+    // Act: seven forged deliveries, each claiming another source.
+    for i in 0..7 {
+        let resp = app
+            .client
+            .post(app.url("/webhooks/gumroad?secret=wrong-secret"))
+            .header("x-forwarded-for", format!("203.0.113.{i}, 10.0.0.7"))
+            .form(&sale_form("XFF"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404);
+    }
+
+    // Assert: one source, the proxy's view of it, and the limit held.
+    assert_eq!(app.count("deliveries", "status", "rejected").await, 3);
+    assert_eq!(app.count("deliveries", "source_ip", "10.0.0.7").await, 3);
+}
+
 async fn made_up_methods_share_one_metric_label(db: Db) {
     let Some(app) = spawn_app(db).await else {
         return;
@@ -339,6 +372,7 @@ both_databases!(
     signature_headers_with_thousands_of_entries_are_refused,
     rejected_deliveries_keep_a_prefix_size_and_digest,
     rejected_deliveries_past_the_per_source_limit_are_counted_not_stored,
+    a_client_cannot_choose_its_source_through_x_forwarded_for,
     made_up_methods_share_one_metric_label,
     nul_bytes_fail_the_delivery_or_are_cleaned_alike_on_both_databases,
     negative_prices_fail_the_delivery,
