@@ -11,6 +11,7 @@ use std::process::ExitCode;
 pub enum TokenCmd {
     /// Create a token; it is printed once, as the last line.
     Create {
+        /// A name for people (who or what uses it); unique among live tokens.
         #[arg(long)]
         name: String,
         /// Scopes (repeatable): admin, licenses:read, licenses:write, deliveries:read, deliveries:write.

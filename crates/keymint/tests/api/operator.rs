@@ -173,6 +173,9 @@ async fn admin_errors_are_json_with_a_code(db: Db) {
     let bad_field = admin
         .post("/admin/v1/deliveries/replay", &json!({"limt": 5}))
         .await;
+    let bulk_limit = admin
+        .post("/admin/v1/deliveries/replay", &json!({"limit": 6000}))
+        .await;
 
     assert_eq!(expect_json::<Value>(no_body, 200).await["replayed"], 0);
     expect_error(unknown_route, 404, "no_such_route").await;
@@ -181,6 +184,8 @@ async fn admin_errors_are_json_with_a_code(db: Db) {
     expect_error(bad_limit, 400, "bad_request").await;
     expect_error(no_token, 401, "unauthorized").await;
     expect_error(bad_field, 422, "unprocessable").await;
+    // Out of range is the same code wherever a limit is taken.
+    expect_error(bulk_limit, 400, "bad_limit").await;
 }
 
 // Item 21: token names.

@@ -145,9 +145,11 @@ async fn replay_failed(
     // The documented default (docs/admin-api.md), not a hidden one.
     let limit = req.limit.unwrap_or(500);
     if !(1..=5000).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
-            "limit {limit} must be between 1 and 5000"
-        )));
+        return Err(ApiError::coded(
+            axum::http::StatusCode::BAD_REQUEST,
+            "bad_limit",
+            format!("limit {limit} must be between 1 and 5000"),
+        ));
     }
     let filter = ingest::ReplayFilter {
         endpoint: filter_text("endpoint", req.endpoint)?,
