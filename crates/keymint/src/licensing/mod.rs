@@ -41,24 +41,17 @@ pub async fn transition(
     let step = machine::apply(state, cause);
     let reason = cause.reason().or(by.reason);
     match step {
-        Step::Move(to) => {
+        // A move writes its new status, a mark the same one: both store
+        // the cause as the status reason and record it in the history.
+        Step::Move(_) | Step::Mark => {
+            let to = match step {
+                Step::Move(to) => to,
+                _ => license.status,
+            };
             licenses::set_status(
                 conn,
                 license,
                 to,
-                cause.action(),
-                reason,
-                by.actor,
-                by.delivery_id,
-                by.now,
-            )
-            .await?;
-        }
-        Step::Mark => {
-            licenses::set_status(
-                conn,
-                license,
-                license.status,
                 cause.action(),
                 reason,
                 by.actor,

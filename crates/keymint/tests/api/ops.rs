@@ -176,9 +176,13 @@ async fn openapi_lists_exactly_the_served_routes_and_their_answers(db: Db) {
                 .unwrap();
             let status = resp.status().as_u16();
             let body = resp.text().await.unwrap();
+            // The router's miss answers `{"code": "no_such_route"}`; the
+            // document itself lists that code, so look at the top level.
+            let missed = serde_json::from_str::<serde_json::Value>(&body)
+                .is_ok_and(|v| v["code"] == "no_such_route");
             if item.get(m).is_some() {
                 assert!(
-                    status != 405 && !body.contains("no_such_route"),
+                    status != 405 && !missed,
                     "{m} {path} is described but not served: {status} {body}"
                 );
             } else {
