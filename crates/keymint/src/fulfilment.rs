@@ -115,8 +115,8 @@ pub fn build_license(
         email: order.email.to_lowercase(),
         token,
         kid: signer.kid().to_string(),
-        issued_at: now_ms,
-        expires_at: exp.map(|e| e.unix_timestamp() * 1000),
+        issued_at: Millis(now_ms),
+        expires_at: exp.map(|e| Millis(e.unix_timestamp() * 1000)),
         max_machines: product.max_machines.map(i64::from),
         // A list of strings always serializes.
         entitlements: serde_json::to_string(&product.entitlements).expect("strings serialize"),
@@ -124,8 +124,8 @@ pub fn build_license(
         currency: order.currency.clone(),
         test: i64::from(order.test),
         notes: order.notes.clone(),
-        created_at: now_ms,
-        updated_at: now_ms,
+        created_at: Millis(now_ms),
+        updated_at: Millis(now_ms),
     })
 }
 

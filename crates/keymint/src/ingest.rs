@@ -6,7 +6,7 @@
 use crate::adapters::{self, AuthError, RawRequest};
 use crate::app::AppState;
 use crate::dispatcher::{Applied, Source};
-use crate::domain::{DeliveryId, DeliveryStatus};
+use crate::domain::{DeliveryId, DeliveryStatus, Millis};
 use crate::events::Parsed;
 use crate::store::deliveries::{self, NewDelivery, Outcome, StoredBody};
 use crate::store::{self};
@@ -75,7 +75,7 @@ pub async fn ingest(state: &AppState, req: Incoming) -> IngestResult {
         id: DeliveryId::generate(),
         endpoint: endpoint.name.clone(),
         kind: endpoint.kind.as_str().to_string(),
-        received_at: now,
+        received_at: Millis(now),
         source_ip: req.source_ip.clone(),
         user_agent: req.headers.get("user-agent").cloned(),
         request_id: req.request_id.clone(),
@@ -117,7 +117,7 @@ pub async fn ingest(state: &AppState, req: Incoming) -> IngestResult {
         headers: &req.headers,
         query: req.query.as_deref(),
         body: &delivery.body.bytes,
-        received_at: delivery.received_at,
+        received_at: delivery.received_at.as_i64(),
     });
     process(state, &endpoint.name, &delivery.id, parsed).await
 }

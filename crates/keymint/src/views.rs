@@ -5,7 +5,7 @@
 //! Nothing here knows HTTP; `http/` wraps these in responses.
 
 use crate::domain::{
-    DeliveryId, DeliveryStatus, EmailId, EmailKind, LicenseId, LicenseStatus, RefundId,
+    DeliveryId, DeliveryStatus, EmailId, EmailKind, LicenseId, LicenseStatus, Millis, RefundId,
     RefundStatus, SubscriptionId,
 };
 use crate::store::deliveries::Delivery;
@@ -374,8 +374,8 @@ impl From<Listed> for SubscriptionOut {
             endpoint: s.source,
             subscription_id: s.subscription_id,
             status: s.status.as_str().to_string(),
-            trial_end: s.trial_end.map(store::format_ms),
-            current_period_end: s.current_period_end.map(store::format_ms),
+            trial_end: s.trial_end.map(|ms| store::format_ms(Millis(ms))),
+            current_period_end: s.current_period_end.map(|ms| store::format_ms(Millis(ms))),
             cancel_at_period_end: s.cancel_at_period_end != 0,
             last_event_at: store::format_ms(s.last_event_at),
             product: s.product,
@@ -414,7 +414,7 @@ impl From<SubscriptionEvent> for SubscriptionEventOut {
             result: e.result,
             from_status: e.from_status.map(|s| s.as_str().to_string()),
             to_status: e.to_status.as_str().to_string(),
-            period_end: e.period_end.map(store::format_ms),
+            period_end: e.period_end.map(|ms| store::format_ms(Millis(ms))),
             actor: e.actor,
             delivery_id: e.delivery_id,
         }

@@ -3,6 +3,7 @@
 //! reconciler settles it (docs/architecture.md, rule 5).
 
 use super::AdminError;
+use crate::domain::Millis;
 use crate::licensing::{self, By, Cause, Step};
 use crate::store::{self, licenses};
 use crate::text;
@@ -71,8 +72,8 @@ pub async fn request_refund(
         reason: reason.map(text::clean_line).filter(|r| !r.is_empty()),
         error: None,
         requested_by: actor.to_string(),
-        created_at: now,
-        updated_at: now,
+        created_at: Millis(now),
+        updated_at: Millis(now),
     };
     if !refunds::insert_pending(&mut tx, &refund).await? {
         let pending = match refunds::pending_for_license(&mut tx, &license.id).await? {

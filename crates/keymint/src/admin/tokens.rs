@@ -1,6 +1,7 @@
 //! Admin tokens: their scopes, their text and creating one.
 
 use super::AdminError;
+use crate::domain::Millis;
 use crate::store::{self, Store, admin_tokens};
 use crate::text;
 use sha2::{Digest, Sha256};
@@ -51,7 +52,7 @@ pub async fn create_token(
         name: name.to_string(),
         token_hash: hash_token(&text),
         scopes: scopes.join(" "),
-        created_at: store::now_ms(),
+        created_at: Millis(store::now_ms()),
         last_used_at: None,
         revoked_at: None,
     };

@@ -3,6 +3,7 @@
 
 use super::open_store;
 use crate::config::Config;
+use crate::domain::Millis;
 use crate::store;
 use std::process::ExitCode;
 
@@ -25,13 +26,13 @@ pub(super) async fn run(config: Config, dry_run: bool) -> anyhow::Result<ExitCod
     println!(
         "{verb}: {} deliveries older than {}, {} failed deliveries older than {}, {} rejected deliveries older than {}, {} dead emails older than {}",
         counts.deliveries,
-        store::format_ms(cutoffs.deliveries),
+        store::format_ms(Millis(cutoffs.deliveries)),
         counts.failed_deliveries,
-        store::format_ms(cutoffs.failed_deliveries),
+        store::format_ms(Millis(cutoffs.failed_deliveries)),
         counts.rejected_deliveries,
-        store::format_ms(cutoffs.rejected_deliveries),
+        store::format_ms(Millis(cutoffs.rejected_deliveries)),
         counts.dead_emails,
-        store::format_ms(cutoffs.dead_emails),
+        store::format_ms(Millis(cutoffs.dead_emails)),
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,7 @@
 //! follows the subscription's state through the license state machine.
 
 use super::{Applied, Count, Cx, DispatchError, Dispatcher, Handled, no_email_reason};
-use crate::domain::LicenseStatus;
+use crate::domain::{LicenseStatus, Millis};
 use crate::events::Subscription;
 use crate::fulfilment::{self, MintError, Minted, Order};
 use crate::licensing::{self, Cause};
@@ -42,14 +42,14 @@ impl Dispatcher {
                 row.trial_end = next.trial_end;
                 row.current_period_end = next.current_period_end;
                 row.cancel_at_period_end = i64::from(next.cancel_at_period_end);
-                row.last_event_at = next.last_event_at;
+                row.last_event_at = Millis(next.last_event_at);
                 ("applied", None)
             }
             machine::Applied::Stale => (
                 "stale",
                 Some(format!(
                     "stale: the event's time {} is older than the last applied event's {}",
-                    store::format_ms(ev.at_ms),
+                    store::format_ms(Millis(ev.at_ms)),
                     store::format_ms(row.last_event_at)
                 )),
             ),
@@ -64,8 +64,8 @@ impl Dispatcher {
             &subs::SubscriptionEvent {
                 id: crate::domain::SubscriptionEventId::generate(),
                 subscription_id: row.id.clone(),
-                at: ev.at_ms,
-                received_at: now,
+                at: Millis(ev.at_ms),
+                received_at: Millis(now),
                 event_type: event_type.to_string(),
                 result: result.to_string(),
                 from_status,
@@ -100,7 +100,7 @@ impl Dispatcher {
             }
             row.customer_id = Some(id);
         }
-        row.updated_at = now;
+        row.updated_at = Millis(now);
 
         let state = row.state();
         let product = row.product.as_ref().and_then(|p| self.catalog.product(p));
@@ -222,7 +222,7 @@ impl Dispatcher {
             return Ok(());
         }
         let valid_until = self.valid_until(state, now);
-        if license.expires_at == Some(valid_until) {
+        if license.expires_at == Some(Millis(valid_until)) {
             return Ok(());
         }
         let include_email = self
@@ -254,7 +254,10 @@ impl Dispatcher {
             if renewed { "renewed" } else { "token_reissued" },
             Some(status_now),
             status_now,
-            Some(&format!("valid until {}", store::format_ms(valid_until))),
+            Some(&format!(
+                "valid until {}",
+                store::format_ms(Millis(valid_until))
+            )),
             &cx.actor,
             Some(cx.src.delivery_id.as_str()),
             now,

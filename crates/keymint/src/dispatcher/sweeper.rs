@@ -4,6 +4,7 @@
 //! them. Each row is re-checked under its lock, so replicas agree.
 
 use super::{Count, DispatchError, Dispatcher};
+use crate::domain::Millis;
 use crate::licensing::{self, By, Cause, Step};
 use crate::store::subscriptions as subs;
 use crate::store::{self, licenses};
@@ -36,7 +37,7 @@ impl Dispatcher {
                 self.store.backend(),
                 &candidate.source,
                 &candidate.subscription_id,
-                candidate.last_event_at,
+                candidate.last_event_at.as_i64(),
                 now,
             )
             .await?;
@@ -62,7 +63,7 @@ impl Dispatcher {
             if state.status == Status::Canceled {
                 row.status = Status::Expired;
                 row.cancel_at_period_end = 0;
-                row.updated_at = now;
+                row.updated_at = Millis(now);
                 subs::save(&mut tx, &row).await?;
             }
             subs::record_event(
@@ -70,8 +71,8 @@ impl Dispatcher {
                 &subs::SubscriptionEvent {
                     id: crate::domain::SubscriptionEventId::generate(),
                     subscription_id: row.id.clone(),
-                    at: now,
-                    received_at: now,
+                    at: Millis(now),
+                    received_at: Millis(now),
                     event_type: "keymint.period_ended".into(),
                     result: "applied".into(),
                     from_status: Some(from),

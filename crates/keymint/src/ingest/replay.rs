@@ -70,7 +70,7 @@ pub async fn replay(
             headers: &headers,
             query: None,
             body: &d.body,
-            received_at: d.received_at,
+            received_at: d.received_at.as_i64(),
         }),
         Err(e) => Err(adapters::ParseError(format!(
             "the stored headers of delivery {} are not a JSON object of strings ({e}); repair the row to replay it",

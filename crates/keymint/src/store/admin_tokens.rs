@@ -2,7 +2,7 @@
 //! hashes (the tokens carry 256 random bits, so a plain hash suffices).
 
 use super::Conn;
-use crate::domain::AdminTokenId;
+use crate::domain::{AdminTokenId, Millis};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -12,9 +12,9 @@ pub struct AdminToken {
     #[serde(skip)]
     pub token_hash: String,
     pub scopes: String,
-    pub created_at: i64,
-    pub last_used_at: Option<i64>,
-    pub revoked_at: Option<i64>,
+    pub created_at: Millis,
+    pub last_used_at: Option<Millis>,
+    pub revoked_at: Option<Millis>,
 }
 
 pub async fn insert(conn: &mut Conn, t: &AdminToken) -> Result<(), sqlx::Error> {

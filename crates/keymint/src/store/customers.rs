@@ -2,7 +2,7 @@
 //! provider customer ids name them.
 
 use super::Conn;
-use crate::domain::CustomerId;
+use crate::domain::{CustomerId, Millis};
 use serde::Serialize;
 
 /// Finds or creates the customer with this email; returns its id.
@@ -35,7 +35,7 @@ pub struct Customer {
     pub id: CustomerId,
     pub email: String,
     pub name: String,
-    pub created_at: i64,
+    pub created_at: Millis,
 }
 
 /// The customer a provider's customer id is linked to.

@@ -2,7 +2,7 @@
 //! not, with its raw body so it can be replayed.
 
 use super::{Conn, Store};
-use crate::domain::{DeliveryId, DeliveryStatus, LicenseId};
+use crate::domain::{DeliveryId, DeliveryStatus, LicenseId, Millis};
 use serde::Serialize;
 
 /// What ingest writes before acting.
@@ -11,7 +11,7 @@ pub struct NewDelivery {
     pub id: DeliveryId,
     pub endpoint: String,
     pub kind: String,
-    pub received_at: i64,
+    pub received_at: Millis,
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
@@ -55,7 +55,7 @@ pub struct Delivery {
     pub id: DeliveryId,
     pub endpoint: String,
     pub kind: String,
-    pub received_at: i64,
+    pub received_at: Millis,
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
@@ -75,7 +75,7 @@ pub struct Delivery {
     pub order_id: Option<String>,
     pub error: Option<String>,
     pub license_id: Option<LicenseId>,
-    pub processed_at: Option<i64>,
+    pub processed_at: Option<Millis>,
     pub attempts: i64,
 }
 

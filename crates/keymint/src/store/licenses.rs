@@ -3,7 +3,7 @@
 
 use super::Conn;
 pub use crate::domain::LicenseStatus;
-use crate::domain::{CustomerId, LicenseEventId, LicenseId};
+use crate::domain::{CustomerId, LicenseEventId, LicenseId, Millis};
 use keymint_license::LicenseKey;
 use serde::Serialize;
 
@@ -25,16 +25,16 @@ pub struct License {
     pub email: String,
     pub token: String,
     pub kid: String,
-    pub issued_at: i64,
-    pub expires_at: Option<i64>,
+    pub issued_at: Millis,
+    pub expires_at: Option<Millis>,
     pub max_machines: Option<i64>,
     pub entitlements: String,
     pub amount_cents: Option<i64>,
     pub currency: Option<String>,
     pub test: i64,
     pub notes: Option<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
 }
 
 /// One change in a license's life.
@@ -42,7 +42,7 @@ pub struct License {
 pub struct LicenseEvent {
     pub id: LicenseEventId,
     pub license_id: LicenseId,
-    pub at: i64,
+    pub at: Millis,
     pub action: String,
     pub from_status: Option<LicenseStatus>,
     pub to_status: LicenseStatus,

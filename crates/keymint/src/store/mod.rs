@@ -19,6 +19,7 @@ pub mod signing_keys;
 pub mod subscriptions;
 
 use crate::config::DatabaseConfig;
+use crate::domain::Millis;
 pub use files::prepare_data_dir;
 use files::{create_private_dir, private_sqlite_files};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -88,16 +89,16 @@ pub fn now_ms() -> i64 {
 }
 
 /// Formats Unix milliseconds as RFC 3339.
-pub fn format_ms(ms: i64) -> String {
+pub fn format_ms(ms: Millis) -> String {
     // For display only: a time RFC 3339 cannot show is shown as its
     // number rather than hidden.
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+    ms.to_time()
         .ok()
         .and_then(|t| {
             t.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         })
-        .unwrap_or_else(|| ms.to_string())
+        .unwrap_or_else(|| ms.as_i64().to_string())
 }
 
 /// A fresh prefixed id such as `dlv_01J...`.

@@ -3,7 +3,7 @@
 
 use super::{Backend, Conn};
 pub use crate::domain::EmailKind;
-use crate::domain::{EmailId, LicenseId};
+use crate::domain::{EmailId, LicenseId, Millis};
 use serde::Serialize;
 
 pub mod status {
@@ -21,12 +21,12 @@ pub struct OutboxRow {
     pub to_email: String,
     pub status: String,
     pub attempts: i64,
-    pub next_attempt_at: i64,
+    pub next_attempt_at: Millis,
     pub lease_until: Option<i64>,
     pub last_error: Option<String>,
     pub provider_message_id: Option<String>,
-    pub created_at: i64,
-    pub sent_at: Option<i64>,
+    pub created_at: Millis,
+    pub sent_at: Option<Millis>,
 }
 
 /// Queues an email once per `dedupe_key`; returns false if it was queued

@@ -3,7 +3,7 @@
 
 use super::Conn;
 pub use crate::domain::RefundStatus;
-use crate::domain::{LicenseId, RefundId};
+use crate::domain::{LicenseId, Millis, RefundId};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -18,8 +18,8 @@ pub struct Refund {
     pub reason: Option<String>,
     pub error: Option<String>,
     pub requested_by: String,
-    pub created_at: i64,
-    pub updated_at: i64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
 }
 
 /// Writes a pending refund; false when the license already has one.

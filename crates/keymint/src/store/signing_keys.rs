@@ -2,7 +2,7 @@
 //! never enter the database; they live in the data directory.
 
 use super::{Backend, Conn};
-use crate::domain::SigningKeyStatus;
+use crate::domain::{Millis, SigningKeyStatus};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -10,8 +10,8 @@ pub struct SigningKeyRow {
     pub kid: String,
     pub public_key: String,
     pub status: SigningKeyStatus,
-    pub created_at: i64,
-    pub retired_at: Option<i64>,
+    pub created_at: Millis,
+    pub retired_at: Option<Millis>,
     /// 1 for the one key that signs.
     pub signing: i64,
 }

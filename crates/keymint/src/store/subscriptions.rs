@@ -2,7 +2,7 @@
 //! subscription, and every event applied to it or refused as stale.
 
 use super::{Backend, Conn};
-use crate::domain::{CustomerId, LicenseId, SubscriptionEventId, SubscriptionId};
+use crate::domain::{CustomerId, LicenseId, Millis, SubscriptionEventId, SubscriptionId};
 use crate::subscriptions::{State, Status};
 use serde::Serialize;
 
@@ -16,13 +16,13 @@ pub struct Subscription {
     pub trial_end: Option<i64>,
     pub current_period_end: Option<i64>,
     pub cancel_at_period_end: i64,
-    pub last_event_at: i64,
+    pub last_event_at: Millis,
     pub product: Option<String>,
     pub customer_id: Option<CustomerId>,
     pub customer_ref: Option<String>,
     pub license_id: Option<LicenseId>,
-    pub created_at: i64,
-    pub updated_at: i64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
 }
 
 impl Subscription {
@@ -33,7 +33,7 @@ impl Subscription {
             trial_end: self.trial_end,
             current_period_end: self.current_period_end,
             cancel_at_period_end: self.cancel_at_period_end != 0,
-            last_event_at: self.last_event_at,
+            last_event_at: self.last_event_at.as_i64(),
         }
     }
 }
@@ -62,8 +62,8 @@ pub struct SubscriptionEvent {
     pub id: SubscriptionEventId,
     pub subscription_id: SubscriptionId,
     /// The provider's time for the event.
-    pub at: i64,
-    pub received_at: i64,
+    pub at: Millis,
+    pub received_at: Millis,
     pub event_type: String,
     /// `applied`, `stale` or `ignored`.
     pub result: String,

@@ -2,7 +2,7 @@
 //! and the column, never a default (docs/architecture.md, rule 8).
 
 use super::{DeliveryOut, ErrorBody, LicenseOut};
-use crate::domain::{CustomerId, LicenseId, LicenseStatus};
+use crate::domain::{CustomerId, LicenseId, LicenseStatus, Millis};
 use crate::store::deliveries::Delivery;
 use crate::store::licenses::License;
 use keymint_license::LicenseKey;
@@ -22,7 +22,7 @@ fn license(entitlements: &str) -> License {
         email: "ada@example.com".into(),
         token: "v4.public.x".into(),
         kid: "k1".into(),
-        issued_at: 0,
+        issued_at: Millis(0),
         expires_at: None,
         max_machines: None,
         entitlements: entitlements.into(),
@@ -30,8 +30,8 @@ fn license(entitlements: &str) -> License {
         currency: None,
         test: 0,
         notes: None,
-        created_at: 0,
-        updated_at: 0,
+        created_at: Millis(0),
+        updated_at: Millis(0),
     }
 }
 
@@ -40,7 +40,7 @@ fn delivery(headers: &str) -> Delivery {
         id: "dlv_01J0000000000000000000000A".parse().unwrap(),
         endpoint: "gumroad".into(),
         kind: "gumroad".into(),
-        received_at: 0,
+        received_at: Millis(0),
         source_ip: None,
         user_agent: None,
         request_id: None,

@@ -6,6 +6,7 @@
 
 use crate::app::AppState;
 use crate::dispatcher::{Source, restore_after_refund};
+use crate::domain::Millis;
 use crate::events::{Event, Parsed};
 use crate::provider_api::{self, RefundState};
 use crate::store::deliveries::{self, NewDelivery};
@@ -186,7 +187,7 @@ async fn record_synthetic(
         id: crate::domain::DeliveryId::generate(),
         endpoint: endpoint.to_string(),
         kind: "reconciler".into(),
-        received_at: now,
+        received_at: Millis(now),
         source_ip: None,
         user_agent: Some("keymint-reconciler".into()),
         request_id: None,

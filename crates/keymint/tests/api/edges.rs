@@ -185,7 +185,7 @@ async fn a_replayed_delivery_keeps_the_time_it_was_received(db: Db) {
     assert_eq!(first["status"], "logged-no-mint", "{first}");
     let id = first["delivery_id"].as_str().unwrap().to_string();
     // It arrived a week ago.
-    let received_at = app.delivery(&id).await.received_at - 7 * DAY;
+    let received_at = app.delivery(&id).await.received_at.as_i64() - 7 * DAY;
     {
         let mut conn = app.state.store.writer().await.unwrap();
         sqlx::query("UPDATE deliveries SET received_at = $2 WHERE id = $1")

@@ -313,7 +313,7 @@ async fn timestamps_at_the_extremes_never_pass_the_window(db: Db) {
 /// A delivery recorded by a process that died before applying it: the row
 /// is there, authentic and `received`, older than the recovery bound.
 async fn record_as_if_crashed(app: &TestApp, order: &str, age_ms: i64) -> String {
-    use keymint::domain::{DeliveryId, DeliveryStatus};
+    use keymint::domain::{DeliveryId, DeliveryStatus, Millis};
     use keymint::store::deliveries::{self, NewDelivery, StoredBody};
     let body = serde_urlencoded::to_string(sale_form(order)).unwrap();
     let id = DeliveryId::generate();
@@ -321,7 +321,7 @@ async fn record_as_if_crashed(app: &TestApp, order: &str, age_ms: i64) -> String
         id: id.clone(),
         endpoint: "gumroad".into(),
         kind: "gumroad".into(),
-        received_at: keymint::store::now_ms() - age_ms,
+        received_at: Millis(keymint::store::now_ms() - age_ms),
         source_ip: Some("127.0.0.1".into()),
         user_agent: None,
         request_id: None,

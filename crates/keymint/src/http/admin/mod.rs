@@ -137,7 +137,7 @@ impl FromRequestParts<AppState> for Admin {
             .ok_or(ApiError::Unauthorized)?;
         let now = store::now_ms();
         // Note use at most once a minute, so reads don't write.
-        if row.last_used_at.is_none_or(|t| t < now - 60_000) {
+        if row.last_used_at.is_none_or(|t| t.as_i64() < now - 60_000) {
             drop(conn);
             admin_tokens::touch(&mut *state.store.writer().await?, &row.id, now).await?;
         }
