@@ -2,14 +2,15 @@
 //! returns and the CLI prints (licenses, deliveries, subscriptions,
 //! refunds, errors), in one place so the two cannot drift apart and the
 //! test suite can deserialize answers into the server's own types.
-//! Nothing here knows HTTP; `http/` wraps these in responses.
+//! Nothing here knows HTTP or reads the store; `http/` wraps these in
+//! responses and `admin/` loads them.
 
 use crate::domain::{
     DeliveryId, DeliveryStatus, EmailId, EmailKind, LicenseId, LicenseStatus, Millis, RefundId,
     RefundStatus, SubscriptionId,
 };
 use crate::store::deliveries::Delivery;
-use crate::store::licenses::{self, License, LicenseEvent};
+use crate::store::licenses::{License, LicenseEvent};
 use crate::store::refunds::Refund;
 use crate::store::subscriptions::{Listed, SubscriptionEvent};
 use crate::store::{self, outbox};
@@ -202,33 +203,6 @@ pub struct LicenseOne {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Queued {
     pub status: String,
-}
-
-/// A license with its history and emails, as the API and
-/// `keymint license show` give it; None when no license has that key.
-pub async fn license_detail(
-    store: &store::Store,
-    key: &LicenseKey,
-) -> Result<Option<LicenseDetail>, LoadError> {
-    let mut conn = store.conn().await?;
-    let Some(license) = licenses::by_key(&mut conn, key).await? else {
-        return Ok(None);
-    };
-    let history: Vec<HistoryOut> = licenses::history(&mut conn, &license.id)
-        .await?
-        .into_iter()
-        .map(Into::into)
-        .collect();
-    let emails: Vec<EmailOut> = outbox::for_license(&mut conn, &license.id)
-        .await?
-        .into_iter()
-        .map(Into::into)
-        .collect();
-    Ok(Some(LicenseDetail {
-        license: license.try_into()?,
-        history,
-        emails,
-    }))
 }
 
 /// A delivery as the API shows it.

@@ -1,13 +1,15 @@
 //! Operator actions shared by the admin API and the CLI, one file per
 //! concern: tokens ([`tokens`]), manual mints ([`mint`]), status changes
-//! and resends ([`status`]), refund requests ([`refund`]). This file holds
-//! their one error type.
+//! and resends ([`status`]), refund requests ([`refund`]), a license's
+//! detail ([`detail`]). This file holds their one error type.
 
+mod detail;
 mod mint;
 mod refund;
 mod status;
 mod tokens;
 
+pub use detail::license_detail;
 pub use mint::{MANUAL, ManualMint, mint_manual};
 pub use refund::request_refund;
 pub use status::{resend, set_status};

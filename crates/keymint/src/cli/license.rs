@@ -2,11 +2,12 @@
 //! refund, printing the same documents as the admin API (`crate::views`).
 
 use super::{open_store, print_json};
+use crate::admin::license_detail;
 use crate::admin::{self, ManualMint};
 use crate::app::AppState;
 use crate::config::Config;
 use crate::signing;
-use crate::views::{LicenseOut, RefundOut, license_detail};
+use crate::views::{LicenseOut, RefundOut};
 use clap::{Args, Subcommand};
 use keymint_license::{KeySet, LicenseKey};
 use std::process::ExitCode;

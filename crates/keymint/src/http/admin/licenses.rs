@@ -3,14 +3,13 @@
 
 use super::Admin;
 use super::params::{KeyPath, Paging, filter_text, optional_json, parse_key, status_filter};
+use crate::admin::license_detail;
 use crate::admin::{self, AdminError, ManualMint, scope};
 use crate::app::AppState;
 use crate::http::ApiError;
 use crate::http::error::{ApiJson, ApiQuery, ErrorBody};
 use crate::store::licenses;
-use crate::views::{
-    LicenseDetail, LicenseOne, LicenseOut, LicensePage, MintedOut, Queued, license_detail,
-};
+use crate::views::{LicenseDetail, LicenseOne, LicenseOut, LicensePage, MintedOut, Queued};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
