@@ -22,7 +22,10 @@ pub struct CeilingArgs {
 }
 
 pub async fn ceiling(args: CeilingArgs, json: bool) -> anyhow::Result<()> {
-    use keymint::store::{self, Store, deliveries, licenses, outbox};
+    use keymint::domain::{
+        DeliveryId, DeliveryStatus, EmailKind, LicenseId, LicenseStatus, Millis,
+    };
+    use keymint::store::{self, Store, customers, deliveries, licenses, outbox};
     let config = keymint::config::DatabaseConfig {
         max_connections: Some(u32::try_from(args.concurrency).unwrap_or(10)),
         ..Default::default()
@@ -53,10 +56,10 @@ pub async fn ceiling(args: CeilingArgs, json: bool) -> anyhow::Result<()> {
                 let now = store::now_ms();
                 // 1. Record the delivery (its own commit, as ingest does).
                 let d = deliveries::NewDelivery {
-                    id: store::new_id("dlv"),
+                    id: DeliveryId::generate(),
                     endpoint: "gumroad".into(),
                     kind: "gumroad".into(),
-                    received_at: now,
+                    received_at: Millis(now),
                     source_ip: Some("127.0.0.1".into()),
                     user_agent: Some("bench".into()),
                     request_id: Some(ulid::Ulid::generate().to_string()),
@@ -69,7 +72,7 @@ pub async fn ceiling(args: CeilingArgs, json: bool) -> anyhow::Result<()> {
                         .into_bytes(),
                     ),
                     signature_valid: true,
-                    status: deliveries::status::RECEIVED,
+                    status: DeliveryStatus::Received,
                     error: None,
                 };
                 deliveries::record(&store, &d).await?;
@@ -79,14 +82,14 @@ pub async fn ceiling(args: CeilingArgs, json: bool) -> anyhow::Result<()> {
                     .await?;
                 let email = format!("buyer-{order}@example.com");
                 let customer =
-                    licenses::upsert_customer(&mut tx, &email, "Bench Buyer", now).await?;
+                    customers::upsert_customer(&mut tx, &email, "Bench Buyer", now).await?;
                 let license = licenses::License {
-                    id: store::new_id("lic"),
-                    key: keymint_license::LicenseKey::generate("DT1", "CORE")?.to_string(),
+                    id: LicenseId::generate(),
+                    key: keymint_license::LicenseKey::generate("DT1", "CORE")?,
                     customer_id: customer,
                     product: "datatools-core".into(),
                     tier: "core".into(),
-                    status: "active".into(),
+                    status: LicenseStatus::Active,
                     status_reason: None,
                     source: "gumroad".into(),
                     order_id: Some(order.clone()),
@@ -94,7 +97,7 @@ pub async fn ceiling(args: CeilingArgs, json: bool) -> anyhow::Result<()> {
                     email: email.clone(),
                     token: token.clone(),
                     kid: kid.clone(),
-                    issued_at: now,
+                    issued_at: Millis(now),
                     expires_at: None,
                     max_machines: Some(3),
                     entitlements: "[\"export\"]".into(),
@@ -102,8 +105,8 @@ pub async fn ceiling(args: CeilingArgs, json: bool) -> anyhow::Result<()> {
                     currency: Some("USD".into()),
                     test: 0,
                     notes: None,
-                    created_at: now,
-                    updated_at: now,
+                    created_at: Millis(now),
+                    updated_at: Millis(now),
                 };
                 licenses::insert(&mut tx, &license).await?;
                 licenses::record_event(
@@ -111,24 +114,24 @@ pub async fn ceiling(args: CeilingArgs, json: bool) -> anyhow::Result<()> {
                     &license.id,
                     "minted",
                     None,
-                    "active",
+                    LicenseStatus::Active,
                     None,
                     "webhook:gumroad",
-                    Some(&d.id),
+                    Some(d.id.as_str()),
                     now,
                 )
                 .await?;
                 outbox::enqueue(
                     &mut tx,
                     &license.id,
-                    "license_issued",
+                    EmailKind::LicenseIssued,
                     &format!("license_issued:{}", license.id),
                     &email,
                     now,
                 )
                 .await?;
                 let outcome = deliveries::Outcome {
-                    status: deliveries::status::PROCESSED,
+                    status: DeliveryStatus::Processed,
                     event_type: Some("sale".into()),
                     event_id: Some(format!("sale:{order}")),
                     order_id: Some(order),
