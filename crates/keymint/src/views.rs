@@ -6,8 +6,8 @@
 //! responses and `admin/` loads them.
 
 use crate::domain::{
-    DeliveryId, DeliveryStatus, EmailId, EmailKind, LicenseId, LicenseStatus, Millis, RefundId,
-    RefundStatus, SubscriptionId,
+    DeliveryId, DeliveryStatus, EmailId, EmailKind, EmailStatus, LicenseId, LicenseStatus, Millis,
+    RefundId, RefundStatus, SubscriptionId,
 };
 use crate::store::deliveries::Delivery;
 use crate::store::licenses::{License, LicenseEvent};
@@ -151,7 +151,7 @@ pub struct EmailOut {
     pub id: EmailId,
     pub kind: EmailKind,
     pub to: String,
-    pub status: String,
+    pub status: EmailStatus,
     pub attempts: i64,
     pub last_error: Option<String>,
     pub sent_at: Option<String>,

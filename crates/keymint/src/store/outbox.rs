@@ -3,14 +3,8 @@
 
 use super::{Backend, Conn};
 pub use crate::domain::EmailKind;
-use crate::domain::{EmailId, LicenseId, Millis};
+use crate::domain::{EmailId, EmailStatus, LicenseId, Millis};
 use serde::Serialize;
-
-pub mod status {
-    pub const PENDING: &str = "pending";
-    pub const SENT: &str = "sent";
-    pub const DEAD: &str = "dead";
-}
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct OutboxRow {
@@ -19,7 +13,7 @@ pub struct OutboxRow {
     pub kind: EmailKind,
     pub dedupe_key: String,
     pub to_email: String,
-    pub status: String,
+    pub status: EmailStatus,
     pub attempts: i64,
     pub next_attempt_at: Millis,
     pub lease_until: Option<i64>,
@@ -41,7 +35,7 @@ pub async fn enqueue(
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "INSERT INTO outbox (id, license_id, kind, dedupe_key, to_email, status, attempts, next_attempt_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6) ON CONFLICT (dedupe_key) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $7, 0, $6, $6) ON CONFLICT (dedupe_key) DO NOTHING",
     )
     .bind(EmailId::generate())
     .bind(license_id)
@@ -49,6 +43,7 @@ pub async fn enqueue(
     .bind(dedupe_key)
     .bind(to_email)
     .bind(now)
+    .bind(EmailStatus::Pending)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -57,10 +52,11 @@ pub async fn enqueue(
 /// True when some email is due and not leased.
 pub async fn any_due(conn: &mut Conn, now: i64) -> Result<bool, sqlx::Error> {
     let due: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 \
+        "SELECT 1 FROM outbox WHERE status = $2 AND next_attempt_at <= $1 \
          AND (lease_until IS NULL OR lease_until < $1) LIMIT 1",
     )
     .bind(now)
+    .bind(EmailStatus::Pending)
     .fetch_optional(conn)
     .await?;
     Ok(due.is_some())
@@ -80,13 +76,13 @@ pub async fn claim_due(
     let sql = match backend {
         Backend::Postgres => {
             "UPDATE outbox SET lease_until = $2, attempts = attempts + 1 WHERE id IN (\
-             SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 \
+             SELECT id FROM outbox WHERE status = $4 AND next_attempt_at <= $1 \
              AND (lease_until IS NULL OR lease_until < $1) ORDER BY next_attempt_at LIMIT $3 \
              FOR UPDATE SKIP LOCKED) RETURNING *"
         }
         Backend::Sqlite => {
             "UPDATE outbox SET lease_until = $2, attempts = attempts + 1 WHERE id IN (\
-             SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 \
+             SELECT id FROM outbox WHERE status = $4 AND next_attempt_at <= $1 \
              AND (lease_until IS NULL OR lease_until < $1) ORDER BY next_attempt_at LIMIT $3) RETURNING *"
         }
     };
@@ -94,6 +90,7 @@ pub async fn claim_due(
         .bind(now)
         .bind(lease_until)
         .bind(limit)
+        .bind(EmailStatus::Pending)
         .fetch_all(conn)
         .await
 }
@@ -105,12 +102,13 @@ pub async fn mark_sent(
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE outbox SET status = 'sent', sent_at = $2, provider_message_id = $3, lease_until = NULL, \
+        "UPDATE outbox SET status = $4, sent_at = $2, provider_message_id = $3, lease_until = NULL, \
          last_error = NULL WHERE id = $1",
     )
     .bind(id)
     .bind(now)
     .bind(message_id)
+    .bind(EmailStatus::Sent)
     .execute(conn)
     .await?;
     Ok(())
@@ -139,22 +137,22 @@ pub async fn mark_retry(
 pub async fn release(conn: &mut Conn, id: &EmailId) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE outbox SET lease_until = NULL, attempts = attempts - 1 \
-         WHERE id = $1 AND status = 'pending'",
+         WHERE id = $1 AND status = $2",
     )
     .bind(id)
+    .bind(EmailStatus::Pending)
     .execute(conn)
     .await?;
     Ok(())
 }
 
 pub async fn mark_dead(conn: &mut Conn, id: &EmailId, error: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE outbox SET status = 'dead', last_error = $2, lease_until = NULL WHERE id = $1",
-    )
-    .bind(id)
-    .bind(error)
-    .execute(conn)
-    .await?;
+    sqlx::query("UPDATE outbox SET status = $3, last_error = $2, lease_until = NULL WHERE id = $1")
+        .bind(id)
+        .bind(error)
+        .bind(EmailStatus::Dead)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -168,7 +166,7 @@ pub async fn for_license(
         .await
 }
 
-pub async fn count_by_status(conn: &mut Conn, status: &str) -> Result<i64, sqlx::Error> {
+pub async fn count_by_status(conn: &mut Conn, status: EmailStatus) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE status = $1")
         .bind(status)
         .fetch_one(conn)

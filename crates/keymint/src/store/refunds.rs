@@ -118,11 +118,12 @@ pub async fn finish(
 /// Pending refunds the provider knows (it gave an id) older than `before`.
 pub async fn stuck(conn: &mut Conn, before: i64, limit: i64) -> Result<Vec<Refund>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT * FROM refunds WHERE status = 'pending' AND provider_refund_id IS NOT NULL \
+        "SELECT * FROM refunds WHERE status = $3 AND provider_refund_id IS NOT NULL \
          AND created_at < $1 ORDER BY created_at LIMIT $2",
     )
     .bind(before)
     .bind(limit)
+    .bind(RefundStatus::Pending)
     .fetch_all(conn)
     .await
 }
@@ -131,11 +132,12 @@ pub async fn stuck(conn: &mut Conn, before: i64, limit: i64) -> Result<Vec<Refun
 /// died (or the provider refused) between writing the row and the call.
 pub async fn orphans(conn: &mut Conn, before: i64, limit: i64) -> Result<Vec<Refund>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT * FROM refunds WHERE status = 'pending' AND provider_refund_id IS NULL \
+        "SELECT * FROM refunds WHERE status = $3 AND provider_refund_id IS NULL \
          AND created_at < $1 ORDER BY created_at LIMIT $2",
     )
     .bind(before)
     .bind(limit)
+    .bind(RefundStatus::Pending)
     .fetch_all(conn)
     .await
 }

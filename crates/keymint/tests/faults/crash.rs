@@ -119,9 +119,12 @@ async fn kill_9_under_load_loses_nothing_acknowledged(db: Db) {
     let mut conn = store.conn().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let pending = keymint::store::outbox::count_by_status(&mut conn, "pending")
-            .await
-            .unwrap();
+        let pending = keymint::store::outbox::count_by_status(
+            &mut conn,
+            keymint::domain::EmailStatus::Pending,
+        )
+        .await
+        .unwrap();
         let received: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE status = 'received'")
                 .fetch_one(&mut *conn)
