@@ -26,7 +26,6 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, ConnectOptions, Connection};
 use std::path::Path;
 use std::str::FromStr;
-use time::OffsetDateTime;
 
 /// A write transaction.
 pub type Tx = sqlx::Transaction<'static, Any>;
@@ -83,9 +82,10 @@ pub struct Store {
     backend: Backend,
 }
 
-/// Current time in Unix milliseconds.
+/// Current time in Unix milliseconds: the one clock, [`Millis::now`], as
+/// the integer the store's `now` parameters still take.
 pub fn now_ms() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+    crate::domain::Millis::now().as_i64()
 }
 
 /// Formats Unix milliseconds as RFC 3339.
