@@ -33,4 +33,7 @@ mod key;
 mod token;
 
 pub use key::{LicenseKey, LicenseKeyError};
-pub use token::{KeySet, LicenseClaims, PublicKey, SigningKey, TokenError};
+pub use token::{
+    KeySet, LicenseClaims, MACHINE_FILE, MachineFileClaims, PublicKey, RECEIPT, ReceiptClaims,
+    SigningKey, TokenError,
+};

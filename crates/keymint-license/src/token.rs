@@ -29,6 +29,20 @@ pub enum TokenError {
     NotYetValid(String),
     #[error("invalid key: {0}")]
     Key(String),
+    /// A receipt, machine file or license given where another kind was
+    /// expected (the `typ` claim says which it is).
+    #[error("this token is a {found}, not a {expected}")]
+    WrongKind {
+        expected: &'static str,
+        found: String,
+    },
+    /// A machine file made for another machine.
+    #[error("the machine file was issued for another machine (fingerprint mismatch)")]
+    FingerprintMismatch,
+    /// A receipt that does not echo the nonce this program sent: a replayed
+    /// or forged answer.
+    #[error("the receipt does not echo this request's nonce (replayed or forged answer)")]
+    NonceMismatch,
 }
 
 /// The claims of a license token.
@@ -79,13 +93,7 @@ impl LicenseClaims {
 
     /// Checks `nbf` and `exp` against `now`.
     pub fn check_time(&self, now: OffsetDateTime) -> Result<(), TokenError> {
-        if now < self.nbf {
-            return Err(TokenError::NotYetValid(format_time(self.nbf)));
-        }
-        match self.exp {
-            Some(exp) if now >= exp => Err(TokenError::Expired(format_time(exp))),
-            _ => Ok(()),
-        }
+        check_window(self.nbf, self.exp, now)
     }
 
     /// A fixed sample, for documentation and tests.
@@ -109,6 +117,119 @@ impl LicenseClaims {
             email: None,
         }
     }
+}
+
+/// The `typ` of a validation receipt.
+pub const RECEIPT: &str = "receipt";
+/// The `typ` of a machine file.
+pub const MACHINE_FILE: &str = "machine";
+
+/// The claims of a validation receipt: the answer of
+/// `POST /v1/licenses/validate` itself, signed, with the caller's nonce.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptClaims {
+    /// Always [`RECEIPT`].
+    pub typ: String,
+    /// Issuer (the keymint instance's configured issuer name).
+    pub iss: String,
+    /// True only with `code` `VALID`.
+    pub valid: bool,
+    /// The answer's code (`VALID`, `NOT_FOUND`, `REFUNDED`, ...).
+    pub code: String,
+    /// The key as the caller sent it (canonical when it parsed).
+    pub key: String,
+    /// The fingerprint the caller sent, if any.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// The caller's nonce, echoed exactly.
+    #[serde(default)]
+    pub nonce: Option<String>,
+    /// When the answer was given.
+    #[serde(with = "rfc3339")]
+    pub iat: OffsetDateTime,
+    /// Until when the answer may be relied on offline.
+    #[serde(with = "rfc3339")]
+    pub exp: OffsetDateTime,
+}
+
+/// The claims of a machine file: one license activated on one machine,
+/// for a program to run offline until `exp`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineFileClaims {
+    /// Always [`MACHINE_FILE`].
+    pub typ: String,
+    /// Issuer (the keymint instance's configured issuer name).
+    pub iss: String,
+    /// The license id.
+    pub license: String,
+    /// The machine id (`mch_...`).
+    pub machine: String,
+    /// The license key.
+    pub key: String,
+    /// The fingerprint the program sent when it activated.
+    pub fingerprint: String,
+    /// Catalog product id.
+    pub product: String,
+    /// Catalog tier.
+    pub tier: String,
+    /// Features the license unlocks.
+    #[serde(default)]
+    pub entitlements: Vec<String>,
+    /// The nonce the program sent with its activation, echoed exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// Issued at.
+    #[serde(with = "rfc3339")]
+    pub iat: OffsetDateTime,
+    /// Not valid before.
+    #[serde(with = "rfc3339")]
+    pub nbf: OffsetDateTime,
+    /// The earlier of the license's own expiry and the issue time plus the
+    /// server's machine-file lifetime: always present.
+    #[serde(with = "rfc3339")]
+    pub exp: OffsetDateTime,
+}
+
+impl MachineFileClaims {
+    /// True when `name` is among the entitlements.
+    pub fn has_entitlement(&self, name: &str) -> bool {
+        self.entitlements.iter().any(|e| e == name)
+    }
+}
+
+/// The `typ` claim of a verified payload, if it has one (licenses have
+/// none).
+fn kind_of(payload: &str) -> Result<Option<String>, TokenError> {
+    #[derive(Deserialize)]
+    struct Kind {
+        #[serde(default)]
+        typ: Option<String>,
+    }
+    serde_json::from_str::<Kind>(payload)
+        .map(|k| k.typ)
+        .map_err(|e| TokenError::Claims(e.to_string()))
+}
+
+/// Checks `now` against a `[nbf, exp)` window.
+fn check_window(
+    nbf: OffsetDateTime,
+    exp: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Result<(), TokenError> {
+    if now < nbf {
+        return Err(TokenError::NotYetValid(format_time(nbf)));
+    }
+    match exp {
+        Some(exp) if now >= exp => Err(TokenError::Expired(format_time(exp))),
+        _ => Ok(()),
+    }
+}
+
+/// Compares in constant time (`subtle`), so the time taken says nothing
+/// about where two values first differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 fn format_time(t: OffsetDateTime) -> String {
@@ -210,6 +331,20 @@ impl SigningKey {
 
     /// Signs `claims` into a `v4.public` token with the `kid` footer.
     pub fn mint(&self, claims: &LicenseClaims) -> Result<String, TokenError> {
+        self.sign_claims(claims)
+    }
+
+    /// Signs a validation receipt (see [`ReceiptClaims`]).
+    pub fn sign_receipt(&self, claims: &ReceiptClaims) -> Result<String, TokenError> {
+        self.sign_claims(claims)
+    }
+
+    /// Signs a machine file (see [`MachineFileClaims`]).
+    pub fn sign_machine_file(&self, claims: &MachineFileClaims) -> Result<String, TokenError> {
+        self.sign_claims(claims)
+    }
+
+    fn sign_claims(&self, claims: &impl Serialize) -> Result<String, TokenError> {
         let payload = serde_json::to_vec(claims).map_err(|e| TokenError::Claims(e.to_string()))?;
         let footer = serde_json::to_vec(&Footer {
             kid: self.kid().to_string(),
@@ -326,12 +461,77 @@ impl KeySet {
     /// Verifies only the signature and returns the claims, however old;
     /// for tools that show an expired license.
     pub fn verify_signature(&self, token: &str) -> Result<LicenseClaims, TokenError> {
+        let payload = self.verified_payload(token)?;
+        if let Some(found) = kind_of(&payload)? {
+            return Err(TokenError::WrongKind {
+                expected: "license",
+                found,
+            });
+        }
+        serde_json::from_str(&payload).map_err(|e| TokenError::Claims(e.to_string()))
+    }
+
+    /// Verifies a machine file offline: the signature, that it is a
+    /// machine file, that it was issued for `fingerprint` (this machine's
+    /// own), and its validity period at `now`.
+    pub fn verify_machine_file(
+        &self,
+        file: &str,
+        fingerprint: &str,
+        now: OffsetDateTime,
+    ) -> Result<MachineFileClaims, TokenError> {
+        let claims: MachineFileClaims = self.verify_kind(file, MACHINE_FILE)?;
+        if !constant_time_eq(claims.fingerprint.as_bytes(), fingerprint.as_bytes()) {
+            return Err(TokenError::FingerprintMismatch);
+        }
+        check_window(claims.nbf, Some(claims.exp), now)?;
+        Ok(claims)
+    }
+
+    /// Verifies a validation receipt: the signature, that it is a receipt,
+    /// that it echoes `nonce` (the one this program sent with the request
+    /// it answers), and that it has not expired at `now`. Only then may the
+    /// program trust the answer's `valid` and `code`.
+    pub fn verify_receipt(
+        &self,
+        receipt: &str,
+        nonce: &str,
+        now: OffsetDateTime,
+    ) -> Result<ReceiptClaims, TokenError> {
+        let claims: ReceiptClaims = self.verify_kind(receipt, RECEIPT)?;
+        let echoed = claims.nonce.as_deref().unwrap_or_default();
+        if !constant_time_eq(echoed.as_bytes(), nonce.as_bytes()) {
+            return Err(TokenError::NonceMismatch);
+        }
+        check_window(claims.iat, Some(claims.exp), now)?;
+        Ok(claims)
+    }
+
+    fn verify_kind<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        expected: &'static str,
+    ) -> Result<T, TokenError> {
+        let payload = self.verified_payload(token)?;
+        let found = kind_of(&payload)?;
+        if found.as_deref() != Some(expected) {
+            return Err(TokenError::WrongKind {
+                expected,
+                found: found.unwrap_or_else(|| "license".into()),
+            });
+        }
+        serde_json::from_str(&payload).map_err(|e| TokenError::Claims(e.to_string()))
+    }
+
+    /// The payload of a token whose signature verifies with the key its
+    /// footer names.
+    fn verified_payload(&self, token: &str) -> Result<String, TokenError> {
         let untrusted = UntrustedToken::<Public, V4>::try_from(token.trim())
             .map_err(|_| TokenError::Malformed)?;
         let key = self.key_for(untrusted.untrusted_footer())?;
         let trusted = PublicToken::verify(&key.key, &untrusted, None, None)
             .map_err(|_| TokenError::BadSignature)?;
-        serde_json::from_str(trusted.payload()).map_err(|e| TokenError::Claims(e.to_string()))
+        Ok(trusted.payload().to_string())
     }
 
     fn key_for(&self, footer: &[u8]) -> Result<&PublicKey, TokenError> {
