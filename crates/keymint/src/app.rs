@@ -43,6 +43,10 @@ pub struct AppState {
     pub instance_id: String,
     /// How many rejected deliveries each source may have recorded.
     pub rejected: Arc<crate::rejections::RejectedRecorder>,
+    /// Validation and machines (docs/licensing-api.md).
+    pub licensing: crate::licensing::Licensing,
+    /// The licensing routes' per-address limits (this replica's).
+    pub limits: Arc<crate::http::licensing::LicensingLimits>,
 }
 
 /// Why the server could not start. Each message names its cause once
@@ -155,6 +159,10 @@ impl AppState {
         let rejected = Arc::new(crate::rejections::RejectedRecorder::new(
             config.server.rejected_per_minute,
         ));
+        let licensing = crate::licensing::Licensing::new(store.clone(), keyring.clone(), &config);
+        let limits = Arc::new(crate::http::licensing::LicensingLimits::new(
+            &config.licensing.rate_limit,
+        ));
         Ok(Self {
             config: Arc::new(config),
             store,
@@ -171,6 +179,8 @@ impl AppState {
                 .map_err(|e| StartError::Http(e.to_string()))?,
             instance_id: format!("{}-{}", hostname_or_pid(), crate::store::new_id("inst")),
             rejected,
+            licensing,
+            limits,
         })
     }
 }

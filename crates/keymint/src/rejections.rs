@@ -44,7 +44,7 @@ impl RejectedRecorder {
 
 /// The budget's key for a source address: IPv6 clients get a whole /64
 /// each, so one host cannot dodge the limit by changing its low bits.
-fn source_key(source: &str) -> String {
+pub(crate) fn source_key(source: &str) -> String {
     match source.parse::<IpAddr>() {
         Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
             Some(v4) => v4.to_string(),

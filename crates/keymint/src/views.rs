@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub mod codes;
+pub mod licensing;
 
 /// The body of every error answer: a message for people and a stable
 /// `code` for programs (docs/admin-api.md, "Errors", lists them).

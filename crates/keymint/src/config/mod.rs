@@ -10,7 +10,7 @@
 //!
 //! The schema is one file per section, each with its defaults beside it
 //! (`server.rs`, `database.rs`, `email.rs`, `endpoints.rs`, `products.rs`,
-//! `workers.rs`); `env.rs` applies the environment, `read.rs` reads the
+//! `workers.rs`, `licensing.rs`); `env.rs` applies the environment, `read.rs` reads the
 //! merged table naming every bad value, and `validate.rs` checks across
 //! values. Values are parsed into their types here (`listen` is a socket
 //! address, a product's `duration` a [`Validity`]), never again later.
@@ -19,6 +19,7 @@ mod database;
 mod email;
 mod endpoints;
 mod env;
+mod licensing;
 mod products;
 mod read;
 mod secrets;
@@ -30,6 +31,7 @@ pub use database::*;
 pub use email::*;
 pub use endpoints::*;
 pub use env::ENV_PREFIX;
+pub use licensing::*;
 pub use products::*;
 pub use secrets::MIN_SECRET_BYTES;
 pub use server::*;
@@ -74,6 +76,7 @@ pub struct Config {
     pub subscriptions: SubscriptionsConfig,
     pub retention: RetentionConfig,
     pub reconciler: ReconcilerConfig,
+    pub licensing: LicensingConfig,
     pub endpoints: Vec<EndpointConfig>,
     pub products: Vec<ProductConfig>,
     /// Directory the config file was loaded from (templates are looked up

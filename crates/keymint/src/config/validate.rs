@@ -73,6 +73,8 @@ impl Config {
             ),
             ("reconciler.interval", self.reconciler.interval),
             ("retention.interval", self.retention.interval),
+            ("licensing.receipt_ttl", self.licensing.receipt_ttl),
+            ("licensing.machine_file_ttl", self.licensing.machine_file_ttl),
         ] {
             if d.is_zero() {
                 problems.push(format!("{path}: must be longer than zero"));
@@ -84,6 +86,22 @@ impl Config {
         ] {
             if n < 1 {
                 problems.push(format!("{path}: must be at least 1, not {n}"));
+            }
+        }
+        let limits = &self.licensing.rate_limit;
+        if limits.enabled {
+            for (path, n) in [
+                ("licensing.rate_limit.per_minute", limits.per_minute),
+                (
+                    "licensing.rate_limit.not_found_per_minute",
+                    limits.not_found_per_minute,
+                ),
+            ] {
+                if n == 0 {
+                    problems.push(format!(
+                        "{path}: must be at least 1 (set licensing.rate_limit.enabled = false to turn the limit off)"
+                    ));
+                }
             }
         }
         let weak_allowed =

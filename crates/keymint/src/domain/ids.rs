@@ -132,6 +132,8 @@ prefixed_id! {
     EmailId("eml", "email");
     /// An admin token (`admin_tokens.id`).
     AdminTokenId("tok", "admin token");
+    /// A machine a license is activated on (`machines.id`).
+    MachineId("mch", "machine");
 }
 
 #[cfg(test)]

@@ -7,14 +7,16 @@
 
 mod email;
 mod ids;
+mod licensing;
 mod text_enum;
 mod time;
 
 pub use email::{Email, EmailError};
 pub use ids::{
     AdminTokenId, CustomerId, DeliveryId, EmailId, IdError, LicenseEventId, LicenseId, RefundId,
-    SubscriptionEventId, SubscriptionId,
+    MachineId, SubscriptionEventId, SubscriptionId,
 };
+pub use licensing::{ClientTextError, Fingerprint, Nonce, machine_text};
 pub use text_enum::UnknownValue;
 pub(crate) use text_enum::text_column;
 pub use time::{Millis, OutOfRange};

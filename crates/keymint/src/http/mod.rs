@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod licensing;
 pub mod openapi;
 pub mod ops;
 pub mod public;
@@ -42,6 +43,7 @@ pub fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
     utoipa_axum::router::OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(webhooks::routes())
         .merge(public::routes())
+        .merge(licensing::routes())
         .merge(admin::routes())
         .merge(ops::routes())
         .merge(openapi::routes())

@@ -1,12 +1,15 @@
 //! Licensing: what can happen to a license after it is minted. The pure
 //! state machine is [`machine`]; [`transition`] applies one of its steps to
-//! a stored license in the caller's transaction. This module is also the
-//! home of the licensing service that comes next (machines, seat limits,
-//! validation; docs/architecture.md, "Map of the tree").
+//! a stored license in the caller's transaction. [`service`] is what
+//! buyers' programs reach through the licensing API (validation, machines,
+//! seat limits), with [`verdict`] its pure decision.
 
 pub mod machine;
+pub mod service;
+pub mod verdict;
 
 pub use machine::{Cause, NotAllowed, Step};
+pub use service::{Licensing, LicensingError};
 
 use crate::store::{Conn, licenses};
 

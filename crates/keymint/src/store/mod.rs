@@ -12,6 +12,7 @@ pub mod deliveries;
 mod files;
 pub mod leases;
 pub mod licenses;
+pub mod machines;
 pub mod outbox;
 pub mod refunds;
 pub mod retention;
