@@ -237,7 +237,7 @@ fn format_time(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
-mod rfc3339 {
+pub(crate) mod rfc3339 {
     use serde::{Deserialize, Deserializer, Serializer};
     use time::OffsetDateTime;
     use time::format_description::well_known::Rfc3339;
@@ -253,7 +253,7 @@ mod rfc3339 {
     }
 }
 
-mod rfc3339_opt {
+pub(crate) mod rfc3339_opt {
     use serde::{Deserialize, Deserializer, Serializer};
     use time::OffsetDateTime;
 
