@@ -179,12 +179,14 @@ pub struct MintedOut {
     pub license: LicenseOut,
 }
 
-/// A license with its history and emails.
+/// A license with its history, emails and machines.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LicenseDetail {
     pub license: LicenseOut,
     pub history: Vec<HistoryOut>,
     pub emails: Vec<EmailOut>,
+    /// The machines it is activated on (docs/licensing-api.md).
+    pub machines: Vec<licensing::MachineOut>,
 }
 
 /// A page of licenses; pass `next_before` as `before` for the next page.

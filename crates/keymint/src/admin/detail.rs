@@ -1,7 +1,7 @@
 //! Reading a license as operators see it: the license with its history
-//! and emails, shared by the admin API and `keymint license show`.
+//! emails and machines, shared by the admin API and `keymint license show`.
 
-use crate::store::{Store, licenses, outbox};
+use crate::store::{Store, licenses, machines, outbox};
 use crate::views::{EmailOut, HistoryOut, LicenseDetail, LoadError};
 use keymint_license::LicenseKey;
 
@@ -25,9 +25,15 @@ pub async fn license_detail(
         .into_iter()
         .map(Into::into)
         .collect();
+    let machines = machines::list(&mut conn, &license.id)
+        .await?
+        .iter()
+        .map(Into::into)
+        .collect();
     Ok(Some(LicenseDetail {
         license: license.try_into()?,
         history,
         emails,
+        machines,
     }))
 }

@@ -7,6 +7,7 @@
 mod deliveries;
 mod keys;
 mod license;
+mod machines;
 mod reconcile;
 mod replay;
 mod retention;
@@ -17,6 +18,7 @@ mod webhook;
 pub use deliveries::DeliveriesCmd;
 pub use keys::KeysCmd;
 pub use license::{LicenseCmd, MintArgs};
+pub use machines::MachinesCmd;
 pub use replay::ReplayArgs;
 pub use tokens::TokenCmd;
 pub use webhook::WebhookCmd;
@@ -59,6 +61,9 @@ pub enum Command {
     #[command(subcommand)]
     License(LicenseCmd),
     /// The webhook delivery log.
+    /// The machines a license is activated on.
+    #[command(subcommand)]
+    Machines(MachinesCmd),
     #[command(subcommand)]
     Deliveries(DeliveriesCmd),
     /// Settle operator refunds stuck in pending, and subscriptions stuck in
@@ -169,6 +174,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(cmd) => keys::run(config, cmd).await,
         Command::AdminToken(cmd) => tokens::run(config, cmd).await,
         Command::License(cmd) => license::run(config, cmd).await,
+        Command::Machines(cmd) => machines::run(config, cmd).await,
         Command::Deliveries(cmd) => deliveries::run(config, cmd).await,
         Command::Reconcile { .. } => reconcile::run(config).await,
         Command::Retention { dry_run } => retention::run(config, dry_run).await,

@@ -8,6 +8,7 @@
 
 mod deliveries;
 mod licenses;
+mod machines;
 mod params;
 mod refunds;
 mod subscriptions;
@@ -33,6 +34,7 @@ use utoipa_axum::router::OpenApiRouter;
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(licenses::routes())
+        .merge(machines::routes())
         .merge(refunds::routes())
         .merge(deliveries::routes())
         .merge(subscriptions::routes())
