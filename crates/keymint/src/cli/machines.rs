@@ -84,7 +84,11 @@ pub async fn run(config: Config, cmd: MachinesCmd) -> anyhow::Result<ExitCode> {
                         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                     eprintln!(
                         "{} machine {} ({} of {}); machine file written to {}",
-                        if done.created { "activated" } else { "already active:" },
+                        if done.created {
+                            "activated"
+                        } else {
+                            "already active:"
+                        },
                         done.machine.id,
                         done.license.machines_active,
                         done.license

@@ -74,7 +74,10 @@ impl Config {
             ("reconciler.interval", self.reconciler.interval),
             ("retention.interval", self.retention.interval),
             ("licensing.receipt_ttl", self.licensing.receipt_ttl),
-            ("licensing.machine_file_ttl", self.licensing.machine_file_ttl),
+            (
+                "licensing.machine_file_ttl",
+                self.licensing.machine_file_ttl,
+            ),
         ] {
             if d.is_zero() {
                 problems.push(format!("{path}: must be longer than zero"));

@@ -35,11 +35,7 @@ impl Fingerprint {
         if !(Self::MIN..=Self::MAX).contains(&n) {
             return Err(refuse(
                 "fingerprint",
-                format!(
-                    "must be {} to {} characters, not {n}",
-                    Self::MIN,
-                    Self::MAX
-                ),
+                format!("must be {} to {} characters, not {n}", Self::MIN, Self::MAX),
             ));
         }
         if text.chars().any(char::is_control) {
@@ -94,10 +90,7 @@ impl Nonce {
             ));
         }
         if !text.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
-            return Err(refuse(
-                "nonce",
-                "must be printable ASCII characters only",
-            ));
+            return Err(refuse("nonce", "must be printable ASCII characters only"));
         }
         Ok(Self(text.to_string()))
     }

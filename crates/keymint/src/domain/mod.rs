@@ -13,8 +13,8 @@ mod time;
 
 pub use email::{Email, EmailError};
 pub use ids::{
-    AdminTokenId, CustomerId, DeliveryId, EmailId, IdError, LicenseEventId, LicenseId, RefundId,
-    MachineId, SubscriptionEventId, SubscriptionId,
+    AdminTokenId, CustomerId, DeliveryId, EmailId, IdError, LicenseEventId, LicenseId, MachineId,
+    RefundId, SubscriptionEventId, SubscriptionId,
 };
 pub use licensing::{ClientTextError, Fingerprint, Nonce, machine_text};
 pub use text_enum::UnknownValue;

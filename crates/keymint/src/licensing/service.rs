@@ -32,12 +32,16 @@ pub enum LicensingError {
     /// The license does not stand (refunded, suspended, expired, ...).
     #[error("{}", .0.detail())]
     Refused(Code),
-    #[error("the license is already activated on {max} machine(s), its limit; deactivate one first")]
+    #[error(
+        "the license is already activated on {max} machine(s), its limit; deactivate one first"
+    )]
     TooManyMachines { max: i64 },
     /// The fingerprint (or machine id) is not activated on the license.
     #[error("this machine is not activated on the license")]
     NotActivated,
-    #[error("this license has used its {limit} deactivations for 30 days; try again later or ask the seller")]
+    #[error(
+        "this license has used its {limit} deactivations for 30 days; try again later or ask the seller"
+    )]
     DeactivationLimit { limit: u32, retry_after_secs: u64 },
     #[error("{0}")]
     Invalid(String),
@@ -211,9 +215,7 @@ impl Licensing {
                 (verdict, Some(license), machine)
             }
         };
-        let receipt = self
-            .receipt(req, key.as_ref(), &verdict, now)
-            .await?;
+        let receipt = self.receipt(req, key.as_ref(), &verdict, now).await?;
         Ok(Validation {
             verdict,
             license,
@@ -348,7 +350,15 @@ impl Licensing {
             }
         };
         let machine_file = self
-            .machine_file(&found.license, &entitlements, &machine, fingerprint, nonce, ttl, now)
+            .machine_file(
+                &found.license,
+                &entitlements,
+                &machine,
+                fingerprint,
+                nonce,
+                ttl,
+                now,
+            )
             .await?;
         let active = found.machines_active + i64::from(created);
         tx.commit().await?;
@@ -464,7 +474,15 @@ impl Licensing {
             .await?
             .ok_or(LicensingError::NotActivated)?;
         machines::delete(&mut tx, &machine.id).await?;
-        record(&mut tx, &license, machines::DEACTIVATED, &describe(&machine), actor, now).await?;
+        record(
+            &mut tx,
+            &license,
+            machines::DEACTIVATED,
+            &describe(&machine),
+            actor,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -7,7 +7,9 @@ use crate::domain::{LicenseStatus, Millis};
 use crate::subscriptions::{self, Status as SubscriptionStatus};
 
 /// The answer's code. `valid` is true with `Valid` only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Code {
     Valid,
@@ -57,7 +59,9 @@ impl Code {
             Self::Valid => "the license is valid",
             Self::NotFound => "no license has this key",
             Self::NotActivated => "the license is valid but not activated on this machine",
-            Self::Suspended => "the license is suspended (a payment dispute or refund is open, or the subscription is paused)",
+            Self::Suspended => {
+                "the license is suspended (a payment dispute or refund is open, or the subscription is paused)"
+            }
             Self::Refunded => "the license was revoked because its payment was refunded",
             Self::DisputeLost => "the license was revoked because a chargeback was lost",
             Self::Revoked => "the license was revoked",
@@ -69,7 +73,9 @@ impl Code {
 }
 
 /// Something a valid subscription's program may want to tell its user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Warning {
     /// A renewal payment failed; access lasts until `access_until`.

@@ -256,6 +256,12 @@ api_url = "{postmark}"
 [workers]
 enabled = false
 
+# Tests send many licensing requests from one address; the limits have
+# their own tests.
+[licensing.rate_limit]
+per_minute = 1000000
+not_found_per_minute = 1000000
+
 {endpoints}
 [[products]]
 id = "datatools-core"

@@ -14,6 +14,7 @@ mod email;
 mod gumroad;
 mod hardening;
 mod licenses;
+mod licensing;
 mod operator;
 mod ops;
 mod providers;

@@ -145,7 +145,10 @@ mod tests {
         // waits, whatever key it asks about.
         assert!(l.missed("192.0.2.9").is_ok());
         let wait = l.admit("192.0.2.9").unwrap_err();
-        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(30), "{wait:?}");
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
         assert!(l.admit("192.0.2.10").is_ok());
     }
 

@@ -77,7 +77,9 @@ impl Refusal {
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        let secs = self.retry_after.map(|d| d.as_secs_f64().ceil().max(1.0) as u64);
+        let secs = self
+            .retry_after
+            .map(|d| d.as_secs_f64().ceil().max(1.0) as u64);
         let mut resp = (
             self.status,
             Json(LicensingErrorBody {
@@ -106,7 +108,9 @@ impl From<LicensingError> for Refusal {
             LicensingError::NotFound => {
                 Self::new(StatusCode::NOT_FOUND, Code::NotFound.as_str(), message)
             }
-            LicensingError::Refused(code) => Self::new(StatusCode::FORBIDDEN, code.as_str(), message),
+            LicensingError::Refused(code) => {
+                Self::new(StatusCode::FORBIDDEN, code.as_str(), message)
+            }
             LicensingError::TooManyMachines { .. } => {
                 Self::new(StatusCode::CONFLICT, "TOO_MANY_MACHINES", message)
             }
@@ -130,7 +134,11 @@ impl From<LicensingError> for Refusal {
             }
             other => {
                 tracing::error!(error = %other, "licensing API internal error");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
             }
         }
     }
@@ -226,7 +234,10 @@ fn validate_request(body: ValidateBody) -> Result<Validate, Refusal> {
     };
     key_text(&key)?;
     let product = body.product.filter(|p| !p.is_empty());
-    if product.as_ref().is_some_and(|p| p.chars().count() > MAX_NAME) {
+    if product
+        .as_ref()
+        .is_some_and(|p| p.chars().count() > MAX_NAME)
+    {
         return Err(Refusal::bad_request(format!(
             "product: must be at most {MAX_NAME} characters"
         )));
@@ -351,7 +362,10 @@ fn refusal(state: &AppState, who: &str, e: LicensingError) -> Refusal {
 async fn activate(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(MachinePath { key, fingerprint: fp }): Path<MachinePath>,
+    Path(MachinePath {
+        key,
+        fingerprint: fp,
+    }): Path<MachinePath>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -365,7 +379,14 @@ async fn activate(
         let key = path_key(&state, &who, &key)?;
         let done = state
             .licensing
-            .activate(&key, &fp, meta, nonce.as_ref(), None, crate::store::machines::PUBLIC_ACTOR)
+            .activate(
+                &key,
+                &fp,
+                meta,
+                nonce.as_ref(),
+                None,
+                crate::store::machines::PUBLIC_ACTOR,
+            )
             .await
             .map_err(|e| refusal(&state, &who, e))?;
         let status = if done.created {
@@ -389,7 +410,8 @@ async fn activate(
 
 /// A machine's descriptive fields, checked.
 pub fn machine_meta(body: &ActivateBody) -> Result<MachineMeta, String> {
-    let text = |field, v: &Option<String>| machine_text(field, v.as_deref()).map_err(|e| e.to_string());
+    let text =
+        |field, v: &Option<String>| machine_text(field, v.as_deref()).map_err(|e| e.to_string());
     Ok(MachineMeta {
         name: text("name", &body.name)?,
         platform: text("platform", &body.platform)?,
@@ -410,7 +432,10 @@ pub fn machine_meta(body: &ActivateBody) -> Result<MachineMeta, String> {
 async fn deactivate(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(MachinePath { key, fingerprint: fp }): Path<MachinePath>,
+    Path(MachinePath {
+        key,
+        fingerprint: fp,
+    }): Path<MachinePath>,
     headers: HeaderMap,
 ) -> Response {
     let who = client(&state, &headers, peer);

@@ -38,8 +38,14 @@ fn each_code_in_the_table_comes_from_its_case() {
         f.revoked_by = by;
         assert_eq!(code(&f, &ask), want, "{by:?}");
     }
-    assert_eq!(code(&facts(LicenseStatus::Suspended, &e), &ask), Code::Suspended);
-    assert_eq!(code(&facts(LicenseStatus::Expired, &e), &ask), Code::Expired);
+    assert_eq!(
+        code(&facts(LicenseStatus::Suspended, &e), &ask),
+        Code::Suspended
+    );
+    assert_eq!(
+        code(&facts(LicenseStatus::Expired, &e), &ask),
+        Code::Expired
+    );
 
     // Past its expiry although the sweeper has not marked it yet.
     let mut f = facts(LicenseStatus::Active, &e);
@@ -52,7 +58,10 @@ fn each_code_in_the_table_comes_from_its_case() {
         product: Some("another"),
         ..Ask::default()
     };
-    assert_eq!(code(&facts(LicenseStatus::Revoked, &e), &other), Code::ProductMismatch);
+    assert_eq!(
+        code(&facts(LicenseStatus::Revoked, &e), &other),
+        Code::ProductMismatch
+    );
     let same = Ask {
         product: Some("datatools-core"),
         ..Ask::default()
@@ -72,10 +81,16 @@ fn each_code_in_the_table_comes_from_its_case() {
         machine_active: Some(false),
         ..Ask::default()
     };
-    assert_eq!(code(&facts(LicenseStatus::Active, &e), &elsewhere), Code::NotActivated);
+    assert_eq!(
+        code(&facts(LicenseStatus::Active, &e), &elsewhere),
+        Code::NotActivated
+    );
     // A license that is not valid says why, not that the machine is
     // unknown.
-    assert_eq!(code(&facts(LicenseStatus::Suspended, &e), &elsewhere), Code::Suspended);
+    assert_eq!(
+        code(&facts(LicenseStatus::Suspended, &e), &elsewhere),
+        Code::Suspended
+    );
     let here = Ask {
         machine_active: Some(true),
         ..Ask::default()
@@ -101,12 +116,18 @@ fn a_subscription_warns_while_valid_and_tells_until_when() {
 
     f.subscription = Some(sub(SubscriptionStatus::PastDue, end, false));
     let v = decide(&f, &Ask::default(), now, GRACE);
-    assert_eq!((v.code, v.warnings.clone()), (Code::Valid, vec![Warning::PastDue]));
+    assert_eq!(
+        (v.code, v.warnings.clone()),
+        (Code::Valid, vec![Warning::PastDue])
+    );
     assert_eq!(v.access_until, Some(Millis(end + GRACE)));
 
     f.subscription = Some(sub(SubscriptionStatus::Canceled, end, true));
     let v = decide(&f, &Ask::default(), now, GRACE);
-    assert_eq!((v.code, v.warnings), (Code::Valid, vec![Warning::CancelsAtPeriodEnd]));
+    assert_eq!(
+        (v.code, v.warnings),
+        (Code::Valid, vec![Warning::CancelsAtPeriodEnd])
+    );
 
     // Past the period and its grace: expired, with no warnings.
     f.subscription = Some(sub(SubscriptionStatus::PastDue, now.0 - GRACE, false));
@@ -114,7 +135,10 @@ fn a_subscription_warns_while_valid_and_tells_until_when() {
     assert_eq!((v.code, v.warnings), (Code::Expired, vec![]));
 
     f.subscription = Some(sub(SubscriptionStatus::Paused, end, false));
-    assert_eq!(decide(&f, &Ask::default(), now, GRACE).code, Code::Suspended);
+    assert_eq!(
+        decide(&f, &Ask::default(), now, GRACE).code,
+        Code::Suspended
+    );
     f.subscription = Some(sub(SubscriptionStatus::Expired, end, false));
     assert_eq!(decide(&f, &Ask::default(), now, GRACE).code, Code::Expired);
 
@@ -126,13 +150,22 @@ fn a_subscription_warns_while_valid_and_tells_until_when() {
     };
     f.subscription = Some(trial);
     let v = decide(&f, &Ask::default(), now, GRACE);
-    assert_eq!((v.code, v.access_until), (Code::Valid, Some(Millis(end + GRACE))));
+    assert_eq!(
+        (v.code, v.access_until),
+        (Code::Valid, Some(Millis(end + GRACE)))
+    );
 
     // No subscription: the license's own expiry, or none for perpetual.
     let mut plain = facts(LicenseStatus::Active, &e);
-    assert_eq!(decide(&plain, &Ask::default(), now, GRACE).access_until, None);
+    assert_eq!(
+        decide(&plain, &Ask::default(), now, GRACE).access_until,
+        None
+    );
     plain.expires_at = Some(Millis(end));
-    assert_eq!(decide(&plain, &Ask::default(), now, GRACE).access_until, Some(Millis(end)));
+    assert_eq!(
+        decide(&plain, &Ask::default(), now, GRACE).access_until,
+        Some(Millis(end))
+    );
 }
 
 #[test]
