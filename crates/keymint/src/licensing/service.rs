@@ -140,15 +140,19 @@ impl Licensing {
 
     /// The active signing key, asked of the store at most every few
     /// seconds: a validation is a read, and one more query per answer
-    /// would be most of its cost.
-    async fn signer(&self) -> Result<Arc<SigningKey>, LicensingError> {
+    /// would be most of its cost. Asked on `conn`, when one is held: a
+    /// transaction waiting on a second pooled connection while others
+    /// wait on its lock would starve the pool.
+    async fn signer(&self, conn: Option<&mut Conn>) -> Result<Arc<SigningKey>, LicensingError> {
         if let Some((at, key)) = &*self.signer.lock().expect("signer cache lock")
             && at.elapsed() < SIGNER_CACHE
         {
             return Ok(key.clone());
         }
-        let mut conn = self.store.conn().await?;
-        let key = self.keyring.signer(&mut conn).await?;
+        let key = match conn {
+            Some(conn) => self.keyring.signer(conn).await?,
+            None => self.keyring.signer(&mut *self.store.conn().await?).await?,
+        };
         *self.signer.lock().expect("signer cache lock") = Some((Instant::now(), key.clone()));
         Ok(key)
     }
@@ -271,7 +275,7 @@ impl Licensing {
             iat,
             exp: time_secs(exp)?,
         };
-        Ok(self.signer().await?.sign_receipt(&claims)?)
+        Ok(self.signer(None).await?.sign_receipt(&claims)?)
     }
 
     /// Activates `fingerprint` on the license with `key`, idempotently:
@@ -349,17 +353,17 @@ impl Licensing {
                 (machine, true)
             }
         };
-        let machine_file = self
-            .machine_file(
-                &found.license,
-                &entitlements,
-                &machine,
-                fingerprint,
-                nonce,
-                ttl,
-                now,
-            )
-            .await?;
+        let signer = self.signer(Some(&mut tx)).await?;
+        let machine_file = self.machine_file(
+            &signer,
+            &found.license,
+            &entitlements,
+            &machine,
+            fingerprint,
+            nonce,
+            ttl,
+            now,
+        )?;
         let active = found.machines_active + i64::from(created);
         tx.commit().await?;
         Ok(Activation {
@@ -371,8 +375,9 @@ impl Licensing {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn machine_file(
+    fn machine_file(
         &self,
+        signer: &SigningKey,
         license: &licenses::License,
         entitlements: &[String],
         machine: &Machine,
@@ -402,7 +407,7 @@ impl Licensing {
             nbf: iat,
             exp: time_secs(exp)?,
         };
-        Ok(self.signer().await?.sign_machine_file(&claims)?)
+        Ok(signer.sign_machine_file(&claims)?)
     }
 
     /// Deactivates `fingerprint` through the public API, within the key's

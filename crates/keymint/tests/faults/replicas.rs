@@ -1,7 +1,8 @@
 //! Three `keymint serve` processes on one PostgreSQL behave as one server:
 //! they migrate a fresh database together, the same sale sent to all three
 //! at once mints once and emails once, distinct sales spread across them
-//! each get one license and one email, each singleton job has one holder
+//! each get one license and one email, a license's seat limit holds when
+//! activations race across them, each singleton job has one holder
 //! at a time, and they generate and sign with one key. PostgreSQL only: SQLite is one instance by design.
 
 use crate::client::Api;
@@ -51,9 +52,9 @@ async fn three_replicas_on_one_postgres_behave_as_one_server() {
     assert_eq!(keys.keys.len(), 1, "{keys:?}");
 
     // The same sale to every replica at the same moment, ten times over.
-    let same: Vec<String> = (0..10).map(|i| format!("SAME-{i}")).collect();
+    let same_orders: Vec<String> = (0..10).map(|i| format!("SAME-{i}")).collect();
     let mut sends = Vec::new();
-    for order in &same {
+    for order in &same_orders {
         for base in &bases {
             sends.push(post(&client, base, order));
         }
@@ -69,7 +70,7 @@ async fn three_replicas_on_one_postgres_behave_as_one_server() {
     );
     assert_eq!(
         answers.iter().filter(|a| a["status"] == "ok").count(),
-        same.len(),
+        same_orders.len(),
         "one replica minted each sale"
     );
 
@@ -85,7 +86,72 @@ async fn three_replicas_on_one_postgres_behave_as_one_server() {
         }
     }
 
+    // Seats across replicas: 30 machines racing for a 3-seat license, ten
+    // on each replica, get exactly 3 seats; 20 activations of one machine
+    // make one.
+    let keys: Vec<String> = futures::future::join_all(
+        ["SEATS-1", "SEATS-2"].map(|order| post(&client, &bases[0], order)),
+    )
+    .await
+    .into_iter()
+    .map(|a| a["license_key"].as_str().unwrap().to_string())
+    .collect();
+    let activate = |base: &str, key: &str, fingerprint: String| {
+        client
+            .put(format!("{base}/v1/licenses/{key}/machines/{fingerprint}"))
+            .send()
+    };
+    let racing = futures::future::join_all(
+        (0..30).map(|i| activate(&bases[i % 3], &keys[0], format!("replica-race-{i:02}"))),
+    )
+    .await;
+    let statuses: Vec<u16> = racing
+        .into_iter()
+        .map(|r| r.expect("replica answers").status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        27,
+        "{statuses:?}"
+    );
+    let same = futures::future::join_all(
+        (0..20).map(|i| activate(&bases[i % 3], &keys[1], "one-machine-everywhere".into())),
+    )
+    .await;
+    let statuses: Vec<u16> = same
+        .into_iter()
+        .map(|r| r.expect("replica answers").status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        19,
+        "{statuses:?}"
+    );
+
     let store = database.store().await;
+    {
+        let mut conn = store.conn().await.unwrap();
+        for (key, want) in [(&keys[0], 3), (&keys[1], 1)] {
+            let machines: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM machines m JOIN licenses l ON l.id = m.license_id WHERE l.key = $1",
+            )
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+            assert_eq!(machines, want, "{key}");
+        }
+    }
     // Every email is sent by some replica; wait for the outbox to drain.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -102,7 +168,7 @@ async fn three_replicas_on_one_postgres_behave_as_one_server() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut conn = store.conn().await.unwrap();
-    for order in same.iter().chain(&distinct) {
+    for order in same_orders.iter().chain(&distinct) {
         let licenses: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM licenses WHERE order_id = $1")
             .bind(order)
             .fetch_one(&mut *conn)
@@ -144,7 +210,8 @@ async fn three_replicas_on_one_postgres_behave_as_one_server() {
         assert!(!log.contains("panicked"), "{log}");
         sent += log.lines().filter(|l| l.contains("email sent")).count();
     }
-    assert_eq!(sent, same.len() + distinct.len());
+    // Two more sales made the licenses the machines raced for.
+    assert_eq!(sent, same_orders.len() + distinct.len() + 2);
     // Stopped gracefully, the holders gave their leases back.
     let mut conn = store.conn().await.unwrap();
     for job in keymint::workers::SINGLETON_JOBS {
