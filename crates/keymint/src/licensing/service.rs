@@ -107,6 +107,9 @@ pub struct Activation {
     pub license: LicenseFacts,
 }
 
+/// The active signing key and when the store was last asked.
+type CachedSigner = (Instant, Arc<SigningKey>);
+
 /// The licensing service; cheap to clone.
 #[derive(Clone)]
 pub struct Licensing {
@@ -117,7 +120,7 @@ pub struct Licensing {
     receipt_ttl: Duration,
     machine_file_ttl: Duration,
     deactivations_per_30d: u32,
-    signer: Arc<Mutex<Option<(Instant, Arc<SigningKey>)>>>,
+    signer: Arc<Mutex<Option<CachedSigner>>>,
 }
 
 fn ms(d: Duration) -> i64 {

@@ -147,6 +147,33 @@ mod tests {
         assert!(r.text.contains("DT1-CORE-00000-00000-00000-00000"));
     }
 
+    #[test]
+    fn the_seat_sentence_says_what_the_licensing_api_enforces() {
+        let t = Templates::load(None).unwrap();
+        let seats = |max| {
+            let r = t
+                .render_license(&LicenseContext {
+                    max_machines: max,
+                    ..ctx("Jo")
+                })
+                .unwrap();
+            (r.text, r.html)
+        };
+        for (max, want) in [
+            (Some(3), "up to 3 machines at a time"),
+            (Some(1), "up to one machine at a time"),
+        ] {
+            let (text, html) = seats(max);
+            assert!(text.contains(want) && html.contains(want), "{text}");
+            assert!(text.contains("deactivate it on the old one"), "{text}");
+        }
+        let (text, html) = seats(None);
+        assert!(
+            !text.contains("machine") && !html.contains("machine"),
+            "{text}"
+        );
+    }
+
     /// The templates with `license.subject.txt` overridden by `subject`.
     fn with_subject(subject: &str) -> Templates {
         let dir = std::env::temp_dir().join(format!("keymint-tpl-{}", ulid::Ulid::generate()));
