@@ -17,6 +17,7 @@ mod licenses;
 mod operator;
 mod ops;
 mod providers;
+mod recipes;
 mod refunds;
 mod replay;
 mod retention;
