@@ -67,13 +67,19 @@ class Refused(Exception):
 # --- keys -------------------------------------------------------------------
 
 
-def load_keys(server: str | None, paserks: list[str]) -> dict[str, Key]:
+def load_keys(server: str | None, paserks: list[str], kids: list[str]) -> dict[str, Key]:
     """The trusted keys by kid (PASERK k4.pid). pyseto computes the kid of a
-    pinned PASERK itself; fetched keys must have the kid the server names."""
+    pinned PASERK itself (a --kid given too must be that one); fetched keys
+    must have the kid the server names."""
     keys: dict[str, Key] = {}
-    for paserk in paserks:
+    if kids and len(kids) != len(paserks):
+        raise SystemExit("give one --kid per --public-key")
+    for i, paserk in enumerate(paserks):
         key = Key.from_paserk(paserk.strip())
-        keys[key.to_paserk_id()] = key
+        kid = key.to_paserk_id()
+        if kids and kids[i] != kid:
+            raise SystemExit(f"--kid {kids[i]} is not the id of that key ({kid})")
+        keys[kid] = key
     if not paserks:
         if not server:
             raise SystemExit("--server or --public-key is required")
@@ -251,6 +257,7 @@ def main() -> int:
     p.add_argument("mode", choices=["activate", "validate", "offline"])
     p.add_argument("--server", help="base URL, e.g. https://licenses.example.com")
     p.add_argument("--public-key", action="append", default=[], help="PASERK k4.public (repeatable)")
+    p.add_argument("--kid", action="append", default=[], help="its PASERK id k4.pid (optional: checked)")
     p.add_argument("--key", help="the license key")
     p.add_argument("--fingerprint", required=True, help="this machine's fingerprint (8-255 chars)")
     p.add_argument("--product", help="the product id this program is")
@@ -266,7 +273,7 @@ def main() -> int:
     out: dict = {"mode": a.mode}
     server = (a.server or "").rstrip("/")
     try:
-        keys = load_keys(server, a.public_key)
+        keys = load_keys(server, a.public_key, a.kid)
         if a.license_token:
             lic = verify_license_token(keys, read_arg(a.license_token))
             out.update(license_token_ok=True, license_token_exp=lic.get("exp"))

@@ -218,9 +218,9 @@ async fn round_trip(db: Db, lang: Lang) {
     assert_eq!(seats["max_machines"], 3, "{seats}");
 
     // Offline: the stored machine file verifies for this machine.
+    let stored = format!("@{machine_file}");
     let offline = [
-        &["offline", "--fingerprint", &fingerprint, "--machine-file"][..],
-        &[&format!("@{machine_file}")],
+        &["offline", "--fingerprint", &fingerprint, "--machine-file", &stored][..],
         &pinned(&key),
     ]
     .concat();
