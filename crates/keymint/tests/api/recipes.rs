@@ -10,7 +10,7 @@
 //! KEYMINT_TEST_REQUIRE_INTEROP=1 (then that is a failure).
 
 use crate::both_databases;
-use crate::helpers::{Db, TestApp, sale_form, spawn_app, with};
+use crate::helpers::{Db, TestApp, sale_form, spawn_app, spawn_app_with, with};
 use crate::views::PublishedKey;
 use keymint_license::SigningKey;
 use serde_json::Value;
@@ -60,10 +60,15 @@ impl Lang {
             ),
             Self::Node => (
                 Command::new("node")
-                    .args(["-e", "if (+process.versions.node.split('.')[0] < 20) process.exit(1)"])
+                    .args([
+                        "-e",
+                        "if (+process.versions.node.split('.')[0] < 20) process.exit(1)",
+                    ])
                     .output()
                     .is_ok_and(|o| o.status.success())
-                    && recipes_dir().join("node_modules/paseto/package.json").is_file(),
+                    && recipes_dir()
+                        .join("node_modules/paseto/package.json")
+                        .is_file(),
                 "node 20+ with docs/recipes/node_modules",
                 "npm ci --prefix docs/recipes",
             ),
@@ -72,7 +77,9 @@ impl Lang {
             return true;
         }
         if std::env::var("KEYMINT_TEST_REQUIRE_INTEROP").is_ok_and(|v| v == "1") {
-            panic!("{what} is required for the recipe tests (KEYMINT_TEST_REQUIRE_INTEROP=1); install it with: {install}");
+            panic!(
+                "{what} is required for the recipe tests (KEYMINT_TEST_REQUIRE_INTEROP=1); install it with: {install}"
+            );
         }
         eprintln!("NOTICE: skipping the {self:?} recipe test: {what} is missing ({install})");
         false
@@ -100,7 +107,11 @@ impl Ran {
         let error = self.out["error"].as_str().unwrap_or_default();
         assert!(error.contains("does not verify"), "{}", self.out);
         assert!(error.contains(why), "{why:?} not in {}", self.out);
-        assert!(self.out.get("code").is_none(), "nothing is reported as the answer: {}", self.out);
+        assert!(
+            self.out.get("code").is_none(),
+            "nothing is reported as the answer: {}",
+            self.out
+        );
     }
 }
 
@@ -185,7 +196,12 @@ async fn round_trip(db: Db, lang: Lang) {
         &["activate"][..],
         &base,
         &pinned(&key),
-        &["--license-token", &license.token_file, "--save-machine-file", machine_file],
+        &[
+            "--license-token",
+            &license.token_file,
+            "--save-machine-file",
+            machine_file,
+        ],
     ]
     .concat();
     let first = run(lang, &args, &[]).await;
@@ -197,7 +213,10 @@ async fn round_trip(db: Db, lang: Lang) {
     assert_eq!(out["code"], "VALID", "{out}");
     assert_eq!(out["valid"], true, "{out}");
     assert_eq!(out["license_token_ok"], true, "{out}");
-    assert!(out["license_token_exp"].is_string(), "a 365-day license: {out}");
+    assert!(
+        out["license_token_exp"].is_string(),
+        "a 365-day license: {out}"
+    );
     let machine = out["machine"].as_str().unwrap().to_string();
     assert!(machine.starts_with("mch_"), "{out}");
 
@@ -220,7 +239,13 @@ async fn round_trip(db: Db, lang: Lang) {
     // Offline: the stored machine file verifies for this machine.
     let stored = format!("@{machine_file}");
     let offline = [
-        &["offline", "--fingerprint", &fingerprint, "--machine-file", &stored][..],
+        &[
+            "offline",
+            "--fingerprint",
+            &fingerprint,
+            "--machine-file",
+            &stored,
+        ][..],
         &pinned(&key),
     ]
     .concat();
@@ -254,12 +279,21 @@ async fn round_trip(db: Db, lang: Lang) {
     .await;
     let args = [
         &["validate", "--server", &app.base, "--key", &perpetual.key][..],
-        &["--fingerprint", &fingerprint, "--license-token", &perpetual.token_file],
+        &[
+            "--fingerprint",
+            &fingerprint,
+            "--license-token",
+            &perpetual.token_file,
+        ],
         &pinned(&key),
     ]
     .concat();
     let out = run(lang, &args, &[]).await;
-    assert_eq!(out.code, 1, "valid, but not activated on this machine: {}", out.out);
+    assert_eq!(
+        out.code, 1,
+        "valid, but not activated on this machine: {}",
+        out.out
+    );
     assert_eq!(out.out["code"], "NOT_ACTIVATED", "{}", out.out);
     assert_eq!(out.out["license_token_ok"], true, "{}", out.out);
     assert_eq!(out.out["license_token_exp"], Value::Null, "{}", out.out);
@@ -295,7 +329,12 @@ async fn checks_cannot_be_skipped(db: Db, lang: Lang) {
     let Some(app) = spawn_app(db).await else {
         return;
     };
-    let license = mint(&app, &sale_form(&format!("GUM-FORGED-{lang:?}")), "license.tok").await;
+    let license = mint(
+        &app,
+        &sale_form(&format!("GUM-FORGED-{lang:?}")),
+        "license.tok",
+    )
+    .await;
     let key = published_key(&app).await;
     let fingerprint = format!("{lang:?}-machine-0002");
     let machine_file = app.dir.join("machine.tok");
@@ -319,9 +358,13 @@ async fn checks_cannot_be_skipped(db: Db, lang: Lang) {
     // A replayed receipt: one that does not echo the nonce the recipe
     // expects.
     let validate = [&["validate"][..], &base, &pinned(&key)].concat();
-    run(lang, &validate, &[("KEYMINT_RECIPE_TEST_NONCE", "an-older-nonce-0001")])
-        .await
-        .unverified("nonce");
+    run(
+        lang,
+        &validate,
+        &[("KEYMINT_RECIPE_TEST_NONCE", "an-older-nonce-0001")],
+    )
+    .await
+    .unverified("nonce");
 
     let offline = |file: &Path, fingerprint: &str, paserk: &str, kid: Option<&str>| {
         let mut args = vec![
@@ -344,21 +387,41 @@ async fn checks_cannot_be_skipped(db: Db, lang: Lang) {
     };
 
     // The genuine file verifies...
-    runs(offline(&machine_file, &fingerprint, &key.public_key, Some(&key.kid)))
-        .await
-        .ok();
+    runs(offline(
+        &machine_file,
+        &fingerprint,
+        &key.public_key,
+        Some(&key.kid),
+    ))
+    .await
+    .ok();
     // ...for this machine only...
-    runs(offline(&machine_file, "another-machine-01", &key.public_key, Some(&key.kid)))
-        .await
-        .unverified("another machine");
+    runs(offline(
+        &machine_file,
+        "another-machine-01",
+        &key.public_key,
+        Some(&key.kid),
+    ))
+    .await
+    .unverified("another machine");
     // ...with the right key only...
     let stranger = SigningKey::generate();
-    runs(offline(&machine_file, &fingerprint, &stranger.public_paserk(), None))
-        .await
-        .unverified("");
-    runs(offline(&machine_file, &fingerprint, &stranger.public_paserk(), Some(stranger.kid())))
-        .await
-        .unverified("unknown key");
+    runs(offline(
+        &machine_file,
+        &fingerprint,
+        &stranger.public_paserk(),
+        None,
+    ))
+    .await
+    .unverified("");
+    runs(offline(
+        &machine_file,
+        &fingerprint,
+        &stranger.public_paserk(),
+        Some(stranger.kid()),
+    ))
+    .await
+    .unverified("unknown key");
     // ...and not once a byte of its payload has changed.
     let genuine = std::fs::read_to_string(&machine_file).unwrap();
     let mut bytes = genuine.into_bytes();
@@ -366,9 +429,14 @@ async fn checks_cannot_be_skipped(db: Db, lang: Lang) {
     bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
     let tampered = app.dir.join("tampered.tok");
     std::fs::write(&tampered, bytes).unwrap();
-    runs(offline(&tampered, &fingerprint, &key.public_key, Some(&key.kid)))
-        .await
-        .unverified("");
+    runs(offline(
+        &tampered,
+        &fingerprint,
+        &key.public_key,
+        Some(&key.kid),
+    ))
+    .await
+    .unverified("");
 
     // A genuine receipt is not a machine file, nor a license token one.
     let answer: Value = app
@@ -383,12 +451,68 @@ async fn checks_cannot_be_skipped(db: Db, lang: Lang) {
         .unwrap();
     let receipt = app.dir.join("receipt.tok");
     std::fs::write(&receipt, answer["receipt"].as_str().unwrap()).unwrap();
-    runs(offline(&receipt, &fingerprint, &key.public_key, Some(&key.kid)))
-        .await
-        .unverified("not a machine file");
+    runs(offline(
+        &receipt,
+        &fingerprint,
+        &key.public_key,
+        Some(&key.kid),
+    ))
+    .await
+    .unverified("not a machine file");
     let mut args = offline(&machine_file, &fingerprint, &key.public_key, Some(&key.kid));
     args.extend(["--license-token".into(), format!("@{}", receipt.display())]);
     runs(args).await.unverified("not a license");
+}
+
+/// A machine file past its `exp` no longer verifies offline.
+async fn expired_machine_files_are_refused(db: Db, lang: Lang) {
+    if !lang.available() {
+        return;
+    }
+    let Some(app) = spawn_app_with(db, &[("KEYMINT_LICENSING__MACHINE_FILE_TTL", "2s")]).await
+    else {
+        return;
+    };
+    let license = mint(
+        &app,
+        &sale_form(&format!("GUM-EXP-{lang:?}")),
+        "license.tok",
+    )
+    .await;
+    let key = published_key(&app).await;
+    let fingerprint = format!("{lang:?}-machine-0003");
+    let stored = app.dir.join("machine.tok");
+    let stored = stored.to_str().unwrap();
+    let args = [
+        &["activate", "--server", &app.base, "--key", &license.key][..],
+        &["--fingerprint", &fingerprint, "--save-machine-file", stored],
+        &pinned(&key),
+    ]
+    .concat();
+    let out = run(lang, &args, &[]).await;
+    assert_eq!(out.ok()["machine_file_ok"], true, "{}", out.out);
+    let file = format!("@{stored}");
+    let offline = [
+        &[
+            "offline",
+            "--fingerprint",
+            &fingerprint,
+            "--machine-file",
+            &file,
+        ][..],
+        &pinned(&key),
+    ]
+    .concat();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    run(lang, &offline, &[]).await.unverified("expired");
+}
+
+async fn python_expired_machine_file(db: Db) {
+    expired_machine_files_are_refused(db, Lang::Python).await
+}
+
+async fn node_expired_machine_file(db: Db) {
+    expired_machine_files_are_refused(db, Lang::Node).await
 }
 
 async fn python_round_trip(db: Db) {
@@ -412,4 +536,6 @@ both_databases!(
     node_round_trip,
     python_checks_cannot_be_skipped,
     node_checks_cannot_be_skipped,
+    python_expired_machine_file,
+    node_expired_machine_file,
 );
