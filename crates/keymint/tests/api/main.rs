@@ -18,6 +18,7 @@ mod licensing;
 mod operator;
 mod ops;
 mod providers;
+mod recipes;
 mod refunds;
 mod replay;
 mod retention;
