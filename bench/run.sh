@@ -5,6 +5,7 @@
 #   bench/run.sh                    # both databases, 10 s per measurement
 #   DURATION=30 bench/run.sh        # longer measurements
 #   DATABASES=sqlite bench/run.sh   # one database
+#   LICENSES=2000 bench/run.sh      # fewer licenses for the licensing run (default 10,000)
 #
 # PostgreSQL: KEYMINT_BENCH_POSTGRES_URL (default
 # postgres://postgres@127.0.0.1:5432/postgres) must be allowed to create
@@ -15,6 +16,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 CONCURRENCY=${CONCURRENCY:-32}
+LICENSES=${LICENSES:-10000}
 DATABASES=${DATABASES:-"sqlite postgres"}
 PG_ADMIN_URL=${KEYMINT_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 PG_BASE=${PG_ADMIN_URL%/*}
@@ -63,6 +65,10 @@ allow_weak_secrets = true
 url = "$3"
 [email]
 provider = "log"
+# One load generator is one client address: the per-address limits of the
+# licensing API would measure themselves.
+[licensing.rate_limit]
+enabled = false
 [[endpoints]]
 name = "gumroad"
 kind = "gumroad"
@@ -127,6 +133,13 @@ for db in $DATABASES; do
   read_out=$("$BENCH" --json read --url "$base" --token "$token" --concurrency "$CONCURRENCY" --duration "$DURATION" | tee >(cat >&2))
   R[$db,read]=$(echo "$read_out" | json_field 'd["statuses"].get("200",0)/d["seconds"]')
 
+  lic=$("$BENCH" --json licensing --url "$base" --token "$token" --licenses "$LICENSES" --concurrency "$CONCURRENCY" \
+    --duration "$DURATION" --pid "$server_pid" | tee >(cat >&2))
+  for f in healthz_per_s validate_per_s validate_share_pct validate_cpu_ms healthz_cpu_ms half_rate half_p50_ms half_p99_ms \
+           activate_per_s activate_p99_ms activate_cpu_ms; do
+    R[$db,$f]=$(echo "$lic" | json_field "d['$f']")
+  done
+
   hostile=$("$BENCH" --json hostile --url "$base" --pid "$server_pid" | tee >(cat >&2))
   R[$db,hostile_cpu]=$(echo "$hostile" | json_field 'd["cpu_ms_per_request"]')
   R[$db,hostile_p50]=$(echo "$hostile" | json_field 'd["p50_ms"]')
@@ -175,6 +188,13 @@ rss() { echo "${R[$1,rss]}"; }
 hostile_cpu() { printf '%.2f' "${R[$1,hostile_cpu]}"; }
 hostile_lat() { printf '%.1f / %.1f / %.1f' "${R[$1,hostile_p50]}" "${R[$1,healthz_p99]}" "${R[$1,healthz_max]}"; }
 startup() { printf '%.1f' "${R[$1,startup]}"; }
+healthz() { num "${R[$1,healthz_per_s]}"; }
+validations() { num "${R[$1,validate_per_s]}"; }
+validate_share() { printf '%.1f%%' "${R[$1,validate_share_pct]}"; }
+validate_half() { printf '%.2f / %.2f at %.0f/s' "${R[$1,half_p50_ms]}" "${R[$1,half_p99_ms]}" "${R[$1,half_rate]}"; }
+validate_cpu() { printf '%.3f / %.3f' "${R[$1,validate_cpu_ms]}" "${R[$1,healthz_cpu_ms]}"; }
+activations() { num "${R[$1,activate_per_s]}"; }
+activate_lat() { printf '%.1f / %.3f' "${R[$1,activate_p99_ms]}" "${R[$1,activate_cpu_ms]}"; }
 row "max sustained ingest (fully processed deliveries/s, closed loop)" "" max
 row "database ceiling: the same ingest writes without HTTP (/s)" "" ceiling
 row "keymint's share of that ceiling" ">= 75%" share
@@ -186,6 +206,13 @@ row "max sustained ingest, Standard Webhooks-signed (/s)" "" max_standard
 row "open loop at half the max (req/s, 10% duplicates)" "" half_rate
 row "latency at half the max: p50 / p99 / p99.9 / max (ms)" "p99 <= 20" half_lat
 row "admin get by key (req/s)" "" reads
+row "GET /healthz, closed loop (req/s): the HTTP floor" "" healthz
+row "validations (key + fingerprint + nonce, receipt signed), closed loop (/s)" "" validations
+row "validations as a share of the /healthz floor" ">= 50%" validate_share
+row "validation latency at half that rate: p50 / p99 (ms)" "p99 <= 5" validate_half
+row "server CPU per validation / per /healthz (ms)" "" validate_cpu
+row "activations (new machine, machine file signed), closed loop (/s)" "" activations
+row "activation p99 (ms) / server CPU per activation (ms)" "" activate_lat
 row "forged Stripe delivery (10,000 v1= entries, 250 KiB): server CPU per rejection (ms)" "a few ms" hostile_cpu
 row "forged deliveries: their p50 / /healthz p99 / /healthz max meanwhile (ms)" "" hostile_lat
 row "peak resident memory of the server (MiB)" "<= 64" rss

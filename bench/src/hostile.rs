@@ -35,7 +35,7 @@ pub struct HostileArgs {
 }
 
 /// User plus system CPU time of process `pid` so far, in seconds.
-fn process_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn process_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces) in parentheses.
     let rest = stat

@@ -10,6 +10,8 @@
 //!   email worker's claim and mark), run directly against the database
 //!   without HTTP, through keymint's own store functions.
 //! - `startup`: time from process start to the first 200 from `/readyz`.
+//! - `licensing`: validations and activations against the `/healthz` floor
+//!   of the same server, in one run.
 //!
 //! Every command prints a human summary and, with `--json`, one JSON line.
 //!
@@ -17,6 +19,7 @@
 
 mod ceiling;
 mod hostile;
+mod licensing;
 mod load;
 mod read;
 mod signers;
@@ -60,6 +63,9 @@ enum Command {
     /// header with thousands of entries and a large body): the server's CPU
     /// time per rejection, and /healthz latency while they arrive.
     Hostile(hostile::HostileArgs),
+    /// The licensing API: validations (closed and open loop) and
+    /// activations, beside the server's own /healthz rate.
+    Licensing(licensing::LicensingArgs),
 }
 
 #[tokio::main]
@@ -72,5 +78,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Ceiling(args) => ceiling::ceiling(args, cli.json).await,
         Command::Startup(args) => startup::startup(args, cli.json).await,
         Command::Hostile(args) => hostile::run(args, cli.json).await,
+        Command::Licensing(args) => licensing::run(args, cli.json).await,
     }
 }

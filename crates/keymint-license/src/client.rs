@@ -177,7 +177,7 @@ pub struct LicenseInfo {
     pub key: String,
     pub product: String,
     pub tier: String,
-    /// `active`, `suspended`, `refunded`, ...
+    /// `active`, `suspended`, `revoked` or `expired`; the answer's `code` says why (`REFUNDED`, `DISPUTE_LOST`, ...).
     pub status: String,
     #[serde(default)]
     pub entitlements: Vec<String>,

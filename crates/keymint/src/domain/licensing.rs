@@ -78,6 +78,10 @@ impl Nonce {
     pub const MAX: usize = 128;
 
     pub fn parse(text: &str) -> Result<Self, ClientTextError> {
+        if !text.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+            return Err(refuse("nonce", "must be printable ASCII characters only"));
+        }
+        // All ASCII by now: bytes are characters.
         if !(Self::MIN..=Self::MAX).contains(&text.len()) {
             return Err(refuse(
                 "nonce",
@@ -88,9 +92,6 @@ impl Nonce {
                     text.len()
                 ),
             ));
-        }
-        if !text.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
-            return Err(refuse("nonce", "must be printable ASCII characters only"));
         }
         Ok(Self(text.to_string()))
     }

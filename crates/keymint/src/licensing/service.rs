@@ -232,7 +232,8 @@ impl Licensing {
     }
 
     /// The machine a validation named, recorded as seen now when it was
-    /// last seen over a minute ago.
+    /// last seen over [`SEEN_EVERY`] ago (the only write a validation
+    /// makes).
     async fn seen(
         &self,
         found: &Lookup,
@@ -240,16 +241,25 @@ impl Licensing {
         now: Millis,
     ) -> Result<MachineOut, LicensingError> {
         let seen_after = Millis(now.0 - ms(SEEN_EVERY));
-        let last = found.machine_last_seen_at.unwrap_or(now);
+        let mut last = found.machine_last_seen_at.unwrap_or(now);
         if last <= seen_after {
             let mut conn = self.store.writer().await?;
             machines::touch(&mut conn, id, now, seen_after).await?;
+            last = now;
         }
-        let mut conn = self.store.conn().await?;
-        let machine = machines::by_id(&mut conn, &found.license.id, id)
-            .await?
+        // Set whenever the join found the machine.
+        let activated_at = found
+            .machine_activated_at
             .ok_or(LicensingError::NotActivated)?;
-        Ok(MachineOut::from(&machine))
+        Ok(MachineOut {
+            id: id.clone(),
+            name: found.machine_name.clone(),
+            platform: found.machine_platform.clone(),
+            hostname: found.machine_hostname.clone(),
+            app_version: found.machine_app_version.clone(),
+            activated_at: crate::store::format_ms(activated_at),
+            last_seen_at: crate::store::format_ms(last),
+        })
     }
 
     async fn receipt(

@@ -126,7 +126,8 @@ pub struct Verdict {
     pub warnings: Vec<Warning>,
     /// When access ends as far as keymint knows now: a subscription's
     /// paid period (or trial) plus grace, else the license's expiry;
-    /// `None` for a perpetual license.
+    /// `None` for a perpetual license, and for one that does not stand
+    /// (or is another product's).
     pub access_until: Option<Millis>,
 }
 
@@ -185,7 +186,7 @@ pub fn decide(facts: &Facts<'_>, ask: &Ask<'_>, now: Millis, grace_ms: i64) -> V
             w
         })
         .unwrap_or_default();
-    let verdict = |code, missing| Verdict {
+    let verdict = |code, missing, access_until| Verdict {
         code,
         missing,
         warnings: if code == Code::Valid {
@@ -196,10 +197,12 @@ pub fn decide(facts: &Facts<'_>, ask: &Ask<'_>, now: Millis, grace_ms: i64) -> V
         access_until,
     };
     if ask.product.is_some_and(|p| p != facts.product) {
-        return verdict(Code::ProductMismatch, Vec::new());
+        return verdict(Code::ProductMismatch, Vec::new(), None);
     }
+    // A license that does not stand gives no access at all: no date that
+    // could read as "until then".
     if let Err(code) = standing(facts, now, grace_ms) {
-        return verdict(code, Vec::new());
+        return verdict(code, Vec::new(), None);
     }
     let missing: Vec<String> = ask
         .entitlements
@@ -208,12 +211,12 @@ pub fn decide(facts: &Facts<'_>, ask: &Ask<'_>, now: Millis, grace_ms: i64) -> V
         .cloned()
         .collect();
     if !missing.is_empty() {
-        return verdict(Code::EntitlementsMissing, missing);
+        return verdict(Code::EntitlementsMissing, missing, access_until);
     }
     if ask.machine_active == Some(false) {
-        return verdict(Code::NotActivated, Vec::new());
+        return verdict(Code::NotActivated, Vec::new(), access_until);
     }
-    verdict(Code::Valid, Vec::new())
+    verdict(Code::Valid, Vec::new(), access_until)
 }
 
 fn access_until(facts: &Facts<'_>, grace_ms: i64) -> Option<Millis> {

@@ -31,9 +31,10 @@ pub struct Machine {
     pub activated_by: String,
 }
 
-/// Everything a validation needs, read in one statement: the license, its
-/// seat count, the machine asked about, its newest subscription and, for
-/// a revoked license, the action that revoked it.
+/// Everything a validation needs, read in one statement (one round trip:
+/// most of a validation's cost): the license, its seat count, the machine
+/// asked about, its newest subscription and, for a revoked license, the
+/// action that revoked it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Lookup {
     #[sqlx(flatten)]
@@ -41,6 +42,11 @@ pub struct Lookup {
     pub machines_active: i64,
     pub revoked_by: Option<String>,
     pub machine_id: Option<MachineId>,
+    pub machine_name: Option<String>,
+    pub machine_platform: Option<String>,
+    pub machine_hostname: Option<String>,
+    pub machine_app_version: Option<String>,
+    pub machine_activated_at: Option<Millis>,
     pub machine_last_seen_at: Option<Millis>,
     pub subscription_status: Option<SubscriptionStatus>,
     pub trial_end: Option<i64>,
@@ -61,7 +67,9 @@ pub async fn lookup(
            (SELECT COUNT(*) FROM machines c WHERE c.license_id = l.id) AS machines_active, \
            CASE WHEN l.status = $3 THEN (SELECT e.action FROM license_events e \
              WHERE e.license_id = l.id AND e.to_status = $3 ORDER BY e.at DESC, e.id DESC LIMIT 1) END AS revoked_by, \
-           m.id AS machine_id, m.last_seen_at AS machine_last_seen_at, \
+           m.id AS machine_id, m.name AS machine_name, m.platform AS machine_platform, \
+           m.hostname AS machine_hostname, m.app_version AS machine_app_version, \
+           m.activated_at AS machine_activated_at, m.last_seen_at AS machine_last_seen_at, \
            s.status AS subscription_status, s.trial_end AS trial_end, \
            s.current_period_end AS current_period_end, s.cancel_at_period_end AS cancel_at_period_end \
          FROM licenses l \

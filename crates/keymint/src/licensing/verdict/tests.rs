@@ -224,6 +224,9 @@ proptest! {
         if v.code != Code::Valid {
             prop_assert!(v.warnings.is_empty());
         }
+        if !stands {
+            prop_assert_eq!(v.access_until, None);
+        }
         if status != LicenseStatus::Active {
             prop_assert_ne!(v.code, Code::Valid);
         }
