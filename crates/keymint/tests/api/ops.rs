@@ -133,6 +133,14 @@ const SERVED: &[(&str, &str)] = &[
     ("post", "/admin/v1/deliveries/replay"),
     ("get", "/admin/v1/subscriptions"),
     ("get", "/admin/v1/subscriptions/{id}"),
+    ("get", "/admin/v1/licenses/{key}/machines"),
+    ("delete", "/admin/v1/licenses/{key}/machines/{id}"),
+    ("post", "/admin/v1/licenses/{key}/machines/reset"),
+    ("put", "/admin/v1/licenses/{key}/max-machines"),
+    ("post", "/v1/licenses/validate"),
+    ("put", "/v1/licenses/{key}/machines/{fingerprint}"),
+    ("delete", "/v1/licenses/{key}/machines/{fingerprint}"),
+    ("get", "/v1/licenses/{key}/machines"),
 ];
 
 async fn openapi_lists_exactly_the_served_routes_and_their_answers(db: Db) {
@@ -164,6 +172,7 @@ async fn openapi_lists_exactly_the_served_routes_and_their_answers(db: Db) {
         path.replace("{endpoint}", "gumroad")
             .replace("{key}", "DT1-CORE-00000-00000-00000-00000")
             .replace("{id}", "dlv_0")
+            .replace("{fingerprint}", "machine-0001")
     };
     for (path, item) in doc["paths"].as_object().unwrap() {
         for m in methods {

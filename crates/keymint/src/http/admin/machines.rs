@@ -23,10 +23,10 @@ use utoipa_axum::routes;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list))
-        .routes(routes!(deactivate))
-        .routes(routes!(reset))
-        .routes(routes!(set_max_machines))
+        .routes(routes!(admin_list_machines))
+        .routes(routes!(admin_deactivate_machine))
+        .routes(routes!(admin_reset_machines))
+        .routes(routes!(admin_set_max_machines))
 }
 
 impl From<LicensingError> for ApiError {
@@ -64,7 +64,7 @@ struct MachineIdPath {
 #[utoipa::path(get, path = "/admin/v1/licenses/{key}/machines", tag = "licenses", security(("bearer" = [])),
     params(KeyPath),
     responses((status = 200, body = MachinesOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn list(
+async fn admin_list_machines(
     admin: Admin,
     State(state): State<AppState>,
     Path(KeyPath { key }): Path<KeyPath>,
@@ -84,7 +84,7 @@ async fn list(
     params(MachineIdPath),
     responses((status = 204, description = "deactivated"), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody, description = "`license_not_found` or `machine_not_found`")))]
-async fn deactivate(
+async fn admin_deactivate_machine(
     admin: Admin,
     State(state): State<AppState>,
     Path(MachineIdPath { key, id }): Path<MachineIdPath>,
@@ -103,7 +103,7 @@ async fn deactivate(
 #[utoipa::path(post, path = "/admin/v1/licenses/{key}/machines/reset", tag = "licenses", security(("bearer" = [])),
     params(KeyPath),
     responses((status = 200, body = ResetOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn reset(
+async fn admin_reset_machines(
     admin: Admin,
     State(state): State<AppState>,
     Path(KeyPath { key }): Path<KeyPath>,
@@ -133,7 +133,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Err
 #[utoipa::path(put, path = "/admin/v1/licenses/{key}/max-machines", tag = "licenses", security(("bearer" = [])),
     params(KeyPath), request_body = MaxMachinesBody,
     responses((status = 200, body = LicenseOne), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn set_max_machines(
+async fn admin_set_max_machines(
     admin: Admin,
     State(state): State<AppState>,
     Path(KeyPath { key }): Path<KeyPath>,

@@ -36,9 +36,9 @@ const MAX_NAME: usize = 64;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(validate))
-        .routes(routes!(activate, deactivate))
-        .routes(routes!(machines))
+        .routes(routes!(validate_license))
+        .routes(routes!(activate_machine, deactivate_machine))
+        .routes(routes!(list_machines))
 }
 
 /// A licensing answer that is not a 200.
@@ -267,7 +267,7 @@ fn validate_request(body: ValidateBody) -> Result<Validate, Refusal> {
               (status = 400, body = LicensingErrorBody, description = "malformed request (nothing about any license is revealed)"),
               (status = 429, body = LicensingErrorBody, description = "`rate_limited`; see `Retry-After`"),
               (status = 503, body = LicensingErrorBody)))]
-async fn validate(
+async fn validate_license(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -359,7 +359,7 @@ fn refusal(state: &AppState, who: &str, e: LicensingError) -> Refusal {
               (status = 404, body = LicensingErrorBody, description = "`NOT_FOUND`"),
               (status = 409, body = LicensingErrorBody, description = "`TOO_MANY_MACHINES`"),
               (status = 429, body = LicensingErrorBody), (status = 503, body = LicensingErrorBody)))]
-async fn activate(
+async fn activate_machine(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(MachinePath {
@@ -429,7 +429,7 @@ pub fn machine_meta(body: &ActivateBody) -> Result<MachineMeta, String> {
               (status = 404, body = LicensingErrorBody, description = "`NOT_FOUND` (no such key) or `NOT_ACTIVATED` (this fingerprint is not active)"),
               (status = 429, body = LicensingErrorBody, description = "`DEACTIVATION_LIMIT` (with `retry_after`) or `rate_limited`"),
               (status = 503, body = LicensingErrorBody)))]
-async fn deactivate(
+async fn deactivate_machine(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(MachinePath {
@@ -461,7 +461,7 @@ async fn deactivate(
               (status = 400, body = LicensingErrorBody),
               (status = 404, body = LicensingErrorBody, description = "`NOT_FOUND`"),
               (status = 429, body = LicensingErrorBody), (status = 503, body = LicensingErrorBody)))]
-async fn machines(
+async fn list_machines(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(KeyOnlyPath { key }): Path<KeyOnlyPath>,
