@@ -137,7 +137,7 @@ for db in $DATABASES; do
     --duration "$DURATION" --pid "$server_pid" | tee >(cat >&2))
   for f in healthz_per_s validate_per_s validate_share_pct validate_cpu_ms healthz_cpu_ms half_rate half_p50_ms half_p99_ms \
            activate_per_s activate_p99_ms activate_cpu_ms; do
-    R[$db,$f]=$(echo "$lic" | json_field "d['$f']")
+    R[$db,lic_$f]=$(echo "$lic" | json_field "d['$f']")
   done
 
   hostile=$("$BENCH" --json hostile --url "$base" --pid "$server_pid" | tee >(cat >&2))
@@ -188,13 +188,13 @@ rss() { echo "${R[$1,rss]}"; }
 hostile_cpu() { printf '%.2f' "${R[$1,hostile_cpu]}"; }
 hostile_lat() { printf '%.1f / %.1f / %.1f' "${R[$1,hostile_p50]}" "${R[$1,healthz_p99]}" "${R[$1,healthz_max]}"; }
 startup() { printf '%.1f' "${R[$1,startup]}"; }
-healthz() { num "${R[$1,healthz_per_s]}"; }
-validations() { num "${R[$1,validate_per_s]}"; }
-validate_share() { printf '%.1f%%' "${R[$1,validate_share_pct]}"; }
-validate_half() { printf '%.2f / %.2f at %.0f/s' "${R[$1,half_p50_ms]}" "${R[$1,half_p99_ms]}" "${R[$1,half_rate]}"; }
-validate_cpu() { printf '%.3f / %.3f' "${R[$1,validate_cpu_ms]}" "${R[$1,healthz_cpu_ms]}"; }
-activations() { num "${R[$1,activate_per_s]}"; }
-activate_lat() { printf '%.1f / %.3f' "${R[$1,activate_p99_ms]}" "${R[$1,activate_cpu_ms]}"; }
+healthz() { num "${R[$1,lic_healthz_per_s]}"; }
+validations() { num "${R[$1,lic_validate_per_s]}"; }
+validate_share() { printf '%.1f%%' "${R[$1,lic_validate_share_pct]}"; }
+validate_half() { printf '%.2f / %.2f at %.0f/s' "${R[$1,lic_half_p50_ms]}" "${R[$1,lic_half_p99_ms]}" "${R[$1,lic_half_rate]}"; }
+validate_cpu() { printf '%.3f / %.3f' "${R[$1,lic_validate_cpu_ms]}" "${R[$1,lic_healthz_cpu_ms]}"; }
+activations() { num "${R[$1,lic_activate_per_s]}"; }
+activate_lat() { printf '%.1f / %.3f' "${R[$1,lic_activate_p99_ms]}" "${R[$1,lic_activate_cpu_ms]}"; }
 row "max sustained ingest (fully processed deliveries/s, closed loop)" "" max
 row "database ceiling: the same ingest writes without HTTP (/s)" "" ceiling
 row "keymint's share of that ceiling" ">= 75%" share

@@ -395,6 +395,15 @@ impl Client {
                 "receipt is for another fingerprint".into(),
             ));
         }
+        if receipt.access_until != answer.access_until
+            || receipt.warnings != answer.warnings
+            || receipt.missing_entitlements != answer.missing_entitlements
+        {
+            return Err(ClientError::Tampered(
+                "the body's access_until, warnings or missing_entitlements differ from the receipt's"
+                    .into(),
+            ));
+        }
         Ok(Validation { receipt, answer })
     }
 

@@ -144,6 +144,16 @@ pub struct ReceiptClaims {
     /// The caller's nonce, echoed exactly.
     #[serde(default)]
     pub nonce: Option<String>,
+    /// The answer's `access_until` (when access ends as far as the server
+    /// knows), or `None`.
+    #[serde(default, with = "rfc3339_opt")]
+    pub access_until: Option<OffsetDateTime>,
+    /// The answer's `warnings` (`PAST_DUE`, `CANCELS_AT_PERIOD_END`).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// The answer's `missing_entitlements`.
+    #[serde(default)]
+    pub missing_entitlements: Vec<String>,
     /// When the answer was given.
     #[serde(with = "rfc3339")]
     pub iat: OffsetDateTime,

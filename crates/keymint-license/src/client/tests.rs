@@ -146,6 +146,16 @@ fn receipt(
             key: key.into(),
             fingerprint: fingerprint.map(Into::into),
             nonce: Some(nonce.into()),
+            // As `validate_answer`'s body says.
+            access_until: Some(
+                OffsetDateTime::parse(
+                    "2030-01-01T00:00:00Z",
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .unwrap(),
+            ),
+            warnings: vec!["PAST_DUE".into()],
+            missing_entitlements: Vec::new(),
             iat: now,
             exp: now + time::Duration::hours(1),
         })
@@ -210,6 +220,22 @@ fn validate_answer(
             "receipt": receipt(signing, signed_valid, signed_code, key, fingerprint, nonce.unwrap_or(sent_nonce)),
         }),
     )
+}
+
+#[test]
+fn a_body_whose_warnings_differ_from_the_receipt_is_tampered() {
+    let fake = Fake::serve(1, |signing, request| {
+        let mut reply = validate_answer(signing, request, (true, "VALID"), (true, "VALID"), None);
+        let mut body: Value = serde_json::from_str(&reply.body).unwrap();
+        body["warnings"] = json!([]);
+        reply.body = body.to_string();
+        reply
+    });
+    let err = fake
+        .client()
+        .validate(&ValidateRequest::new(KEY).fingerprint(FINGERPRINT))
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Tampered(_)), "{err:?}");
 }
 
 #[test]

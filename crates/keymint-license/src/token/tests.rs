@@ -162,6 +162,9 @@ fn receipt_claims(now: OffsetDateTime, nonce: Option<&str>) -> ReceiptClaims {
         key: "DT1-CORE-00000-00000-00000-00000".into(),
         fingerprint: Some(FINGERPRINT.into()),
         nonce: nonce.map(Into::into),
+        access_until: None,
+        warnings: Vec::new(),
+        missing_entitlements: Vec::new(),
         iat: now,
         exp: now + Duration::hours(1),
     }

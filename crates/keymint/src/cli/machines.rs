@@ -26,9 +26,10 @@ pub enum MachinesCmd {
     Checkout {
         key: String,
         fingerprint: String,
-        /// The machine file's lifetime (capped by the license's expiry).
-        #[arg(long, default_value = "365d", value_parser = humantime::parse_duration)]
-        ttl: std::time::Duration,
+        /// The machine file's lifetime, at least a minute (default:
+        /// `[licensing] machine_file_ttl`; capped by the license's expiry).
+        #[arg(long, value_parser = checkout_ttl)]
+        ttl: Option<std::time::Duration>,
         /// Write the machine file here (mode 0600) instead of printing it.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -75,13 +76,39 @@ pub async fn run(config: Config, cmd: MachinesCmd) -> anyhow::Result<ExitCode> {
                 name: crate::domain::machine_text("name", name.as_deref())?,
                 ..MachineMeta::default()
             };
-            let done = licensing
-                .activate(&key, &fp, meta, None, Some(ttl), "cli")
-                .await?;
-            match out {
-                Some(path) => {
-                    write_private(&path, &done.machine_file)
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            // The file is opened before the seat is taken: a path that
+            // cannot be written must not cost a seat.
+            let existed = out.as_ref().is_some_and(|p| p.exists());
+            let file = out
+                .as_ref()
+                .map(|path| {
+                    open_private(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+                })
+                .transpose()?;
+            let done = match licensing.activate(&key, &fp, meta, None, ttl, "cli").await {
+                Ok(done) => done,
+                Err(e) => {
+                    // Leave no empty file behind (an existing one is kept
+                    // as it was: it is only truncated once there is a
+                    // machine file to write).
+                    if let (Some(path), false) = (&out, existed) {
+                        let _ = std::fs::remove_file(path);
+                    }
+                    return Err(e.into());
+                }
+            };
+            match (out, file) {
+                (Some(path), Some(mut file)) => {
+                    use std::io::Write;
+                    file.set_len(0)
+                        .and_then(|()| writeln!(file, "{}", done.machine_file))
+                        .map_err(|e| {
+                        anyhow::anyhow!(
+                            "{}: {e} (machine {} is activated; run the checkout again to get its file)",
+                            path.display(),
+                            done.machine.id
+                        )
+                    })?;
                     eprintln!(
                         "{} machine {} ({} of {}); machine file written to {}",
                         if done.created {
@@ -97,23 +124,30 @@ pub async fn run(config: Config, cmd: MachinesCmd) -> anyhow::Result<ExitCode> {
                         path.display()
                     );
                 }
-                None => println!("{}", done.machine_file),
+                _ => println!("{}", done.machine_file),
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes a file readable by its owner only.
-fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
+/// Opens (creating, not yet truncating) a file readable by its owner only.
+fn open_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create(true).truncate(false);
     #[cfg(unix)]
     options.mode(0o600);
-    let mut file = options.open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.write_all(b"\n")
+    options.open(path)
+}
+
+/// A checkout's `--ttl`: a duration of at least a minute (a machine file
+/// that expires as it is issued would take a seat for nothing).
+fn checkout_ttl(text: &str) -> Result<std::time::Duration, String> {
+    let ttl = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if ttl < std::time::Duration::from_secs(60) {
+        return Err(format!("{text:?} is shorter than a minute"));
+    }
+    Ok(ttl)
 }

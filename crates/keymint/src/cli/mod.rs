@@ -60,10 +60,10 @@ pub enum Command {
     /// Licenses.
     #[command(subcommand)]
     License(LicenseCmd),
-    /// The webhook delivery log.
     /// The machines a license is activated on.
     #[command(subcommand)]
     Machines(MachinesCmd),
+    /// The webhook delivery log.
     #[command(subcommand)]
     Deliveries(DeliveriesCmd),
     /// Settle operator refunds stuck in pending, and subscriptions stuck in

@@ -165,6 +165,48 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Turns an error answer that is not JSON (a method not allowed, a path
+/// or body the framework refused) into the JSON error shape, keeping its
+/// status and headers such as `Allow`.
+pub(crate) async fn json_errors(req: Request, next: axum::middleware::Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        // A content type that is not text is not JSON either.
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        // An unreadable framework message falls back to the status's name.
+        .unwrap_or_default();
+    let error = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    let mut out = (
+        status,
+        Json(ErrorBody {
+            error,
+            code: code_for_status(status).to_string(),
+        }),
+    )
+        .into_response();
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
 /// `Query<T>` whose rejections (an unknown parameter when `T` denies
 /// them, a value of the wrong type) answer 400 in the JSON error shape.
 pub struct ApiQuery<T>(pub T);

@@ -69,8 +69,13 @@ pub fn router(state: AppState) -> Router {
                     // still logs the request.
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
-                // The path only: query strings can carry secrets.
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                // The route's template, never the path: paths carry license
+                // keys and machine fingerprints, query strings secrets.
+                let route = req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map_or("unmatched", MatchedPath::as_str);
+                tracing::info_span!("request", method = %req.method(), route = %route, request_id = %id)
             })
             .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )

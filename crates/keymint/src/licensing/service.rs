@@ -33,9 +33,9 @@ pub enum LicensingError {
     #[error("{}", .0.detail())]
     Refused(Code),
     #[error(
-        "the license is already activated on {max} machine(s), its limit; deactivate one first"
+        "the license is active on {active} machine(s) and its limit is {max}; deactivate one first"
     )]
-    TooManyMachines { max: i64 },
+    TooManyMachines { max: i64, active: i64 },
     /// The fingerprint (or machine id) is not activated on the license.
     #[error("this machine is not activated on the license")]
     NotActivated,
@@ -182,9 +182,22 @@ impl Licensing {
     pub async fn validate(&self, req: &Validate) -> Result<Validation, LicensingError> {
         let now = Millis::now();
         let key = req.key.parse::<LicenseKey>().ok();
-        // A malformed key is looked up as sent (it finds nothing), so it
-        // costs what an unknown one costs and answers the same.
-        let lookup_key = key.as_ref().map_or(req.key.trim(), LicenseKey::as_str);
+        // A malformed key is looked up too (it finds nothing), so it costs
+        // what an unknown one costs and answers the same; control
+        // characters are replaced first (PostgreSQL refuses a NUL).
+        let unparsed: String;
+        let lookup_key = match &key {
+            Some(k) => k.as_str(),
+            None => {
+                unparsed = req
+                    .key
+                    .trim()
+                    .chars()
+                    .map(|c| if c.is_control() { '?' } else { c })
+                    .collect();
+                &unparsed
+            }
+        };
         let hash = match (&key, &req.fingerprint) {
             (Some(k), Some(fp)) => Some(fp.hash_for(k)),
             _ => None,
@@ -285,6 +298,18 @@ impl Licensing {
             key: key.map_or_else(|| req.key.trim().to_string(), LicenseKey::to_string),
             fingerprint: req.fingerprint.as_ref().map(|f| f.expose().to_string()),
             nonce: req.nonce.as_ref().map(|n| n.as_str().to_string()),
+            // As the body shows it, to the millisecond.
+            access_until: verdict
+                .access_until
+                .map(|t| t.to_time())
+                .transpose()
+                .map_err(|e| LicensingError::Signing(e.to_string()))?,
+            warnings: verdict
+                .warnings
+                .iter()
+                .map(|w| w.as_str().to_string())
+                .collect(),
+            missing_entitlements: verdict.missing.clone(),
             iat,
             exp: time_secs(exp)?,
         };
@@ -335,7 +360,10 @@ impl Licensing {
                 if let Some(max) = found.license.max_machines
                     && found.machines_active >= max
                 {
-                    return Err(LicensingError::TooManyMachines { max });
+                    return Err(LicensingError::TooManyMachines {
+                        max,
+                        active: found.machines_active,
+                    });
                 }
                 let machine = Machine {
                     id: MachineId::generate(),

@@ -84,6 +84,15 @@ pub enum Warning {
     CancelsAtPeriodEnd,
 }
 
+impl Warning {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PastDue => "PAST_DUE",
+            Self::CancelsAtPeriodEnd => "CANCELS_AT_PERIOD_END",
+        }
+    }
+}
+
 /// A license's subscription, as a validation sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubscriptionFacts {

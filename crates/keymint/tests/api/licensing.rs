@@ -73,6 +73,14 @@ impl Program {
         assert_eq!(receipt.valid, out.valid);
         assert_eq!(receipt.code, out.code.as_str());
         assert_eq!(receipt.fingerprint.as_deref(), body["fingerprint"].as_str());
+        // The rest of the answer is signed too.
+        assert_eq!(receipt.missing_entitlements, out.missing_entitlements);
+        let warnings: Vec<&str> = out.warnings.iter().map(|w| w.as_str()).collect();
+        assert_eq!(receipt.warnings, warnings);
+        let until = out.access_until.as_deref().map(|t| {
+            OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).unwrap()
+        });
+        assert_eq!(receipt.access_until, until);
         assert_eq!(out.valid, out.code.as_str() == "VALID", "{out:?}");
         // Replayed to a program that sent another nonce, it is refused.
         assert_eq!(
@@ -568,6 +576,25 @@ async fn bad_requests_are_400_and_say_nothing_about_the_license(db: Db) {
         "bad_request",
     )
     .await;
+    // What the framework refuses is answered in the same JSON shape: a
+    // body over 16 KiB, a path that is not UTF-8.
+    let big = json!({"key": k, "product": "x".repeat(20 * 1024)});
+    refused(p.validate_raw(big).await, 413, "body_too_large").await;
+    let not_utf8 = app.url(&format!("/v1/licenses/{k}/machines/abcdefgh%FF%FE"));
+    refused(
+        app.client.put(&not_utf8).send().await.unwrap(),
+        400,
+        "bad_request",
+    )
+    .await;
+    // A NUL is a key that does not parse, on PostgreSQL too.
+    let out = p
+        .validate(json!({"key": "DT1-CORE-\u{0}0000-00000-00000-00000"}))
+        .await;
+    assert_eq!(out.code.as_str(), "NOT_FOUND");
+    // Surrounding spaces do not count towards the 64 characters.
+    let padded = format!("{}{k}{}", " ".repeat(20), " ".repeat(20));
+    assert_eq!(p.code(json!({"key": padded})).await, "VALID");
     // Nothing was activated by any of them.
     let listed: MachinesOut = expect_json(p.machines(k).await, 200).await;
     assert_eq!(listed.machines_active, 0);
@@ -878,17 +905,71 @@ async fn the_cli_checks_out_a_machine_file_for_an_air_gapped_machine(db: Db) {
     .unwrap();
     assert_eq!(long.exp, expires);
 
+    // A file that cannot be written, or a lifetime under a minute, is
+    // refused before a seat is taken.
+    let nowhere = app.dir.join("no-such-dir/x.machine");
+    let out = app.cli(&[
+        "machines",
+        "checkout",
+        k,
+        "air-gapped-0009",
+        "--out",
+        nowhere.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no-such-dir"), "{}", stderr(&out));
+    let out = app.cli(&["machines", "checkout", k, "air-gapped-0009", "--ttl", "0s"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("shorter than a minute"),
+        "{}",
+        stderr(&out)
+    );
+
     let out = app.cli(&["machines", "list", k]);
     assert!(out.status.success(), "{}", stderr(&out));
     let listed: MachinesOut = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(listed.machines_active, 2);
     assert_eq!(listed.machines[0].name.as_deref(), Some("lab"));
+    // Without --ttl, `[licensing] machine_file_ttl` (30 days here).
+    let out = app.cli(&["machines", "reset", k]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = app.cli(&[
+        "machines",
+        "checkout",
+        k,
+        "air-gapped-0001",
+        "--name",
+        "lab",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let default = p
+        .keys
+        .verify_machine_file(
+            stdout(&out).trim(),
+            "air-gapped-0001",
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    assert_eq!(default.exp - default.iat, time::Duration::days(30));
+    let out = app.cli(&[
+        "machines",
+        "checkout",
+        k,
+        "air-gapped-0002",
+        "--ttl",
+        "1000d",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
     // It counts against the seats like any activation.
     p.activate(&key, "online-machine", 201).await;
     let out = app.cli(&["machines", "checkout", k, "air-gapped-0003"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("limit"), "{}", stderr(&out));
 
+    let out = app.cli(&["machines", "list", k]);
+    let listed: MachinesOut = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(listed.machines_active, 3);
     let id = listed.machines[0].id.to_string();
     let out = app.cli(&["machines", "deactivate", k, &id]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -898,7 +979,9 @@ async fn the_cli_checks_out_a_machine_file_for_an_air_gapped_machine(db: Db) {
     assert_eq!(reset.deactivated, 2);
     let detail = admin.license(&key).await;
     let by_cli = detail.history.iter().filter(|h| h.actor == "cli").count();
-    assert_eq!(by_cli, 4, "{:?}", detail.actions());
+    // Activated 0001 and 0002, reset, activated them again, deactivated
+    // one, reset.
+    assert_eq!(by_cli, 7, "{:?}", detail.actions());
     let out = app.cli(&["machines", "list", "DT1-CORE-00000-00000-00000-00000"]);
     assert!(!out.status.success());
 }

@@ -59,15 +59,42 @@ async fn logs_never_contain_secrets(db: Db) {
         &[("KEYMINT_SERVER__LOG_FORMAT", "json")],
     );
     let client = reqwest::Client::new();
+    let mut key = None;
     for secret in [GUMROAD_SECRET, "a-wrong-secret-value"] {
-        client
+        let answer = client
             .post(served.url(&format!("/webhooks/gumroad?secret={secret}")))
             .header("authorization", "Bearer kmt_should_not_be_logged")
             .form(&sale_form("GUM-LOG"))
             .send()
             .await
             .unwrap();
+        if let Ok(v) = answer.json::<serde_json::Value>().await
+            && let Some(k) = v["license_key"].as_str()
+        {
+            key = Some(k.to_string());
+        }
     }
+    // A buyer's program: its key and its machine's fingerprint are
+    // credentials and private, so neither is logged (the route's template
+    // is).
+    let key = key.expect("the sale minted a license");
+    let fingerprint = "fp-never-in-the-log-0001";
+    let machine = served.url(&format!("/v1/licenses/{key}/machines/{fingerprint}"));
+    assert_eq!(client.put(&machine).send().await.unwrap().status(), 201);
+    let validated = client
+        .post(served.url("/v1/licenses/validate"))
+        .json(&serde_json::json!({"key": key, "fingerprint": fingerprint}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(validated.status(), 200);
+    assert_eq!(client.delete(&machine).send().await.unwrap().status(), 204);
+    client
+        .get(served.url(&format!("/admin/v1/licenses/{key}")))
+        .bearer_auth("kmt_should_not_be_logged")
+        .send()
+        .await
+        .unwrap();
     client
         .get(served.url("/admin/v1/deliveries"))
         .bearer_auth("kmt_should_not_be_logged")
@@ -78,13 +105,14 @@ async fn logs_never_contain_secrets(db: Db) {
     let log = served.stop();
 
     assert!(
-        log.contains("/webhooks/gumroad"),
-        "requests are logged: {log}"
+        log.contains("/webhooks/{endpoint}")
+            && log.contains("/v1/licenses/{key}/machines/{fingerprint}"),
+        "requests are logged by route: {log}"
     );
     let request_line = log
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v.to_string().contains("/webhooks/gumroad"))
+        .find(|v| v.to_string().contains("/webhooks/{endpoint}"))
         .expect("JSON log lines");
     assert!(
         request_line.to_string().contains("request_id"),
@@ -96,6 +124,8 @@ async fn logs_never_contain_secrets(db: Db) {
         "kmt_should_not_be_logged",
         "pm-test-token",
         "old-secret",
+        key.as_str(),
+        fingerprint,
     ] {
         assert!(
             !log.contains(secret),

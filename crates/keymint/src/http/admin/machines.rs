@@ -4,12 +4,12 @@
 //! Each change is in the license's history with the operator as actor.
 
 use super::Admin;
-use super::params::{KeyPath, parse_key, path_id};
+use super::params::{KeyPath, optional_json, parse_key, path_id};
 use crate::admin::scope;
 use crate::app::AppState;
 use crate::domain::MachineId;
 use crate::http::ApiError;
-use crate::http::error::{ApiJson, ErrorBody};
+use crate::http::error::{ApiJson, ApiQuery, ErrorBody};
 use crate::licensing::LicensingError;
 use crate::views::LicenseOne;
 use crate::views::licensing::{MachineOut, MachinesOut, ResetOut};
@@ -60,6 +60,12 @@ struct MachineIdPath {
     id: String,
 }
 
+/// No query parameters, no body fields: anything sent is a mistake the
+/// caller hears about, as on every admin route.
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Nothing {}
+
 /// A license's machines.
 #[utoipa::path(get, path = "/admin/v1/licenses/{key}/machines", tag = "licenses", security(("bearer" = [])),
     params(KeyPath),
@@ -68,6 +74,7 @@ async fn admin_list_machines(
     admin: Admin,
     State(state): State<AppState>,
     Path(KeyPath { key }): Path<KeyPath>,
+    ApiQuery(Nothing {}): ApiQuery<Nothing>,
 ) -> Result<Json<MachinesOut>, ApiError> {
     admin.require(scope::LICENSES_READ)?;
     let key = parse_key(&key)?;
@@ -91,7 +98,12 @@ async fn admin_deactivate_machine(
 ) -> Result<StatusCode, ApiError> {
     admin.require(scope::LICENSES_WRITE)?;
     let key = parse_key(&key)?;
-    let id: MachineId = path_id("machine", &id).map_err(|_| LicensingError::NotActivated)?;
+    // A control character is the 400 every admin path gives it; an id
+    // that is not a machine id names no machine.
+    let id: MachineId = path_id("machine", &id).map_err(|e| match e {
+        ApiError::NotFound(_) => LicensingError::NotActivated.into(),
+        other => other,
+    })?;
     state
         .licensing
         .operator_deactivate(&key, &id, &admin.actor())
@@ -107,8 +119,10 @@ async fn admin_reset_machines(
     admin: Admin,
     State(state): State<AppState>,
     Path(KeyPath { key }): Path<KeyPath>,
+    body: axum::body::Bytes,
 ) -> Result<Json<ResetOut>, ApiError> {
     admin.require(scope::LICENSES_WRITE)?;
+    let Nothing {} = optional_json(&body)?;
     let key = parse_key(&key)?;
     let deactivated = state.licensing.reset(&key, &admin.actor()).await?;
     Ok(Json(ResetOut { deactivated }))

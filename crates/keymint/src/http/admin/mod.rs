@@ -18,14 +18,11 @@ pub use params::parse_time;
 use crate::admin::{self, AdminError, scope};
 use crate::app::AppState;
 use crate::http::ApiError;
-use crate::http::error::{ErrorBody, code_for_status};
 use crate::store::{self, admin_tokens};
-use axum::Json;
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::middleware;
 use axum::routing::any;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -41,7 +38,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         // Not an API route: any other path under /admin answers a JSON 404.
         .route("/admin", any(no_such_route))
         .route("/admin/{*rest}", any(no_such_route))
-        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(crate::http::error::json_errors))
 }
 
 async fn no_such_route() -> ApiError {
@@ -50,48 +47,6 @@ async fn no_such_route() -> ApiError {
         "no_such_route",
         "no such admin route (see docs/admin-api.md)",
     )
-}
-
-/// Turns an error answer that is not JSON (a method not allowed, a path
-/// or body the framework refused) into the JSON error shape, keeping its
-/// status and headers such as `Allow`.
-async fn json_errors(req: Request, next: Next) -> Response {
-    let resp = next.run(req).await;
-    let status = resp.status();
-    let is_json = resp
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        // A content type that is not text is not JSON either.
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
-        return resp;
-    }
-    let (parts, body) = resp.into_parts();
-    let text = axum::body::to_bytes(body, 64 * 1024)
-        .await
-        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
-        // An unreadable framework message falls back to the status's name.
-        .unwrap_or_default();
-    let error = if text.is_empty() {
-        status.canonical_reason().unwrap_or("error").to_lowercase()
-    } else {
-        text
-    };
-    let mut out = (
-        status,
-        Json(ErrorBody {
-            error,
-            code: code_for_status(status).to_string(),
-        }),
-    )
-        .into_response();
-    for (name, value) in &parts.headers {
-        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
-            out.headers_mut().insert(name.clone(), value.clone());
-        }
-    }
-    out
 }
 
 /// The authenticated caller.

@@ -34,11 +34,19 @@ const MAX_KEY: usize = 64;
 const MAX_ENTITLEMENTS: usize = 64;
 const MAX_NAME: usize = 64;
 
+/// The largest body a licensing request may have: a validation or an
+/// activation is a few hundred bytes.
+const MAX_BODY: usize = 16 * 1024;
+
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(validate_license))
         .routes(routes!(activate_machine, deactivate_machine))
         .routes(routes!(list_machines))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        // What the framework refuses (a body over the limit, a path that
+        // is not UTF-8) is answered in the JSON error shape too.
+        .layer(axum::middleware::from_fn(crate::http::error::json_errors))
 }
 
 /// A licensing answer that is not a 200.
@@ -191,7 +199,8 @@ fn parse_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<
 /// A key from a path or body: over [`MAX_KEY`] characters is a 400; one
 /// that does not parse is `None` (answered as `NOT_FOUND`).
 fn key_text(text: &str) -> Result<Option<LicenseKey>, Refusal> {
-    if text.chars().count() > MAX_KEY {
+    // Surrounding spaces are ignored, as the key's parse ignores them.
+    if text.trim().chars().count() > MAX_KEY {
         return Err(Refusal::bad_request(format!(
             "key: must be at most {MAX_KEY} characters"
         )));
