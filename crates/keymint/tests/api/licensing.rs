@@ -29,6 +29,7 @@ both_databases!(
     validation_records_last_seen_at_most_once_a_minute,
     key_guessing_spends_a_small_budget_then_every_request_waits,
     a_license_minted_before_machines_existed_activates,
+    a_rust_program_uses_the_crates_client_until_a_refund,
 );
 
 /// A buyer's program talking to one server.
@@ -1098,4 +1099,74 @@ async fn a_license_minted_before_machines_existed_activates(db: Db) {
             .await,
         "VALID"
     );
+}
+
+/// The "done when" of the licensing API, as a Rust program written from
+/// docs/licensing-api.md would do it with `keymint-license`'s `client`
+/// feature: activate, keep the machine file, verify it offline, validate
+/// online with a nonce; then the sale is refunded and the next validation
+/// says so.
+async fn a_rust_program_uses_the_crates_client_until_a_refund(db: Db) {
+    use keymint_license::client::{Client, ClientError, MachineMeta, ValidateRequest};
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    let keys = Program::new(&app).await.keys;
+    let order = format!("RUST-{}", rand::random::<u32>());
+    let key = app.gumroad_sale(&sale_form(&order)).await;
+    let client = Client::new(&app.base, keys.clone());
+    let fingerprint = "rust-program-machine-01";
+    let (activation, first) = {
+        let (client, key) = (client.clone(), key.to_string());
+        tokio::task::spawn_blocking(move || {
+            let meta = MachineMeta {
+                name: Some("build box".into()),
+                ..MachineMeta::default()
+            };
+            let activation = client.activate(&key, fingerprint, &meta).unwrap();
+            let first = client
+                .validate(&ValidateRequest::new(key).fingerprint(fingerprint))
+                .unwrap();
+            (activation, first)
+        })
+        .await
+        .unwrap()
+    };
+    assert!(activation.created);
+    assert_eq!(first.receipt.code, "VALID");
+    assert!(first.is_valid());
+    // Next start, offline: the stored machine file is enough.
+    let offline = keys
+        .verify_machine_file(
+            &activation.machine_file,
+            fingerprint,
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    assert_eq!(offline.key, key.as_str());
+
+    let refund = app
+        .gumroad(&with(sale_form(&order), "resource_name", "refund"))
+        .await;
+    assert_eq!(refund.status, "ok", "{refund}");
+    let (after, again) = {
+        let (client, key) = (client.clone(), key.to_string());
+        tokio::task::spawn_blocking(move || {
+            let after = client
+                .validate(&ValidateRequest::new(key.clone()).fingerprint(fingerprint))
+                .unwrap();
+            let again = client.activate(&key, "rust-program-machine-02", &MachineMeta::default());
+            (after, again)
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(after.receipt.code, "REFUNDED");
+    assert!(!after.is_valid());
+    match again {
+        Err(ClientError::Refused { status, code, .. }) => {
+            assert_eq!((status, code.as_str()), (403, "REFUNDED"));
+        }
+        other => panic!("activation of a refunded license: {other:?}"),
+    }
 }
