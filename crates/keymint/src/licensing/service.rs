@@ -331,10 +331,7 @@ impl Licensing {
     ) -> Result<Activation, LicensingError> {
         let now = Millis::now();
         let hash = fingerprint.hash_for(key);
-        let mut tx = self.store.begin().await?;
-        let Some(locked) = machines::lock_license(&mut tx, self.store.backend(), key).await? else {
-            return Err(LicensingError::NotFound);
-        };
+        let (mut tx, locked) = self.locked(key).await?;
         // Everything else about it, read under the lock just taken.
         let found = machines::lookup(&mut tx, key.as_str(), Some(&hash))
             .await?
@@ -451,6 +448,42 @@ impl Licensing {
         Ok(signer.sign_machine_file(&claims)?)
     }
 
+    /// A write transaction holding the lock of the license with `key`
+    /// (docs/architecture.md, "Seats"), and the license as locked.
+    async fn locked(
+        &self,
+        key: &LicenseKey,
+    ) -> Result<(crate::store::Tx, licenses::License), LicensingError> {
+        let mut tx = self.store.begin().await?;
+        let license = machines::lock_license(&mut tx, self.store.backend(), key)
+            .await?
+            .ok_or(LicensingError::NotFound)?;
+        Ok((tx, license))
+    }
+
+    /// Deletes `machine` and records who did it, in `tx`; then commits.
+    async fn remove(
+        &self,
+        mut tx: crate::store::Tx,
+        license: &licenses::License,
+        machine: &Machine,
+        actor: &str,
+        now: Millis,
+    ) -> Result<(), LicensingError> {
+        machines::delete(&mut tx, &machine.id).await?;
+        record(
+            &mut tx,
+            license,
+            machines::DEACTIVATED,
+            &describe(machine),
+            actor,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Deactivates `fingerprint` through the public API, within the key's
     /// deactivation budget.
     pub async fn deactivate(
@@ -459,10 +492,7 @@ impl Licensing {
         fingerprint: &Fingerprint,
     ) -> Result<(), LicensingError> {
         let now = Millis::now();
-        let mut tx = self.store.begin().await?;
-        let license = machines::lock_license(&mut tx, self.store.backend(), key)
-            .await?
-            .ok_or(LicensingError::NotFound)?;
+        let (mut tx, license) = self.locked(key).await?;
         let machine = machines::find(&mut tx, &license.id, &fingerprint.hash_for(key))
             .await?
             .ok_or(LicensingError::NotActivated)?;
@@ -477,18 +507,8 @@ impl Licensing {
                 retry_after_secs: u64::try_from((wait_ms + 999) / 1000).unwrap_or(1),
             });
         }
-        machines::delete(&mut tx, &machine.id).await?;
-        record(
-            &mut tx,
-            &license,
-            machines::DEACTIVATED,
-            &describe(&machine),
-            machines::PUBLIC_ACTOR,
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        self.remove(tx, &license, &machine, machines::PUBLIC_ACTOR, now)
+            .await
     }
 
     /// A license's machines, with its seat limit.
@@ -512,35 +532,18 @@ impl Licensing {
         actor: &str,
     ) -> Result<(), LicensingError> {
         let now = Millis::now();
-        let mut tx = self.store.begin().await?;
-        let license = machines::lock_license(&mut tx, self.store.backend(), key)
-            .await?
-            .ok_or(LicensingError::NotFound)?;
+        let (mut tx, license) = self.locked(key).await?;
         let machine = machines::by_id(&mut tx, &license.id, id)
             .await?
             .ok_or(LicensingError::NotActivated)?;
-        machines::delete(&mut tx, &machine.id).await?;
-        record(
-            &mut tx,
-            &license,
-            machines::DEACTIVATED,
-            &describe(&machine),
-            actor,
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        self.remove(tx, &license, &machine, actor, now).await
     }
 
     /// An operator deactivates every machine of a license ("I reinstalled
     /// my computer"); returns how many there were.
     pub async fn reset(&self, key: &LicenseKey, actor: &str) -> Result<u64, LicensingError> {
         let now = Millis::now();
-        let mut tx = self.store.begin().await?;
-        let license = machines::lock_license(&mut tx, self.store.backend(), key)
-            .await?
-            .ok_or(LicensingError::NotFound)?;
+        let (mut tx, license) = self.locked(key).await?;
         let n = machines::delete_all(&mut tx, &license.id).await?;
         record(
             &mut tx,
@@ -570,10 +573,7 @@ impl Licensing {
             ));
         }
         let now = Millis::now();
-        let mut tx = self.store.begin().await?;
-        let mut license = machines::lock_license(&mut tx, self.store.backend(), key)
-            .await?
-            .ok_or(LicensingError::NotFound)?;
+        let (mut tx, mut license) = self.locked(key).await?;
         let before = license.max_machines;
         license.max_machines = max.map(i64::from);
         let signer = self.keyring.signer(&mut tx).await?;
