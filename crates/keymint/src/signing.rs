@@ -113,14 +113,11 @@ pub fn generate_key_file(data_dir: &Path) -> Result<SigningKey, KeyError> {
         store::now_ms(),
         &ulid::Ulid::generate().to_string()[16..]
     ));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&path).map_err(|source| KeyError::Io {
+    let mut file = store::private_file_options()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|source| KeyError::Io {
         path: path.clone(),
         source,
     })?;

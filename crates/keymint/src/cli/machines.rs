@@ -7,7 +7,7 @@ use crate::app::AppState;
 use crate::config::Config;
 use crate::domain::{Fingerprint, MachineId};
 use crate::licensing::service::MachineMeta;
-use crate::views::licensing::{MachineOut, MachinesOut, ResetOut};
+use crate::views::licensing::{MachinesOut, ResetOut};
 use clap::Subcommand;
 use keymint_license::LicenseKey;
 use std::path::PathBuf;
@@ -46,11 +46,7 @@ pub async fn run(config: Config, cmd: MachinesCmd) -> anyhow::Result<ExitCode> {
         MachinesCmd::List { key } => {
             let key: LicenseKey = key.parse()?;
             let (license, list) = licensing.machines(&key).await?;
-            print_json(&MachinesOut {
-                machines_active: list.len() as i64,
-                machines: list.iter().map(MachineOut::from).collect(),
-                max_machines: license.max_machines,
-            });
+            print_json(&MachinesOut::new(&license, &list));
         }
         MachinesCmd::Deactivate { key, machine_id } => {
             let key: LicenseKey = key.parse()?;
@@ -133,13 +129,11 @@ pub async fn run(config: Config, cmd: MachinesCmd) -> anyhow::Result<ExitCode> {
 
 /// Opens (creating, not yet truncating) a file readable by its owner only.
 fn open_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    options.mode(0o600);
-    options.open(path)
+    crate::store::private_file_options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
 }
 
 /// A checkout's `--ttl`: a duration of at least a minute (a machine file

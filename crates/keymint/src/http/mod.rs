@@ -23,6 +23,30 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub use error::ApiError;
 
+/// The client's address: the peer, or behind `server.trust_forwarded_for`
+/// the last `X-Forwarded-For` entry. The last is the one our proxy
+/// appended (the peer it saw); the ones before it are whatever the client
+/// sent, so taking the first would let a client choose its own address
+/// and dodge the per-address limits.
+pub(crate) fn client_ip(
+    server: &crate::config::ServerConfig,
+    headers: &axum::http::HeaderMap,
+    peer: std::net::SocketAddr,
+) -> String {
+    let forwarded = server.trust_forwarded_for.then(|| {
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
+    });
+    forwarded
+        .flatten()
+        .map_or_else(|| peer.ip().to_string(), |ip| ip.to_string())
+}
+
 /// Request ids are ULIDs unless the caller sent `x-request-id`.
 #[derive(Clone, Copy, Default)]
 struct UlidRequestId;

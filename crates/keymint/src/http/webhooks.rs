@@ -69,25 +69,10 @@ pub(crate) async fn receive(
             })
             .or_insert(value);
     }
-    let forwarded = state
-        .config
-        .server
-        .trust_forwarded_for
-        .then(|| {
-            // The last address is the one our proxy appended (the peer it
-            // saw); the ones before it are whatever the client sent, so
-            // taking the first would let a client choose its own source
-            // and dodge the per-source limit on rejected recordings.
-            map.get("x-forwarded-for")
-                .and_then(|v| v.rsplit(',').next())
-                .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
-                .map(|ip| ip.to_string())
-        })
-        .flatten();
     let incoming = Incoming {
         endpoint,
         request_id: map.get("x-request-id").cloned(),
-        source_ip: forwarded.or_else(|| Some(peer.ip().to_string())),
+        source_ip: Some(crate::http::client_ip(&state.config.server, &headers, peer)),
         headers: map,
         query: uri.query().map(str::to_string),
         path: uri.path().to_string(),

@@ -455,7 +455,7 @@ impl Licensing {
         key: &LicenseKey,
     ) -> Result<(crate::store::Tx, licenses::License), LicensingError> {
         let mut tx = self.store.begin().await?;
-        let license = machines::lock_license(&mut tx, self.store.backend(), key)
+        let license = licenses::by_key_for_update(&mut tx, key)
             .await?
             .ok_or(LicensingError::NotFound)?;
         Ok((tx, license))

@@ -69,19 +69,31 @@ fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
     }
 }
 
-/// Makes the SQLite database file (and its `-wal` and `-shm` files, which
-/// SQLite creates with the database file's mode) readable by the owner
-/// only: created 0600 if missing, tightened if an older version left it
-/// open to others.
-pub(super) fn private_sqlite_files(path: &Path) -> std::io::Result<()> {
+/// Options that create files readable by the owner only (mode 0600 on
+/// Unix); callers add how they open (create, truncate, create_new).
+pub fn private_file_options() -> std::fs::OpenOptions {
     let mut options = std::fs::OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    drop(options.open(path)?);
+    options
+}
+
+/// Makes the SQLite database file (and its `-wal` and `-shm` files, which
+/// SQLite creates with the database file's mode) readable by the owner
+/// only: created 0600 if missing, tightened if an older version left it
+/// open to others.
+pub(super) fn private_sqlite_files(path: &Path) -> std::io::Result<()> {
+    drop(
+        private_file_options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?,
+    );
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let mut name = path.as_os_str().to_owned();
         name.push(suffix);

@@ -1,7 +1,7 @@
 //! `licenses`, `license_refs` (provider ids naming an order) and
 //! `license_events` (each license's history).
 
-use super::Conn;
+use super::{Backend, Conn};
 pub use crate::domain::LicenseStatus;
 use crate::domain::{CustomerId, LicenseEventId, LicenseId, Millis};
 use keymint_license::LicenseKey;
@@ -165,12 +165,27 @@ pub async fn by_id_for_update(
     conn: &mut Conn,
     id: &LicenseId,
 ) -> Result<Option<License>, sqlx::Error> {
-    let sql = if conn.backend_name() == "PostgreSQL" {
-        "SELECT * FROM licenses WHERE id = $1 FOR UPDATE"
-    } else {
-        "SELECT * FROM licenses WHERE id = $1"
+    let sql = match Backend::of(conn) {
+        Backend::Postgres => "SELECT * FROM licenses WHERE id = $1 FOR UPDATE",
+        Backend::Sqlite => "SELECT * FROM licenses WHERE id = $1",
     };
     sqlx::query_as(sql).bind(id).fetch_optional(conn).await
+}
+
+/// The license with `key`, locked the same way: concurrent activations of
+/// one license queue on it, on any replica (docs/architecture.md, "Seats").
+pub async fn by_key_for_update(
+    conn: &mut Conn,
+    key: &LicenseKey,
+) -> Result<Option<License>, sqlx::Error> {
+    let sql = match Backend::of(conn) {
+        Backend::Postgres => "SELECT * FROM licenses WHERE key = $1 FOR UPDATE",
+        Backend::Sqlite => "SELECT * FROM licenses WHERE key = $1",
+    };
+    sqlx::query_as(sql)
+        .bind(key.as_str())
+        .fetch_optional(conn)
+        .await
 }
 
 /// A LIKE pattern matching `text` anywhere, its wildcards escaped with a

@@ -2,11 +2,10 @@
 //! read a validation makes (docs/licensing-api.md). Fingerprints arrive
 //! here already hashed ([`crate::domain::Fingerprint::hash_for`]).
 
-use super::{Backend, Conn};
+use super::Conn;
 use crate::domain::{LicenseId, LicenseStatus, MachineId, Millis};
 use crate::store::licenses::License;
 use crate::subscriptions::Status as SubscriptionStatus;
-use keymint_license::LicenseKey;
 
 /// The history action of a deactivation, and the actor of the public
 /// API: together they count a key's deactivation budget.
@@ -83,25 +82,6 @@ pub async fn lookup(
     .bind(LicenseStatus::Revoked)
     .fetch_optional(conn)
     .await
-}
-
-/// The license with `key`, locked for the rest of the caller's write
-/// transaction: on PostgreSQL a row lock that concurrent activations of
-/// the same license queue on (on any replica); on SQLite the transaction
-/// already holds the database's one write lock (`BEGIN IMMEDIATE`).
-pub async fn lock_license(
-    conn: &mut Conn,
-    backend: Backend,
-    key: &LicenseKey,
-) -> Result<Option<License>, sqlx::Error> {
-    let sql = match backend {
-        Backend::Postgres => "SELECT * FROM licenses WHERE key = $1 FOR UPDATE",
-        Backend::Sqlite => "SELECT * FROM licenses WHERE key = $1",
-    };
-    sqlx::query_as(sql)
-        .bind(key.as_str())
-        .fetch_optional(conn)
-        .await
 }
 
 pub async fn find(

@@ -21,7 +21,7 @@ pub mod subscriptions;
 
 use crate::config::DatabaseConfig;
 use crate::domain::Millis;
-pub use files::prepare_data_dir;
+pub use files::{prepare_data_dir, private_file_options};
 use files::{create_private_dir, private_sqlite_files};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, ConnectOptions, Connection};
@@ -55,6 +55,15 @@ impl Backend {
                 )
                 .into(),
             )),
+        }
+    }
+
+    /// The backend a connection speaks.
+    pub fn of(conn: &Conn) -> Self {
+        if conn.backend_name() == "PostgreSQL" {
+            Self::Postgres
+        } else {
+            Self::Sqlite
         }
     }
 

@@ -122,6 +122,18 @@ pub struct MachinesOut {
     pub machines_active: i64,
 }
 
+impl MachinesOut {
+    /// A license's machines as listed to its program, an operator or the
+    /// CLI.
+    pub fn new(license: &License, machines: &[Machine]) -> Self {
+        Self {
+            machines_active: machines.len() as i64,
+            machines: machines.iter().map(MachineOut::from).collect(),
+            max_machines: license.max_machines,
+        }
+    }
+}
+
 /// What an operator's reset did.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ResetOut {

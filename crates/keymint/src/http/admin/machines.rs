@@ -12,7 +12,7 @@ use crate::http::ApiError;
 use crate::http::error::{ApiJson, ApiQuery, ErrorBody};
 use crate::licensing::LicensingError;
 use crate::views::LicenseOne;
-use crate::views::licensing::{MachineOut, MachinesOut, ResetOut};
+use crate::views::licensing::{MachinesOut, ResetOut};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -79,11 +79,7 @@ async fn admin_list_machines(
     admin.require(scope::LICENSES_READ)?;
     let key = parse_key(&key)?;
     let (license, list) = state.licensing.machines(&key).await?;
-    Ok(Json(MachinesOut {
-        machines_active: list.len() as i64,
-        machines: list.iter().map(MachineOut::from).collect(),
-        max_machines: license.max_machines,
-    }))
+    Ok(Json(MachinesOut::new(&license, &list)))
 }
 
 /// Deactivate one machine (not counted against the buyer's budget).

@@ -152,24 +152,6 @@ impl From<LicensingError> for Refusal {
     }
 }
 
-/// The client's address for the limits: the peer, or behind
-/// `server.trust_forwarded_for` the last `X-Forwarded-For` entry (the one
-/// the proxy appended).
-fn client(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> String {
-    if state.config.server.trust_forwarded_for
-        && let Some(ip) = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.rsplit(','))
-            .next()
-            .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
-    {
-        return ip.to_string();
-    }
-    peer.ip().to_string()
-}
-
 fn admit(state: &AppState, who: &str) -> Result<(), Refusal> {
     state.limits.admit(who).map_err(|wait| {
         metrics::counter!("keymint_licensing_rate_limited_total").increment(1);
@@ -282,7 +264,7 @@ async fn validate_license(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let who = client(&state, &headers, peer);
+    let who = crate::http::client_ip(&state.config.server, &headers, peer);
     let answer = async {
         admit(&state, &who)?;
         let req = validate_request(parse_body(&body)?)?;
@@ -378,7 +360,7 @@ async fn activate_machine(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let who = client(&state, &headers, peer);
+    let who = crate::http::client_ip(&state.config.server, &headers, peer);
     let answer = async {
         admit(&state, &who)?;
         let fp = fingerprint(&fp)?;
@@ -447,7 +429,7 @@ async fn deactivate_machine(
     }): Path<MachinePath>,
     headers: HeaderMap,
 ) -> Response {
-    let who = client(&state, &headers, peer);
+    let who = crate::http::client_ip(&state.config.server, &headers, peer);
     let answer = async {
         admit(&state, &who)?;
         let fp = fingerprint(&fp)?;
@@ -476,7 +458,7 @@ async fn list_machines(
     Path(KeyOnlyPath { key }): Path<KeyOnlyPath>,
     headers: HeaderMap,
 ) -> Response {
-    let who = client(&state, &headers, peer);
+    let who = crate::http::client_ip(&state.config.server, &headers, peer);
     let answer = async {
         admit(&state, &who)?;
         let key = path_key(&state, &who, &key)?;
@@ -485,11 +467,7 @@ async fn list_machines(
             .machines(&key)
             .await
             .map_err(|e| refusal(&state, &who, e))?;
-        Ok::<_, Refusal>(Json(MachinesOut {
-            machines_active: list.len() as i64,
-            machines: list.iter().map(MachineOut::from).collect(),
-            max_machines: license.max_machines,
-        }))
+        Ok::<_, Refusal>(Json(MachinesOut::new(&license, &list)))
     };
     answer.await.into_response()
 }
