@@ -118,9 +118,9 @@ pub fn generate_key_file(data_dir: &Path) -> Result<SigningKey, KeyError> {
         .create_new(true)
         .open(&path)
         .map_err(|source| KeyError::Io {
-        path: path.clone(),
-        source,
-    })?;
+            path: path.clone(),
+            source,
+        })?;
     file.write_all(key.secret_paserk().as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|source| KeyError::Io { path, source })?;

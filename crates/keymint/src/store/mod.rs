@@ -21,8 +21,8 @@ pub mod subscriptions;
 
 use crate::config::DatabaseConfig;
 use crate::domain::Millis;
-pub use files::{prepare_data_dir, private_file_options};
 use files::{create_private_dir, private_sqlite_files};
+pub use files::{prepare_data_dir, private_file_options};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, ConnectOptions, Connection};
 use std::path::Path;

@@ -1,0 +1,179 @@
+//! A buyer's program takes and frees seats: activation under the
+//! license's lock with a signed machine file, budgeted deactivation, the
+//! list (docs/architecture.md, "Seats").
+
+use super::*;
+
+impl Licensing {
+    /// Activates `fingerprint` on the license with `key`, idempotently:
+    /// an active fingerprint answers its machine again (`created` false).
+    /// `ttl` overrides the machine file's lifetime (the CLI's offline
+    /// checkout); `actor` names who asked.
+    pub async fn activate(
+        &self,
+        key: &LicenseKey,
+        fingerprint: &Fingerprint,
+        meta: MachineMeta,
+        nonce: Option<&Nonce>,
+        ttl: Option<Duration>,
+        actor: &str,
+    ) -> Result<Activation, LicensingError> {
+        let now = Millis::now();
+        let hash = fingerprint.hash_for(key);
+        let (mut tx, locked) = self.locked(key).await?;
+        // Everything else about it, read under the lock just taken.
+        let found = machines::lookup(&mut tx, key.as_str(), Some(&hash))
+            .await?
+            .ok_or(LicensingError::NotFound)?;
+        debug_assert_eq!(found.license.id, locked.id);
+        let entitlements = entitlements_of(&found.license)?;
+        verdict::standing(&self.facts(&found, &entitlements), now, self.grace_ms)
+            .map_err(LicensingError::Refused)?;
+        let (machine, created) = match found.machine_id {
+            Some(id) => {
+                let mut machine = machines::by_id(&mut tx, &found.license.id, &id)
+                    .await?
+                    .ok_or(LicensingError::NotActivated)?;
+                machine.name = meta.name.or(machine.name);
+                machine.platform = meta.platform.or(machine.platform);
+                machine.hostname = meta.hostname.or(machine.hostname);
+                machine.app_version = meta.app_version.or(machine.app_version);
+                machine.last_seen_at = now;
+                machines::refresh(&mut tx, &machine).await?;
+                (machine, false)
+            }
+            None => {
+                if let Some(max) = found.license.max_machines
+                    && found.machines_active >= max
+                {
+                    return Err(LicensingError::TooManyMachines {
+                        max,
+                        active: found.machines_active,
+                    });
+                }
+                let machine = Machine {
+                    id: MachineId::generate(),
+                    license_id: found.license.id.clone(),
+                    fingerprint_hash: hash,
+                    name: meta.name,
+                    platform: meta.platform,
+                    hostname: meta.hostname,
+                    app_version: meta.app_version,
+                    activated_at: now,
+                    last_seen_at: now,
+                    activated_by: actor.to_string(),
+                };
+                if !machines::insert(&mut tx, &machine).await? {
+                    // Unreachable while the lock is held; the unique key
+                    // is the last word all the same.
+                    return Err(LicensingError::Database(sqlx::Error::RowNotFound));
+                }
+                record(
+                    &mut tx,
+                    &found.license,
+                    machines::ACTIVATED,
+                    &describe(&machine),
+                    actor,
+                    now,
+                )
+                .await?;
+                (machine, true)
+            }
+        };
+        let signer = self.signer(Some(&mut tx)).await?;
+        let machine_file = self.machine_file(
+            &signer,
+            &found.license,
+            &entitlements,
+            &machine,
+            fingerprint,
+            nonce,
+            ttl,
+            now,
+        )?;
+        let active = found.machines_active + i64::from(created);
+        tx.commit().await?;
+        Ok(Activation {
+            created,
+            license: LicenseFacts::new(&found.license, entitlements, active),
+            machine,
+            machine_file,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn machine_file(
+        &self,
+        signer: &SigningKey,
+        license: &licenses::License,
+        entitlements: &[String],
+        machine: &Machine,
+        fingerprint: &Fingerprint,
+        nonce: Option<&Nonce>,
+        ttl: Option<Duration>,
+        now: Millis,
+    ) -> Result<String, LicensingError> {
+        let ttl = ttl.unwrap_or(self.machine_file_ttl);
+        let mut exp = Millis(now.0.saturating_add(ms(ttl)));
+        if let Some(license_exp) = license.expires_at {
+            exp = exp.min(license_exp);
+        }
+        let iat = time_secs(now)?;
+        let claims = MachineFileClaims {
+            typ: keymint_license::MACHINE_FILE.into(),
+            iss: self.issuer.clone(),
+            license: license.id.to_string(),
+            machine: machine.id.to_string(),
+            key: license.key.to_string(),
+            fingerprint: fingerprint.expose().to_string(),
+            product: license.product.clone(),
+            tier: license.tier.clone(),
+            entitlements: entitlements.to_vec(),
+            nonce: nonce.map(|n| n.as_str().to_string()),
+            iat,
+            nbf: iat,
+            exp: time_secs(exp)?,
+        };
+        Ok(signer.sign_machine_file(&claims)?)
+    }
+
+    /// Deactivates `fingerprint` through the public API, within the key's
+    /// deactivation budget.
+    pub async fn deactivate(
+        &self,
+        key: &LicenseKey,
+        fingerprint: &Fingerprint,
+    ) -> Result<(), LicensingError> {
+        let now = Millis::now();
+        let (mut tx, license) = self.locked(key).await?;
+        let machine = machines::find(&mut tx, &license.id, &fingerprint.hash_for(key))
+            .await?
+            .ok_or(LicensingError::NotActivated)?;
+        let since = Millis(now.0 - BUDGET_WINDOW_MS);
+        let (used, oldest) =
+            machines::public_deactivations_since(&mut tx, &license.id, since).await?;
+        if used >= i64::from(self.deactivations_per_30d) {
+            let frees_at = oldest.map_or(now.0 + BUDGET_WINDOW_MS, |o| o.0 + BUDGET_WINDOW_MS);
+            let wait_ms = (frees_at - now.0).max(1000);
+            return Err(LicensingError::DeactivationLimit {
+                limit: self.deactivations_per_30d,
+                retry_after_secs: u64::try_from((wait_ms + 999) / 1000).unwrap_or(1),
+            });
+        }
+        self.remove(tx, &license, &machine, machines::PUBLIC_ACTOR, now)
+            .await
+    }
+
+    /// A license's machines, with its seat limit.
+    pub async fn machines(
+        &self,
+        key: &LicenseKey,
+    ) -> Result<(licenses::License, Vec<Machine>), LicensingError> {
+        let mut conn = self.store.conn().await?;
+        let license = licenses::by_key(&mut conn, key)
+            .await?
+            .ok_or(LicensingError::NotFound)?;
+        let list = machines::list(&mut conn, &license.id).await?;
+        Ok((license, list))
+    }
+}
