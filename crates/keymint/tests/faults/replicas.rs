@@ -22,6 +22,14 @@ async fn post(client: &reqwest::Client, base: &str, order: &str) -> Value {
     resp.json().await.unwrap()
 }
 
+/// The statuses of answers that must all have come.
+fn statuses_of(answers: Vec<reqwest::Result<reqwest::Response>>) -> Vec<u16> {
+    answers
+        .into_iter()
+        .map(|r| r.expect("replica answers").status().as_u16())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_on_one_postgres_behave_as_one_server() {
     let Some((dir, database, config)) = unstarted(Db::Postgres, "replicas").await else {
@@ -105,10 +113,7 @@ async fn three_replicas_on_one_postgres_behave_as_one_server() {
         (0..30).map(|i| activate(&bases[i % 3], &keys[0], format!("replica-race-{i:02}"))),
     )
     .await;
-    let statuses: Vec<u16> = racing
-        .into_iter()
-        .map(|r| r.expect("replica answers").status().as_u16())
-        .collect();
+    let statuses = statuses_of(racing);
     assert_eq!(
         statuses.iter().filter(|s| **s == 201).count(),
         3,
@@ -123,10 +128,7 @@ async fn three_replicas_on_one_postgres_behave_as_one_server() {
         (0..20).map(|i| activate(&bases[i % 3], &keys[1], "one-machine-everywhere".into())),
     )
     .await;
-    let statuses: Vec<u16> = same
-        .into_iter()
-        .map(|r| r.expect("replica answers").status().as_u16())
-        .collect();
+    let statuses = statuses_of(same);
     assert_eq!(
         statuses.iter().filter(|s| **s == 201).count(),
         1,

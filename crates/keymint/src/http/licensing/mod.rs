@@ -19,7 +19,7 @@ use crate::views::licensing::{
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keymint_license::LicenseKey;
 use serde::Deserialize;
@@ -152,6 +152,26 @@ impl From<LicensingError> for Refusal {
     }
 }
 
+/// The caller's address (`http::client_ip`), admitted by the
+/// per-address limits: every licensing handler takes it first.
+struct Caller(String);
+
+impl axum::extract::FromRequestParts<AppState> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Response> {
+        let ConnectInfo(peer) = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let who = crate::http::client_ip(&state.config.server, &parts.headers, peer);
+        admit(state, &who).map_err(IntoResponse::into_response)?;
+        Ok(Self(who))
+    }
+}
+
 fn admit(state: &AppState, who: &str) -> Result<(), Refusal> {
     state.limits.admit(who).map_err(|wait| {
         metrics::counter!("keymint_licensing_rate_limited_total").increment(1);
@@ -260,13 +280,10 @@ fn validate_request(body: ValidateBody) -> Result<Validate, Refusal> {
               (status = 503, body = LicensingErrorBody)))]
 async fn validate_license(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Caller(who): Caller,
     body: Bytes,
 ) -> Response {
-    let who = crate::http::client_ip(&state.config.server, &headers, peer);
     let answer = async {
-        admit(&state, &who)?;
         let req = validate_request(parse_body(&body)?)?;
         let v = state.licensing.validate(&req).await?;
         if v.verdict.code == Code::NotFound {
@@ -352,17 +369,14 @@ fn refusal(state: &AppState, who: &str, e: LicensingError) -> Refusal {
               (status = 429, body = LicensingErrorBody), (status = 503, body = LicensingErrorBody)))]
 async fn activate_machine(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Caller(who): Caller,
     Path(MachinePath {
         key,
         fingerprint: fp,
     }): Path<MachinePath>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let who = crate::http::client_ip(&state.config.server, &headers, peer);
     let answer = async {
-        admit(&state, &who)?;
         let fp = fingerprint(&fp)?;
         let body: ActivateBody = parse_body(&body)?;
         let meta = machine_meta(&body).map_err(Refusal::bad_request)?;
@@ -422,16 +436,13 @@ pub fn machine_meta(body: &ActivateBody) -> Result<MachineMeta, String> {
               (status = 503, body = LicensingErrorBody)))]
 async fn deactivate_machine(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Caller(who): Caller,
     Path(MachinePath {
         key,
         fingerprint: fp,
     }): Path<MachinePath>,
-    headers: HeaderMap,
 ) -> Response {
-    let who = crate::http::client_ip(&state.config.server, &headers, peer);
     let answer = async {
-        admit(&state, &who)?;
         let fp = fingerprint(&fp)?;
         let key = path_key(&state, &who, &key)?;
         state
@@ -454,13 +465,10 @@ async fn deactivate_machine(
               (status = 429, body = LicensingErrorBody), (status = 503, body = LicensingErrorBody)))]
 async fn list_machines(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Caller(who): Caller,
     Path(KeyOnlyPath { key }): Path<KeyOnlyPath>,
-    headers: HeaderMap,
 ) -> Response {
-    let who = crate::http::client_ip(&state.config.server, &headers, peer);
     let answer = async {
-        admit(&state, &who)?;
         let key = path_key(&state, &who, &key)?;
         let (license, list) = state
             .licensing

@@ -153,24 +153,18 @@ async fn the_cli_checks_out_a_machine_file_for_an_air_gapped_machine(db: Db) {
         .verify_machine_file(text.trim(), "air-gapped-0001", OffsetDateTime::now_utc())
         .unwrap();
     assert_eq!(claims.exp - claims.iat, time::Duration::days(90));
+    // A checkout printed to stdout, verified for its fingerprint.
+    let checkout = |fingerprint: &str, extra: &[&str]| {
+        let mut args = vec!["machines", "checkout", k, fingerprint];
+        args.extend_from_slice(extra);
+        let out = app.cli(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        p.keys
+            .verify_machine_file(stdout(&out).trim(), fingerprint, OffsetDateTime::now_utc())
+            .unwrap()
+    };
     // Longer than the license lasts: capped at its expiry.
-    let out = app.cli(&[
-        "machines",
-        "checkout",
-        k,
-        "air-gapped-0002",
-        "--ttl",
-        "1000d",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let long = p
-        .keys
-        .verify_machine_file(
-            stdout(&out).trim(),
-            "air-gapped-0002",
-            OffsetDateTime::now_utc(),
-        )
-        .unwrap();
+    let long = checkout("air-gapped-0002", &["--ttl", "1000d"]);
     let detail = admin.license(&key).await;
     let expires = time::OffsetDateTime::parse(
         detail.license.expires_at.as_deref().unwrap(),
@@ -208,33 +202,9 @@ async fn the_cli_checks_out_a_machine_file_for_an_air_gapped_machine(db: Db) {
     // Without --ttl, `[licensing] machine_file_ttl` (30 days here).
     let out = app.cli(&["machines", "reset", k]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = app.cli(&[
-        "machines",
-        "checkout",
-        k,
-        "air-gapped-0001",
-        "--name",
-        "lab",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let default = p
-        .keys
-        .verify_machine_file(
-            stdout(&out).trim(),
-            "air-gapped-0001",
-            OffsetDateTime::now_utc(),
-        )
-        .unwrap();
+    let default = checkout("air-gapped-0001", &["--name", "lab"]);
     assert_eq!(default.exp - default.iat, time::Duration::days(30));
-    let out = app.cli(&[
-        "machines",
-        "checkout",
-        k,
-        "air-gapped-0002",
-        "--ttl",
-        "1000d",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    checkout("air-gapped-0002", &["--ttl", "1000d"]);
     // It counts against the seats like any activation.
     p.activate(&key, "online-machine", 201).await;
     let out = app.cli(&["machines", "checkout", k, "air-gapped-0003"]);
