@@ -61,6 +61,9 @@ pub fn document() -> &'static utoipa::openapi::OpenApi {
 fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
     for (path, item) in doc.paths.paths.iter_mut() {
         let item_is_admin = path.starts_with("/admin/");
+        // The licensing API reads any body as JSON and answers every
+        // malformed request with a 400 (docs/licensing-api.md, "Errors").
+        let item_is_licensing = path.starts_with("/v1/licenses");
         let operations = [
             &mut item.get,
             &mut item.put,
@@ -95,7 +98,10 @@ fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
                 RefOr::T(body) => body.content.contains_key("application/json"),
                 RefOr::Ref(_) => false,
             });
-            if json_body {
+            if json_body && item_is_licensing {
+                add("400", "the body is not the expected JSON");
+                add("413", "the body is over 16 KiB");
+            } else if json_body {
                 add("400", "the body is not valid JSON");
                 add("413", "the body is over `server.max_body_bytes`");
                 add("415", "the body is not `application/json`");

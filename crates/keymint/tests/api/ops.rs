@@ -249,6 +249,18 @@ async fn openapi_lists_exactly_the_served_routes_and_their_answers(db: Db) {
             assert!(r.contains(&s.to_string()), "{m} {p} lacks {s}: {r:?}");
         }
     }
+    // The licensing API answers every malformed body with a 400, whatever
+    // its content type: no 415 or 422 is described there.
+    for (m, p) in [
+        ("post", "/v1/licenses/validate"),
+        ("put", "/v1/licenses/{key}/machines/{fingerprint}"),
+    ] {
+        let r = responses(m, p);
+        assert!(r.contains(&"413".to_string()), "{m} {p}: {r:?}");
+        for s in ["415", "422"] {
+            assert!(!r.contains(&s.to_string()), "{m} {p} lists {s}: {r:?}");
+        }
+    }
     for (m, p) in [
         ("get", "/admin/v1/licenses"),
         ("get", "/admin/v1/deliveries"),
