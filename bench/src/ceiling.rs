@@ -1,6 +1,7 @@
 //! `keymint-bench ceiling`: the SQL of one delivery (recording it, applying
 //! it, and the email worker's claim and mark), run directly against the
-//! database without HTTP, through keymint's own store functions.
+//! database without HTTP, through keymint's own store functions and its
+//! group committer: the same batched write path the server takes.
 
 use crate::tally::Tally;
 use std::sync::Arc;
@@ -19,18 +20,27 @@ pub struct CeilingArgs {
     /// Include the email worker's writes (claim, mark sent) per delivery.
     #[arg(long)]
     with_email: bool,
+    /// The raw ceiling instead: the same rows through the database library
+    /// alone, in batches of `--concurrency` (always with the email writes).
+    #[arg(long)]
+    raw: bool,
 }
 
 pub async fn ceiling(args: CeilingArgs, json: bool) -> anyhow::Result<()> {
-    use keymint::domain::{
-        DeliveryId, DeliveryStatus, EmailKind, LicenseId, LicenseStatus, Millis,
-    };
-    use keymint::store::{self, Store, customers, deliveries, licenses, outbox};
+    use keymint::domain::{DeliveryId, DeliveryStatus, Millis};
+    use keymint::store::{self, Store, deliveries, licenses, outbox};
     let config = keymint::config::DatabaseConfig {
         max_connections: Some(u32::try_from(args.concurrency).unwrap_or(10)),
         ..Default::default()
     };
     let store = Store::connect(&args.database_url, &config).await?;
+    if args.raw {
+        // keymint's migrations make the schema; nothing else of it is used.
+        store.migrate().await?;
+        store.close().await;
+        return crate::raw::run(&args.database_url, args.concurrency, args.duration, json).await;
+    }
+    let commits_before = store.commit_stats().commits();
     store.migrate().await?;
     let signer = keymint_license::SigningKey::generate();
     let token = signer.mint(&keymint_license::LicenseClaims::example())?;
@@ -75,84 +85,45 @@ pub async fn ceiling(args: CeilingArgs, json: bool) -> anyhow::Result<()> {
                     status: DeliveryStatus::Received,
                     error: None,
                 };
-                deliveries::record(&store, &d).await?;
-                // 2. Apply it in one transaction, as the dispatcher does.
-                let mut tx = store.begin().await?;
-                deliveries::claim_event(&mut tx, "gumroad", &format!("sale:{order}"), &d.id, now)
+                let d = Arc::new(d);
+                deliveries::record(&store, d.clone()).await?;
+                // 2. Apply it in the next group commit, as the dispatcher does.
+                let work = Arc::new((d.id.clone(), order, token.clone(), kid.clone()));
+                store
+                    .write(move |conn| {
+                        let work = work.clone();
+                        Box::pin(async move {
+                            let (id, order, token, kid) = &*work;
+                            apply(conn, id, order, token, kid, store::now_ms()).await
+                        })
+                    })
                     .await?;
-                let email = format!("buyer-{order}@example.com");
-                let customer =
-                    customers::upsert_customer(&mut tx, &email, "Bench Buyer", now).await?;
-                let license = licenses::License {
-                    id: LicenseId::generate(),
-                    key: keymint_license::LicenseKey::generate("DT1", "CORE")?,
-                    customer_id: customer,
-                    product: "datatools-core".into(),
-                    tier: "core".into(),
-                    status: LicenseStatus::Active,
-                    status_reason: None,
-                    source: "gumroad".into(),
-                    order_id: Some(order.clone()),
-                    name: "Bench Buyer".into(),
-                    email: email.clone(),
-                    token: token.clone(),
-                    kid: kid.clone(),
-                    issued_at: Millis(now),
-                    expires_at: None,
-                    max_machines: Some(3),
-                    entitlements: "[\"export\"]".into(),
-                    amount_cents: Some(4900),
-                    currency: Some("USD".into()),
-                    test: 0,
-                    notes: None,
-                    created_at: Millis(now),
-                    updated_at: Millis(now),
-                };
-                licenses::insert(&mut tx, &license).await?;
-                licenses::record_event(
-                    &mut tx,
-                    &license.id,
-                    "minted",
-                    None,
-                    LicenseStatus::Active,
-                    None,
-                    "webhook:gumroad",
-                    Some(d.id.as_str()),
-                    now,
-                )
-                .await?;
-                outbox::enqueue(
-                    &mut tx,
-                    &license.id,
-                    EmailKind::LicenseIssued,
-                    &format!("license_issued:{}", license.id),
-                    &email,
-                    now,
-                )
-                .await?;
-                let outcome = deliveries::Outcome {
-                    status: DeliveryStatus::Processed,
-                    event_type: Some("sale".into()),
-                    event_id: Some(format!("sale:{order}")),
-                    order_id: Some(order),
-                    error: None,
-                    license_id: Some(license.id.clone()),
-                };
-                deliveries::finish(&mut tx, &d.id, &outcome, now).await?;
-                tx.commit().await?;
                 // 3. With --with-email, the email worker's writes too: claim
-                // due rows under a lease, read each license, mark each sent.
-                if !with_email {
-                    t.record(started.elapsed(), "ok".into());
-                    continue;
-                }
-                let mut tx = store.begin().await?;
-                let claimed =
-                    outbox::claim_due(&mut tx, store.backend(), now, now + 60_000, 16).await?;
-                tx.commit().await?;
-                for row in claimed {
-                    licenses::by_id(&mut *store.conn().await?, &row.license_id).await?;
-                    outbox::mark_sent(&mut *store.writer().await?, &row.id, None, store::now_ms())
+                // due rows under a lease, read their licenses, mark them sent
+                // (each in the next group commit, as the worker does).
+                if with_email {
+                    let backend = store.backend();
+                    let now = store::now_ms();
+                    let claimed = store
+                        .write(move |conn| {
+                            Box::pin(outbox::claim_due(conn, backend, now, now + 60_000, 16))
+                        })
+                        .await?;
+                    let ids: Vec<_> = claimed.iter().map(|r| r.license_id.clone()).collect();
+                    licenses::by_ids(&mut *store.conn().await?, &ids).await?;
+                    let done: Arc<Vec<_>> = Arc::new(
+                        claimed
+                            .into_iter()
+                            .map(|r| (r.id, outbox::Completion::Sent { message_id: None }))
+                            .collect(),
+                    );
+                    store
+                        .write(move |conn| {
+                            let done = done.clone();
+                            Box::pin(async move {
+                                outbox::complete(conn, &done, store::now_ms()).await
+                            })
+                        })
                         .await?;
                 }
                 t.record(started.elapsed(), "ok".into());
@@ -164,6 +135,7 @@ pub async fn ceiling(args: CeilingArgs, json: bool) -> anyhow::Result<()> {
     for task in tasks {
         tally.merge(&task.await??);
     }
+    let commits = store.commit_stats().commits() - commits_before;
     let what = if with_email {
         "ingest and email writes"
     } else {
@@ -175,5 +147,89 @@ pub async fn ceiling(args: CeilingArgs, json: bool) -> anyhow::Result<()> {
         args.concurrency
     );
     tally.report(&label, args.duration, json);
+    let deliveries = counter.load(Ordering::Relaxed).max(1);
+    let per = commits as f64 / deliveries as f64;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"group_commits": commits, "commits_per_delivery": per})
+        );
+    } else {
+        println!("group commits: {commits} ({per:.3} per delivery)");
+    }
     Ok(())
+}
+
+/// The writes of applying one sale, through keymint's store functions.
+async fn apply(
+    conn: &mut keymint::store::Conn,
+    delivery: &keymint::domain::DeliveryId,
+    order: &str,
+    token: &str,
+    kid: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    use keymint::domain::{DeliveryStatus, EmailKind, LicenseId, LicenseStatus, Millis};
+    use keymint::store::{customers, deliveries, licenses, outbox};
+    deliveries::claim_event(conn, "gumroad", &format!("sale:{order}"), delivery, now).await?;
+    let email = format!("buyer-{order}@example.com");
+    let customer = customers::upsert_customer(conn, &email, "Bench Buyer", now).await?;
+    let key = keymint_license::LicenseKey::generate("DT1", "CORE")
+        .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+    let license = licenses::License {
+        id: LicenseId::generate(),
+        key,
+        customer_id: customer,
+        product: "datatools-core".into(),
+        tier: "core".into(),
+        status: LicenseStatus::Active,
+        status_reason: None,
+        source: "gumroad".into(),
+        order_id: Some(order.to_string()),
+        name: "Bench Buyer".into(),
+        email: email.clone(),
+        token: token.to_string(),
+        kid: kid.to_string(),
+        issued_at: Millis(now),
+        expires_at: None,
+        max_machines: Some(3),
+        entitlements: "[\"export\"]".into(),
+        amount_cents: Some(4900),
+        currency: Some("USD".into()),
+        test: 0,
+        notes: None,
+        created_at: Millis(now),
+        updated_at: Millis(now),
+    };
+    licenses::insert(conn, &license).await?;
+    licenses::record_event(
+        conn,
+        &license.id,
+        "minted",
+        None,
+        LicenseStatus::Active,
+        None,
+        "webhook:gumroad",
+        Some(delivery.as_str()),
+        now,
+    )
+    .await?;
+    outbox::enqueue(
+        conn,
+        &license.id,
+        EmailKind::LicenseIssued,
+        &format!("license_issued:{}", license.id),
+        &email,
+        now,
+    )
+    .await?;
+    let outcome = deliveries::Outcome {
+        status: DeliveryStatus::Processed,
+        event_type: Some("sale".into()),
+        event_id: Some(format!("sale:{order}")),
+        order_id: Some(order.to_string()),
+        error: None,
+        license_id: Some(license.id.clone()),
+    };
+    deliveries::finish(conn, delivery, &outcome, now).await
 }

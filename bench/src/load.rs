@@ -39,6 +39,95 @@ pub struct LoadArgs {
     /// Share of requests that repeat an earlier sale (0.0-1.0).
     #[arg(long, default_value_t = 0.0)]
     duplicates: f64,
+    /// The server's process id: also measure its CPU time and its commits
+    /// per fully processed delivery (minted and emailed), from before the
+    /// first request until the email worker has sent every license minted.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// PostgreSQL only: the server's database, whose `xact_commit` counts
+    /// its commits (on SQLite the server's own counters do).
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+/// What the server has done so far, read from `/proc`, `/metrics` and
+/// PostgreSQL's statistics.
+#[derive(Debug, Clone, Copy)]
+struct Work {
+    cpu_s: f64,
+    minted: f64,
+    emailed: f64,
+    commits: f64,
+}
+
+impl Work {
+    async fn read(client: &reqwest::Client, args: &LoadArgs, pid: u32) -> anyhow::Result<Self> {
+        let cpu_s = crate::hostile::process_cpu_seconds(pid)?;
+        let text = client
+            .get(format!("{}/metrics", args.url))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let metric = |name: &str| -> f64 {
+            text.lines()
+                .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        let commits = match &args.database_url {
+            Some(url) => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(url).await?;
+                // The statistics a backend reports are flushed at most once a
+                // second; clear this session's snapshot before reading.
+                sqlx::query("SELECT pg_stat_clear_snapshot()")
+                    .execute(&mut conn)
+                    .await?;
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+                )
+                .fetch_one(&mut conn)
+                .await?;
+                n as f64
+            }
+            None => {
+                metric("keymint_db_group_commits_total") + metric("keymint_db_direct_writes_total")
+            }
+        };
+        Ok(Self {
+            cpu_s,
+            minted: metric("keymint_licenses_minted_total"),
+            emailed: metric("keymint_emails_sent_total"),
+            commits,
+        })
+    }
+}
+
+/// Waits until the email worker has sent every license minted so far (at
+/// most a minute), then reads [`Work`] again.
+async fn drained(client: &reqwest::Client, args: &LoadArgs, pid: u32) -> anyhow::Result<Work> {
+    let give_up = Instant::now() + Duration::from_secs(60);
+    loop {
+        let w = Work::read(client, args, pid).await?;
+        if w.emailed >= w.minted || Instant::now() > give_up {
+            if args.database_url.is_some() {
+                // PostgreSQL reports a backend's counts up to a second late:
+                // read until two readings a second apart agree.
+                let mut last = w;
+                loop {
+                    tokio::time::sleep(Duration::from_millis(1100)).await;
+                    let now = Work::read(client, args, pid).await?;
+                    if now.commits == last.commits {
+                        return Ok(now);
+                    }
+                    last = now;
+                }
+            }
+            return Ok(w);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Picks the order for request `n`: usually new, sometimes an earlier one.
@@ -99,6 +188,11 @@ pub async fn load(args: LoadArgs, json: bool) -> anyhow::Result<()> {
     };
     let make = Arc::new(make);
     let counter = Arc::new(AtomicU64::new(0));
+    let probe = client(2);
+    let before = match args.pid {
+        Some(pid) => Some(Work::read(&probe, &args, pid).await?),
+        None => None,
+    };
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let end = measure_from + Duration::from_secs_f64(args.duration);
@@ -164,6 +258,26 @@ pub async fn load(args: LoadArgs, json: bool) -> anyhow::Result<()> {
             args.duration,
             json,
         );
+    }
+    if let (Some(before), Some(pid)) = (before, args.pid) {
+        let after = drained(&probe, &args, pid).await?;
+        let emailed = (after.emailed - before.emailed).max(1.0);
+        let cpu_us = 1e6 * (after.cpu_s - before.cpu_s) / emailed;
+        let commits = (after.commits - before.commits) / emailed;
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "fully_processed": emailed,
+                    "server_cpu_us_per_delivery": cpu_us,
+                    "commits_per_delivery": commits,
+                })
+            );
+        } else {
+            println!(
+                "{emailed:.0} deliveries minted and emailed: {cpu_us:.0} µs of server CPU and {commits:.3} commits each"
+            );
+        }
     }
     Ok(())
 }

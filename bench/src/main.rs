@@ -21,6 +21,7 @@ mod ceiling;
 mod hostile;
 mod licensing;
 mod load;
+mod raw;
 mod read;
 mod signers;
 mod startup;

@@ -71,7 +71,7 @@ pub async fn ingest(state: &AppState, req: Incoming) -> IngestResult {
         tracing::debug!(endpoint = %endpoint.name, reason = e.reason(), "rejected a delivery (not recorded: over the per-source limit)");
         return unauthenticated(e);
     }
-    let delivery = NewDelivery {
+    let delivery = std::sync::Arc::new(NewDelivery {
         id: DeliveryId::generate(),
         endpoint: endpoint.name.clone(),
         kind: endpoint.kind.as_str().to_string(),
@@ -101,9 +101,9 @@ pub async fn ingest(state: &AppState, req: Incoming) -> IngestResult {
             DeliveryStatus::Rejected
         },
         error: auth.as_ref().err().map(|e| e.reason().to_string()),
-    };
+    });
     // Record first: nothing is parsed or acted on before this commits.
-    if let Err(e) = deliveries::record(&state.store, &delivery).await {
+    if let Err(e) = deliveries::record(&state.store, delivery.clone()).await {
         tracing::error!(endpoint = %endpoint.name, error = %e, "could not record a delivery; answering 503");
         count(&endpoint.name, "unrecorded");
         return IngestResult::Unavailable;
@@ -201,9 +201,7 @@ async fn record_failure(
     delivery_id: &DeliveryId,
     outcome: &Outcome,
 ) -> Result<(), sqlx::Error> {
-    let mut conn = state.store.writer().await?;
-    deliveries::finish(&mut conn, delivery_id, outcome, store::now_ms()).await?;
-    Ok(())
+    deliveries::finish_durably(&state.store, delivery_id, outcome.clone()).await
 }
 
 /// Names a Stripe Checkout Session's products by its line items, read from

@@ -54,6 +54,38 @@ impl DispatchError {
     }
 }
 
+/// Why an event's transaction body did not stand.
+enum Unapplied {
+    /// The handler decided the event failed: its writes are undone and
+    /// the outcome is recorded on its own.
+    Failed(Applied, Outcome),
+    Error(DispatchError),
+}
+
+impl From<DispatchError> for Unapplied {
+    fn from(e: DispatchError) -> Self {
+        Self::Error(e)
+    }
+}
+
+impl From<sqlx::Error> for Unapplied {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Error(e.into())
+    }
+}
+
+impl store::group::WorkError for Unapplied {
+    fn failure(&self) -> store::group::Failure {
+        match self {
+            Self::Failed(..) => store::group::Failure::Own,
+            Self::Error(
+                DispatchError::Database(e) | DispatchError::Mint(MintError::Database(e)),
+            ) => store::group::classify(e),
+            Self::Error(_) => store::group::Failure::Own,
+        }
+    }
+}
+
 impl DispatchError {
     /// True when the database itself is unavailable: nothing was applied
     /// and the sender should retry.
@@ -151,35 +183,68 @@ impl Dispatcher {
         i64::try_from(self.subs.grace.as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// Applies `parsed` and records the delivery's outcome.
+    /// Applies `parsed` and records the delivery's outcome, in the next
+    /// group commit: the answer comes once the effects are durable.
     pub async fn apply(&self, src: &Source<'_>, parsed: &Parsed) -> Result<Applied, DispatchError> {
+        let work = Arc::new((
+            self.clone(),
+            src.endpoint.to_string(),
+            src.delivery_id.clone(),
+            parsed.clone(),
+        ));
+        let result = self
+            .store
+            .write(move |conn| {
+                let work = work.clone();
+                Box::pin(async move {
+                    let (this, endpoint, delivery_id, parsed) = &*work;
+                    let src = Source {
+                        endpoint,
+                        delivery_id,
+                    };
+                    this.apply_once(conn, &src, parsed).await
+                })
+            })
+            .await;
+        match result {
+            Ok(handled) => {
+                for count in &handled.counts {
+                    count.record();
+                }
+                Ok(handled.applied)
+            }
+            Err(Unapplied::Failed(applied, outcome)) => {
+                // The claim was rolled back with the rest, so a replay can
+                // apply it later; record why on its own. Nothing committed:
+                // nothing is counted.
+                self.record_failure(src, parsed, &outcome).await?;
+                Ok(applied)
+            }
+            Err(Unapplied::Error(e)) => Err(e),
+        }
+    }
+
+    /// One run of an event's transaction body: the handler, then the
+    /// delivery's outcome. A failed outcome is an error, so the group
+    /// commit undoes its writes.
+    async fn apply_once(
+        &self,
+        conn: &mut Conn,
+        src: &Source<'_>,
+        parsed: &Parsed,
+    ) -> Result<Handled, Unapplied> {
         let cx = Cx {
             src,
             actor: format!("webhook:{}", src.endpoint),
             now: store::now_ms(),
         };
-        let mut tx = self.store.begin().await?;
-        let handled = match self.apply_in(&mut tx, &cx, parsed).await {
-            Ok(handled) => handled,
-            Err(e) => {
-                drop(tx);
-                return Err(e);
-            }
-        };
+        let handled = self.apply_in(conn, &cx, parsed).await?;
         let outcome = outcome(parsed, &handled);
         if outcome.status == DeliveryStatus::Failed {
-            // Roll back the claim so a replay can apply it later, then
-            // record why on its own. Nothing committed: nothing is counted.
-            tx.rollback().await?;
-            self.record_failure(src, parsed, &outcome).await?;
-            return Ok(handled.applied);
+            return Err(Unapplied::Failed(handled.applied, outcome));
         }
-        deliveries::finish(&mut tx, src.delivery_id, &outcome, cx.now).await?;
-        tx.commit().await?;
-        for count in &handled.counts {
-            count.record();
-        }
-        Ok(handled.applied)
+        deliveries::finish(conn, src.delivery_id, &outcome, cx.now).await?;
+        Ok(handled)
     }
 
     /// Records a failure that happened before or outside the transaction.
@@ -196,8 +261,7 @@ impl Dispatcher {
         outcome
             .event_id
             .get_or_insert_with(|| parsed.event_id.clone());
-        let mut conn = self.store.writer().await?;
-        deliveries::finish(&mut conn, src.delivery_id, &outcome, store::now_ms()).await
+        deliveries::finish_durably(&self.store, src.delivery_id, outcome).await
     }
 
     /// Routes one event to its handler, after the exactly-once claim.

@@ -4,6 +4,7 @@
 use super::{Conn, Store};
 use crate::domain::{DeliveryId, DeliveryStatus, LicenseId, Millis};
 use serde::Serialize;
+use std::sync::Arc;
 
 /// What ingest writes before acting.
 #[derive(Debug, Clone)]
@@ -163,16 +164,35 @@ pub async fn insert(conn: &mut Conn, d: &NewDelivery) -> Result<(), sqlx::Error>
     Ok(())
 }
 
-/// Records a delivery before anything acts on it (docs/architecture.md, rule 1).
-///
-/// On PostgreSQL the record commits with `synchronous_commit = off` (the
-/// recorder pool's sessions): it is committed and visible at once, and made
-/// durable by the next synchronous commit, which always precedes a 2xx
-/// answer (the dispatcher's transaction, or the write of a failure). A
-/// crash in between loses only deliveries that were never acknowledged,
-/// which the sender retries. This saves one WAL flush per delivery.
-pub async fn record(store: &Store, d: &NewDelivery) -> Result<(), sqlx::Error> {
-    insert(&mut *store.recorder().await?, d).await
+/// Records a delivery before anything acts on it (docs/architecture.md,
+/// rule 1): answers once the row is durably committed, in the next group
+/// commit.
+pub async fn record(store: &Store, d: Arc<NewDelivery>) -> Result<(), sqlx::Error> {
+    store
+        .write(move |conn| {
+            let d = d.clone();
+            Box::pin(async move { insert(conn, &d).await })
+        })
+        .await
+}
+
+/// Writes the outcome of one processing attempt on its own, in the next
+/// group commit.
+pub async fn finish_durably(
+    store: &Store,
+    id: &DeliveryId,
+    outcome: Outcome,
+) -> Result<(), sqlx::Error> {
+    let work = Arc::new((id.clone(), outcome));
+    store
+        .write(move |conn| {
+            let work = work.clone();
+            Box::pin(async move {
+                let (id, outcome) = &*work;
+                finish(conn, id, outcome, super::now_ms()).await
+            })
+        })
+        .await
 }
 
 /// Writes the outcome of one processing attempt.

@@ -156,6 +156,24 @@ pub async fn by_id(conn: &mut Conn, id: &LicenseId) -> Result<Option<License>, s
         .await
 }
 
+/// The licenses with these ids (those that exist), in a few statements.
+pub async fn by_ids(conn: &mut Conn, ids: &[LicenseId]) -> Result<Vec<License>, sqlx::Error> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(16) {
+        let params = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT * FROM licenses WHERE id IN ({params})");
+        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id);
+        }
+        found.extend(q.fetch_all(&mut *conn).await?);
+    }
+    Ok(found)
+}
+
 /// The license as it stands now, locked until the caller's transaction
 /// ends: a status change decides from this, not from an earlier read, so
 /// two writers on PostgreSQL (READ COMMITTED, several replicas) cannot

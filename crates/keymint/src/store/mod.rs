@@ -10,6 +10,7 @@ pub mod admin_tokens;
 pub mod customers;
 pub mod deliveries;
 mod files;
+pub mod group;
 pub mod leases;
 pub mod licenses;
 pub mod machines;
@@ -75,22 +76,26 @@ impl Backend {
     }
 }
 
-/// The connection pools and the backend.
+/// The connection pools, the group committer and the backend.
 ///
 /// On SQLite, writes go through a pool of exactly one connection: writers
 /// queue fairly in memory instead of polling SQLite's lock with
 /// `busy_timeout` sleeps (which made tail latency jump by up to 100 ms),
 /// while reads use the other pool, which WAL keeps unblocked. On
-/// PostgreSQL both are the same pool.
+/// PostgreSQL both are the same pool. The hot writes (recording and
+/// applying deliveries, the email worker's claims and results) go through
+/// the [`group::Committer`], which shares the writer pool.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
     writer: AnyPool,
-    /// Where deliveries are recorded: on PostgreSQL a small pool whose
-    /// sessions commit asynchronously (see `deliveries::record`).
-    recorder: AnyPool,
+    committer: group::Committer,
     backend: Backend,
 }
+
+/// Group-commit lanes on PostgreSQL: enough to overlap one lane's round
+/// trips with another's, few enough that batches stay large.
+const POSTGRES_LANES: usize = 2;
 
 /// Current time in Unix milliseconds: the one clock, [`Millis::now`], as
 /// the integer the store's `now` parameters still take.
@@ -140,37 +145,28 @@ impl Store {
                 std::thread::available_parallelism().map_or(2, |n| n.get().max(2)) as u32
             }
         });
-        let pool = Self::pool_options(backend, cfg, readers, false)
+        let pool = Self::pool_options(backend, cfg, readers)
             .connect_with(options.clone())
             .await?;
-        let (writer, recorder) = match backend {
+        let (writer, lanes) = match backend {
             Backend::Sqlite => {
-                let writer = Self::pool_options(backend, cfg, 1, false)
+                let writer = Self::pool_options(backend, cfg, 1)
                     .connect_with(options)
                     .await?;
-                (writer.clone(), writer)
+                (writer, 1)
             }
-            Backend::Postgres => {
-                let recorder = Self::pool_options(backend, cfg, readers.div_ceil(2), true)
-                    .connect_with(options)
-                    .await?;
-                (pool.clone(), recorder)
-            }
+            Backend::Postgres => (pool.clone(), POSTGRES_LANES),
         };
+        let committer = group::Committer::start(writer.clone(), backend, lanes);
         Ok(Self {
             pool,
             writer,
-            recorder,
+            committer,
             backend,
         })
     }
 
-    fn pool_options(
-        backend: Backend,
-        cfg: &DatabaseConfig,
-        size: u32,
-        async_commit: bool,
-    ) -> AnyPoolOptions {
+    fn pool_options(backend: Backend, cfg: &DatabaseConfig, size: u32) -> AnyPoolOptions {
         let busy_ms = cfg.busy_timeout.as_millis();
         AnyPoolOptions::new()
             .max_connections(size)
@@ -179,11 +175,14 @@ impl Store {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the writer; NORMAL
-                        // sync in WAL mode survives process crashes.
+                        // WAL lets readers run beside the writer; FULL
+                        // syncs the log at every commit, so a commit
+                        // survives a power cut, not only a crash of
+                        // keymint (docs/architecture.md, "Durability and
+                        // group commit").
                         for pragma in [
                             "PRAGMA journal_mode = WAL".to_string(),
-                            "PRAGMA synchronous = NORMAL".to_string(),
+                            "PRAGMA synchronous = FULL".to_string(),
                             "PRAGMA foreign_keys = ON".to_string(),
                             format!("PRAGMA busy_timeout = {busy_ms}"),
                         ] {
@@ -191,11 +190,6 @@ impl Store {
                                 .execute(&mut *conn)
                                 .await?;
                         }
-                    }
-                    if async_commit {
-                        sqlx::query("SET synchronous_commit TO OFF")
-                            .execute(&mut *conn)
-                            .await?;
                     }
                     Ok(())
                 })
@@ -224,6 +218,7 @@ impl Store {
     /// (the CLI) makes it wait on `busy_timeout` instead of failing with a
     /// lock-upgrade deadlock.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        metrics::counter!("keymint_db_direct_writes_total").increment(1);
         match self.backend {
             Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.writer.begin().await,
@@ -237,13 +232,25 @@ impl Store {
 
     /// A connection for single-statement writes outside a transaction.
     pub async fn writer(&self) -> Result<sqlx::pool::PoolConnection<Any>, sqlx::Error> {
+        // Counted as one commit: an upper bound, for the benchmarks'
+        // commits per delivery (docs/operations.md, "Metrics").
+        metrics::counter!("keymint_db_direct_writes_total").increment(1);
         self.writer.acquire().await
     }
 
-    /// A connection for recording deliveries (asynchronous commit on
-    /// PostgreSQL; the single writer on SQLite).
-    pub async fn recorder(&self) -> Result<sqlx::pool::PoolConnection<Any>, sqlx::Error> {
-        self.recorder.acquire().await
+    /// Runs `work` in the next group commit; see [`group::Committer::write`].
+    pub async fn write<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: for<'c> FnMut(&'c mut Conn) -> group::BoxFuture<'c, Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: group::WorkError,
+    {
+        self.committer.write(work).await
+    }
+
+    /// What the group committer has done so far.
+    pub fn commit_stats(&self) -> &group::Stats {
+        self.committer.stats()
     }
 
     /// True when a trivial query succeeds.
@@ -257,7 +264,6 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
         self.writer.close().await;
-        self.recorder.close().await;
     }
 }
 
@@ -415,5 +421,69 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
                 || code.starts_with("57")
         }
         _ => false,
+    }
+}
+
+/// The durability settings in force on the connection that commits
+/// writes, as the database itself reports them.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Durability {
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    /// True when every commit is on disk before it returns (SQLite:
+    /// `synchronous` FULL or EXTRA in WAL mode; PostgreSQL:
+    /// `synchronous_commit` not `off` and `fsync` on).
+    pub durable: bool,
+    /// Each setting as the database reports it, by name.
+    pub settings: std::collections::BTreeMap<String, String>,
+    /// Transactions the group committer has committed since start.
+    pub group_commits: u64,
+    /// Pieces of work those transactions held.
+    pub group_commit_pieces: u64,
+}
+
+impl Store {
+    /// Reads [`Durability`] from the writer connection itself.
+    pub async fn durability(&self) -> Result<Durability, sqlx::Error> {
+        let mut conn = self.writer.acquire().await?;
+        let mut settings = std::collections::BTreeMap::new();
+        let durable = match self.backend {
+            Backend::Sqlite => {
+                let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                // 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA.
+                let sync_name = match sync {
+                    0 => "off",
+                    1 => "normal",
+                    2 => "full",
+                    3 => "extra",
+                    _ => "unknown",
+                };
+                settings.insert("journal_mode".into(), journal.to_lowercase());
+                settings.insert("synchronous".into(), sync_name.into());
+                sync >= 2
+            }
+            Backend::Postgres => {
+                for name in ["synchronous_commit", "fsync", "wal_sync_method"] {
+                    let value: String =
+                        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SHOW {name}")))
+                            .fetch_one(&mut *conn)
+                            .await?;
+                    settings.insert(name.into(), value);
+                }
+                settings["synchronous_commit"] != "off" && settings["fsync"] == "on"
+            }
+        };
+        Ok(Durability {
+            backend: self.backend.as_str(),
+            durable,
+            settings,
+            group_commits: self.commit_stats().commits(),
+            group_commit_pieces: self.commit_stats().pieces(),
+        })
     }
 }

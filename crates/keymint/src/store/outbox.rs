@@ -114,6 +114,63 @@ pub async fn mark_sent(
     Ok(())
 }
 
+/// How one claimed email's attempt ended.
+#[derive(Debug, Clone)]
+pub enum Completion {
+    Sent { message_id: Option<String> },
+    Retry { error: String, next_attempt_at: i64 },
+    Dead { error: String },
+}
+
+/// Most rows one statement of [`complete`] marks sent.
+const SENT_PER_STATEMENT: usize = 16;
+
+/// Records how a round of claimed emails ended: the sent ones in a few
+/// multi-row statements, the rest one by one (failures are rare).
+pub async fn complete(
+    conn: &mut Conn,
+    done: &[(EmailId, Completion)],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let sent: Vec<(&EmailId, Option<&str>)> = done
+        .iter()
+        .filter_map(|(id, c)| match c {
+            Completion::Sent { message_id } => Some((id, message_id.as_deref())),
+            _ => None,
+        })
+        .collect();
+    for chunk in sent.chunks(SENT_PER_STATEMENT) {
+        // Rows are (id, provider message id): `column1`, `column2` on both
+        // databases.
+        let rows = (0..chunk.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 3, 2 * i + 4))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE outbox SET status = $1, sent_at = $2, provider_message_id = v.column2, \
+             lease_until = NULL, last_error = NULL FROM (VALUES {rows}) AS v WHERE outbox.id = v.column1"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(EmailStatus::Sent)
+            .bind(now);
+        for (id, message_id) in chunk {
+            q = q.bind(*id).bind(*message_id);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    for (id, c) in done {
+        match c {
+            Completion::Sent { .. } => {}
+            Completion::Retry {
+                error,
+                next_attempt_at,
+            } => mark_retry(conn, id, error, *next_attempt_at).await?,
+            Completion::Dead { error } => mark_dead(conn, id, error).await?,
+        }
+    }
+    Ok(())
+}
+
 pub async fn mark_retry(
     conn: &mut Conn,
     id: &EmailId,

@@ -24,6 +24,11 @@ pub async fn run_once(state: &AppState) -> Result<usize, sqlx::Error> {
 /// send in flight whatever the backlog; rows it had claimed but not sent
 /// are handed back at once for another replica (docs/operations.md,
 /// "Stopping").
+///
+/// A round claims up to [`BATCH`] rows in one write, reads their licenses
+/// in one query, sends them one by one holding no lock, and records every
+/// result in one write: a crash between a send and that write sends the
+/// email again once the lease runs out, as before (at least once).
 pub async fn run_until(
     state: &AppState,
     stop: &watch::Receiver<bool>,
@@ -37,7 +42,11 @@ pub async fn run_until(
         if claimed.is_empty() {
             return Ok(total);
         }
+        let ids: Vec<_> = claimed.iter().map(|row| row.license_id.clone()).collect();
+        let licenses = licenses::by_ids(&mut *state.store.conn().await?, &ids).await?;
+        let mut done = Vec::with_capacity(claimed.len());
         let mut claimed = claimed.into_iter();
+        let mut stopped = false;
         while let Some(row) = claimed.next() {
             if *stop.borrow() {
                 let mut conn = state.store.writer().await?;
@@ -45,10 +54,17 @@ pub async fn run_until(
                 for rest in claimed.by_ref() {
                     outbox::release(&mut conn, &rest.id).await?;
                 }
-                return Ok(total);
+                stopped = true;
+                break;
             }
             total += 1;
-            deliver(state, row).await?;
+            let license = licenses.iter().find(|l| l.id == row.license_id);
+            let completion = deliver(state, &row, license).await;
+            done.push((row, completion));
+        }
+        complete(state, done).await?;
+        if stopped {
+            return Ok(total);
         }
     }
 }
@@ -60,59 +76,81 @@ async fn claim(state: &AppState) -> Result<Vec<outbox::OutboxRow>, sqlx::Error> 
     if !outbox::any_due(&mut *state.store.conn().await?, now).await? {
         return Ok(Vec::new());
     }
-    let mut tx = state.store.begin().await?;
-    let rows =
-        outbox::claim_due(&mut tx, state.store.backend(), now, now + lease_ms, BATCH).await?;
-    tx.commit().await?;
-    Ok(rows)
+    let backend = state.store.backend();
+    state
+        .store
+        .write(move |conn| Box::pin(outbox::claim_due(conn, backend, now, now + lease_ms, BATCH)))
+        .await
 }
 
-async fn deliver(state: &AppState, row: outbox::OutboxRow) -> Result<(), sqlx::Error> {
-    let email = {
-        let mut conn = state.store.conn().await?;
-        match licenses::by_id(&mut conn, &row.license_id).await? {
-            Some(license) => render(state, &row, &license),
-            None => Err(SendError {
-                permanent: true,
-                message: "license not found".into(),
-            }),
-        }
+/// Renders and sends one claimed email; how it ended.
+async fn deliver(
+    state: &AppState,
+    row: &outbox::OutboxRow,
+    license: Option<&licenses::License>,
+) -> outbox::Completion {
+    let email = match license {
+        Some(license) => render(state, row, license),
+        None => Err(SendError {
+            permanent: true,
+            message: "license not found".into(),
+        }),
     };
     // No connection or lock is held while the provider is called.
     let result = match email {
         Ok(email) => state.mailer.send(&email).await,
         Err(e) => Err(e),
     };
-    let mut conn = state.store.writer().await?;
-    let now = store::now_ms();
     match result {
         Ok(message_id) => {
-            outbox::mark_sent(&mut conn, &row.id, message_id.as_deref(), now).await?;
             metrics::counter!("keymint_emails_sent_total", "kind" => row.kind.as_str())
                 .increment(1);
             tracing::info!(email_id = %row.id, license_id = %row.license_id, kind = %row.kind, "email sent");
+            outbox::Completion::Sent { message_id }
         }
         Err(e) => {
             metrics::counter!("keymint_emails_failed_total", "kind" => row.kind.as_str())
                 .increment(1);
             let attempts = u32::try_from(row.attempts).unwrap_or(u32::MAX);
             if e.permanent || attempts >= state.config.email.max_attempts {
-                outbox::mark_dead(&mut conn, &row.id, &e.message).await?;
                 metrics::counter!("keymint_emails_dead_total").increment(1);
                 tracing::error!(email_id = %row.id, license_id = %row.license_id, attempts, error = %e, "email is dead; an operator must resend it");
+                outbox::Completion::Dead { error: e.message }
             } else {
                 let delay = notify::backoff(
                     attempts,
                     state.config.email.retry_base,
                     state.config.email.retry_max,
                 );
-                let next = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
-                outbox::mark_retry(&mut conn, &row.id, &e.message, next).await?;
+                let next =
+                    store::now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
                 tracing::warn!(email_id = %row.id, attempts, retry_in_ms = delay.as_millis() as u64, error = %e, "email failed; will retry");
+                outbox::Completion::Retry {
+                    error: e.message,
+                    next_attempt_at: next,
+                }
             }
         }
     }
-    Ok(())
+}
+
+/// Records a round's results in one group commit.
+async fn complete(
+    state: &AppState,
+    done: Vec<(outbox::OutboxRow, outbox::Completion)>,
+) -> Result<(), sqlx::Error> {
+    if done.is_empty() {
+        return Ok(());
+    }
+    let done: std::sync::Arc<Vec<_>> =
+        std::sync::Arc::new(done.into_iter().map(|(row, c)| (row.id, c)).collect());
+    state
+        .store
+        .write(move |conn| {
+            let done = done.clone();
+            Box::pin(async move { outbox::complete(conn, &done, store::now_ms()).await })
+        })
+        .await
 }
 
 fn render(

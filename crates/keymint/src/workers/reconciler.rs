@@ -198,7 +198,7 @@ async fn record_synthetic(
         status: crate::domain::DeliveryStatus::Received,
         error: None,
     };
-    deliveries::record(&state.store, &delivery).await?;
+    deliveries::record(&state.store, std::sync::Arc::new(delivery.clone())).await?;
     Ok(delivery)
 }
 

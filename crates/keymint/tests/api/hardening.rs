@@ -332,7 +332,9 @@ async fn record_as_if_crashed(app: &TestApp, order: &str, age_ms: i64) -> String
         status: DeliveryStatus::Received,
         error: None,
     };
-    deliveries::record(&app.state.store, &d).await.unwrap();
+    deliveries::record(&app.state.store, std::sync::Arc::new(d))
+        .await
+        .unwrap();
     id.to_string()
 }
 

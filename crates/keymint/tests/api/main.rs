@@ -9,6 +9,7 @@ mod views;
 mod admin;
 mod config;
 mod defaults;
+mod durability;
 mod edges;
 mod email;
 mod gumroad;

@@ -133,6 +133,7 @@ const SERVED: &[(&str, &str)] = &[
     ("post", "/admin/v1/deliveries/replay"),
     ("get", "/admin/v1/subscriptions"),
     ("get", "/admin/v1/subscriptions/{id}"),
+    ("get", "/admin/v1/database"),
     ("get", "/admin/v1/licenses/{key}/machines"),
     ("delete", "/admin/v1/licenses/{key}/machines/{id}"),
     ("post", "/admin/v1/licenses/{key}/machines/reset"),

@@ -6,6 +6,7 @@
 //! the caller's authentication and the JSON error shape; each resource's
 //! handlers live in their own file, the answers they give in `crate::views`.
 
+mod database;
 mod deliveries;
 mod licenses;
 mod machines;
@@ -35,6 +36,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(refunds::routes())
         .merge(deliveries::routes())
         .merge(subscriptions::routes())
+        .merge(database::routes())
         // Not an API route: any other path under /admin answers a JSON 404.
         .route("/admin", any(no_such_route))
         .route("/admin/{*rest}", any(no_such_route))

@@ -1,0 +1,28 @@
+//! `/admin/v1/database`: the durability settings in force, read from the
+//! connection that commits writes (docs/operations.md, "Durability").
+
+use super::Admin;
+use crate::admin::scope;
+use crate::app::AppState;
+use crate::http::ApiError;
+use crate::store::Durability;
+use axum::Json;
+use axum::extract::State;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(show_database))
+}
+
+/// The database's durability settings as it reports them, and what the
+/// group committer has done since start.
+#[utoipa::path(get, path = "/admin/v1/database", tag = "operations", security(("bearer" = [])),
+    responses((status = 200, body = Durability)))]
+async fn show_database(
+    admin: Admin,
+    State(state): State<AppState>,
+) -> Result<Json<Durability>, ApiError> {
+    admin.require(scope::ADMIN)?;
+    Ok(Json(state.store.durability().await?))
+}

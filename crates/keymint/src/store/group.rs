@@ -1,0 +1,331 @@
+//! Group commit: concurrent writers' work gathered into one transaction,
+//! so one durable commit (one fsync) serves many deliveries
+//! (docs/architecture.md, "Durability and group commit").
+//!
+//! A caller hands [`Committer::write`] a piece of work: an async closure
+//! over the writer connection, already inside a transaction. A lane takes
+//! whatever work queued while its previous commit was in flight (there is
+//! no delay to gather a batch), runs each piece in turn, commits once, and
+//! only then answers every caller: a caller's `Ok` always means its writes
+//! are durably committed.
+//!
+//! One piece that fails must not take the others down with it. A piece
+//! that returns an error has its writes undone by rolling the batch back
+//! and running the pieces before it again in a fresh transaction (work is
+//! `FnMut` and must be safe to run again: nothing it did in a rolled-back
+//! transaction happened). This costs nothing on the common path, where no
+//! piece fails, unlike a savepoint around every piece. An error that says
+//! the database is unavailable fails the whole batch at once, and a
+//! deadlock or serialization failure between replicas reruns it.
+//!
+//! SQLite has one lane (one writer); PostgreSQL has a few, each on its own
+//! pooled connection, which all take from the same queue. Exactly-once
+//! still rests on the database's unique keys, never on the batching.
+
+use super::{Backend, Conn};
+use sqlx::AnyPool;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+/// A boxed future borrowing the connection.
+pub type BoxFuture<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
+
+/// The most pieces of work one transaction holds; more wait for the next.
+const MAX_BATCH: usize = 128;
+/// How many times a batch is rerun after a deadlock or serialization
+/// failure before its callers are told the database is unavailable.
+const MAX_RETRIES: u32 = 3;
+
+/// How a piece of work's error is treated by its batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// This piece failed; undo its writes, keep the others.
+    Own,
+    /// The database cannot be used: every piece in the batch fails.
+    Unavailable,
+    /// A deadlock or serialization failure: run the batch again.
+    Retry,
+}
+
+/// An error a piece of work can return.
+pub trait WorkError: From<sqlx::Error> + Send + 'static {
+    fn failure(&self) -> Failure;
+}
+
+impl WorkError for sqlx::Error {
+    fn failure(&self) -> Failure {
+        classify(self)
+    }
+}
+
+/// Sorts a database error into the three kinds of [`Failure`].
+pub fn classify(e: &sqlx::Error) -> Failure {
+    if let sqlx::Error::Database(db) = e
+        && matches!(db.code().as_deref(), Some("40001" | "40P01"))
+    {
+        return Failure::Retry;
+    }
+    if super::is_unavailable(e) {
+        Failure::Unavailable
+    } else {
+        Failure::Own
+    }
+}
+
+/// What a lane tells a piece of work it ran.
+enum Verdict {
+    Done,
+    Failed(Failure),
+}
+
+/// A piece of work with its reply, its type erased for the queue.
+trait Job: Send {
+    fn run<'c>(&'c mut self, conn: &'c mut Conn) -> BoxFuture<'c, Verdict>;
+    /// Answers the caller: with the work's own result once `committed` is
+    /// `Ok`, or with the reason the batch did not commit.
+    fn answer(self: Box<Self>, committed: Result<(), &str>);
+}
+
+struct Piece<F, T, E> {
+    work: F,
+    result: Option<Result<T, E>>,
+    reply: oneshot::Sender<Result<T, E>>,
+}
+
+impl<F, T, E> Job for Piece<F, T, E>
+where
+    F: for<'c> FnMut(&'c mut Conn) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: WorkError,
+{
+    fn run<'c>(&'c mut self, conn: &'c mut Conn) -> BoxFuture<'c, Verdict> {
+        Box::pin(async move {
+            let result = (self.work)(conn).await;
+            let verdict = match &result {
+                Ok(_) => Verdict::Done,
+                Err(e) => Verdict::Failed(e.failure()),
+            };
+            self.result = Some(result);
+            verdict
+        })
+    }
+
+    fn answer(self: Box<Self>, committed: Result<(), &str>) {
+        let answer = match (committed, self.result) {
+            // A piece's own failure was rolled back: its error is the answer
+            // whatever became of the others.
+            (_, Some(Err(e))) => Err(e),
+            (Ok(()), Some(Ok(value))) => Ok(value),
+            (Err(reason), _) => Err(E::from(unavailable(reason))),
+            (Ok(()), None) => Err(E::from(unavailable("the work did not run"))),
+        };
+        // A caller that stopped waiting (its client went away) misses only
+        // the answer: the writes stand.
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// An I/O-kind error, which [`super::is_unavailable`] reads as "retry
+/// later", carrying why a batch did not commit.
+fn unavailable(reason: &str) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::other(format!(
+        "the write was not committed: {reason}"
+    )))
+}
+
+/// Counters a lane keeps, read by the metrics and the benchmarks.
+#[derive(Debug, Default)]
+pub struct Stats {
+    commits: AtomicU64,
+    pieces: AtomicU64,
+}
+
+impl Stats {
+    /// Transactions the lanes committed.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+    /// Pieces of work those transactions held.
+    pub fn pieces(&self) -> u64 {
+        self.pieces.load(Ordering::Relaxed)
+    }
+}
+
+type Queue = Arc<Mutex<mpsc::UnboundedReceiver<Box<dyn Job>>>>;
+
+/// The handle writers queue work on; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Committer {
+    queue: mpsc::UnboundedSender<Box<dyn Job>>,
+    stats: Arc<Stats>,
+}
+
+impl Committer {
+    /// Starts `lanes` lanes writing through `pool` (on the current Tokio
+    /// runtime). They stop when the last handle is dropped.
+    pub fn start(pool: AnyPool, backend: Backend, lanes: usize) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let rx: Queue = Arc::new(Mutex::new(rx));
+        let stats = Arc::new(Stats::default());
+        for _ in 0..lanes.max(1) {
+            let lane = Lane {
+                pool: pool.clone(),
+                backend,
+                stats: stats.clone(),
+            };
+            tokio::spawn(lane.run(rx.clone()));
+        }
+        Self { queue, stats }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Runs `work` in the next group commit and answers once that commit is
+    /// durable. `work` may run more than once (see the module comment); a
+    /// run whose transaction rolled back left nothing behind.
+    pub async fn write<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: for<'c> FnMut(&'c mut Conn) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: WorkError,
+    {
+        let (reply, answer) = oneshot::channel();
+        let piece = Piece {
+            work,
+            result: None,
+            reply,
+        };
+        if self.queue.send(Box::new(piece)).is_err() {
+            return Err(E::from(sqlx::Error::PoolClosed));
+        }
+        match answer.await {
+            Ok(result) => result,
+            // The lane went away (the runtime is shutting down).
+            Err(_) => Err(E::from(sqlx::Error::PoolClosed)),
+        }
+    }
+}
+
+struct Lane {
+    pool: AnyPool,
+    backend: Backend,
+    stats: Arc<Stats>,
+}
+
+impl Lane {
+    async fn run(self, queue: Queue) {
+        loop {
+            let batch = {
+                let mut rx = queue.lock().await;
+                let Some(first) = rx.recv().await else {
+                    return;
+                };
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                batch
+            };
+            self.commit(batch).await;
+        }
+    }
+
+    /// Runs one batch to its end: every piece is answered.
+    async fn commit(&self, mut jobs: Vec<Box<dyn Job>>) {
+        let mut retries = 0;
+        'batch: loop {
+            if jobs.is_empty() {
+                return;
+            }
+            let mut conn = match self.pool.acquire().await {
+                Ok(conn) => conn,
+                Err(e) => return fail_all(jobs, &e.to_string()),
+            };
+            let begin = match self.backend {
+                Backend::Sqlite => "BEGIN IMMEDIATE",
+                Backend::Postgres => "BEGIN",
+            };
+            if let Err(e) = sqlx::query(begin).execute(&mut *conn).await {
+                return fail_all(jobs, &e.to_string());
+            }
+            let mut i = 0;
+            while i < jobs.len() {
+                match jobs[i].run(&mut conn).await {
+                    Verdict::Done => i += 1,
+                    Verdict::Failed(failure) => {
+                        let rolled_back = rollback(&mut conn).await;
+                        match (failure, rolled_back) {
+                            (Failure::Own, Ok(())) => {
+                                // Answer the failed piece now (nothing of it
+                                // stands) and run the rest again without it.
+                                jobs.remove(i).answer(Ok(()));
+                                continue 'batch;
+                            }
+                            (Failure::Retry, Ok(())) if retries < MAX_RETRIES => {
+                                retries += 1;
+                                continue 'batch;
+                            }
+                            (_, Err(e)) => {
+                                // The connection is in an unknown state.
+                                conn.close_on_drop();
+                                return fail_all(jobs, &e.to_string());
+                            }
+                            _ => {
+                                let failed = jobs.remove(i);
+                                failed.answer(Ok(()));
+                                return fail_all(jobs, "the database is unavailable");
+                            }
+                        }
+                    }
+                }
+            }
+            match sqlx::query("COMMIT").execute(&mut *conn).await {
+                Ok(_) => {
+                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .pieces
+                        .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+                    metrics::counter!("keymint_db_group_commits_total").increment(1);
+                    metrics::histogram!("keymint_db_group_commit_size").record(jobs.len() as f64);
+                    for job in jobs {
+                        job.answer(Ok(()));
+                    }
+                    return;
+                }
+                Err(e) => {
+                    if classify(&e) == Failure::Retry && retries < MAX_RETRIES {
+                        retries += 1;
+                        // A failed COMMIT ends the transaction on both
+                        // databases; the ROLLBACK only makes sure.
+                        let _ = rollback(&mut conn).await;
+                        continue 'batch;
+                    }
+                    conn.close_on_drop();
+                    return fail_all(jobs, &e.to_string());
+                }
+            }
+        }
+    }
+}
+
+async fn rollback(conn: &mut Conn) -> Result<(), sqlx::Error> {
+    sqlx::query("ROLLBACK").execute(conn).await.map(|_| ())
+}
+
+fn fail_all(jobs: Vec<Box<dyn Job>>, reason: &str) {
+    tracing::error!(pieces = jobs.len(), reason, "a group commit failed");
+    for job in jobs {
+        job.answer(Err(reason));
+    }
+}
+
+#[cfg(test)]
+mod tests;

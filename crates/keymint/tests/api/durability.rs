@@ -1,0 +1,124 @@
+//! Durable acknowledgements: the settings in force on a running server's
+//! writer connection, and concurrent deliveries sharing group commits
+//! while each is applied exactly once and a failing one stays alone
+//! (docs/architecture.md, "Durability and group commit").
+
+use crate::both_databases;
+use crate::client::expect_json;
+use crate::helpers::{Db, sale_form, spawn_app, with};
+use crate::views::WebhookAnswer;
+use serde_json::Value;
+
+async fn database(app: &crate::helpers::TestApp, token: &str) -> Value {
+    expect_json(app.admin_get(token, "/admin/v1/database").await, 200).await
+}
+
+async fn a_running_server_reports_durable_settings(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    let token = app.admin_token("durability").await;
+    let body = database(&app, &token).await;
+    let settings = &body["settings"];
+    match db {
+        Db::Sqlite => {
+            assert_eq!(body["backend"], "sqlite");
+            assert_eq!(settings["synchronous"], "full", "{body}");
+            assert_eq!(settings["journal_mode"], "wal", "{body}");
+        }
+        Db::Postgres => {
+            assert_eq!(body["backend"], "postgres");
+            assert_eq!(settings["synchronous_commit"], "on", "{body}");
+            assert_eq!(settings["fsync"], "on", "{body}");
+        }
+    }
+    assert_eq!(body["durable"], true, "{body}");
+
+    // A read-only token may not see it.
+    let (_, reader) = keymint::admin::create_token(
+        &app.state.store,
+        "reader",
+        &[keymint::admin::scope::LICENSES_READ.to_string()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        app.admin_get(&reader, "/admin/v1/database").await.status(),
+        403
+    );
+}
+
+async fn concurrent_deliveries_share_commits_and_each_applies_once(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    let token = app.admin_token("batches").await;
+    let before = database(&app, &token).await;
+
+    // 40 sales, 10 of them twice, and 10 of an unmapped product (whose
+    // transaction body fails and is undone alone), all at once.
+    let mut forms = Vec::new();
+    for i in 0..40 {
+        forms.push(sale_form(&format!("GC-{i}")));
+        if i % 4 == 0 {
+            forms.push(sale_form(&format!("GC-{i}")));
+        }
+    }
+    for i in 0..10 {
+        forms.push(with(
+            sale_form(&format!("GC-X{i}")),
+            "product_id",
+            "not-a-real-sku",
+        ));
+    }
+    let responses = futures::future::join_all(forms.iter().map(|f| app.post_gumroad(f))).await;
+    let mut statuses = std::collections::BTreeMap::<String, usize>::new();
+    for r in responses {
+        *statuses
+            .entry(expect_json::<WebhookAnswer>(r, 200).await.status)
+            .or_default() += 1;
+    }
+    assert_eq!(statuses.get("ok"), Some(&40), "{statuses:?}");
+    assert_eq!(statuses.get("duplicate"), Some(&10), "{statuses:?}");
+    assert_eq!(statuses.get("logged-no-mint"), Some(&10), "{statuses:?}");
+    for i in 0..40 {
+        assert_eq!(app.licenses_for(&format!("GC-{i}")).await, 1, "GC-{i}");
+    }
+    for i in 0..10 {
+        let order = format!("GC-X{i}");
+        assert_eq!(app.licenses_for(&order).await, 0);
+        // Its claim was undone with it: the delivery is failed, replayable.
+        assert_eq!(
+            app.scalar(
+                "SELECT COUNT(*) FROM deliveries WHERE order_id = $1 AND status = 'failed'",
+                &order
+            )
+            .await,
+            1,
+            "{order}"
+        );
+    }
+
+    // Every delivery's record and its event went through the committer,
+    // and concurrent ones shared commits.
+    let after = database(&app, &token).await;
+    let pieces = after["group_commit_pieces"].as_u64().unwrap()
+        - before["group_commit_pieces"].as_u64().unwrap();
+    let commits =
+        after["group_commits"].as_u64().unwrap() - before["group_commits"].as_u64().unwrap();
+    assert!(pieces >= 2 * 50 + 10, "{pieces} pieces");
+    assert!(
+        commits < pieces,
+        "{commits} commits for {pieces} pieces: nothing was batched"
+    );
+
+    // One email per license, claimed and completed in batches.
+    app.postmark_accepts().await;
+    app.send_pending_emails().await;
+    assert_eq!(app.sent_emails().await.len(), 40);
+}
+
+both_databases!(
+    a_running_server_reports_durable_settings,
+    concurrent_deliveries_share_commits_and_each_applies_once,
+);
