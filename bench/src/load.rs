@@ -106,23 +106,33 @@ impl Work {
 
 /// Waits until the email worker has sent every license minted so far (at
 /// most a minute), then reads [`Work`] again.
-async fn drained(client: &reqwest::Client, args: &LoadArgs, pid: u32) -> anyhow::Result<Work> {
+async fn drained(
+    client: &reqwest::Client,
+    args: &LoadArgs,
+    pid: u32,
+    before_commits: f64,
+) -> anyhow::Result<Work> {
     let give_up = Instant::now() + Duration::from_secs(60);
     loop {
         let w = Work::read(client, args, pid).await?;
         if w.emailed >= w.minted || Instant::now() > give_up {
             if args.database_url.is_some() {
-                // PostgreSQL reports a backend's counts up to a second late:
-                // read until two readings a second apart agree.
+                // PostgreSQL reports a backend's counts up to a second late,
+                // and an idle server still commits a little (the email
+                // worker's polls): read until two readings a second apart
+                // differ by less than 1% (five readings at most).
                 let mut last = w;
-                loop {
+                for _ in 0..5 {
                     tokio::time::sleep(Duration::from_millis(1100)).await;
                     let now = Work::read(client, args, pid).await?;
-                    if now.commits == last.commits {
-                        return Ok(now);
-                    }
+                    let settled = (now.commits - last.commits)
+                        < 0.01 * (now.commits - before_commits).max(1.0);
                     last = now;
+                    if settled {
+                        break;
+                    }
                 }
+                return Ok(last);
             }
             return Ok(w);
         }
@@ -260,7 +270,7 @@ pub async fn load(args: LoadArgs, json: bool) -> anyhow::Result<()> {
         );
     }
     if let (Some(before), Some(pid)) = (before, args.pid) {
-        let after = drained(&probe, &args, pid).await?;
+        let after = drained(&probe, &args, pid, before.commits).await?;
         let emailed = (after.emailed - before.emailed).max(1.0);
         let cpu_us = 1e6 * (after.cpu_s - before.cpu_s) / emailed;
         let commits = (after.commits - before.commits) / emailed;
