@@ -102,29 +102,15 @@ pub async fn ceiling(args: CeilingArgs, json: bool) -> anyhow::Result<()> {
                 // due rows under a lease, read their licenses, mark them sent
                 // (each in the next group commit, as the worker does).
                 if with_email {
-                    let backend = store.backend();
                     let now = store::now_ms();
-                    let claimed = store
-                        .write(move |conn| {
-                            Box::pin(outbox::claim_due(conn, backend, now, now + 60_000, 16))
-                        })
-                        .await?;
+                    let claimed = outbox::claim_durably(&store, now, now + 60_000, 16).await?;
                     let ids: Vec<_> = claimed.iter().map(|r| r.license_id.clone()).collect();
                     licenses::by_ids(&mut *store.conn().await?, &ids).await?;
-                    let done: Arc<Vec<_>> = Arc::new(
-                        claimed
-                            .into_iter()
-                            .map(|r| (r.id, outbox::Completion::Sent { message_id: None }))
-                            .collect(),
-                    );
-                    store
-                        .write(move |conn| {
-                            let done = done.clone();
-                            Box::pin(async move {
-                                outbox::complete(conn, &done, store::now_ms()).await
-                            })
-                        })
-                        .await?;
+                    let done = claimed
+                        .into_iter()
+                        .map(|r| (r.id, outbox::Completion::Sent { message_id: None }))
+                        .collect();
+                    outbox::complete_durably(&store, done).await?;
                 }
                 t.record(started.elapsed(), "ok".into());
             }

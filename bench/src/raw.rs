@@ -29,6 +29,59 @@ fn batch(run: &str, from: u64, size: usize) -> Batch {
 
 const TOKEN: &str = "v4.public.raw-ceiling-token";
 
+/// The loop both backends share: the next batch until time is up, each
+/// batch's time spread over its deliveries, and the report.
+struct Meter {
+    run: String,
+    size: usize,
+    next: u64,
+    end: Instant,
+    seconds: f64,
+    started: Instant,
+    tally: Tally,
+}
+
+impl Meter {
+    fn new(size: usize, seconds: f64) -> Self {
+        Self {
+            run: ulid::Ulid::generate().to_string()[..10].to_string(),
+            size,
+            next: 0,
+            end: Instant::now() + Duration::from_secs_f64(seconds),
+            seconds,
+            started: Instant::now(),
+            tally: Tally::new(),
+        }
+    }
+
+    /// The next batch and the time to write in it, or `None` when time is up.
+    fn batch(&mut self) -> Option<(Batch, i64)> {
+        if Instant::now() >= self.end {
+            return None;
+        }
+        self.started = Instant::now();
+        let rows = batch(&self.run, self.next, self.size);
+        self.next += self.size as u64;
+        Some((rows, crate::tally::unix_now() * 1000))
+    }
+
+    /// The batch returned by [`Meter::batch`] is written.
+    fn written(&mut self) {
+        let each = self.started.elapsed() / self.size as u32;
+        for _ in 0..self.size {
+            self.tally.record(each, "ok".into());
+        }
+    }
+
+    fn report(self, what: &str, json: bool) {
+        self.tally.report(
+            &format!("raw ceiling ({what}, batches of {})", self.size),
+            self.seconds,
+            json,
+        );
+    }
+}
+
 /// Runs the raw ceiling on the database `url` names.
 pub async fn run(url: &str, batch_size: usize, seconds: f64, json: bool) -> anyhow::Result<()> {
     if let Some(rest) = url.strip_prefix("sqlite:") {
@@ -44,15 +97,8 @@ pub fn sqlite(path: &str, batch_size: usize, seconds: f64, json: bool) -> anyhow
     let mut db = rusqlite::Connection::open(path)?;
     db.pragma_update(None, "journal_mode", "WAL")?;
     db.pragma_update(None, "synchronous", "FULL")?;
-    let run = ulid::Ulid::generate().to_string()[..10].to_string();
-    let end = Instant::now() + Duration::from_secs_f64(seconds);
-    let mut tally = Tally::new();
-    let mut n = 0u64;
-    while Instant::now() < end {
-        let started = Instant::now();
-        let rows = batch(&run, n, batch_size);
-        n += batch_size as u64;
-        let now = crate::tally::unix_now() * 1000;
+    let mut meter = Meter::new(batch_size, seconds);
+    while let Some((rows, now)) = meter.batch() {
         // 1. Record the deliveries: their own commit, before any acts.
         let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
@@ -161,16 +207,9 @@ pub fn sqlite(path: &str, batch_size: usize, seconds: f64, json: bool) -> anyhow
             }
         }
         tx.commit()?;
-        let each = started.elapsed() / batch_size as u32;
-        for _ in 0..batch_size {
-            tally.record(each, "ok".into());
-        }
+        meter.written();
     }
-    tally.report(
-        &format!("raw ceiling (sqlite via rusqlite, batches of {batch_size}, synchronous=FULL)"),
-        seconds,
-        json,
-    );
+    meter.report("sqlite via rusqlite, synchronous=FULL", json);
     Ok(())
 }
 
@@ -184,15 +223,8 @@ pub async fn postgres(
 ) -> anyhow::Result<()> {
     use sqlx::Connection;
     let mut db = sqlx::PgConnection::connect(url).await?;
-    let run = ulid::Ulid::generate().to_string()[..10].to_string();
-    let end = Instant::now() + Duration::from_secs_f64(seconds);
-    let mut tally = Tally::new();
-    let mut n = 0u64;
-    while Instant::now() < end {
-        let started = Instant::now();
-        let rows = batch(&run, n, batch_size);
-        n += batch_size as u64;
-        let now = crate::tally::unix_now() * 1000;
+    let mut meter = Meter::new(batch_size, seconds);
+    while let Some((rows, now)) = meter.batch() {
         let mut tx = db.begin().await?;
         for (id, order, _) in &rows {
             let body =
@@ -317,17 +349,8 @@ pub async fn postgres(
             .await?;
         }
         tx.commit().await?;
-        let each = started.elapsed() / batch_size as u32;
-        for _ in 0..batch_size {
-            tally.record(each, "ok".into());
-        }
+        meter.written();
     }
-    tally.report(
-        &format!(
-            "raw ceiling (postgres via sqlx's driver, batches of {batch_size}, synchronous commit)"
-        ),
-        seconds,
-        json,
-    );
+    meter.report("postgres via sqlx's driver, synchronous commit", json);
     Ok(())
 }

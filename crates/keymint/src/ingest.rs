@@ -175,7 +175,7 @@ pub async fn process(
     let applied = match result {
         Ok(applied) => applied,
         Err((outcome, reason)) => {
-            if let Err(e) = record_failure(state, delivery_id, &outcome).await {
+            if let Err(e) = deliveries::finish_durably(&state.store, delivery_id, outcome).await {
                 // The row stays `received`: the recovery worker or the
                 // sender's retry finishes it (docs/architecture.md, rule 1).
                 tracing::error!(endpoint, delivery_id = %delivery_id, error = %e, failure = %reason, "could not record a delivery's failure; answering 503");
@@ -193,15 +193,6 @@ pub async fn process(
         delivery_id: delivery_id.clone(),
         applied,
     }
-}
-
-/// Writes a failed outcome on the delivery row.
-async fn record_failure(
-    state: &AppState,
-    delivery_id: &DeliveryId,
-    outcome: &Outcome,
-) -> Result<(), sqlx::Error> {
-    deliveries::finish_durably(&state.store, delivery_id, outcome.clone()).await
 }
 
 /// Names a Stripe Checkout Session's products by its line items, read from

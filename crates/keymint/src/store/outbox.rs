@@ -1,10 +1,11 @@
 //! `outbox`: emails to send, written in the same transaction as the
 //! license they are about, claimed by workers under a lease.
 
-use super::{Backend, Conn};
+use super::{Backend, Conn, Store};
 pub use crate::domain::EmailKind;
 use crate::domain::{EmailId, EmailStatus, LicenseId, Millis};
 use serde::Serialize;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct OutboxRow {
@@ -169,6 +170,36 @@ pub async fn complete(
         }
     }
     Ok(())
+}
+
+/// [`claim_due`] in the next group commit (the email worker's claim).
+pub async fn claim_durably(
+    store: &Store,
+    now: i64,
+    lease_until: i64,
+    limit: i64,
+) -> Result<Vec<OutboxRow>, sqlx::Error> {
+    let backend = store.backend();
+    store
+        .write(move |conn| Box::pin(claim_due(conn, backend, now, lease_until, limit)))
+        .await
+}
+
+/// [`complete`] in the next group commit, at the time it runs.
+pub async fn complete_durably(
+    store: &Store,
+    done: Vec<(EmailId, Completion)>,
+) -> Result<(), sqlx::Error> {
+    if done.is_empty() {
+        return Ok(());
+    }
+    let done = Arc::new(done);
+    store
+        .write(move |conn| {
+            let done = done.clone();
+            Box::pin(async move { complete(conn, &done, super::now_ms()).await })
+        })
+        .await
 }
 
 pub async fn mark_retry(

@@ -62,7 +62,8 @@ pub async fn run_until(
             let completion = deliver(state, &row, license).await;
             done.push((row, completion));
         }
-        complete(state, done).await?;
+        let done = done.into_iter().map(|(row, c)| (row.id, c)).collect();
+        outbox::complete_durably(&state.store, done).await?;
         if stopped {
             return Ok(total);
         }
@@ -132,25 +133,6 @@ async fn deliver(
             }
         }
     }
-}
-
-/// Records a round's results in one group commit.
-async fn complete(
-    state: &AppState,
-    done: Vec<(outbox::OutboxRow, outbox::Completion)>,
-) -> Result<(), sqlx::Error> {
-    if done.is_empty() {
-        return Ok(());
-    }
-    let done: std::sync::Arc<Vec<_>> =
-        std::sync::Arc::new(done.into_iter().map(|(row, c)| (row.id, c)).collect());
-    state
-        .store
-        .write(move |conn| {
-            let done = done.clone();
-            Box::pin(async move { outbox::complete(conn, &done, store::now_ms()).await })
-        })
-        .await
 }
 
 fn render(
