@@ -28,7 +28,7 @@ pub struct CeilingArgs {
 
 pub async fn ceiling(args: CeilingArgs, json: bool) -> anyhow::Result<()> {
     use keymint::domain::{DeliveryId, DeliveryStatus, Millis};
-    use keymint::store::{self, Store, deliveries, licenses, outbox};
+    use keymint::store::{self, Store, deliveries, outbox};
     let config = keymint::config::DatabaseConfig {
         max_connections: Some(u32::try_from(args.concurrency).unwrap_or(10)),
         ..Default::default()
@@ -104,11 +104,9 @@ pub async fn ceiling(args: CeilingArgs, json: bool) -> anyhow::Result<()> {
                 if with_email {
                     let now = store::now_ms();
                     let claimed = outbox::claim_durably(&store, now, now + 60_000, 16).await?;
-                    let ids: Vec<_> = claimed.iter().map(|r| r.license_id.clone()).collect();
-                    licenses::by_ids(&mut *store.conn().await?, &ids).await?;
                     let done = claimed
                         .into_iter()
-                        .map(|r| (r.id, outbox::Completion::Sent { message_id: None }))
+                        .map(|(r, _)| (r.id, outbox::Completion::Sent { message_id: None }))
                         .collect();
                     outbox::complete_durably(&store, done).await?;
                 }

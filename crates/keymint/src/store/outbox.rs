@@ -1,6 +1,7 @@
 //! `outbox`: emails to send, written in the same transaction as the
 //! license they are about, claimed by workers under a lease.
 
+use super::licenses::License;
 use super::{Backend, Conn, Store};
 pub use crate::domain::EmailKind;
 use crate::domain::{EmailId, EmailStatus, LicenseId, Millis};
@@ -172,16 +173,32 @@ pub async fn complete(
     Ok(())
 }
 
-/// [`claim_due`] in the next group commit (the email worker's claim).
+/// [`claim_due`] in the next group commit (the email worker's claim),
+/// with the license of each row read in the same transaction (`None` for
+/// a license that no longer exists).
 pub async fn claim_durably(
     store: &Store,
     now: i64,
     lease_until: i64,
     limit: i64,
-) -> Result<Vec<OutboxRow>, sqlx::Error> {
+) -> Result<Vec<(OutboxRow, Option<License>)>, sqlx::Error> {
     let backend = store.backend();
     store
-        .write(move |conn| Box::pin(claim_due(conn, backend, now, lease_until, limit)))
+        .write(move |conn| {
+            Box::pin(async move {
+                let rows = claim_due(conn, backend, now, lease_until, limit).await?;
+                let ids: Vec<_> = rows.iter().map(|row| row.license_id.clone()).collect();
+                let found = super::licenses::by_ids(conn, &ids).await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|row| {
+                        // Rows of one license (an issue and a resend) share it.
+                        let license = found.iter().find(|l| l.id == row.license_id).cloned();
+                        (row, license)
+                    })
+                    .collect())
+            })
+        })
         .await
 }
 

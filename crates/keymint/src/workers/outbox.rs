@@ -25,41 +25,41 @@ pub async fn run_once(state: &AppState) -> Result<usize, sqlx::Error> {
 /// are handed back at once for another replica (docs/operations.md,
 /// "Stopping").
 ///
-/// A round claims up to [`BATCH`] rows in one write, reads their licenses
-/// in one query, sends them one by one holding no lock, and records every
-/// result in one write: a crash between a send and that write sends the
-/// email again once the lease runs out, as before (at least once).
+/// A round claims up to [`BATCH`] rows and reads their licenses in one
+/// write, sends them one by one holding no lock, and records every result
+/// in one write: a crash between a send and that write sends the email
+/// again once the lease runs out, as before (at least once). After a full
+/// round the next claims at once, without first reading whether any is due.
 pub async fn run_until(
     state: &AppState,
     stop: &watch::Receiver<bool>,
 ) -> Result<usize, sqlx::Error> {
     let mut total = 0;
+    let mut full = false;
     loop {
         if *stop.borrow() {
             return Ok(total);
         }
-        let claimed = claim(state).await?;
+        let claimed = claim(state, full).await?;
         if claimed.is_empty() {
             return Ok(total);
         }
-        let ids: Vec<_> = claimed.iter().map(|row| row.license_id.clone()).collect();
-        let licenses = licenses::by_ids(&mut *state.store.conn().await?, &ids).await?;
+        full = claimed.len() as i64 == BATCH;
         let mut done = Vec::with_capacity(claimed.len());
         let mut claimed = claimed.into_iter();
         let mut stopped = false;
-        while let Some(row) = claimed.next() {
+        while let Some((row, license)) = claimed.next() {
             if *stop.borrow() {
                 let mut conn = state.store.writer().await?;
                 outbox::release(&mut conn, &row.id).await?;
-                for rest in claimed.by_ref() {
+                for (rest, _) in claimed.by_ref() {
                     outbox::release(&mut conn, &rest.id).await?;
                 }
                 stopped = true;
                 break;
             }
             total += 1;
-            let license = licenses.iter().find(|l| l.id == row.license_id);
-            let completion = deliver(state, &row, license).await;
+            let completion = deliver(state, &row, license.as_ref()).await;
             done.push((row, completion));
         }
         let done = done.into_iter().map(|(row, c)| (row.id, c)).collect();
@@ -70,18 +70,18 @@ pub async fn run_until(
     }
 }
 
-async fn claim(state: &AppState) -> Result<Vec<outbox::OutboxRow>, sqlx::Error> {
+async fn claim(
+    state: &AppState,
+    after_full_round: bool,
+) -> Result<Vec<(outbox::OutboxRow, Option<licenses::License>)>, sqlx::Error> {
     let now = store::now_ms();
     let lease_ms = i64::try_from(state.config.email.lease.as_millis()).unwrap_or(i64::MAX / 2);
-    // A read first, so an idle poll never takes the write lock.
-    if !outbox::any_due(&mut *state.store.conn().await?, now).await? {
+    // A read first, so an idle poll never takes the write lock; after a
+    // full round more are likely due, and the claim itself tells.
+    if !after_full_round && !outbox::any_due(&mut *state.store.conn().await?, now).await? {
         return Ok(Vec::new());
     }
-    let backend = state.store.backend();
-    state
-        .store
-        .write(move |conn| Box::pin(outbox::claim_due(conn, backend, now, now + lease_ms, BATCH)))
-        .await
+    outbox::claim_durably(&state.store, now, now + lease_ms, BATCH).await
 }
 
 /// Renders and sends one claimed email; how it ended.
