@@ -12,17 +12,21 @@ pub async fn upsert_customer(
     name: &str,
     now: i64,
 ) -> Result<CustomerId, sqlx::Error> {
-    let id = CustomerId::generate();
-    sqlx::query(
+    // A new customer is one statement (the insert answers its id); a
+    // known one, whose insert does nothing and answers no row, is a read.
+    let inserted: Option<CustomerId> = sqlx::query_scalar(
         "INSERT INTO customers (id, email, name, created_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (email) DO NOTHING",
+         ON CONFLICT (email) DO NOTHING RETURNING id",
     )
-    .bind(&id)
+    .bind(CustomerId::generate())
     .bind(email)
     .bind(name)
     .bind(now)
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
+    if let Some(id) = inserted {
+        return Ok(id);
+    }
     sqlx::query_scalar("SELECT id FROM customers WHERE email = $1")
         .bind(email)
         .fetch_one(conn)

@@ -379,15 +379,20 @@ pub async fn add_refs(
     license_id: &LicenseId,
 ) -> Result<Option<LicenseId>, sqlx::Error> {
     for r in refs {
-        sqlx::query(
+        // The insert answers a row only when it wrote one: then the ref is
+        // this license's, without a read.
+        let inserted: Option<LicenseId> = sqlx::query_scalar(
             "INSERT INTO license_refs (source, ref, license_id) VALUES ($1, $2, $3) \
-             ON CONFLICT (source, ref) DO NOTHING",
+             ON CONFLICT (source, ref) DO NOTHING RETURNING license_id",
         )
         .bind(source)
         .bind(r)
         .bind(license_id)
-        .execute(&mut *conn)
+        .fetch_optional(&mut *conn)
         .await?;
+        if inserted.is_some() {
+            continue;
+        }
         let holder: LicenseId = sqlx::query_scalar(
             "SELECT license_id FROM license_refs WHERE source = $1 AND ref = $2",
         )
