@@ -78,6 +78,12 @@ pub enum StartError {
     Templates(#[from] crate::notify::templates::TemplateError),
     #[error("cannot listen on {addr}: {reason}")]
     Bind { addr: String, reason: String },
+    /// The database would acknowledge commits it has not made durable
+    /// (docs/architecture.md, rule 9).
+    #[error(
+        "the database does not make commits durable ({0}): keymint answers a webhook only after its commit is on disk; set synchronous_commit = on and fsync = on for this database (docs/deploy.md)"
+    )]
+    NotDurable(String),
 }
 
 impl StartError {
@@ -112,6 +118,15 @@ pub fn metrics_handle() -> PrometheusHandle {
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                 ])
                 .expect("static buckets are valid")
+                // Pieces of work per group commit: whole numbers up to the
+                // committer's most (store/group.rs).
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(
+                        "keymint_db_group_commit_size".into(),
+                    ),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
+                )
+                .expect("static buckets are valid")
                 .build_recorder();
             let handle = recorder.handle();
             // Fails only if another recorder is installed; then ours just
@@ -145,6 +160,16 @@ impl AppState {
                 StartError::Connect(crate::store::describe_connect_error(url.expose(), &e))
             })?;
         store.migrate().await?;
+        let durability = store.durability().await?;
+        if !durability.durable {
+            let settings = durability
+                .settings
+                .iter()
+                .map(|(k, v)| format!("{k} = {v}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(StartError::NotDurable(settings));
+        }
         let keyring = Arc::new(Keyring::load(&config, &store, first_start).await?);
         let catalog = Arc::new(Catalog::from_config(&config));
         let dispatcher = Dispatcher::new(

@@ -18,8 +18,8 @@
 //! the database is unavailable fails the whole batch at once, and a
 //! deadlock or serialization failure between replicas reruns it.
 //!
-//! SQLite has one lane (one writer); PostgreSQL has a few, each on its own
-//! pooled connection, which all take from the same queue. Exactly-once
+//! SQLite has one lane (one writer); PostgreSQL has two, which take from
+//! the same queue and each take a pooled connection for a batch. Exactly-once
 //! still rests on the database's unique keys, never on the batching.
 
 use super::{Backend, Conn};
@@ -170,6 +170,8 @@ impl Committer {
         let (queue, rx) = mpsc::unbounded_channel();
         let rx: Queue = Arc::new(Mutex::new(rx));
         let stats = Arc::new(Stats::default());
+        // Shown on /metrics from the start, not only after the first commit.
+        metrics::counter!("keymint_db_group_commits_total").increment(0);
         for _ in 0..lanes.max(1) {
             let lane = Lane {
                 pool: pool.clone(),

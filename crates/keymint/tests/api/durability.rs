@@ -5,7 +5,7 @@
 
 use crate::both_databases;
 use crate::client::expect_json;
-use crate::helpers::{Db, sale_form, spawn_app, with};
+use crate::helpers::{Db, sale_form, spawn_app, stderr, unstarted, with};
 use crate::views::WebhookAnswer;
 use serde_json::Value;
 
@@ -122,3 +122,51 @@ both_databases!(
     a_running_server_reports_durable_settings,
     concurrent_deliveries_share_commits_and_each_applies_once,
 );
+
+/// A PostgreSQL database set to acknowledge commits before they are on
+/// disk is refused at start, with the setting and the fix named.
+#[tokio::test]
+async fn a_database_that_does_not_sync_commits_is_refused_at_start() {
+    let Some((_dir, database, config)) = unstarted(Db::Postgres, "nodurable").await else {
+        return;
+    };
+    let name = database.pg_name.clone().expect("a PostgreSQL database");
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&database.url)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {name} SET synchronous_commit = off"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    // `serve` must stop by itself; one that started serving is killed after
+    // a minute and fails the test.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keymint"))
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env("KEYMINT_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < give_up {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let still_serving = child.try_wait().unwrap().is_none();
+    if still_serving {
+        child.kill().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+
+    assert!(!still_serving, "serve started on a non-durable database");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("does not make commits durable") && err.contains("synchronous_commit = off"),
+        "{err}"
+    );
+}
