@@ -18,15 +18,21 @@
 //! the database is unavailable fails the whole batch at once, and a
 //! deadlock or serialization failure between replicas reruns it.
 //!
-//! SQLite has one lane (one writer); PostgreSQL has two, which take from
-//! the same queue and each take a pooled connection for a batch. Exactly-once
-//! still rests on the database's unique keys, never on the batching.
+//! SQLite has one lane (one writer), which runs each batch on a thread of
+//! its own with its own connection ([`super::lite`]), so a batch's
+//! statements cost no thread hand-off each; PostgreSQL has two lanes, which
+//! take from the same queue and each take a pooled connection for a batch.
+//! Exactly-once still rests on the database's unique keys, never on the
+//! batching.
 
+use super::lite::LiteConn;
 use super::{Backend, Conn};
 use sqlx::AnyPool;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
@@ -156,6 +162,23 @@ impl Stats {
 
 type Queue = Arc<Mutex<mpsc::UnboundedReceiver<Box<dyn Job>>>>;
 
+/// Where the lanes write.
+pub enum Lanes {
+    /// `n` lanes, each taking a connection from the pool for a batch
+    /// (PostgreSQL, and SQLite databases with no file of their own).
+    Pooled(usize),
+    /// One lane with its own connection to the SQLite file, running each
+    /// batch on its own thread: statements run where the batch runs, with
+    /// no hand-off to a driver thread per statement. The writer pool's one
+    /// connection is still taken for each batch, so the lane and the
+    /// store's other writes ([`super::Store::begin`]) queue in memory for
+    /// the write lock instead of polling SQLite's.
+    SqliteFile {
+        path: PathBuf,
+        busy_timeout: Duration,
+    },
+}
+
 /// The handle writers queue work on; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Committer {
@@ -164,23 +187,37 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Starts `lanes` lanes writing through `pool` (on the current Tokio
+    /// Starts the lanes writing through `pool` (on the current Tokio
     /// runtime). They stop when the last handle is dropped.
-    pub fn start(pool: AnyPool, backend: Backend, lanes: usize) -> Self {
+    pub fn start(pool: AnyPool, backend: Backend, lanes: Lanes) -> Result<Self, sqlx::Error> {
         let (queue, rx) = mpsc::unbounded_channel();
         let rx: Queue = Arc::new(Mutex::new(rx));
         let stats = Arc::new(Stats::default());
         // Shown on /metrics from the start, not only after the first commit.
         metrics::counter!("keymint_db_group_commits_total").increment(0);
-        for _ in 0..lanes.max(1) {
-            let lane = Lane {
-                pool: pool.clone(),
-                backend,
-                stats: stats.clone(),
-            };
-            tokio::spawn(lane.run(rx.clone()));
+        match lanes {
+            Lanes::Pooled(n) => {
+                for _ in 0..n.max(1) {
+                    let lane = PooledLane {
+                        pool: pool.clone(),
+                        backend,
+                        stats: stats.clone(),
+                    };
+                    tokio::spawn(lane.run(rx.clone()));
+                }
+            }
+            Lanes::SqliteFile { path, busy_timeout } => {
+                let conn = LiteConn::open(&path, busy_timeout)?;
+                let (to_thread, batches) = std::sync::mpsc::channel();
+                let thread_stats = stats.clone();
+                std::thread::Builder::new()
+                    .name("keymint-writer".into())
+                    .spawn(move || write_batches(conn, path, busy_timeout, batches, thread_stats))
+                    .map_err(sqlx::Error::Io)?;
+                tokio::spawn(feed_thread(rx, pool, to_thread));
+            }
         }
-        Self { queue, stats }
+        Ok(Self { queue, stats })
     }
 
     pub fn stats(&self) -> &Stats {
@@ -213,106 +250,198 @@ impl Committer {
     }
 }
 
-struct Lane {
+/// Takes whatever queued (at least one piece, at most [`MAX_BATCH`]);
+/// `None` once every handle is gone.
+async fn next_batch(queue: &Queue) -> Option<Vec<Box<dyn Job>>> {
+    let mut rx = queue.lock().await;
+    let first = rx.recv().await?;
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+struct PooledLane {
     pool: AnyPool,
     backend: Backend,
     stats: Arc<Stats>,
 }
 
-impl Lane {
+impl PooledLane {
     async fn run(self, queue: Queue) {
-        loop {
-            let batch = {
-                let mut rx = queue.lock().await;
-                let Some(first) = rx.recv().await else {
-                    return;
-                };
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(job) => batch.push(job),
-                        Err(_) => break,
-                    }
-                }
-                batch
-            };
-            self.commit(batch).await;
-        }
-    }
-
-    /// Runs one batch to its end: every piece is answered.
-    async fn commit(&self, mut jobs: Vec<Box<dyn Job>>) {
-        let mut retries = 0;
-        'batch: loop {
-            if jobs.is_empty() {
-                return;
-            }
+        while let Some(batch) = next_batch(&queue).await {
             let mut conn = match self.pool.acquire().await {
                 Ok(conn) => conn,
-                Err(e) => return fail_all(jobs, &e.to_string()),
+                Err(e) => {
+                    fail_all(batch, &e.to_string());
+                    continue;
+                }
             };
-            let begin = match self.backend {
-                Backend::Sqlite => "BEGIN IMMEDIATE",
-                Backend::Postgres => "BEGIN",
-            };
-            if let Err(e) = sqlx::query(begin).execute(&mut *conn).await {
-                return fail_all(jobs, &e.to_string());
+            if commit(&mut conn, self.backend, batch, &self.stats).await == Left::Unknown {
+                conn.close_on_drop();
             }
-            let mut i = 0;
-            while i < jobs.len() {
-                match jobs[i].run(&mut conn).await {
-                    Verdict::Done => i += 1,
-                    Verdict::Failed(failure) => {
-                        let rolled_back = rollback(&mut conn).await;
-                        match (failure, rolled_back) {
-                            (Failure::Own, Ok(())) => {
-                                // Answer the failed piece now (nothing of it
-                                // stands) and run the rest again without it.
-                                jobs.remove(i).answer(Ok(()));
-                                continue 'batch;
-                            }
-                            (Failure::Retry, Ok(())) if retries < MAX_RETRIES => {
-                                retries += 1;
-                                continue 'batch;
-                            }
-                            (_, Err(e)) => {
-                                // The connection is in an unknown state.
-                                conn.close_on_drop();
-                                return fail_all(jobs, &e.to_string());
-                            }
-                            _ => {
-                                let failed = jobs.remove(i);
-                                failed.answer(Ok(()));
-                                return fail_all(jobs, "the database is unavailable");
-                            }
+        }
+    }
+}
+
+/// A batch on its way to the writer thread, and where to say it is done.
+type ThreadBatch = (Vec<Box<dyn Job>>, oneshot::Sender<()>);
+
+/// The SQLite lane's async half: gathers a batch, takes the writer pool's
+/// connection (the in-process write lock), hands the batch to the thread
+/// and waits for it: one hand-off per batch.
+async fn feed_thread(
+    queue: Queue,
+    pool: AnyPool,
+    to_thread: std::sync::mpsc::Sender<ThreadBatch>,
+) {
+    while let Some(batch) = next_batch(&queue).await {
+        let lock = match pool.acquire().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                fail_all(batch, &e.to_string());
+                continue;
+            }
+        };
+        let (done, finished) = oneshot::channel();
+        if let Err(std::sync::mpsc::SendError((batch, _))) = to_thread.send((batch, done)) {
+            fail_all(batch, "the writer thread stopped");
+            continue;
+        }
+        // Every piece is answered by the thread whether or not this wait
+        // ends normally.
+        let _ = finished.await;
+        drop(lock);
+    }
+}
+
+/// The SQLite lane's thread: runs each batch on its own connection, on a
+/// runtime of its own (the pieces' futures complete without waiting, since
+/// every statement runs right here).
+fn write_batches(
+    mut conn: LiteConn,
+    path: PathBuf,
+    busy_timeout: Duration,
+    batches: std::sync::mpsc::Receiver<ThreadBatch>,
+    stats: Arc<Stats>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "the writer thread cannot start");
+            for (batch, _) in batches {
+                fail_all(batch, "the writer thread cannot start");
+            }
+            return;
+        }
+    };
+    for (batch, done) in batches {
+        let left = runtime.block_on(commit(&mut conn, Backend::Sqlite, batch, &stats));
+        if left == Left::Unknown && !conn.is_idle() {
+            // A transaction could not be ended: start again on a new
+            // connection rather than write into it.
+            match LiteConn::open(&path, busy_timeout) {
+                Ok(fresh) => conn = fresh,
+                Err(e) => tracing::error!(error = %e, "the writer cannot reopen the database"),
+            }
+        }
+        let _ = done.send(());
+    }
+}
+
+/// The state a batch left its connection in.
+#[derive(Debug, PartialEq, Eq)]
+enum Left {
+    Clean,
+    /// A statement that ends a transaction failed: the connection may
+    /// still be inside one.
+    Unknown,
+}
+
+/// Runs one batch to its end on `conn`: every piece is answered.
+async fn commit(
+    conn: &mut Conn,
+    backend: Backend,
+    mut jobs: Vec<Box<dyn Job>>,
+    stats: &Stats,
+) -> Left {
+    let mut retries = 0;
+    'batch: loop {
+        if jobs.is_empty() {
+            return Left::Clean;
+        }
+        let begin = match backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        if let Err(e) = sqlx::query(begin).execute(&mut *conn).await {
+            fail_all(jobs, &e.to_string());
+            return Left::Clean;
+        }
+        let mut i = 0;
+        while i < jobs.len() {
+            match jobs[i].run(conn).await {
+                Verdict::Done => i += 1,
+                Verdict::Failed(failure) => {
+                    let rolled_back = rollback(conn).await;
+                    match (failure, rolled_back) {
+                        (Failure::Own, Ok(())) => {
+                            // Answer the failed piece now (nothing of it
+                            // stands) and run the rest again without it.
+                            jobs.remove(i).answer(Ok(()));
+                            continue 'batch;
+                        }
+                        (Failure::Retry, Ok(())) if retries < MAX_RETRIES => {
+                            retries += 1;
+                            continue 'batch;
+                        }
+                        (_, Err(e)) => {
+                            fail_all(jobs, &e.to_string());
+                            return Left::Unknown;
+                        }
+                        _ => {
+                            let failed = jobs.remove(i);
+                            failed.answer(Ok(()));
+                            fail_all(jobs, "the database is unavailable");
+                            return Left::Clean;
                         }
                     }
                 }
             }
-            match sqlx::query("COMMIT").execute(&mut *conn).await {
-                Ok(_) => {
-                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                    self.stats
-                        .pieces
-                        .fetch_add(jobs.len() as u64, Ordering::Relaxed);
-                    metrics::counter!("keymint_db_group_commits_total").increment(1);
-                    metrics::histogram!("keymint_db_group_commit_size").record(jobs.len() as f64);
-                    for job in jobs {
-                        job.answer(Ok(()));
-                    }
-                    return;
+        }
+        match sqlx::query("COMMIT").execute(&mut *conn).await {
+            Ok(_) => {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats.pieces.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+                metrics::counter!("keymint_db_group_commits_total").increment(1);
+                metrics::histogram!("keymint_db_group_commit_size").record(jobs.len() as f64);
+                for job in jobs {
+                    job.answer(Ok(()));
                 }
-                Err(e) => {
-                    if classify(&e) == Failure::Retry && retries < MAX_RETRIES {
-                        retries += 1;
-                        // A failed COMMIT ends the transaction on both
-                        // databases; the ROLLBACK only makes sure.
-                        let _ = rollback(&mut conn).await;
-                        continue 'batch;
-                    }
-                    conn.close_on_drop();
-                    return fail_all(jobs, &e.to_string());
+                return Left::Clean;
+            }
+            Err(e) => {
+                // A failed COMMIT ends the transaction on PostgreSQL; on
+                // SQLite (a busy lock) it stays open. The ROLLBACK ends it
+                // either way.
+                let rolled_back = rollback(conn).await;
+                if classify(&e) == Failure::Retry && retries < MAX_RETRIES && rolled_back.is_ok() {
+                    retries += 1;
+                    continue 'batch;
                 }
+                fail_all(jobs, &e.to_string());
+                return if rolled_back.is_ok() {
+                    Left::Clean
+                } else {
+                    Left::Unknown
+                };
             }
         }
     }

@@ -7,12 +7,14 @@
 //! branch on [`Backend`]. The store knows nothing about HTTP.
 
 pub mod admin_tokens;
+pub mod conn;
 pub mod customers;
 pub mod deliveries;
 mod files;
 pub mod group;
 pub mod leases;
 pub mod licenses;
+mod lite;
 pub mod machines;
 pub mod outbox;
 pub mod refunds;
@@ -31,8 +33,9 @@ use std::str::FromStr;
 
 /// A write transaction.
 pub type Tx = sqlx::Transaction<'static, Any>;
-/// A connection, for functions usable inside or outside a transaction.
-pub type Conn = sqlx::AnyConnection;
+/// A connection, for functions usable inside or outside a transaction:
+/// sqlx's own, or the SQLite group-commit lane's ([`conn`]).
+pub type Conn = dyn conn::DbConn;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -61,11 +64,7 @@ impl Backend {
 
     /// The backend a connection speaks.
     pub fn of(conn: &Conn) -> Self {
-        if conn.backend_name() == "PostgreSQL" {
-            Self::Postgres
-        } else {
-            Self::Sqlite
-        }
+        conn.backend()
     }
 
     pub fn as_str(self) -> &'static str {
@@ -153,11 +152,18 @@ impl Store {
                 let writer = Self::pool_options(backend, cfg, 1)
                     .connect_with(options)
                     .await?;
-                (writer, 1)
+                let lanes = match sqlite_file(&url) {
+                    Some(path) => group::Lanes::SqliteFile {
+                        path,
+                        busy_timeout: cfg.busy_timeout,
+                    },
+                    None => group::Lanes::Pooled(1),
+                };
+                (writer, lanes)
             }
-            Backend::Postgres => (pool.clone(), POSTGRES_LANES),
+            Backend::Postgres => (pool.clone(), group::Lanes::Pooled(POSTGRES_LANES)),
         };
-        let committer = group::Committer::start(writer.clone(), backend, lanes);
+        let committer = group::Committer::start(writer.clone(), backend, lanes)?;
         Ok(Self {
             pool,
             writer,
@@ -315,6 +321,18 @@ pub async fn check_reachable(url: &str, timeout: std::time::Duration) -> Result<
     Ok(())
 }
 
+/// The file behind a normalised SQLite URL (see [`sqlite_url`]), when the
+/// group-commit lane can open it itself: not an in-memory or read-only
+/// database.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://")?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let plain_file = query
+        .split('&')
+        .all(|p| !matches!(p, "mode=ro" | "mode=memory") && !p.starts_with("vfs="));
+    (plain_file && !path.is_empty() && path != ":memory:").then(|| path.into())
+}
+
 fn sqlite_url(url: &str) -> Result<String, sqlx::Error> {
     let rest = url
         .trim_start_matches("sqlite://")
@@ -443,41 +461,13 @@ pub struct Durability {
 }
 
 impl Store {
-    /// Reads [`Durability`] from the writer connection itself.
+    /// Reads [`Durability`] from the connection the group commits use,
+    /// inside a group commit of its own.
     pub async fn durability(&self) -> Result<Durability, sqlx::Error> {
-        let mut conn = self.writer.acquire().await?;
-        let mut settings = std::collections::BTreeMap::new();
-        let durable = match self.backend {
-            Backend::Sqlite => {
-                let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-                    .fetch_one(&mut *conn)
-                    .await?;
-                let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
-                    .fetch_one(&mut *conn)
-                    .await?;
-                // 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA.
-                let sync_name = match sync {
-                    0 => "off",
-                    1 => "normal",
-                    2 => "full",
-                    3 => "extra",
-                    _ => "unknown",
-                };
-                settings.insert("journal_mode".into(), journal.to_lowercase());
-                settings.insert("synchronous".into(), sync_name.into());
-                sync >= 2
-            }
-            Backend::Postgres => {
-                for name in ["synchronous_commit", "fsync", "wal_sync_method"] {
-                    let value: String =
-                        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SHOW {name}")))
-                            .fetch_one(&mut *conn)
-                            .await?;
-                    settings.insert(name.into(), value);
-                }
-                settings["synchronous_commit"] != "off" && settings["fsync"] == "on"
-            }
-        };
+        let backend = self.backend;
+        let (durable, settings) = self
+            .write(move |conn| Box::pin(durability_settings(conn, backend)))
+            .await?;
         Ok(Durability {
             backend: self.backend.as_str(),
             durable,
@@ -486,4 +476,45 @@ impl Store {
             group_commit_pieces: self.commit_stats().pieces(),
         })
     }
+}
+
+type Settings = std::collections::BTreeMap<String, String>;
+
+/// Whether `conn` commits durably, and the settings that say so.
+async fn durability_settings(
+    conn: &mut Conn,
+    backend: Backend,
+) -> Result<(bool, Settings), sqlx::Error> {
+    let mut settings = Settings::new();
+    let durable = match backend {
+        Backend::Sqlite => {
+            let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(&mut *conn)
+                .await?;
+            let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut *conn)
+                .await?;
+            // 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA.
+            let sync_name = match sync {
+                0 => "off",
+                1 => "normal",
+                2 => "full",
+                3 => "extra",
+                _ => "unknown",
+            };
+            settings.insert("journal_mode".into(), journal.to_lowercase());
+            settings.insert("synchronous".into(), sync_name.into());
+            sync >= 2
+        }
+        Backend::Postgres => {
+            for name in ["synchronous_commit", "fsync", "wal_sync_method"] {
+                let value: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SHOW {name}")))
+                    .fetch_one(&mut *conn)
+                    .await?;
+                settings.insert(name.into(), value);
+            }
+            settings["synchronous_commit"] != "off" && settings["fsync"] == "on"
+        }
+    };
+    Ok((durable, settings))
 }
