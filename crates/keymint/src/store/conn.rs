@@ -26,7 +26,10 @@ pub trait DbConn: Send + std::fmt::Debug {
     fn backend(&self) -> Backend;
 
     /// Runs one statement: its rows, then its result.
-    fn run_many(&mut self, query: Query) -> BoxStream<'_, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>;
+    fn run_many(
+        &mut self,
+        query: Query,
+    ) -> BoxStream<'_, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>;
 
     /// Runs one statement and returns its first row, if any.
     fn run_optional(&mut self, query: Query) -> BoxFuture<'_, Result<Option<AnyRow>, sqlx::Error>>;
@@ -89,7 +92,10 @@ impl DbConn for AnyConnection {
         }
     }
 
-    fn run_many(&mut self, query: Query) -> BoxStream<'_, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>> {
+    fn run_many(
+        &mut self,
+        query: Query,
+    ) -> BoxStream<'_, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>> {
         self.fetch_many(query)
     }
 

@@ -32,8 +32,8 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 /// A boxed future borrowing the connection.
@@ -294,11 +294,7 @@ type ThreadBatch = (Vec<Box<dyn Job>>, oneshot::Sender<()>);
 /// The SQLite lane's async half: gathers a batch, takes the writer pool's
 /// connection (the in-process write lock), hands the batch to the thread
 /// and waits for it: one hand-off per batch.
-async fn feed_thread(
-    queue: Queue,
-    pool: AnyPool,
-    to_thread: std::sync::mpsc::Sender<ThreadBatch>,
-) {
+async fn feed_thread(queue: Queue, pool: AnyPool, to_thread: std::sync::mpsc::Sender<ThreadBatch>) {
     while let Some(batch) = next_batch(&queue).await {
         let lock = match pool.acquire().await {
             Ok(conn) => conn,

@@ -15,12 +15,12 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt, stream};
 use rusqlite::types::ValueRef;
 use rusqlite::{OpenFlags, Statement};
+use sqlx::Either;
+use sqlx::error::{DatabaseError, ErrorKind};
 use sqlx_core::any::{
     Any, AnyColumn, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo, AnyTypeInfoKind, AnyValue,
     AnyValueKind,
 };
-use sqlx::error::{DatabaseError, ErrorKind};
-use sqlx::Either;
 use sqlx_core::describe::Describe;
 use sqlx_core::ext::ustr::UStr;
 use sqlx_core::sql_str::SqlStr;
@@ -298,7 +298,8 @@ impl DbConn for LiteConn {
 }
 
 fn not_here(what: &str) -> sqlx::Error {
-    sqlx::Error::Protocol(format!(
-        "{what} is not done on the group-commit connection"
-    ))
+    sqlx::Error::Protocol(format!("{what} is not done on the group-commit connection"))
 }
+
+#[cfg(test)]
+mod tests;
