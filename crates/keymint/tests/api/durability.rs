@@ -4,7 +4,7 @@
 //! (docs/architecture.md, "Durability and group commit").
 
 use crate::both_databases;
-use crate::client::expect_json;
+use crate::client::{expect_error, expect_json};
 use crate::helpers::{Db, sale_form, spawn_app, stderr, unstarted, with};
 use crate::views::WebhookAnswer;
 use serde_json::Value;
@@ -33,6 +33,14 @@ async fn a_running_server_reports_durable_settings(db: Db) {
         }
     }
     assert_eq!(body["durable"], true, "{body}");
+
+    // It takes no parameters: one is refused, not ignored.
+    expect_error(
+        app.admin_get(&token, "/admin/v1/database?verbose=1").await,
+        400,
+        "bad_request",
+    )
+    .await;
 
     // A read-only token may not see it.
     let (_, reader) = keymint::admin::create_token(

@@ -164,3 +164,162 @@ async fn the_sqlite_writer_syncs_every_commit() {
     assert_eq!(d.settings["synchronous"], "full");
     assert_eq!(d.settings["journal_mode"], "wal");
 }
+
+/// An error a test piece chooses: a database error, or a deadlock.
+#[derive(Debug)]
+enum Chosen {
+    Db(sqlx::Error),
+    Deadlock,
+}
+
+impl From<sqlx::Error> for Chosen {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Db(e)
+    }
+}
+
+impl super::WorkError for Chosen {
+    fn failure(&self) -> super::Failure {
+        match self {
+            Self::Db(e) => super::classify(e),
+            Self::Deadlock => super::Failure::Retry,
+        }
+    }
+}
+
+/// Like [`queued_batch`], but piece `i`'s run number `run` (from 1) ends
+/// as `outcome(i, run)` says after its insert. Returns each piece's answer
+/// and how many times it ran.
+async fn queued_runs(
+    store: &Store,
+    n: i64,
+    outcome: fn(i64, u32) -> Result<(), Chosen>,
+) -> Vec<(Result<i64, Chosen>, u32)> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let held = store.writer().await.expect("hold the writer");
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let store = store.clone();
+        let runs = Arc::new(AtomicU32::new(0));
+        tasks.push(tokio::spawn(async move {
+            let counted = runs.clone();
+            let answer = store
+                .write(move |conn| {
+                    let runs = counted.clone();
+                    Box::pin(async move {
+                        let run = runs.fetch_add(1, Ordering::SeqCst) + 1;
+                        sqlx::query("INSERT INTO t (x) VALUES ($1)")
+                            .bind(i)
+                            .execute(&mut *conn)
+                            .await?;
+                        outcome(i, run)?;
+                        Ok(i)
+                    })
+                })
+                .await;
+            (answer, runs.load(Ordering::SeqCst))
+        }));
+    }
+    tokio::task::yield_now().await;
+    drop(held);
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("task"));
+    }
+    answers
+}
+
+#[tokio::test]
+async fn a_deadlock_runs_the_batch_again() {
+    let db = TempDb::new("deadlock");
+    let store = store(&db).await;
+    // Piece 2 meets a deadlock on its first two runs.
+    let answers = queued_runs(&store, 5, |i, run| {
+        if i == 2 && run <= 2 {
+            Err(Chosen::Deadlock)
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    for (i, (answer, runs)) in (0..5).zip(&answers) {
+        assert!(matches!(answer, Ok(v) if *v == i), "piece {i}: {answer:?}");
+        // Pieces up to the deadlocked one ran once per try; the rest once.
+        let expected = if i <= 2 { 3 } else { 1 };
+        assert_eq!(*runs, expected, "piece {i} ran {runs} times");
+    }
+    assert_eq!(rows(&store).await, (0..5).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_deadlock_that_persists_fails_the_batch_after_three_retries() {
+    let db = TempDb::new("deadlocked");
+    let store = store(&db).await;
+    let answers = queued_runs(&store, 3, |i, _| {
+        if i == 1 {
+            Err(Chosen::Deadlock)
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    assert!(
+        matches!(answers[1], (Err(Chosen::Deadlock), 4)),
+        "{:?}",
+        answers[1]
+    );
+    for (answer, _) in [&answers[0], &answers[2]] {
+        let Err(Chosen::Db(e)) = answer else {
+            panic!("a piece of a failed batch answered {answer:?}");
+        };
+        assert!(super::super::is_unavailable(e), "{e}");
+    }
+    assert!(rows(&store).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_unavailable_database_fails_every_piece_of_the_batch() {
+    let db = TempDb::new("unavailable");
+    let store = store(&db).await;
+    let answers = queued_runs(&store, 4, |i, _| {
+        if i == 2 {
+            Err(Chosen::Db(sqlx::Error::Io(std::io::Error::other(
+                "the disk went away",
+            ))))
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    for (i, (answer, runs)) in (0..4).zip(&answers) {
+        let Err(Chosen::Db(e)) = answer else {
+            panic!("piece {i} answered {answer:?}");
+        };
+        assert!(super::super::is_unavailable(e), "piece {i}: {e}");
+        // Nothing ran again: piece 3 never ran at all.
+        assert_eq!(*runs, u32::from(i < 3), "piece {i} ran {runs} times");
+    }
+    assert!(rows(&store).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_license_s_emails_are_read_through_an_index() {
+    use sqlx::Row;
+    let db = TempDb::new("plan");
+    let store = store(&db).await;
+    store.migrate().await.expect("migrate");
+    let plan: Vec<String> = sqlx::query(
+        "EXPLAIN QUERY PLAN SELECT * FROM outbox WHERE license_id = 'x' ORDER BY created_at, id",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("plan")
+    .iter()
+    .map(|row| row.get::<String, _>("detail"))
+    .collect();
+    assert!(
+        plan.iter()
+            .any(|step| step.contains("USING INDEX outbox_license")),
+        "{plan:?}"
+    );
+}
