@@ -27,8 +27,10 @@
 
 use super::lite::LiteConn;
 use super::{Backend, Conn};
+use futures::FutureExt;
 use sqlx::AnyPool;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -109,7 +111,22 @@ where
 {
     fn run<'c>(&'c mut self, conn: &'c mut Conn) -> BoxFuture<'c, Verdict> {
         Box::pin(async move {
-            let result = (self.work)(conn).await;
+            // A piece that panics (a bug) is that piece's failure: the
+            // lane, and every other writer queued on it, carries on.
+            let result = match AssertUnwindSafe((self.work)(conn)).catch_unwind().await {
+                Ok(result) => result,
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "no message".into());
+                    tracing::error!(panic = %what, "a piece of a group commit panicked");
+                    Err(E::from(sqlx::Error::Protocol(format!(
+                        "the write panicked: {what}"
+                    ))))
+                }
+            };
             let verdict = match &result {
                 Ok(_) => Verdict::Done,
                 Err(e) => Verdict::Failed(e.failure()),

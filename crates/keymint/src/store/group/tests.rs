@@ -48,41 +48,20 @@ async fn rows(store: &Store) -> Vec<i64> {
 /// Queues `n` pieces while the writer connection is held elsewhere, so
 /// they all wait for one batch; piece `i` inserts `i` and then fails when
 /// `fails(i)`. Returns each piece's answer.
-async fn queued_batch(
-    store: &Store,
-    n: i64,
-    fails: fn(i64) -> bool,
-) -> Vec<Result<i64, sqlx::Error>> {
-    let held = store.writer().await.expect("hold the writer");
-    let mut tasks = Vec::new();
-    for i in 0..n {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            store
-                .write(move |conn| {
-                    Box::pin(async move {
-                        sqlx::query("INSERT INTO t (x) VALUES ($1)")
-                            .bind(i)
-                            .execute(&mut *conn)
-                            .await?;
-                        if fails(i) {
-                            return Err(sqlx::Error::Protocol(format!("piece {i} fails")));
-                        }
-                        Ok(i)
-                    })
-                })
-                .await
-        }));
-    }
-    // On this single-threaded runtime every spawned task sends its piece
-    // before the test task runs again.
-    tokio::task::yield_now().await;
-    drop(held);
-    let mut answers = Vec::new();
-    for task in tasks {
-        answers.push(task.await.expect("task"));
-    }
-    answers
+async fn queued_batch(store: &Store, n: i64, fails: fn(i64) -> bool) -> Vec<Result<i64, Chosen>> {
+    queued_runs(store, n, move |i, _| {
+        if fails(i) {
+            Err(Chosen::Db(sqlx::Error::Protocol(format!(
+                "piece {i} fails"
+            ))))
+        } else {
+            Ok(())
+        }
+    })
+    .await
+    .into_iter()
+    .map(|(answer, _)| answer)
+    .collect()
 }
 
 #[tokio::test]
@@ -109,7 +88,7 @@ async fn a_failing_piece_is_undone_alone() {
     for (i, answer) in (0..20).zip(&answers) {
         match answer {
             Ok(v) => assert!(!fails(i) && *v == i, "piece {i} answered {v}"),
-            Err(e) => assert!(fails(i), "piece {i} failed: {e}"),
+            Err(e) => assert!(fails(i), "piece {i} failed: {e:?}"),
         }
     }
     let expected: Vec<i64> = (0..20).filter(|i| !fails(*i)).collect();
@@ -187,13 +166,16 @@ impl super::WorkError for Chosen {
     }
 }
 
-/// Like [`queued_batch`], but piece `i`'s run number `run` (from 1) ends
-/// as `outcome(i, run)` says after its insert. Returns each piece's answer
-/// and how many times it ran.
+/// Queues `n` pieces while the writer connection is held elsewhere, so
+/// they all wait for one batch (on this single-threaded runtime every
+/// spawned task sends its piece before the test task runs again). Piece
+/// `i` inserts `i`, and its run number `run` (from 1) then ends as
+/// `outcome(i, run)` says. Returns each piece's answer and how many times
+/// it ran.
 async fn queued_runs(
     store: &Store,
     n: i64,
-    outcome: fn(i64, u32) -> Result<(), Chosen>,
+    outcome: impl Fn(i64, u32) -> Result<(), Chosen> + Copy + Send + Sync + 'static,
 ) -> Vec<(Result<i64, Chosen>, u32)> {
     use std::sync::atomic::{AtomicU32, Ordering};
     let held = store.writer().await.expect("hold the writer");
@@ -321,5 +303,30 @@ async fn a_license_s_emails_are_read_through_an_index() {
         plan.iter()
             .any(|step| step.contains("USING INDEX outbox_license")),
         "{plan:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_piece_that_panics_fails_alone_and_the_lane_goes_on() {
+    let db = TempDb::new("panic");
+    let store = store(&db).await;
+    let answers = queued_runs(&store, 4, |i, _| {
+        assert!(i != 1, "piece 1 meets a bug");
+        Ok(())
+    })
+    .await;
+    for (i, (answer, _)) in (0..4).zip(&answers) {
+        match (i, answer) {
+            (1, Err(Chosen::Db(e))) => assert!(e.to_string().contains("panicked"), "{e}"),
+            (_, Ok(v)) => assert_eq!(*v, i),
+            other => panic!("piece {i} answered {other:?}"),
+        }
+    }
+    assert_eq!(rows(&store).await, vec![0, 2, 3]);
+    // The lane still takes work.
+    let later = queued_runs(&store, 1, |_, _| Ok(())).await;
+    assert!(
+        later[0].0.is_err(),
+        "x = 0 exists: the insert fails on its key"
     );
 }
