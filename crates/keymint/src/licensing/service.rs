@@ -59,6 +59,30 @@ pub enum LicensingError {
     Database(#[from] sqlx::Error),
 }
 
+impl LicensingError {
+    /// A refusal decided before anything was written (an activation's
+    /// answer, not its failure).
+    fn wrote_nothing(&self) -> bool {
+        matches!(
+            self,
+            Self::NotFound
+                | Self::Refused(_)
+                | Self::TooManyMachines { .. }
+                | Self::NotActivated
+                | Self::Corrupt(_)
+        )
+    }
+}
+
+impl crate::store::group::WorkError for LicensingError {
+    fn failure(&self) -> crate::store::group::Failure {
+        match self {
+            Self::Database(e) => crate::store::group::classify(e),
+            _ => crate::store::group::Failure::Own,
+        }
+    }
+}
+
 impl From<KeyError> for LicensingError {
     fn from(e: KeyError) -> Self {
         match e {

@@ -9,6 +9,10 @@ impl Licensing {
     /// an active fingerprint answers its machine again (`created` false).
     /// `ttl` overrides the machine file's lifetime (the CLI's offline
     /// checkout); `actor` names who asked.
+    ///
+    /// It runs as a piece of the next group commit (docs/architecture.md,
+    /// "Durability and group commit"), so concurrent activations share an
+    /// fsync; the 201 comes once the machine is durably stored.
     pub async fn activate(
         &self,
         key: &LicenseKey,
@@ -19,10 +23,62 @@ impl Licensing {
         actor: &str,
     ) -> Result<Activation, LicensingError> {
         let now = Millis::now();
+        let ask = Arc::new((
+            self.clone(),
+            key.clone(),
+            fingerprint.clone(),
+            meta,
+            nonce.cloned(),
+            ttl,
+            actor.to_string(),
+        ));
+        self.store
+            .write(move |conn| {
+                let ask = ask.clone();
+                Box::pin(async move {
+                    let (this, key, fingerprint, meta, nonce, ttl, actor) = &*ask;
+                    let ask = Ask {
+                        key,
+                        fingerprint,
+                        meta: meta.clone(),
+                        nonce: nonce.as_ref(),
+                        ttl: *ttl,
+                        actor,
+                        now,
+                    };
+                    match this.activate_in(conn, ask).await {
+                        Ok(activation) => Ok(Ok(activation)),
+                        // A refusal is an answer: it wrote nothing, so it
+                        // need not undo the rest of its batch.
+                        Err(e) if e.wrote_nothing() => Ok(Err(e)),
+                        Err(e) => Err(e),
+                    }
+                })
+            })
+            .await?
+    }
+
+    /// One run of an activation, in the caller's transaction.
+    async fn activate_in(
+        &self,
+        conn: &mut Conn,
+        ask: Ask<'_>,
+    ) -> Result<Activation, LicensingError> {
+        let Ask {
+            key,
+            fingerprint,
+            meta,
+            nonce,
+            ttl,
+            actor,
+            now,
+        } = ask;
         let hash = fingerprint.hash_for(key);
-        let (mut tx, locked) = self.locked(key).await?;
+        let locked = licenses::by_key_for_update(conn, key)
+            .await?
+            .ok_or(LicensingError::NotFound)?;
         // Everything else about it, read under the lock just taken.
-        let found = machines::lookup(&mut tx, key.as_str(), Some(&hash))
+        let found = machines::lookup(conn, key.as_str(), Some(&hash))
             .await?
             .ok_or(LicensingError::NotFound)?;
         debug_assert_eq!(found.license.id, locked.id);
@@ -31,7 +87,7 @@ impl Licensing {
             .map_err(LicensingError::Refused)?;
         let (machine, created) = match found.machine_id {
             Some(id) => {
-                let mut machine = machines::by_id(&mut tx, &found.license.id, &id)
+                let mut machine = machines::by_id(conn, &found.license.id, &id)
                     .await?
                     .ok_or(LicensingError::NotActivated)?;
                 machine.name = meta.name.or(machine.name);
@@ -39,7 +95,7 @@ impl Licensing {
                 machine.hostname = meta.hostname.or(machine.hostname);
                 machine.app_version = meta.app_version.or(machine.app_version);
                 machine.last_seen_at = now;
-                machines::refresh(&mut tx, &machine).await?;
+                machines::refresh(conn, &machine).await?;
                 (machine, false)
             }
             None => {
@@ -63,13 +119,13 @@ impl Licensing {
                     last_seen_at: now,
                     activated_by: actor.to_string(),
                 };
-                if !machines::insert(&mut tx, &machine).await? {
+                if !machines::insert(conn, &machine).await? {
                     // Unreachable while the lock is held; the unique key
                     // is the last word all the same.
                     return Err(LicensingError::Database(sqlx::Error::RowNotFound));
                 }
                 record(
-                    &mut tx,
+                    conn,
                     &found.license,
                     machines::ACTIVATED,
                     &describe(&machine),
@@ -80,7 +136,7 @@ impl Licensing {
                 (machine, true)
             }
         };
-        let signer = self.signer(Some(&mut tx)).await?;
+        let signer = self.signer(Some(conn)).await?;
         let machine_file = self.machine_file(
             &signer,
             &found.license,
@@ -92,7 +148,6 @@ impl Licensing {
             now,
         )?;
         let active = found.machines_active + i64::from(created);
-        tx.commit().await?;
         Ok(Activation {
             created,
             license: LicenseFacts::new(&found.license, entitlements, active),
@@ -176,4 +231,15 @@ impl Licensing {
         let list = machines::list(&mut conn, &license.id).await?;
         Ok((license, list))
     }
+}
+
+/// What an activation asks for, borrowed for one run of it.
+struct Ask<'a> {
+    key: &'a LicenseKey,
+    fingerprint: &'a Fingerprint,
+    meta: MachineMeta,
+    nonce: Option<&'a Nonce>,
+    ttl: Option<Duration>,
+    actor: &'a str,
+    now: Millis,
 }
