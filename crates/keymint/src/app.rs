@@ -147,6 +147,9 @@ impl AppState {
     /// As [`AppState::build`]; `first_start` lets `serve` generate the
     /// first signing key.
     async fn build_with(config: Config, first_start: bool) -> Result<Self, StartError> {
+        // The recorder first: the store counts from its first commit (the
+        // durability check below), and /metrics must agree with it.
+        let metrics = metrics_handle();
         crate::store::prepare_data_dir(&config.server.data_dir).map_err(|source| {
             StartError::DataDir {
                 path: config.server.data_dir.clone(),
@@ -162,13 +165,9 @@ impl AppState {
         store.migrate().await?;
         let durability = store.durability().await?;
         if !durability.durable {
-            let settings = durability
-                .settings
-                .iter()
-                .map(|(k, v)| format!("{k} = {v}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(StartError::NotDurable(settings));
+            return Err(StartError::NotDurable(crate::store::describe_settings(
+                &durability.settings,
+            )));
         }
         let keyring = Arc::new(Keyring::load(&config, &store, first_start).await?);
         let catalog = Arc::new(Catalog::from_config(&config));
@@ -196,7 +195,7 @@ impl AppState {
             dispatcher,
             mailer,
             templates,
-            metrics: metrics_handle(),
+            metrics,
             outbox_wake: Arc::new(Notify::new()),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(10))

@@ -80,15 +80,23 @@ pub(super) async fn check_config(path: Option<&std::path::Path>) -> anyhow::Resu
     problems.extend(crate::signing::check_keys(&config));
     let url = config.database_url();
     let url_has_problem = problems.iter().any(|p| p.starts_with("database.url"));
-    if !url_has_problem
-        && let Err(e) = store::check_reachable(url.expose(), config.database.acquire_timeout).await
-    {
-        let why = store::describe_connect_error(url.expose(), &e);
-        problems.push(format!(
-            "database.url: unreachable: {}",
-            why.trim_start_matches("database: ")
-                .trim_end_matches(" (database.url)")
-        ));
+    if !url_has_problem {
+        match store::check_reachable(url.expose(), config.database.acquire_timeout).await {
+            Ok(None) => {}
+            // The same refusal `serve` would make (docs/deploy.md).
+            Ok(Some(settings)) => problems.push(format!(
+                "database.url: {}",
+                crate::app::StartError::NotDurable(settings)
+            )),
+            Err(e) => {
+                let why = store::describe_connect_error(url.expose(), &e);
+                problems.push(format!(
+                    "database.url: unreachable: {}",
+                    why.trim_start_matches("database: ")
+                        .trim_end_matches(" (database.url)")
+                ));
+            }
+        }
     }
     if !problems.is_empty() {
         eprintln!(

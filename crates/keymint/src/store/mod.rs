@@ -297,8 +297,14 @@ async fn connect_once(
 /// Whether the database at `url` can be reached, without writing anything:
 /// PostgreSQL is connected to and pinged; an existing SQLite file is opened
 /// read-only; a SQLite file that does not exist yet is fine (`serve`
-/// creates it). For `keymint check-config`.
-pub async fn check_reachable(url: &str, timeout: std::time::Duration) -> Result<(), sqlx::Error> {
+/// creates it). On PostgreSQL the answer is also whether it makes commits
+/// durable: `Some(settings)` names the settings `serve` would refuse
+/// (SQLite's are keymint's own, set on every connection). For `keymint
+/// check-config`.
+pub async fn check_reachable(
+    url: &str,
+    timeout: std::time::Duration,
+) -> Result<Option<String>, sqlx::Error> {
     sqlx::any::install_default_drivers();
     let target = match Backend::from_url(url)? {
         Backend::Postgres => url.to_string(),
@@ -308,7 +314,7 @@ pub async fn check_reachable(url: &str, timeout: std::time::Duration) -> Result<
                 .trim_start_matches("sqlite:");
             let path = rest.split_once('?').map_or(rest, |(p, _)| p);
             if path.is_empty() || path == ":memory:" || !Path::new(path).exists() {
-                return Ok(());
+                return Ok(None);
             }
             format!("sqlite://{path}?mode=ro")
         }
@@ -316,9 +322,25 @@ pub async fn check_reachable(url: &str, timeout: std::time::Duration) -> Result<
     let options = AnyConnectOptions::from_str(&target)?.disable_statement_logging();
     let mut conn = connect_once(&options, timeout).await?;
     sqlx::query("SELECT 1").execute(&mut conn).await?;
+    let refused = match Backend::of(&conn) {
+        Backend::Postgres => {
+            let (durable, settings) = durability_settings(&mut conn, Backend::Postgres).await?;
+            (!durable).then(|| describe_settings(&settings))
+        }
+        Backend::Sqlite => None,
+    };
     // The probe already answered; a failed goodbye changes nothing.
     let _ = conn.close().await;
-    Ok(())
+    Ok(refused)
+}
+
+/// Settings as `name = value, ...`, for messages.
+pub fn describe_settings(settings: &std::collections::BTreeMap<String, String>) -> String {
+    settings
+        .iter()
+        .map(|(k, v)| format!("{k} = {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The file behind a normalised SQLite URL (see [`sqlite_url`]), when the

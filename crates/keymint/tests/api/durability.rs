@@ -177,4 +177,21 @@ async fn a_database_that_does_not_sync_commits_is_refused_at_start() {
         err.contains("does not make commits durable") && err.contains("synchronous_commit = off"),
         "{err}"
     );
+
+    // `check-config` reports the same refusal before anyone restarts.
+    let checked = std::process::Command::new(env!("CARGO_BIN_EXE_keymint"))
+        .arg("--config")
+        .arg(&config)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(
+        !checked.status.success(),
+        "check-config passed a non-durable database"
+    );
+    let err = stderr(&checked);
+    assert!(
+        err.contains("database.url") && err.contains("synchronous_commit = off"),
+        "{err}"
+    );
 }
