@@ -3,6 +3,7 @@
 //! list (docs/architecture.md, "Seats").
 
 use super::*;
+use crate::store::Backend;
 
 impl Licensing {
     /// Activates `fingerprint` on the license with `key`, idempotently:
@@ -10,9 +11,10 @@ impl Licensing {
     /// `ttl` overrides the machine file's lifetime (the CLI's offline
     /// checkout); `actor` names who asked.
     ///
-    /// It runs as a piece of the next group commit (docs/architecture.md,
-    /// "Durability and group commit"), so concurrent activations share an
-    /// fsync; the 201 comes once the machine is durably stored.
+    /// On SQLite it runs as a piece of the next group commit
+    /// (docs/architecture.md, "Seats"), so concurrent activations share an
+    /// fsync; on PostgreSQL in a transaction of its own. Either way the 201
+    /// comes once the machine is durably stored.
     pub async fn activate(
         &self,
         key: &LicenseKey,
@@ -23,6 +25,24 @@ impl Licensing {
         actor: &str,
     ) -> Result<Activation, LicensingError> {
         let now = Millis::now();
+        if self.store.backend() == Backend::Postgres {
+            // Side by side on the pool: PostgreSQL shares one WAL flush
+            // among concurrent commits itself, while a lane would hold
+            // each license's lock until its whole batch commits.
+            let mut tx = self.store.begin().await?;
+            let ask = Ask {
+                key,
+                fingerprint,
+                meta,
+                nonce,
+                ttl,
+                actor,
+                now,
+            };
+            let activation = self.activate_in(&mut tx, ask).await?;
+            tx.commit().await?;
+            return Ok(activation);
+        }
         let ask = Arc::new((
             self.clone(),
             key.clone(),

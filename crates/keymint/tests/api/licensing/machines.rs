@@ -143,12 +143,16 @@ async fn thirty_racing_activations_fill_exactly_three_seats(db: Db) {
     for resp in answers.into_iter().filter(|r| r.status() == 409) {
         refused(resp, 409, "TOO_MANY_MACHINES").await;
     }
-    // Each activation, refused or not, was a piece of a group commit (the
-    // second read of the settings is one more).
+    // On SQLite each activation, refused or not, was a piece of a group
+    // commit (the second read of the settings is one more); on PostgreSQL
+    // each is a transaction of its own.
     let after = database().await;
     let count = |body: &Value, field: &str| body[field].as_u64().expect(field);
     let pieces = count(&after, "group_commit_pieces") - count(&before, "group_commit_pieces");
-    assert!(pieces >= 31, "{pieces} pieces for 30 activations");
+    match db {
+        Db::Sqlite => assert!(pieces >= 31, "{pieces} pieces for 30 activations"),
+        Db::Postgres => assert!(pieces < 31, "{pieces} pieces for 30 activations"),
+    }
     let listed: MachinesOut = expect_json(p.machines(key.as_str()).await, 200).await;
     assert_eq!(listed.machines_active, 3);
     let detail = app.admin().await.license(&key).await;
