@@ -147,8 +147,8 @@ impl AppState {
     /// As [`AppState::build`]; `first_start` lets `serve` generate the
     /// first signing key.
     async fn build_with(config: Config, first_start: bool) -> Result<Self, StartError> {
-        // The recorder first: the store counts from its first commit (the
-        // durability check below), and /metrics must agree with it.
+        // The recorder first, so the store's counters show on /metrics
+        // from the start.
         let metrics = metrics_handle();
         crate::store::prepare_data_dir(&config.server.data_dir).map_err(|source| {
             StartError::DataDir {
@@ -163,11 +163,8 @@ impl AppState {
                 StartError::Connect(crate::store::describe_connect_error(url.expose(), &e))
             })?;
         store.migrate().await?;
-        let durability = store.durability().await?;
-        if !durability.durable {
-            return Err(StartError::NotDurable(crate::store::describe_settings(
-                &durability.settings,
-            )));
+        if let Some(settings) = store.check_durable().await? {
+            return Err(StartError::NotDurable(settings));
         }
         let keyring = Arc::new(Keyring::load(&config, &store, first_start).await?);
         let catalog = Arc::new(Catalog::from_config(&config));

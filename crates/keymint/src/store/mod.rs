@@ -500,6 +500,18 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Whether commits are durable, as [`Store::durability`] says, but read
+    /// on the writer pool's connection (set up like the lane's) without a
+    /// transaction: at start-up a CLI command beside a busy server must not
+    /// queue for SQLite's write lock. `Some(settings)` when they are not.
+    pub async fn check_durable(&self) -> Result<Option<String>, sqlx::Error> {
+        let mut conn = self.writer.acquire().await?;
+        let (durable, settings) = durability_settings(&mut conn, self.backend).await?;
+        Ok((!durable).then(|| describe_settings(&settings)))
+    }
+}
+
 type Settings = std::collections::BTreeMap<String, String>;
 
 /// Whether `conn` commits durably, and the settings that say so.
