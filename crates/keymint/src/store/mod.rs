@@ -82,8 +82,9 @@ impl Backend {
 /// `busy_timeout` sleeps (which made tail latency jump by up to 100 ms),
 /// while reads use the other pool, which WAL keeps unblocked. On
 /// PostgreSQL both are the same pool. The hot writes (recording and
-/// applying deliveries, the email worker's claims and results) go through
-/// the [`group::Committer`], which shares the writer pool.
+/// applying deliveries, the email worker's claims and results, SQLite's
+/// activations) go through the [`group::Committer`], which shares the
+/// writer pool.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,

@@ -43,13 +43,9 @@ async fn a_running_server_reports_durable_settings(db: Db) {
     .await;
 
     // A read-only token may not see it.
-    let (_, reader) = keymint::admin::create_token(
-        &app.state.store,
-        "reader",
-        &[keymint::admin::scope::LICENSES_READ.to_string()],
-    )
-    .await
-    .unwrap();
+    let reader = app
+        .scoped_token("reader", keymint::admin::scope::LICENSES_READ)
+        .await;
     assert_eq!(
         app.admin_get(&reader, "/admin/v1/database").await.status(),
         403

@@ -595,8 +595,13 @@ impl TestApp {
     /// Creates an admin token with every scope, in-process through the
     /// library (as `keymint admin-token create` does); returns its text.
     pub async fn admin_token(&self, name: &str) -> String {
-        let scopes = [keymint::admin::scope::ADMIN.to_string()];
-        let (_, text) = keymint::admin::create_token(&self.state.store, name, &scopes)
+        self.scoped_token(name, keymint::admin::scope::ADMIN).await
+    }
+
+    /// Creates an admin token with the one scope `scope`, as
+    /// [`TestApp::admin_token`] does; returns its text.
+    pub async fn scoped_token(&self, name: &str, scope: &str) -> String {
+        let (_, text) = keymint::admin::create_token(&self.state.store, name, &[scope.to_string()])
             .await
             .expect("admin token created");
         text

@@ -24,48 +24,30 @@ impl Licensing {
         ttl: Option<Duration>,
         actor: &str,
     ) -> Result<Activation, LicensingError> {
-        let now = Millis::now();
+        let ask = Ask {
+            key: key.clone(),
+            fingerprint: fingerprint.clone(),
+            meta,
+            nonce: nonce.cloned(),
+            ttl,
+            actor: actor.to_string(),
+            now: Millis::now(),
+        };
         if self.store.backend() == Backend::Postgres {
             // Side by side on the pool: PostgreSQL shares one WAL flush
             // among concurrent commits itself, while a lane would hold
             // each license's lock until its whole batch commits.
             let mut tx = self.store.begin().await?;
-            let ask = Ask {
-                key,
-                fingerprint,
-                meta,
-                nonce,
-                ttl,
-                actor,
-                now,
-            };
-            let activation = self.activate_in(&mut tx, ask).await?;
+            let activation = self.activate_in(&mut tx, &ask).await?;
             tx.commit().await?;
             return Ok(activation);
         }
-        let ask = Arc::new((
-            self.clone(),
-            key.clone(),
-            fingerprint.clone(),
-            meta,
-            nonce.cloned(),
-            ttl,
-            actor.to_string(),
-        ));
+        let work = Arc::new((self.clone(), ask));
         self.store
             .write(move |conn| {
-                let ask = ask.clone();
+                let work = work.clone();
                 Box::pin(async move {
-                    let (this, key, fingerprint, meta, nonce, ttl, actor) = &*ask;
-                    let ask = Ask {
-                        key,
-                        fingerprint,
-                        meta: meta.clone(),
-                        nonce: nonce.as_ref(),
-                        ttl: *ttl,
-                        actor,
-                        now,
-                    };
+                    let (this, ask) = &*work;
                     match this.activate_in(conn, ask).await {
                         Ok(activation) => Ok(Ok(activation)),
                         // A refusal is an answer: it wrote nothing, so it
@@ -79,11 +61,7 @@ impl Licensing {
     }
 
     /// One run of an activation, in the caller's transaction.
-    async fn activate_in(
-        &self,
-        conn: &mut Conn,
-        ask: Ask<'_>,
-    ) -> Result<Activation, LicensingError> {
+    async fn activate_in(&self, conn: &mut Conn, ask: &Ask) -> Result<Activation, LicensingError> {
         let Ask {
             key,
             fingerprint,
@@ -93,6 +71,7 @@ impl Licensing {
             actor,
             now,
         } = ask;
+        let (meta, nonce, ttl, now) = (meta.clone(), nonce.as_ref(), *ttl, *now);
         let hash = fingerprint.hash_for(key);
         let locked = licenses::by_key_for_update(conn, key)
             .await?
@@ -253,13 +232,13 @@ impl Licensing {
     }
 }
 
-/// What an activation asks for, borrowed for one run of it.
-struct Ask<'a> {
-    key: &'a LicenseKey,
-    fingerprint: &'a Fingerprint,
+/// What an activation asks for (a group commit may run it more than once).
+struct Ask {
+    key: LicenseKey,
+    fingerprint: Fingerprint,
     meta: MachineMeta,
-    nonce: Option<&'a Nonce>,
+    nonce: Option<Nonce>,
     ttl: Option<Duration>,
-    actor: &'a str,
+    actor: String,
     now: Millis,
 }

@@ -100,13 +100,9 @@ async fn operators_list_deactivate_reset_and_raise_the_limit(db: Db) {
         .unwrap();
     assert_eq!(set.reason.as_deref(), Some("3 -> 4"));
     // Reading needs licenses:read, writing licenses:write.
-    let (_, reader) = keymint::admin::create_token(
-        &app.state.store,
-        "reader",
-        &[keymint::admin::scope::LICENSES_READ.to_string()],
-    )
-    .await
-    .unwrap();
+    let reader = app
+        .scoped_token("reader", keymint::admin::scope::LICENSES_READ)
+        .await;
     let reader = app.admin_with(&reader);
     let resp = reader
         .post(
