@@ -310,10 +310,7 @@ pub async fn check_reachable(
     let target = match Backend::from_url(url)? {
         Backend::Postgres => url.to_string(),
         Backend::Sqlite => {
-            let rest = url
-                .trim_start_matches("sqlite://")
-                .trim_start_matches("sqlite:");
-            let path = rest.split_once('?').map_or(rest, |(p, _)| p);
+            let (path, _) = sqlite_parts(url);
             if path.is_empty() || path == ":memory:" || !Path::new(path).exists() {
                 return Ok(None);
             }
@@ -348,19 +345,23 @@ pub fn describe_settings(settings: &std::collections::BTreeMap<String, String>) 
 /// group-commit lane can open it itself: not an in-memory or read-only
 /// database.
 fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
-    let rest = url.strip_prefix("sqlite://")?;
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (path, query) = sqlite_parts(url);
     let plain_file = query
         .split('&')
         .all(|p| !matches!(p, "mode=ro" | "mode=memory") && !p.starts_with("vfs="));
     (plain_file && !path.is_empty() && path != ":memory:").then(|| path.into())
 }
 
-fn sqlite_url(url: &str) -> Result<String, sqlx::Error> {
+/// A SQLite URL's path and query string (either may be empty).
+fn sqlite_parts(url: &str) -> (&str, &str) {
     let rest = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    rest.split_once('?').unwrap_or((rest, ""))
+}
+
+fn sqlite_url(url: &str) -> Result<String, sqlx::Error> {
+    let (path, query) = sqlite_parts(url);
     let read_only = query.split('&').any(|p| p == "mode=ro");
     if path != ":memory:" && !path.is_empty() && !read_only {
         let file = Path::new(path);
@@ -386,10 +387,7 @@ fn sqlite_url(url: &str) -> Result<String, sqlx::Error> {
 /// (never the password).
 pub fn describe_connect_error(url: &str, e: &sqlx::Error) -> String {
     let Ok(Backend::Postgres) = Backend::from_url(url) else {
-        let path = url
-            .trim_start_matches("sqlite://")
-            .trim_start_matches("sqlite:");
-        let path = path.split('?').next().unwrap_or(path);
+        let (path, _) = sqlite_parts(url);
         return match e {
             sqlx::Error::Database(db) => {
                 format!("cannot open the SQLite database {path}: {}", db.message())
