@@ -47,6 +47,8 @@ pub struct AppState {
     pub licensing: crate::licensing::Licensing,
     /// The licensing routes' per-address limits (this replica's).
     pub limits: Arc<crate::http::licensing::LicensingLimits>,
+    /// The checkout routes' per-address limits (this replica's).
+    pub checkout_limits: Arc<crate::http::licensing::LicensingLimits>,
 }
 
 /// Why the server could not start. Each message names its cause once
@@ -184,6 +186,13 @@ impl AppState {
         let limits = Arc::new(crate::http::licensing::LicensingLimits::new(
             &config.licensing.rate_limit,
         ));
+        let checkout_limits = Arc::new(crate::http::licensing::LicensingLimits::new(
+            &crate::config::RateLimitConfig {
+                enabled: config.checkout.per_minute > 0,
+                per_minute: config.checkout.per_minute,
+                not_found_per_minute: config.checkout.not_found_per_minute,
+            },
+        ));
         Ok(Self {
             config: Arc::new(config),
             store,
@@ -202,6 +211,7 @@ impl AppState {
             rejected,
             licensing,
             limits,
+            checkout_limits,
         })
     }
 }

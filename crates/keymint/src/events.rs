@@ -117,6 +117,14 @@ pub enum Event {
         email: String,
         name: Option<String>,
     },
+    /// A checkout keymint started ended without a payment: the order
+    /// becomes failed or expired (a paid one is a `Sale` or a
+    /// `Subscription` naming the order in [`Parsed::order`]).
+    CheckoutEnded {
+        order: crate::domain::OrderId,
+        expired: bool,
+        reason: String,
+    },
     /// An event type with no license effect.
     Ignored(String),
 }
@@ -133,6 +141,10 @@ pub struct Parsed {
     /// webhook does not carry them); fetched before dispatch when the
     /// endpoint has an API key.
     pub line_items_of: Option<String>,
+    /// The keymint order (from keymint's checkout) the event pays, read
+    /// from the metadata keymint gave the provider; a foreign value that
+    /// is not an order id is left out.
+    pub order: Option<crate::domain::OrderId>,
 }
 
 impl Parsed {
@@ -142,6 +154,7 @@ impl Parsed {
             event_type: event_type.into(),
             event,
             line_items_of: None,
+            order: None,
         }
     }
 
@@ -153,6 +166,7 @@ impl Parsed {
             | Event::RefundFailed { refs }
             | Event::Dispute { refs, .. } => refs.first().map(String::as_str),
             Event::Subscription(s) => Some(&s.subscription_id),
+            Event::CheckoutEnded { order, .. } => Some(order.as_str()),
             Event::Customer { .. } | Event::Ignored(_) => None,
         }
     }
@@ -219,6 +233,7 @@ impl Parsed {
                     *n = crate::text::clean_line(n);
                 }
             }
+            Event::CheckoutEnded { reason, .. } => *reason = crate::text::clean_line(reason),
             Event::Ignored(_) => {}
         }
         Ok(self)

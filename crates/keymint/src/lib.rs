@@ -10,6 +10,7 @@ pub mod adapters;
 pub mod admin;
 pub mod app;
 pub mod catalog;
+pub mod checkout;
 pub mod cli;
 pub mod config;
 pub mod dispatcher;

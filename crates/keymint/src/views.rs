@@ -443,5 +443,117 @@ impl From<Refund> for RefundOut {
     }
 }
 
+/// An order keymint's checkout started, as the admin API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OrderOut {
+    pub id: crate::domain::OrderId,
+    pub status: crate::domain::OrderStatus,
+    pub product: String,
+    pub endpoint: String,
+    pub email: Option<String>,
+    /// The Checkout Session or payment id at the provider.
+    pub provider_ref: Option<String>,
+    pub checkout_url: Option<String>,
+    pub trial_days: Option<i64>,
+    /// The buyer's recorded consent, when the checkout carried one.
+    pub consent: Option<ConsentOut>,
+    pub license_id: Option<crate::domain::LicenseId>,
+    pub license_key: Option<String>,
+    pub error: Option<String>,
+    pub source_ip: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// What a buyer accepted, when and from where.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConsentOut {
+    pub terms_version: String,
+    pub accepted_at: String,
+    pub ip: Option<String>,
+}
+
+impl OrderOut {
+    /// An order and its license's key, when it has one.
+    pub async fn load(
+        conn: &mut crate::store::Conn,
+        o: crate::store::orders::Order,
+    ) -> Result<Self, sqlx::Error> {
+        let key = match &o.license_id {
+            Some(l) => crate::store::licenses::by_id(conn, l)
+                .await?
+                .map(|l| l.key.to_string()),
+            None => None,
+        };
+        Ok(Self::of(o, key))
+    }
+
+    pub fn of(o: crate::store::orders::Order, license_key: Option<String>) -> Self {
+        Self {
+            consent: o.consent_terms.map(|terms_version| ConsentOut {
+                terms_version,
+                accepted_at: o.consent_at.map(store::format_ms).unwrap_or_default(),
+                ip: o.consent_ip,
+            }),
+            id: o.id,
+            status: o.status,
+            product: o.product,
+            endpoint: o.endpoint,
+            email: o.email,
+            provider_ref: o.provider_ref,
+            checkout_url: o.checkout_url,
+            trial_days: o.trial_days,
+            license_id: o.license_id,
+            license_key,
+            error: o.error,
+            source_ip: o.source_ip,
+            created_at: store::format_ms(o.created_at),
+            updated_at: store::format_ms(o.updated_at),
+        }
+    }
+}
+
+/// One step of an order's history.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OrderEventOut {
+    pub at: String,
+    pub from_status: Option<crate::domain::OrderStatus>,
+    pub to_status: crate::domain::OrderStatus,
+    /// created, checkout_created, provider_failed, paid, failed, expired.
+    pub cause: String,
+    pub actor: String,
+    pub delivery_id: Option<String>,
+    pub detail: Option<String>,
+}
+
+impl From<crate::store::orders::OrderEvent> for OrderEventOut {
+    fn from(e: crate::store::orders::OrderEvent) -> Self {
+        Self {
+            at: store::format_ms(e.at),
+            from_status: e.from_status,
+            to_status: e.to_status,
+            cause: e.cause,
+            actor: e.actor,
+            delivery_id: e.delivery_id,
+            detail: e.detail,
+        }
+    }
+}
+
+/// A page of orders, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OrderPage {
+    pub orders: Vec<OrderOut>,
+    /// Pass as `before` for the next page; absent on the last.
+    pub next_before: Option<String>,
+}
+
+/// An order with its history.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OrderDetail {
+    pub order: OrderOut,
+    pub history: Vec<OrderEventOut>,
+}
+
 #[cfg(test)]
 mod tests;

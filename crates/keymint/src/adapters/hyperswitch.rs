@@ -21,8 +21,18 @@ impl Adapter for Hyperswitch {
         let kind = json::required(&v, "/event_type")?;
         let id = json::required(&v, "/event_id")?;
         let o = v.pointer("/content/object").unwrap_or(&Value::Null);
-        Ok(Parsed::new(id, kind.clone(), parse_event(&kind, o)?))
+        parse_payment_event(id, &kind, o)
     }
+}
+
+/// One event about the payment object `o` (a webhook's, or the
+/// reconciler's read of the payment).
+pub fn parse_payment_event(id: String, kind: &str, o: &Value) -> Result<Parsed, ParseError> {
+    let mut parsed = Parsed::new(id, kind, parse_event(kind, o)?);
+    if kind == "payment_succeeded" {
+        parsed.order = json::keymint_order(o);
+    }
+    Ok(parsed)
 }
 
 fn parse_event(kind: &str, o: &Value) -> Result<Event, ParseError> {
@@ -72,7 +82,17 @@ fn parse_event(kind: &str, o: &Value) -> Result<Event, ParseError> {
                 _ => DisputeStage::Lost,
             },
         },
-        "payment_failed" => Event::Ignored("payment failed: nothing was sold".into()),
+        "payment_failed" | "payment_cancelled" => match json::keymint_order(o) {
+            Some(order) => Event::CheckoutEnded {
+                order,
+                expired: false,
+                reason: match str_at(o, "/error_message") {
+                    Some(m) => format!("payment {} {}: {m}", payment()?, &kind[8..]),
+                    None => format!("payment {} {}", payment()?, &kind[8..]),
+                },
+            },
+            None => Event::Ignored(format!("payment {}: nothing was sold", &kind[8..])),
+        },
         "refund_failed" => Event::RefundFailed {
             refs: vec![payment()?],
         },

@@ -138,6 +138,13 @@ pub mod json {
         }
     }
 
+    /// The keymint order a provider object names in its metadata
+    /// (`metadata.keymint_order`, set by keymint's checkout); a value that
+    /// is not an order id is no order of ours.
+    pub fn keymint_order(o: &Value) -> Option<crate::domain::OrderId> {
+        str_at(o, "/metadata/keymint_order").and_then(|t| crate::domain::OrderId::parse(&t).ok())
+    }
+
     pub fn required(v: &Value, ptr: &str) -> Result<String, ParseError> {
         str_at(v, ptr).ok_or_else(|| ParseError::missing(ptr))
     }

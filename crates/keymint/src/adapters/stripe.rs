@@ -100,9 +100,11 @@ pub fn parse_event_at(v: &Value, received_at: i64) -> Result<Parsed, ParseError>
     let test = v.pointer("/livemode") == Some(&Value::Bool(false));
     let object_id = || json::required(o, "/id");
     let mut line_items_of = None;
+    let mut order = None;
     let event = match kind.as_str() {
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
             let session = object_id()?;
+            order = json::keymint_order(o);
             let paid = matches!(
                 str_at(o, "/payment_status").as_deref(),
                 Some("paid" | "no_payment_required")
@@ -150,6 +152,22 @@ pub fn parse_event_at(v: &Value, received_at: i64) -> Result<Parsed, ParseError>
                     order_id: str_at(o, "/payment_intent").unwrap_or(session),
                     purchase: purchase()?,
                 }),
+            }
+        }
+        "checkout.session.async_payment_failed" | "checkout.session.expired" => {
+            match json::keymint_order(o) {
+                Some(order) => Event::CheckoutEnded {
+                    order,
+                    expired: kind == "checkout.session.expired",
+                    reason: if kind == "checkout.session.expired" {
+                        format!("the Checkout Session {} expired unpaid", object_id()?)
+                    } else {
+                        format!("the payment of Checkout Session {} failed", object_id()?)
+                    },
+                },
+                None => Event::Ignored(format!(
+                    "stripe event `{kind}` of a checkout keymint did not start"
+                )),
             }
         }
         "invoice.paid" | "invoice.payment_succeeded" | "invoice.payment_failed" => {
@@ -280,6 +298,7 @@ pub fn parse_event_at(v: &Value, received_at: i64) -> Result<Parsed, ParseError>
     };
     let mut parsed = Parsed::new(id, kind, event);
     parsed.line_items_of = line_items_of;
+    parsed.order = order;
     Ok(parsed)
 }
 

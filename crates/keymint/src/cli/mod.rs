@@ -8,6 +8,7 @@ mod deliveries;
 mod keys;
 mod license;
 mod machines;
+mod orders;
 mod reconcile;
 mod replay;
 mod retention;
@@ -19,6 +20,7 @@ pub use deliveries::DeliveriesCmd;
 pub use keys::KeysCmd;
 pub use license::{LicenseCmd, MintArgs};
 pub use machines::MachinesCmd;
+pub use orders::OrdersCmd;
 pub use replay::ReplayArgs;
 pub use tokens::TokenCmd;
 pub use webhook::WebhookCmd;
@@ -66,8 +68,11 @@ pub enum Command {
     /// The webhook delivery log.
     #[command(subcommand)]
     Deliveries(DeliveriesCmd),
-    /// Settle operator refunds stuck in pending, and subscriptions stuck in
-    /// pending_payment, against the provider's API.
+    /// Orders started through keymint's checkout (docs/checkout.md).
+    #[command(subcommand)]
+    Orders(OrdersCmd),
+    /// Settle operator refunds stuck in pending, and subscriptions and
+    /// checkout orders stuck in pending_payment, against the provider's API.
     Reconcile {
         /// Run one pass and exit (the server runs it every reconciler.interval):
         /// operator refunds and subscriptions stuck pending are read from the
@@ -176,6 +181,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::License(cmd) => license::run(config, cmd).await,
         Command::Machines(cmd) => machines::run(config, cmd).await,
         Command::Deliveries(cmd) => deliveries::run(config, cmd).await,
+        Command::Orders(cmd) => orders::run(config, cmd).await,
         Command::Reconcile { .. } => reconcile::run(config).await,
         Command::Retention { dry_run } => retention::run(config, dry_run).await,
         Command::Webhook(cmd) => webhook::run(config, cmd).await,

@@ -15,6 +15,7 @@
 //! values. Values are parsed into their types here (`listen` is a socket
 //! address, a product's `duration` a [`Validity`]), never again later.
 
+mod checkout;
 mod database;
 mod email;
 mod endpoints;
@@ -27,6 +28,7 @@ mod server;
 mod validate;
 mod workers;
 
+pub use checkout::*;
 pub use database::*;
 pub use email::*;
 pub use endpoints::*;
@@ -77,6 +79,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub reconciler: ReconcilerConfig,
     pub licensing: LicensingConfig,
+    pub checkout: CheckoutConfig,
     pub endpoints: Vec<EndpointConfig>,
     pub products: Vec<ProductConfig>,
     /// Directory the config file was loaded from (templates are looked up

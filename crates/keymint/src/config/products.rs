@@ -33,6 +33,38 @@ pub struct ProductConfig {
     /// Endpoint name -> that provider's product ids.
     #[serde(default)]
     pub map: BTreeMap<String, Vec<String>>,
+    /// How `POST /v1/checkout` sells it (absent: not sold through keymint's
+    /// checkout).
+    #[serde(default)]
+    pub checkout: Option<super::ProductCheckout>,
+    /// Free trial days of a subscription bought through keymint's checkout.
+    #[serde(default)]
+    pub trial_days: Option<u32>,
+    /// Who gets the trial: `first_time` (default) or `always`.
+    #[serde(default)]
+    pub trial: super::TrialPolicy,
+    /// `required`: a checkout must carry the buyer's express consent.
+    #[serde(default)]
+    pub consent: super::ConsentPolicy,
+    /// The terms version a consent must name, when set (a page showing
+    /// older terms is refused).
+    #[serde(default)]
+    pub terms_version: Option<String>,
+}
+
+impl ProductConfig {
+    /// The Stripe price a checkout of this product sells: the configured
+    /// one, else the first `price_` id mapped for the checkout's endpoint.
+    pub fn checkout_price(&self) -> Option<&str> {
+        let c = self.checkout.as_ref()?;
+        c.price.as_deref().or_else(|| {
+            self.map
+                .get(&c.endpoint)?
+                .iter()
+                .find(|id| id.starts_with("price_"))
+                .map(String::as_str)
+        })
+    }
 }
 
 /// How long a product's licenses last: parsed once when the configuration

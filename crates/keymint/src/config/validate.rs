@@ -53,6 +53,19 @@ impl Config {
         // in for it: weak secrets are judged against no address then.
         let listen = (!problems.iter().any(|p| p.starts_with("server.listen:")))
             .then_some(self.server.listen);
+        for (i, host) in self.checkout.allowed_redirect_hosts.iter().enumerate() {
+            let bare = host.strip_prefix("*.").unwrap_or(host);
+            if bare.is_empty()
+                || bare.len() > 253
+                || !bare
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            {
+                problems.push(format!(
+                    "checkout.allowed_redirect_hosts[{i}]: {host:?} is not a host name (example.com, or *.example.com for its subdomains; no scheme, port or path)"
+                ));
+            }
+        }
         if self.server.max_connections == 0 {
             problems.push("server.max_connections: must be positive".into());
         }
@@ -280,6 +293,7 @@ impl Config {
                     "{at}.max_machines: must be at least 1 (omit it for unlimited)"
                 ));
             }
+            self.check_product_checkout(&at, p, problems);
             for (endpoint, ids) in &p.map {
                 if self.endpoint(endpoint).is_none()
                     && !layout.unreadable_endpoints.contains(endpoint)
@@ -299,6 +313,92 @@ impl Config {
                     }
                 }
             }
+        }
+    }
+}
+
+impl Config {
+    /// A product's checkout settings: a provider keymint can start a
+    /// payment with, something to charge, and trials only where the
+    /// provider gives them (docs/checkout.md).
+    fn check_product_checkout(&self, at: &str, p: &ProductConfig, problems: &mut Vec<String>) {
+        let trial = p.trial_days.is_some_and(|d| d > 0);
+        if let Some(v) = &p.terms_version
+            && (v.trim().is_empty() || v.len() > 64 || v.chars().any(char::is_control))
+        {
+            problems.push(format!(
+                "{at}.terms_version: must be 1-64 characters without control characters"
+            ));
+        }
+        let Some(c) = &p.checkout else {
+            if trial {
+                problems.push(format!(
+                    "{at}.trial_days: trials are given by keymint's checkout; add [products.checkout]"
+                ));
+            }
+            return;
+        };
+        let Some(ep) = self.endpoint(&c.endpoint) else {
+            problems.push(format!(
+                "{at}.checkout.endpoint: endpoint {:?} is not defined",
+                c.endpoint
+            ));
+            return;
+        };
+        match ep.kind {
+            EndpointKind::Stripe => {
+                if p.checkout_price().is_none() {
+                    problems.push(format!(
+                        "{at}.checkout.price: no Stripe price to sell (set price, or map a price_ id under map.{})",
+                        c.endpoint
+                    ));
+                }
+                if c.amount_cents.is_some() || c.currency.is_some() {
+                    problems.push(format!(
+                        "{at}.checkout: amount_cents and currency are Hyperswitch settings; Stripe charges the price's amount"
+                    ));
+                }
+                if trial && !p.subscription {
+                    problems.push(format!(
+                        "{at}.trial_days: Stripe gives trials to subscriptions only (set subscription = true)"
+                    ));
+                }
+            }
+            EndpointKind::Hyperswitch => {
+                if c.amount_cents.is_none_or(|a| a <= 0) {
+                    problems.push(format!(
+                        "{at}.checkout.amount_cents: a positive amount in minor units is required for Hyperswitch"
+                    ));
+                }
+                if !c
+                    .currency
+                    .as_deref()
+                    .is_some_and(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()))
+                {
+                    problems.push(format!(
+                        "{at}.checkout.currency: a three-letter currency code is required for Hyperswitch"
+                    ));
+                }
+                if c.price.is_some() {
+                    problems.push(format!(
+                        "{at}.checkout.price: a Stripe setting; Hyperswitch charges amount_cents"
+                    ));
+                }
+                if p.subscription {
+                    problems.push(format!(
+                        "{at}.checkout: a Hyperswitch payment is one-off; a subscription product cannot be sold through it"
+                    ));
+                }
+                if trial {
+                    problems.push(format!(
+                        "{at}.trial_days: a Hyperswitch payment has no trial"
+                    ));
+                }
+            }
+            other => problems.push(format!(
+                "{at}.checkout.endpoint: keymint's checkout starts payments with stripe or hyperswitch endpoints, not {}",
+                other.as_str()
+            )),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! the delivery's status follows from it in one place
 //! ([`Applied::delivery_status`]).
 
+mod orders;
 mod refunds;
 mod result;
 mod sales;
@@ -295,7 +296,7 @@ impl Dispatcher {
                 None => handled,
             });
         }
-        match &parsed.event {
+        let handled = match &parsed.event {
             Event::Sale(sale) => self.sale(conn, cx, sale).await,
             Event::Refund {
                 refs,
@@ -316,8 +317,24 @@ impl Dispatcher {
                 customers::link_customer(conn, src.endpoint, customer_ref, &id).await?;
                 Ok(Handled::ok(None))
             }
+            Event::CheckoutEnded {
+                order,
+                expired,
+                reason,
+            } => self.checkout_ended(conn, cx, order, *expired, reason).await,
             Event::Ignored(_) => unreachable!("handled above"),
+        }?;
+        // A paid event of keymint's checkout: its order is paid by the
+        // license, in this same transaction.
+        if let (Some(order), Some(license)) = (&parsed.order, &handled.license_id)
+            && !matches!(
+                handled.applied,
+                Applied::Failed { .. } | Applied::NoMint { .. }
+            )
+        {
+            self.pay_order(conn, cx, order, license).await?;
         }
+        Ok(handled)
     }
 
     /// The license an event is about, if it exists.
@@ -335,7 +352,9 @@ impl Dispatcher {
             | Event::RefundFailed { refs }
             | Event::Dispute { refs, .. } => refs.clone(),
             Event::Subscription(s) => vec![s.subscription_id.clone()],
-            Event::Customer { .. } | Event::Ignored(_) => return Ok(None),
+            Event::Customer { .. } | Event::CheckoutEnded { .. } | Event::Ignored(_) => {
+                return Ok(None);
+            }
         };
         licenses::find_by_refs(conn, src.endpoint, &ids).await
     }

@@ -121,6 +121,9 @@ prefixed_id! {
     DeliveryId("dlv", "delivery");
     /// An operator's refund (`refunds.id`, the provider's idempotency key).
     RefundId("ref", "refund");
+    /// A checkout keymint started; the provider's idempotency key, and
+    /// the capability `GET /v1/checkout/{id}` answers to.
+    OrderId("ord", "order");
     /// keymint's row for a provider subscription (`subscriptions.id`); the
     /// provider's own id is `subscription_id`, a plain string.
     SubscriptionId("sub", "subscription");

@@ -14,7 +14,7 @@ mod time;
 pub use email::{Email, EmailError};
 pub use ids::{
     AdminTokenId, CustomerId, DeliveryId, EmailId, IdError, LicenseEventId, LicenseId, MachineId,
-    RefundId, SubscriptionEventId, SubscriptionId,
+    OrderId, RefundId, SubscriptionEventId, SubscriptionId,
 };
 pub use licensing::{ClientTextError, Fingerprint, Nonce, machine_text};
 pub use text_enum::UnknownValue;
@@ -58,6 +58,21 @@ text_enum::text_enum! {
         Pending => "pending",
         Succeeded => "succeeded",
         Failed => "failed",
+    }
+}
+
+text_enum::text_enum! {
+    /// Where an order keymint's checkout started stands; only the
+    /// provider's webhook or the reconciler ends `pending_payment`
+    /// (docs/checkout.md, "Order states").
+    OrderStatus("order status") {
+        PendingPayment => "pending_payment",
+        /// Paid (or its trial started): the license is minted.
+        Paid => "paid",
+        /// The provider refused or failed the payment, or was never reached.
+        Failed => "failed",
+        /// The buyer never paid and the provider closed the checkout.
+        Expired => "expired",
     }
 }
 

@@ -2,6 +2,7 @@
 //! call into the dispatcher or the store, and map results to responses.
 
 pub mod admin;
+pub mod checkout;
 pub mod error;
 pub mod licensing;
 pub mod openapi;
@@ -68,6 +69,7 @@ pub fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .merge(webhooks::routes())
         .merge(public::routes())
         .merge(licensing::routes())
+        .merge(checkout::routes())
         .merge(admin::routes())
         .merge(ops::routes())
         .merge(openapi::routes())
@@ -81,6 +83,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        // Only the checkout routes answer other origins (a seller's page).
+        .layer(checkout::cors(&state.config.checkout))
         .layer(middleware::from_fn(record_metrics))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(middleware::from_fn(timeout_json))

@@ -86,3 +86,31 @@ pub async fn link_customer(
     .await?;
     Ok(())
 }
+
+/// The provider's customer id for a license: its subscription's customer,
+/// else one the provider linked to the license's customer.
+pub async fn provider_customer(
+    conn: &mut Conn,
+    source: &str,
+    license_id: &crate::domain::LicenseId,
+    customer_id: &CustomerId,
+) -> Result<Option<String>, sqlx::Error> {
+    let sub: Option<String> = sqlx::query_scalar(
+        "SELECT customer_ref FROM subscriptions WHERE license_id = $1 AND source = $2 \
+         AND customer_ref IS NOT NULL ORDER BY id DESC LIMIT 1",
+    )
+    .bind(license_id)
+    .bind(source)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if sub.is_some() {
+        return Ok(sub);
+    }
+    sqlx::query_scalar(
+        "SELECT ref FROM customer_refs WHERE source = $1 AND customer_id = $2 ORDER BY ref LIMIT 1",
+    )
+    .bind(source)
+    .bind(customer_id)
+    .fetch_optional(conn)
+    .await
+}

@@ -16,6 +16,7 @@ pub mod leases;
 pub mod licenses;
 mod lite;
 pub mod machines;
+pub mod orders;
 pub mod outbox;
 pub mod refunds;
 pub mod retention;

@@ -1,4 +1,6 @@
-//! The reconciler: operator refunds stuck in `pending` are checked against
+//! The reconciler: operator refunds stuck in `pending`, subscriptions
+//! waiting for a first payment and checkout orders stuck in
+//! `pending_payment` are checked against
 //! the provider's API and settled by a synthetic event sent through the
 //! same dispatcher as webhooks (so a late real webhook is a no-op); refunds
 //! that never reached the provider are failed and their license restored.
@@ -7,10 +9,11 @@
 use crate::app::AppState;
 use crate::dispatcher::{Source, restore_after_refund};
 use crate::domain::Millis;
+use crate::domain::OrderStatus;
 use crate::events::{Event, Parsed};
 use crate::provider_api::{self, RefundState};
 use crate::store::deliveries::{self, NewDelivery};
-use crate::store::{self, licenses, refunds};
+use crate::store::{self, licenses, orders, refunds};
 use serde::Serialize;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -171,7 +174,119 @@ pub async fn run_once(state: &AppState) -> Result<Tick, crate::dispatcher::Dispa
         state.dispatcher.apply(&src, &parsed).await?;
         tick.settled += 1;
     }
+    orders_tick(state, now, &mut tick).await?;
     Ok(tick)
+}
+
+/// Orders stuck in `pending_payment`: those the provider knows are read
+/// back and settled by a synthetic event through the dispatcher (so a late
+/// webhook is a no-op); those the provider never answered for are failed
+/// (no buyer ever got a way to pay them).
+async fn orders_tick(
+    state: &AppState,
+    now: i64,
+    tick: &mut Tick,
+) -> Result<(), crate::dispatcher::DispatchError> {
+    let cfg = &state.config.reconciler;
+    let orphans = {
+        let mut conn = state.store.conn().await?;
+        orders::stuck(&mut conn, now - ms(cfg.orphan_age), false, cfg.batch).await?
+    };
+    for o in orphans {
+        let why = format!(
+            "the provider never answered the checkout call within {}; failed by the reconciler",
+            humantime::format_duration(cfg.orphan_age)
+        );
+        let step = orders::Step {
+            cause: "provider_failed",
+            actor: "reconciler",
+            delivery_id: None,
+            detail: Some(&why),
+            now,
+        };
+        let mut conn = state.store.writer().await?;
+        if orders::close(&mut conn, &o.id, OrderStatus::Failed, Some(&why), &step).await? {
+            tracing::warn!(order = %o.id, "orphan order failed: the provider never answered");
+            tick.orphans_failed += 1;
+        }
+    }
+    let stuck = {
+        let mut conn = state.store.conn().await?;
+        orders::stuck(&mut conn, now - ms(cfg.pending_age), true, cfg.batch).await?
+    };
+    for o in stuck {
+        let (Some(ep), Some(provider_ref)) = (state.config.endpoint(&o.endpoint), &o.provider_ref)
+        else {
+            tick.left += 1;
+            continue;
+        };
+        let object = match provider_api::read_checkout(&state.http, ep, provider_ref).await {
+            Ok(object) => object,
+            Err(e) => {
+                tracing::warn!(order = %o.id, error = %e, "could not read the checkout from the provider; next tick");
+                tick.left += 1;
+                continue;
+            }
+        };
+        let event_id = format!("reconcile:order:{}", o.id);
+        let parsed = match ep.kind {
+            crate::config::EndpointKind::Stripe => {
+                let text = |p: &str| object.pointer(p).and_then(|v| v.as_str());
+                let kind = match (text("/status"), text("/payment_status")) {
+                    (Some("complete"), Some("paid" | "no_payment_required")) => {
+                        "checkout.session.completed"
+                    }
+                    (Some("expired"), _) => "checkout.session.expired",
+                    _ => {
+                        tick.left += 1;
+                        continue;
+                    }
+                };
+                let synthetic = serde_json::json!({
+                    "id": event_id, "type": kind, "created": now / 1000,
+                    "data": {"object": object},
+                });
+                crate::adapters::stripe::parse_event(&synthetic)
+            }
+            _ => {
+                let kind = match object.pointer("/status").and_then(|v| v.as_str()) {
+                    Some("succeeded") => "payment_succeeded",
+                    Some("failed") => "payment_failed",
+                    Some("cancelled") => "payment_cancelled",
+                    _ => {
+                        tick.left += 1;
+                        continue;
+                    }
+                };
+                crate::adapters::hyperswitch::parse_payment_event(event_id, kind, &object)
+            }
+        };
+        let mut parsed = match parsed
+            .map_err(|e| e.to_string())
+            .and_then(|p| p.validate().map_err(|e| e.to_string()))
+        {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(order = %o.id, error = %e, "the provider's checkout could not be read as one");
+                tick.left += 1;
+                continue;
+            }
+        };
+        // The order is this one, whatever the provider's metadata says.
+        if parsed.order.is_none() && !matches!(parsed.event, Event::CheckoutEnded { .. }) {
+            parsed.order = Some(o.id.clone());
+        }
+        let body =
+            serde_json::json!({"order": o.id, "provider_ref": provider_ref, "object": object});
+        let delivery = record_synthetic(state, &o.endpoint, "orders", &body, now).await?;
+        let src = Source {
+            endpoint: &o.endpoint,
+            delivery_id: &delivery.id,
+        };
+        state.dispatcher.apply(&src, &parsed).await?;
+        tick.settled += 1;
+    }
+    Ok(())
 }
 
 /// Records what the reconciler read as a delivery of kind `reconciler`, so

@@ -10,6 +10,7 @@ mod database;
 mod deliveries;
 mod licenses;
 mod machines;
+mod orders;
 mod params;
 mod refunds;
 mod subscriptions;
@@ -34,6 +35,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(licenses::routes())
         .merge(machines::routes())
         .merge(refunds::routes())
+        .merge(orders::routes())
         .merge(deliveries::routes())
         .merge(subscriptions::routes())
         .merge(database::routes())
