@@ -140,6 +140,7 @@ pub async fn process(
     let src = Source {
         endpoint,
         delivery_id,
+        by_reconciler: false,
     };
     let parsed = match parsed {
         Ok(p) if p.line_items_of.is_some() => fill_line_items(state, endpoint, p).await,

@@ -555,5 +555,62 @@ pub struct OrderDetail {
     pub history: Vec<OrderEventOut>,
 }
 
+/// An order, as its buyer's page sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CheckoutOut {
+    pub order_id: crate::domain::OrderId,
+    /// pending_payment, paid, failed or expired.
+    pub status: crate::domain::OrderStatus,
+    pub product: String,
+    /// Stripe: the hosted checkout page, while the order is pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Hyperswitch: what the page confirms the payment with, while the
+    /// order is pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// Once paid: the license's key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub license_key: Option<LicenseKey>,
+    /// Trial days this checkout gives (Stripe subscriptions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trial_days: Option<i64>,
+    /// Why the order failed or expired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl CheckoutOut {
+    pub fn of(o: crate::store::orders::Order, license_key: Option<LicenseKey>) -> Self {
+        let pending = o.status == crate::domain::OrderStatus::PendingPayment;
+        Self {
+            order_id: o.id,
+            status: o.status,
+            product: o.product,
+            url: o.checkout_url.filter(|_| pending),
+            client_secret: o.client_secret.filter(|_| pending),
+            license_key,
+            trial_days: o.trial_days,
+            error: o.error,
+        }
+    }
+}
+
+/// A provider failure: the failed order's id beside the error.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CheckoutErrorBody {
+    pub code: String,
+    pub error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<crate::domain::OrderId>,
+}
+
+/// A billing-portal session's page.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PortalOut {
+    pub url: String,
+}
+
 #[cfg(test)]
 mod tests;

@@ -103,6 +103,9 @@ impl DispatchError {
 pub struct Source<'a> {
     pub endpoint: &'a str,
     pub delivery_id: &'a DeliveryId,
+    /// The reconciler's synthetic event (what it read from the provider),
+    /// not the provider's own webhook: the history names it as the actor.
+    pub by_reconciler: bool,
 }
 
 /// One event's context: where it came from, who acts, and the one time
@@ -192,16 +195,18 @@ impl Dispatcher {
             src.endpoint.to_string(),
             src.delivery_id.clone(),
             parsed.clone(),
+            src.by_reconciler,
         ));
         let result = self
             .store
             .write(move |conn| {
                 let work = work.clone();
                 Box::pin(async move {
-                    let (this, endpoint, delivery_id, parsed) = &*work;
+                    let (this, endpoint, delivery_id, parsed, by_reconciler) = &*work;
                     let src = Source {
                         endpoint,
                         delivery_id,
+                        by_reconciler: *by_reconciler,
                     };
                     this.apply_once(conn, &src, parsed).await
                 })
@@ -236,7 +241,11 @@ impl Dispatcher {
     ) -> Result<Handled, Unapplied> {
         let cx = Cx {
             src,
-            actor: format!("webhook:{}", src.endpoint),
+            actor: if src.by_reconciler {
+                "reconciler".to_string()
+            } else {
+                format!("webhook:{}", src.endpoint)
+            },
             now: store::now_ms(),
         };
         let handled = self.apply_in(conn, &cx, parsed).await?;

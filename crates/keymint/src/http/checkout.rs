@@ -10,13 +10,13 @@ use crate::checkout::{self, CheckoutError, Consent};
 use crate::domain::{Email, OrderId, OrderStatus};
 use crate::http::ApiError;
 use crate::http::error::{ApiJson, ErrorBody};
-use crate::store::orders::Order;
+use crate::views::{CheckoutErrorBody, CheckoutOut, PortalOut};
 use axum::Json;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keymint_license::LicenseKey;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::net::SocketAddr;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -90,57 +90,6 @@ pub struct CheckoutBody {
     cancel_url: Option<String>,
     /// Required for products with `consent = "required"`.
     consent: Option<ConsentBody>,
-}
-
-/// An order, as its buyer's page sees it.
-#[derive(Serialize, ToSchema)]
-pub struct CheckoutOut {
-    order_id: OrderId,
-    /// pending_payment, paid, failed or expired.
-    status: OrderStatus,
-    product: String,
-    /// Stripe: the hosted checkout page, while the order is pending.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    url: Option<String>,
-    /// Hyperswitch: what the page confirms the payment with, while the
-    /// order is pending.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_secret: Option<String>,
-    /// Once paid: the license's key.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
-    license_key: Option<LicenseKey>,
-    /// Trial days this checkout gives (Stripe subscriptions).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    trial_days: Option<i64>,
-    /// Why the order failed or expired.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-impl CheckoutOut {
-    fn of(o: Order, license_key: Option<LicenseKey>) -> Self {
-        let pending = o.status == OrderStatus::PendingPayment;
-        Self {
-            order_id: o.id,
-            status: o.status,
-            product: o.product,
-            url: o.checkout_url.filter(|_| pending),
-            client_secret: o.client_secret.filter(|_| pending),
-            license_key,
-            trial_days: o.trial_days,
-            error: o.error,
-        }
-    }
-}
-
-/// A provider failure: the failed order's id beside the error.
-#[derive(Serialize, ToSchema)]
-pub struct CheckoutErrorBody {
-    code: String,
-    error: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    order_id: Option<OrderId>,
 }
 
 fn refuse(status: StatusCode, code: &'static str, message: String) -> Response {
@@ -334,12 +283,6 @@ async fn show_checkout(
 #[serde(deny_unknown_fields)]
 pub struct PortalBody {
     return_url: Option<String>,
-}
-
-/// A billing-portal session's page.
-#[derive(Serialize, ToSchema)]
-pub struct PortalOut {
-    url: String,
 }
 
 /// Open Stripe's customer portal for a subscription license's customer

@@ -125,6 +125,7 @@ pub async fn run_once(state: &AppState) -> Result<Tick, crate::dispatcher::Dispa
         let src = Source {
             endpoint: &r.endpoint,
             delivery_id: &delivery.id,
+            by_reconciler: true,
         };
         state.dispatcher.apply(&src, &parsed).await?;
         tick.settled += 1;
@@ -170,6 +171,7 @@ pub async fn run_once(state: &AppState) -> Result<Tick, crate::dispatcher::Dispa
         let src = Source {
             endpoint: &s.source,
             delivery_id: &delivery.id,
+            by_reconciler: true,
         };
         state.dispatcher.apply(&src, &parsed).await?;
         tick.settled += 1;
@@ -282,6 +284,7 @@ async fn orders_tick(
         let src = Source {
             endpoint: &o.endpoint,
             delivery_id: &delivery.id,
+            by_reconciler: true,
         };
         state.dispatcher.apply(&src, &parsed).await?;
         tick.settled += 1;

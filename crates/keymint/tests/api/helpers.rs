@@ -262,6 +262,11 @@ enabled = false
 per_minute = 1000000
 not_found_per_minute = 1000000
 
+[checkout]
+allowed_redirect_hosts = ["shop.example.com", "*.example.org"]
+per_minute = 1000000
+not_found_per_minute = 1000000
+
 {endpoints}
 [[products]]
 id = "datatools-core"
@@ -271,6 +276,8 @@ key_prefix = "DT1"
 duration = "365d"
 max_machines = 3
 entitlements = ["export"]
+[products.checkout]
+endpoint = "stripe"
 [products.map]
 gumroad = ["datatools-core"]
 stripe = ["price_core_onetime"]
@@ -287,6 +294,9 @@ tier = "sub"
 key_prefix = "DT1"
 subscription = true
 entitlements = ["export", "sync"]
+trial_days = 14
+[products.checkout]
+endpoint = "stripe"
 [products.map]
 gumroad = ["dt-membership"]
 stripe = ["price_sub_monthly"]
@@ -302,6 +312,12 @@ tier = "pro"
 key_prefix = "DT1"
 duration = "perpetual"
 entitlements = ["export", "sync"]
+consent = "required"
+terms_version = "2026-05"
+[products.checkout]
+endpoint = "hyperswitch"
+amount_cents = 4900
+currency = "usd"
 [products.map]
 gumroad = ["dt-pro", "datatools-pro-permalink"]
 "#,

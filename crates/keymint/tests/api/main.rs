@@ -7,6 +7,7 @@ mod helpers;
 mod views;
 
 mod admin;
+mod checkout;
 mod config;
 mod defaults;
 mod durability;

@@ -241,7 +241,7 @@ fn q(s: &str) -> String {
     format!("\"{s}\"")
 }
 
-fn step(kind: &'static str, name: &str, ids: &Ids, vars: Vec<(&str, String)>) -> Step {
+pub fn step(kind: &'static str, name: &str, ids: &Ids, vars: Vec<(&str, String)>) -> Step {
     let msg_id = format!("msg_{}", ulid::Ulid::generate());
     let mut all = vec![
         ("EVENT", msg_id.clone()),

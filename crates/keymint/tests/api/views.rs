@@ -12,9 +12,10 @@ use serde::Deserialize;
 use std::fmt;
 
 pub use keymint::views::{
-    DeliveryOut, DeliveryPage, EmailOut, ErrorBody, HistoryOut, LicenseDetail, LicenseOne,
-    LicenseOut, LicensePage, MintedOut, RefundOut, SubscriptionDetail, SubscriptionEventOut,
-    SubscriptionOut, SubscriptionPage, WebhookResponse as WebhookAnswer,
+    CheckoutErrorBody, CheckoutOut, DeliveryOut, DeliveryPage, EmailOut, ErrorBody, HistoryOut,
+    LicenseDetail, LicenseOne, LicenseOut, LicensePage, MintedOut, OrderDetail, OrderPage,
+    PortalOut, RefundOut, SubscriptionDetail, SubscriptionEventOut, SubscriptionOut,
+    SubscriptionPage, WebhookResponse as WebhookAnswer,
 };
 
 /// What tests ask of a license's detail beyond its fields.
