@@ -443,3 +443,58 @@ pub async fn status(
     };
     Ok(Some((order, key)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CheckoutConfig;
+
+    fn cfg() -> CheckoutConfig {
+        CheckoutConfig {
+            allowed_redirect_hosts: vec!["shop.example.com".into(), "localhost".into()],
+            ..CheckoutConfig::default()
+        }
+    }
+
+    #[test]
+    fn redirects_are_https_on_an_allowed_host_and_kept_as_sent() {
+        let ok = "https://shop.example.com/thanks?order={ORDER_ID}&s={CHECKOUT_SESSION_ID}";
+        assert_eq!(check_redirect(&cfg(), "success_url", ok).unwrap(), ok);
+        assert!(check_redirect(&cfg(), "u", "http://localhost:3000/ok").is_ok());
+        for (bad, refused) in [
+            ("http://shop.example.com/", true),
+            ("https://evil.example.net/", true),
+            ("ftp://shop.example.com/", true),
+            ("https://a:b@shop.example.com/", true),
+            ("//shop.example.com/", false),
+            ("not a url", false),
+        ] {
+            match check_redirect(&cfg(), "u", bad) {
+                Err(CheckoutError::RedirectNotAllowed(_)) => assert!(refused, "{bad}"),
+                Err(CheckoutError::Invalid(_)) => assert!(!refused, "{bad}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        let long = format!("https://shop.example.com/{}", "a".repeat(MAX_URL));
+        assert!(matches!(
+            check_redirect(&cfg(), "u", &long),
+            Err(CheckoutError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn idempotency_keys_are_visible_ascii_up_to_255() {
+        assert!(check_idempotency_key("a-B_9.~").is_ok());
+        assert!(check_idempotency_key(&"k".repeat(255)).is_ok());
+        for bad in ["", "has space", "tab\t", "ünï"] {
+            assert!(check_idempotency_key(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_idempotency_key(&"k".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn digests_tell_parts_apart() {
+        assert_ne!(digest(&["ab", "c"]), digest(&["a", "bc"]));
+        assert_eq!(digest(&["a", "b"]), digest(&["a", "b"]));
+    }
+}

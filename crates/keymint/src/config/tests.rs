@@ -134,3 +134,90 @@ fn config_addresses_follow_the_one_email_rule() {
     .unwrap();
     assert_eq!(ok.email.from, "Licenses@Example.com", "kept as written");
 }
+
+#[test]
+fn checkout_settings_that_cannot_work_are_refused() {
+    let text = format!(
+        r#"{GOOD}
+[checkout]
+allowed_redirect_hosts = ["shop.example.com", "https://bad.example.com/path", "*.example.org"]
+
+[[endpoints]]
+name = "stripe"
+kind = "stripe"
+secrets = ["whsec_0123456789abcdef0123"]
+
+[[endpoints]]
+name = "hs"
+kind = "hyperswitch"
+secrets = ["0123456789abcdef0123"]
+
+[[products]]
+id = "no-price"
+name = "N"
+tier = "n"
+key_prefix = "N"
+trial_days = 7
+[products.checkout]
+endpoint = "stripe"
+
+[[products]]
+id = "hs-sub"
+name = "H"
+tier = "h"
+key_prefix = "H"
+subscription = true
+[products.checkout]
+endpoint = "hs"
+
+[[products]]
+id = "via-gumroad"
+name = "G"
+tier = "g"
+key_prefix = "G"
+[products.checkout]
+endpoint = "gumroad"
+
+[[products]]
+id = "nowhere"
+name = "W"
+tier = "w"
+key_prefix = "W"
+trial_days = 3
+[products.checkout]
+endpoint = "missing"
+"#
+    );
+    let all = load(&text, &[]).unwrap_err().0.join("\n");
+    for needle in [
+        "checkout.allowed_redirect_hosts[1]: \"https://bad.example.com/path\" is not a host name",
+        "checkout.price: no Stripe price to sell",
+        "trial_days: Stripe gives trials to subscriptions only",
+        "checkout.amount_cents: a positive amount",
+        "checkout.currency: a three-letter currency code",
+        "a subscription product cannot be sold through it",
+        "keymint's checkout starts payments with stripe or hyperswitch endpoints, not gumroad",
+        "checkout.endpoint: endpoint \"missing\" is not defined",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+    assert!(!all.contains("allowed_redirect_hosts[0]"), "{all}");
+    assert!(!all.contains("allowed_redirect_hosts[2]"), "{all}");
+}
+
+#[test]
+fn redirect_hosts_match_exactly_or_as_subdomains() {
+    let cfg = CheckoutConfig {
+        allowed_redirect_hosts: vec!["shop.example.com".into(), "*.example.org".into()],
+        ..CheckoutConfig::default()
+    };
+    assert!(cfg.allows_host("shop.example.com"));
+    assert!(cfg.allows_host("SHOP.Example.com"));
+    assert!(!cfg.allows_host("evil-shop.example.com"));
+    assert!(!cfg.allows_host("shop.example.com.evil.net"));
+    assert!(cfg.allows_host("buy.example.org"));
+    assert!(cfg.allows_host("a.b.example.org"));
+    assert!(!cfg.allows_host("example.org"));
+    assert!(!cfg.allows_host("evilexample.org"));
+    assert!(!CheckoutConfig::default().allows_host("shop.example.com"));
+}

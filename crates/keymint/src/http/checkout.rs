@@ -290,7 +290,7 @@ pub struct PortalBody {
 /// credential.
 #[utoipa::path(post, path = "/v1/licenses/{key}/billing-portal", tag = "checkout",
     params(("key" = String, Path)), request_body = PortalBody,
-    responses((status = 200, body = PortalOut), (status = 404, body = ErrorBody, description = "`NOT_FOUND`"),
+    responses((status = 200, body = PortalOut), (status = 404, body = ErrorBody, description = "`license_not_found`"),
               (status = 409, body = ErrorBody, description = "`billing_portal_not_available`"),
               (status = 422, body = ErrorBody, description = "`redirect_not_allowed`"),
               (status = 429, body = ErrorBody), (status = 502, body = ErrorBody, description = "`provider_failed`")))]
@@ -321,7 +321,11 @@ async fn billing_portal(
         if let Err(wait) = state.checkout_limits.missed(&who) {
             return rate_limited(wait);
         }
-        refuse(StatusCode::NOT_FOUND, "NOT_FOUND", "no such license".into())
+        refuse(
+            StatusCode::NOT_FOUND,
+            "license_not_found",
+            "no such license".into(),
+        )
     };
     let Ok(key) = key.parse::<LicenseKey>() else {
         return Err(not_found());

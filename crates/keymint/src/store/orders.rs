@@ -232,7 +232,8 @@ pub async fn close(
 
 /// Marks an order paid by `license_id`, from whatever state it was in (a
 /// payment the provider took is honoured even after keymint gave up on
-/// it); false when it was already paid.
+/// it), with the license's email when the checkout had none (the provider
+/// collected it); false when it was already paid.
 pub async fn mark_paid(
     conn: &mut Conn,
     id: &OrderId,
@@ -246,7 +247,8 @@ pub async fn mark_paid(
         return Ok(false);
     }
     let done = sqlx::query(
-        "UPDATE orders SET status = $2, license_id = $3, error = NULL, updated_at = $4 \
+        "UPDATE orders SET status = $2, license_id = $3, error = NULL, updated_at = $4, \
+         email = COALESCE(email, (SELECT email FROM licenses WHERE id = $3)) \
          WHERE id = $1 AND status = $5",
     )
     .bind(id)

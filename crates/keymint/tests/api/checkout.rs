@@ -512,7 +512,7 @@ async fn a_hyperswitch_payment_resumes_then_completes_by_webhook(db: Db) {
     assert_eq!(sent["return_url"], "https://shop.example.com/done");
 
     // The buyer's page stalled: the same client secret resumes it.
-    let resumed = order(&app, &started.order_id.to_string()).await;
+    let resumed = order(&app, started.order_id.as_str()).await;
     assert_eq!(resumed.client_secret.as_deref(), Some(secret.as_str()));
 
     // Hyperswitch's webhook completes it.
@@ -538,7 +538,7 @@ async fn a_hyperswitch_payment_resumes_then_completes_by_webhook(db: Db) {
     );
     let answer = app.send(&paid).await;
     assert_eq!(answer.status, "ok", "{answer}");
-    let done = order(&app, &started.order_id.to_string()).await;
+    let done = order(&app, started.order_id.as_str()).await;
     assert_eq!(done.status.as_str(), "paid");
     assert_eq!(done.license_key, answer.license_key);
     assert!(done.client_secret.is_none());
@@ -575,17 +575,17 @@ async fn failed_and_expired_checkouts_end_their_orders(db: Db) {
         .send(&event("checkout.session.async_payment_failed", &b))
         .await;
     assert_eq!(failed.status, "ok", "{failed}");
-    let a = order(&app, &a.order_id.to_string()).await;
+    let a = order(&app, a.order_id.as_str()).await;
     assert_eq!(a.status.as_str(), "expired");
     assert!(a.url.is_none());
-    let b_now = order(&app, &b.order_id.to_string()).await;
+    let b_now = order(&app, b.order_id.as_str()).await;
     assert_eq!(b_now.status.as_str(), "failed");
     assert!(b_now.error.unwrap().contains("failed"));
     // An expiry after the end changes nothing.
     let late = app.send(&event("checkout.session.expired", &b)).await;
     assert_eq!(late.status, "ignored", "{late}");
     assert_eq!(
-        order(&app, &b.order_id.to_string()).await.status.as_str(),
+        order(&app, b.order_id.as_str()).await.status.as_str(),
         "failed"
     );
 }
@@ -841,7 +841,7 @@ async fn the_billing_portal_opens_for_a_stripe_subscription(db: Db) {
     let unknown = portal("DT1-SUB-AAAAA-AAAAA-AAAAA-AAAAA".into(), json!({}))
         .await
         .unwrap();
-    expect_error(unknown, 404, "NOT_FOUND").await;
+    expect_error(unknown, 404, "license_not_found").await;
     let evil = portal(
         key.to_string(),
         json!({"return_url": "https://evil.example.net/"}),

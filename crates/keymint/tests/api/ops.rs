@@ -142,6 +142,11 @@ const SERVED: &[(&str, &str)] = &[
     ("put", "/v1/licenses/{key}/machines/{fingerprint}"),
     ("delete", "/v1/licenses/{key}/machines/{fingerprint}"),
     ("get", "/v1/licenses/{key}/machines"),
+    ("post", "/v1/checkout"),
+    ("get", "/v1/checkout/{order_id}"),
+    ("post", "/v1/licenses/{key}/billing-portal"),
+    ("get", "/admin/v1/orders"),
+    ("get", "/admin/v1/orders/{id}"),
 ];
 
 async fn openapi_lists_exactly_the_served_routes_and_their_answers(db: Db) {
