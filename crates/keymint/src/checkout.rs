@@ -338,6 +338,11 @@ async fn call_provider(
             success_url: success_url.as_deref(),
             cancel_url: cancel_url.as_deref(),
             trial_days: order.trial_days.and_then(|d| u32::try_from(d).ok()),
+            expires_at: Some(crate::store::format_ms(Millis(
+                order.created_at.0
+                    + i64::try_from(state.config.checkout.expire_after.as_millis())
+                        .unwrap_or(i64::MAX / 2),
+            ))),
         },
     )
     .await;

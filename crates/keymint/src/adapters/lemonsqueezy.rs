@@ -25,7 +25,13 @@ impl Adapter for LemonSqueezy {
         let id = str_at(&v, "/meta/webhook_id")
             .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(req.body))));
         let event = parse_event(&kind, &v, req.received_at)?;
-        Ok(Parsed::new(id, kind, event))
+        let mut parsed = Parsed::new(id, kind.as_str(), event);
+        // An order of keymint's checkout carries its order in the custom
+        // data the checkout was given.
+        if kind == "order_created" {
+            parsed.order = json::keymint_order_at(&v, "/meta/custom_data/keymint_order");
+        }
+        Ok(parsed)
     }
 }
 

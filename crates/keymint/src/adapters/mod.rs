@@ -104,6 +104,39 @@ pub fn for_kind(kind: EndpointKind) -> Option<&'static dyn Adapter> {
 
 /// Parses an RFC 3339 time or Unix seconds into Unix milliseconds; `None`
 /// when it is neither (callers say which field that was).
+/// The event a provider's webhook would have carried for `object` (what
+/// the reconciler read from the provider's API), read by that provider's
+/// adapter as the webhook would be, so both settle an order the same way.
+/// `event_id` makes it apply once however often it is read.
+pub fn synthetic(
+    kind: EndpointKind,
+    event_type: &str,
+    object: serde_json::Value,
+    event_id: String,
+    now_ms: i64,
+) -> Result<crate::events::Parsed, ParseError> {
+    match kind {
+        EndpointKind::Stripe => stripe::parse_event(&serde_json::json!({
+            "id": event_id, "type": event_type, "created": now_ms / 1000,
+            "data": {"object": object},
+        })),
+        EndpointKind::Hyperswitch => {
+            hyperswitch::parse_payment_event(event_id, event_type, &object)
+        }
+        EndpointKind::Polar => polar::parse_object(event_id, event_type, &object, now_ms),
+        EndpointKind::Paddle => paddle::parse_notification(
+            event_id,
+            event_type,
+            &serde_json::json!({"event_type": event_type, "data": object}),
+            now_ms,
+        ),
+        other => Err(ParseError(format!(
+            "keymint reads no {} object back as an event",
+            other.as_str()
+        ))),
+    }
+}
+
 pub fn parse_time_ms(text: &str) -> Option<i64> {
     let text = text.trim();
     if let Ok(secs) = text.parse::<i64>() {
@@ -142,7 +175,13 @@ pub mod json {
     /// (`metadata.keymint_order`, set by keymint's checkout); a value that
     /// is not an order id is no order of ours.
     pub fn keymint_order(o: &Value) -> Option<crate::domain::OrderId> {
-        str_at(o, "/metadata/keymint_order").and_then(|t| crate::domain::OrderId::parse(&t).ok())
+        keymint_order_at(o, "/metadata/keymint_order")
+    }
+
+    /// The keymint order at `ptr` (Paddle's `custom_data`, Lemon
+    /// Squeezy's `meta.custom_data`), when it is an order id.
+    pub fn keymint_order_at(v: &Value, ptr: &str) -> Option<crate::domain::OrderId> {
+        str_at(v, ptr).and_then(|t| crate::domain::OrderId::parse(&t).ok())
     }
 
     pub fn required(v: &Value, ptr: &str) -> Result<String, ParseError> {

@@ -28,9 +28,24 @@ impl Adapter for Paddle {
         let id = str_at(&v, "/notification_id")
             .or_else(|| str_at(&v, "/event_id"))
             .ok_or_else(|| ParseError::missing("/notification_id"))?;
-        let event = parse_event(&kind, &v, req.received_at)?;
-        Ok(Parsed::new(id, kind, event))
+        parse_notification(id, &kind, &v, req.received_at)
     }
+}
+
+/// One notification `v` (a webhook's body, or the reconciler's read of a
+/// transaction wrapped as one): a transaction paid through keymint's
+/// checkout names its order in `custom_data`.
+pub fn parse_notification(
+    id: String,
+    kind: &str,
+    v: &Value,
+    received_at: i64,
+) -> Result<Parsed, ParseError> {
+    let mut parsed = Parsed::new(id, kind, parse_event(kind, v, received_at)?);
+    if matches!(kind, "transaction.completed" | "transaction.paid") {
+        parsed.order = json::keymint_order_at(v, "/data/custom_data/keymint_order");
+    }
+    Ok(parsed)
 }
 
 fn status(text: &str) -> Option<Status> {
@@ -152,6 +167,14 @@ fn parse_event(kind: &str, v: &Value, received_at: i64) -> Result<Event, ParseEr
                 }
             }
         }
+        "transaction.canceled" => match json::keymint_order_at(d, "/custom_data/keymint_order") {
+            Some(order) => Event::CheckoutEnded {
+                order,
+                expired: false,
+                reason: format!("the Paddle transaction {} was canceled", id()?),
+            },
+            None => Event::Ignored("a canceled transaction has no license effect".into()),
+        },
         "customer.created" | "customer.updated" => json::customer(d)?,
         other => Event::Ignored(format!("paddle event `{other}` has no license effect")),
     })

@@ -26,8 +26,19 @@ impl Adapter for Polar {
         let (id, at) = standard::id_and_time(req, &v)?;
         let kind = json::required(&v, "/type")?;
         let d = json::object(&v, "/data")?;
-        Ok(Parsed::new(id, kind.clone(), parse_data(&kind, d, at)?))
+        parse_object(id, &kind, d, at)
     }
+}
+
+/// One event about the object `d` (a webhook's `data`, or what the
+/// reconciler read): an order paid through keymint's checkout names its
+/// order in the metadata Polar copies from the checkout.
+pub fn parse_object(id: String, kind: &str, d: &Value, at: i64) -> Result<Parsed, ParseError> {
+    let mut parsed = Parsed::new(id, kind, parse_data(kind, d, at)?);
+    if kind == "order.paid" {
+        parsed.order = json::keymint_order(d);
+    }
+    Ok(parsed)
 }
 
 /// Polar's subscription status, as the state machine's.
@@ -133,6 +144,25 @@ fn parse_data(kind: &str, d: &Value, at: i64) -> Result<Event, ParseError> {
                     test: false,
                 },
             })
+        }
+        "checkout.expired" | "checkout.updated" => {
+            let status = str_at(d, "/status");
+            match (json::keymint_order(d), status.as_deref()) {
+                (Some(order), Some("expired")) => Event::CheckoutEnded {
+                    order,
+                    expired: true,
+                    reason: format!("the Polar checkout {} expired unpaid", id()?),
+                },
+                (Some(order), Some("failed")) => Event::CheckoutEnded {
+                    order,
+                    expired: false,
+                    reason: format!("the Polar checkout {} failed", id()?),
+                },
+                _ => Event::Ignored(format!(
+                    "polar `{kind}` ({}) does not end a checkout keymint started",
+                    status.as_deref().unwrap_or("no status")
+                )),
+            }
         }
         "customer.created" | "customer.updated" => json::customer(d)?,
         other => Event::Ignored(format!("polar event `{other}` has no license effect")),

@@ -7,6 +7,11 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct CheckoutConfig {
+    /// How long an unpaid order stays `pending_payment` before the
+    /// reconciler expires it, when its provider does not expire checkouts
+    /// itself (Paddle, Lemon Squeezy) or still shows it open.
+    #[serde(with = "super::humantime_serde_compat")]
+    pub expire_after: std::time::Duration,
     /// Hosts a `success_url` / `cancel_url` may point at (exact host names,
     /// or `*.example.com` for its subdomains), so keymint is no open
     /// redirect. Empty: every redirect URL is refused.
@@ -23,6 +28,7 @@ impl Default for CheckoutConfig {
     fn default() -> Self {
         Self {
             allowed_redirect_hosts: Vec::new(),
+            expire_after: std::time::Duration::from_secs(24 * 3600),
             per_minute: 30,
             not_found_per_minute: 10,
         }
@@ -49,11 +55,13 @@ impl CheckoutConfig {
 /// what it charges.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ProductCheckout {
-    /// The endpoint whose provider takes the payment (`stripe` or
-    /// `hyperswitch` kinds); it needs an `api_key`.
+    /// The endpoint whose provider takes the payment (a stripe,
+    /// hyperswitch, polar, paddle or lemonsqueezy endpoint); it needs an
+    /// `api_key`.
     pub endpoint: String,
-    /// Stripe: the price id of the Checkout Session's line item (default:
-    /// the first `price_` id in the product's map for that endpoint).
+    /// What is sold at the provider: a Stripe or Paddle price id, a Polar
+    /// product id, a Lemon Squeezy variant id (default: the first such id
+    /// in the product's map for that endpoint).
     #[serde(default)]
     pub price: Option<String>,
     /// Hyperswitch: the amount in minor units, and its currency.

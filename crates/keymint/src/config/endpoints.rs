@@ -58,6 +58,10 @@ pub struct EndpointConfig {
     /// The provider's API base URL (default: the provider's public API).
     #[serde(default)]
     pub api_url: Option<String>,
+    /// Lemon Squeezy only: the store keymint's checkout sells from (a
+    /// number, written as one or as text).
+    #[serde(default, deserialize_with = "number_or_text")]
+    pub store_id: Option<String>,
 }
 
 impl EndpointConfig {
@@ -71,8 +75,28 @@ impl EndpointConfig {
             legacy_secret: false,
             api_key: None,
             api_url: None,
+            store_id: None,
         }
     }
+}
+
+/// An id the provider shows as a number: `7` or `"7"`.
+fn number_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Number(u64),
+        Text(String),
+    }
+    Ok(Some(match Id::deserialize(d)? {
+        Id::Number(n) => n.to_string(),
+        Id::Text(t) if !t.trim().is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => t,
+        Id::Text(t) => {
+            return Err(serde::de::Error::custom(format!(
+                "{t:?} is not a store id (digits)"
+            )));
+        }
+    }))
 }
 
 pub(super) fn default_tolerance() -> Duration {

@@ -53,15 +53,22 @@ pub struct ProductConfig {
 }
 
 impl ProductConfig {
-    /// The Stripe price a checkout of this product sells: the configured
-    /// one, else the first `price_` id mapped for the checkout's endpoint.
-    pub fn checkout_price(&self) -> Option<&str> {
+    /// What a checkout of this product sells at its provider: the
+    /// configured `price`, else the first id mapped for the checkout's
+    /// endpoint that names a price there (Stripe `price_`, Paddle `pri_`;
+    /// Polar products and Lemon Squeezy variants have no prefix).
+    pub fn checkout_item(&self, kind: super::EndpointKind) -> Option<&str> {
         let c = self.checkout.as_ref()?;
+        let prefix = match kind {
+            super::EndpointKind::Stripe => "price_",
+            super::EndpointKind::Paddle => "pri_",
+            _ => "",
+        };
         c.price.as_deref().or_else(|| {
             self.map
                 .get(&c.endpoint)?
                 .iter()
-                .find(|id| id.starts_with("price_"))
+                .find(|id| id.starts_with(prefix))
                 .map(String::as_str)
         })
     }

@@ -191,12 +191,12 @@ endpoint = "missing"
     let all = load(&text, &[]).unwrap_err().0.join("\n");
     for needle in [
         "checkout.allowed_redirect_hosts[1]: \"https://bad.example.com/path\" is not a host name",
-        "checkout.price: no Stripe price to sell",
-        "trial_days: Stripe gives trials to subscriptions only",
+        "checkout.price: no Stripe price (a price_ id) to sell",
+        "trial_days: stripe gives trials to subscriptions only",
         "checkout.amount_cents: a positive amount",
         "checkout.currency: a three-letter currency code",
         "a subscription product cannot be sold through it",
-        "keymint's checkout starts payments with stripe or hyperswitch endpoints, not gumroad",
+        "starts payments with stripe, polar, paddle, lemonsqueezy or hyperswitch endpoints, not gumroad",
         "checkout.endpoint: endpoint \"missing\" is not defined",
     ] {
         assert!(all.contains(needle), "missing {needle:?} in:\n{all}");

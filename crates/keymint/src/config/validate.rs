@@ -261,6 +261,12 @@ impl Config {
             if ep.tolerance.is_zero() {
                 problems.push(format!("{at}.tolerance: must be at least one second"));
             }
+            if ep.store_id.is_some() && ep.kind != EndpointKind::Lemonsqueezy {
+                problems.push(format!(
+                    "{at}.store_id: a Lemon Squeezy setting; this is a {} endpoint",
+                    ep.kind.as_str()
+                ));
+            }
             if let Some(url) = &ep.api_url
                 && !(url.starts_with("http://") || url.starts_with("https://"))
             {
@@ -345,60 +351,79 @@ impl Config {
             ));
             return;
         };
-        match ep.kind {
-            EndpointKind::Stripe => {
-                if p.checkout_price().is_none() {
-                    problems.push(format!(
-                        "{at}.checkout.price: no Stripe price to sell (set price, or map a price_ id under map.{})",
-                        c.endpoint
-                    ));
-                }
-                if c.amount_cents.is_some() || c.currency.is_some() {
-                    problems.push(format!(
-                        "{at}.checkout: amount_cents and currency are Hyperswitch settings; Stripe charges the price's amount"
-                    ));
-                }
-                if trial && !p.subscription {
-                    problems.push(format!(
-                        "{at}.trial_days: Stripe gives trials to subscriptions only (set subscription = true)"
-                    ));
-                }
+        let name = ep.kind.as_str();
+        if ep.kind == EndpointKind::Hyperswitch {
+            if c.amount_cents.is_none_or(|a| a <= 0) {
+                problems.push(format!(
+                    "{at}.checkout.amount_cents: a positive amount in minor units is required for Hyperswitch"
+                ));
             }
-            EndpointKind::Hyperswitch => {
-                if c.amount_cents.is_none_or(|a| a <= 0) {
-                    problems.push(format!(
-                        "{at}.checkout.amount_cents: a positive amount in minor units is required for Hyperswitch"
-                    ));
-                }
-                if !c
-                    .currency
-                    .as_deref()
-                    .is_some_and(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()))
-                {
-                    problems.push(format!(
-                        "{at}.checkout.currency: a three-letter currency code is required for Hyperswitch"
-                    ));
-                }
-                if c.price.is_some() {
-                    problems.push(format!(
-                        "{at}.checkout.price: a Stripe setting; Hyperswitch charges amount_cents"
-                    ));
-                }
-                if p.subscription {
-                    problems.push(format!(
-                        "{at}.checkout: a Hyperswitch payment is one-off; a subscription product cannot be sold through it"
-                    ));
-                }
-                if trial {
-                    problems.push(format!(
-                        "{at}.trial_days: a Hyperswitch payment has no trial"
-                    ));
-                }
+            if !c
+                .currency
+                .as_deref()
+                .is_some_and(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()))
+            {
+                problems.push(format!(
+                    "{at}.checkout.currency: a three-letter currency code is required for Hyperswitch"
+                ));
             }
-            other => problems.push(format!(
-                "{at}.checkout.endpoint: keymint's checkout starts payments with stripe or hyperswitch endpoints, not {}",
-                other.as_str()
-            )),
+            if c.price.is_some() {
+                problems.push(format!(
+                    "{at}.checkout.price: Hyperswitch charges amount_cents; price is for the other providers"
+                ));
+            }
+            if p.subscription {
+                problems.push(format!(
+                    "{at}.checkout: a Hyperswitch payment is one-off; a subscription product cannot be sold through it"
+                ));
+            }
+        } else if matches!(
+            ep.kind,
+            EndpointKind::Stripe
+                | EndpointKind::Polar
+                | EndpointKind::Paddle
+                | EndpointKind::Lemonsqueezy
+        ) {
+            if p.checkout_item(ep.kind).is_none() {
+                let what = match ep.kind {
+                    EndpointKind::Stripe => "Stripe price (a price_ id)",
+                    EndpointKind::Paddle => "Paddle price (a pri_ id)",
+                    EndpointKind::Polar => "Polar product id",
+                    _ => "Lemon Squeezy variant id",
+                };
+                problems.push(format!(
+                    "{at}.checkout.price: no {what} to sell (set price, or map one under map.{})",
+                    c.endpoint
+                ));
+            }
+            if c.amount_cents.is_some() || c.currency.is_some() {
+                problems.push(format!(
+                    "{at}.checkout: amount_cents and currency are Hyperswitch settings; {name} charges the price's amount"
+                ));
+            }
+            if ep.kind == EndpointKind::Lemonsqueezy && ep.store_id.is_none() {
+                problems.push(format!(
+                    "{at}.checkout.endpoint: Lemon Squeezy checkouts need the endpoint's store_id"
+                ));
+            }
+        } else {
+            problems.push(format!(
+                "{at}.checkout.endpoint: keymint's checkout starts payments with stripe, polar, paddle, lemonsqueezy or hyperswitch endpoints, not {name}"
+            ));
+        }
+        if trial {
+            match ep.kind {
+                EndpointKind::Stripe | EndpointKind::Polar if !p.subscription => {
+                    problems.push(format!(
+                        "{at}.trial_days: {name} gives trials to subscriptions only (set subscription = true)"
+                    ));
+                }
+                EndpointKind::Stripe | EndpointKind::Polar => {}
+                EndpointKind::Paddle | EndpointKind::Lemonsqueezy => problems.push(format!(
+                    "{at}.trial_days: {name} takes a trial from the price or variant itself; set it there (keymint passes no trial length)"
+                )),
+                _ => problems.push(format!("{at}.trial_days: a {name} payment has no trial")),
+            }
         }
     }
 }

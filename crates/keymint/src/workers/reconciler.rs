@@ -11,7 +11,7 @@ use crate::dispatcher::{Source, restore_after_refund};
 use crate::domain::Millis;
 use crate::domain::OrderStatus;
 use crate::events::{Event, Parsed};
-use crate::provider_api::{self, RefundState};
+use crate::provider_api::{self, CheckoutState, RefundState};
 use crate::store::deliveries::{self, NewDelivery};
 use crate::store::{self, licenses, orders, refunds};
 use serde::Serialize;
@@ -222,8 +222,8 @@ async fn orders_tick(
             tick.left += 1;
             continue;
         };
-        let object = match provider_api::read_checkout(&state.http, ep, provider_ref).await {
-            Ok(object) => object,
+        let read = match provider_api::checkout_state(&state.http, ep, provider_ref).await {
+            Ok(read) => read,
             Err(e) => {
                 tracing::warn!(order = %o.id, error = %e, "could not read the checkout from the provider; next tick");
                 tick.left += 1;
@@ -231,55 +231,63 @@ async fn orders_tick(
             }
         };
         let event_id = format!("reconcile:order:{}", o.id);
-        let parsed = match ep.kind {
-            crate::config::EndpointKind::Stripe => {
-                let text = |p: &str| object.pointer(p).and_then(|v| v.as_str());
-                let kind = match (text("/status"), text("/payment_status")) {
-                    (Some("complete"), Some("paid" | "no_payment_required")) => {
-                        "checkout.session.completed"
-                    }
-                    (Some("expired"), _) => "checkout.session.expired",
-                    _ => {
-                        tick.left += 1;
-                        continue;
-                    }
-                };
-                let synthetic = serde_json::json!({
-                    "id": event_id, "type": kind, "created": now / 1000,
-                    "data": {"object": object},
-                });
-                crate::adapters::stripe::parse_event(&synthetic)
-            }
-            _ => {
-                let kind = match object.pointer("/status").and_then(|v| v.as_str()) {
-                    Some("succeeded") => "payment_succeeded",
-                    Some("failed") => "payment_failed",
-                    Some("cancelled") => "payment_cancelled",
-                    _ => {
-                        tick.left += 1;
-                        continue;
-                    }
-                };
-                crate::adapters::hyperswitch::parse_payment_event(event_id, kind, &object)
-            }
+        let unpaid_for = now - o.created_at.0;
+        let ended = |expired: bool, reason: String| {
+            Parsed::new(
+                event_id.clone(),
+                if expired {
+                    "keymint.reconcile.checkout_expired"
+                } else {
+                    "keymint.reconcile.checkout_failed"
+                },
+                Event::CheckoutEnded {
+                    order: o.id.clone(),
+                    expired,
+                    reason,
+                },
+            )
         };
-        let mut parsed = match parsed
-            .map_err(|e| e.to_string())
-            .and_then(|p| p.validate().map_err(|e| e.to_string()))
-        {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(order = %o.id, error = %e, "the provider's checkout could not be read as one");
+        let parsed = match read {
+            CheckoutState::Paid { event_type, object } => {
+                match crate::adapters::synthetic(ep.kind, event_type, object, event_id.clone(), now)
+                    .map_err(|e| e.to_string())
+                    .and_then(|p| p.validate().map_err(|e| e.to_string()))
+                {
+                    Ok(mut p) => {
+                        // The order is this one, whatever the provider's
+                        // metadata says.
+                        p.order = Some(o.id.clone());
+                        p
+                    }
+                    Err(e) => {
+                        tracing::warn!(order = %o.id, error = %e, "the provider's checkout could not be read as an event");
+                        tick.left += 1;
+                        continue;
+                    }
+                }
+            }
+            CheckoutState::Failed(reason) => ended(false, reason),
+            CheckoutState::Expired(reason) => ended(true, reason),
+            // Still unpaid past [checkout] expire_after: no payment is
+            // coming (Paddle and Lemon Squeezy never expire a checkout
+            // themselves); one that comes anyway still pays the order.
+            CheckoutState::Open | CheckoutState::Unknown
+                if unpaid_for >= ms(state.config.checkout.expire_after) =>
+            {
+                ended(
+                    true,
+                    format!(
+                        "unpaid after {} (checkout.expire_after); expired by the reconciler",
+                        humantime::format_duration(state.config.checkout.expire_after)
+                    ),
+                )
+            }
+            CheckoutState::Open | CheckoutState::Unknown => {
                 tick.left += 1;
                 continue;
             }
         };
-        // The order is this one, whatever the provider's metadata says.
-        if parsed.order.is_none() && !matches!(parsed.event, Event::CheckoutEnded { .. }) {
-            parsed.order = Some(o.id.clone());
-        }
-        let body =
-            serde_json::json!({"order": o.id, "provider_ref": provider_ref, "object": object});
+        let body = serde_json::json!({"order": o.id, "provider_ref": provider_ref, "read": format!("{:?}", parsed.event_type)});
         let delivery = record_synthetic(state, &o.endpoint, "orders", &body, now).await?;
         let src = Source {
             endpoint: &o.endpoint,

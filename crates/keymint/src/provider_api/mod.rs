@@ -4,6 +4,13 @@
 //! Answers here never make a refund or an order terminal by themselves;
 //! the caller turns a read state into a synthetic event for the dispatcher.
 
+mod checkout;
+
+pub use checkout::{
+    CheckoutRequest, CheckoutState, CreatedCheckout, checkout_configured, checkout_state,
+    create_checkout,
+};
+
 use crate::config::{EndpointConfig, EndpointKind};
 use serde_json::Value;
 
@@ -46,6 +53,9 @@ fn refund_key(ep: &EndpointConfig) -> Result<&crate::config::Secret, ApiError> {
 fn base(ep: &EndpointConfig) -> String {
     let default = match ep.kind {
         EndpointKind::Stripe => "https://api.stripe.com",
+        EndpointKind::Polar => "https://api.polar.sh",
+        EndpointKind::Paddle => "https://api.paddle.com",
+        EndpointKind::Lemonsqueezy => "https://api.lemonsqueezy.com",
         _ => "https://api.hyperswitch.io",
     };
     ep.api_url
@@ -69,8 +79,13 @@ async fn send(req: reqwest::RequestBuilder) -> Result<Value, ApiError> {
     }
     // An error answer's body only adds detail: any body, or none, will do.
     let body = body.unwrap_or(Value::Null);
+    // Stripe and Hyperswitch: error.message; Paddle: error.detail; Lemon
+    // Squeezy: errors[0].detail; Polar: detail (text, or a list for a 422).
     let message = body
         .pointer("/error/message")
+        .or_else(|| body.pointer("/error/detail"))
+        .or_else(|| body.pointer("/errors/0/detail"))
+        .or_else(|| body.pointer("/detail"))
         .or_else(|| body.pointer("/error"))
         .or_else(|| body.pointer("/message"))
         .map(|m| {
@@ -203,179 +218,6 @@ pub async fn read_subscription(
     )
     .await
     .map(Some)
-}
-
-/// A checkout the provider created for an order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CreatedCheckout {
-    /// Stripe: the Checkout Session id (`cs_...`); Hyperswitch: the
-    /// payment id.
-    pub provider_ref: String,
-    /// Stripe: the hosted page to send the buyer to.
-    pub url: Option<String>,
-    /// Hyperswitch: what the seller's page confirms the payment with.
-    pub client_secret: Option<String>,
-}
-
-/// What keymint asks the provider to charge for one order.
-pub struct CheckoutRequest<'a> {
-    /// The order id: the idempotency key and the metadata's
-    /// `keymint_order`.
-    pub order_id: &'a str,
-    pub product: &'a crate::config::ProductConfig,
-    pub email: Option<&'a str>,
-    pub success_url: Option<&'a str>,
-    pub cancel_url: Option<&'a str>,
-    pub trial_days: Option<u32>,
-}
-
-/// Whether keymint's checkout can start payments through this endpoint
-/// (a provider it supports, with an API key).
-pub fn checkout_configured(ep: &EndpointConfig) -> Result<&crate::config::Secret, String> {
-    if !matches!(ep.kind, EndpointKind::Stripe | EndpointKind::Hyperswitch) {
-        return Err(format!(
-            "endpoint {:?} is a {} endpoint; keymint's checkout starts payments with stripe or hyperswitch",
-            ep.name,
-            ep.kind.as_str()
-        ));
-    }
-    ep.api_key.as_ref().ok_or_else(|| {
-        format!(
-            "endpoint {:?} has no api_key, so keymint cannot start a payment there",
-            ep.name
-        )
-    })
-}
-
-/// Creates the provider's checkout for an order: a Stripe Checkout Session
-/// or a Hyperswitch payment, with the order id as the `Idempotency-Key`,
-/// so a retried call never makes a second one.
-pub async fn create_checkout(
-    http: &reqwest::Client,
-    ep: &EndpointConfig,
-    req: &CheckoutRequest<'_>,
-) -> Result<CreatedCheckout, ApiError> {
-    assert!(!req.order_id.is_empty(), "an empty order id is a bug");
-    let key = checkout_configured(ep).map_err(ApiError::NotConfigured)?;
-    let product = req.product;
-    match ep.kind {
-        EndpointKind::Stripe => {
-            let price = product.checkout_price().ok_or_else(|| {
-                ApiError::NotConfigured(format!("product {:?} has no Stripe price", product.id))
-            })?;
-            let mode = if product.subscription {
-                "subscription"
-            } else {
-                "payment"
-            };
-            let mut form: Vec<(String, String)> = vec![
-                ("mode".into(), mode.into()),
-                ("line_items[0][price]".into(), price.into()),
-                ("line_items[0][quantity]".into(), "1".into()),
-                ("client_reference_id".into(), req.order_id.into()),
-                ("metadata[keymint_order]".into(), req.order_id.into()),
-                ("metadata[keymint_product]".into(), product.id.clone()),
-            ];
-            let nested = if product.subscription {
-                "subscription_data"
-            } else {
-                "payment_intent_data"
-            };
-            form.push((
-                format!("{nested}[metadata][keymint_order]"),
-                req.order_id.into(),
-            ));
-            form.push((
-                format!("{nested}[metadata][keymint_product]"),
-                product.id.clone(),
-            ));
-            if let Some(days) = req.trial_days {
-                form.push((
-                    "subscription_data[trial_period_days]".into(),
-                    days.to_string(),
-                ));
-            }
-            for (field, value) in [
-                ("customer_email", req.email),
-                ("success_url", req.success_url),
-                ("cancel_url", req.cancel_url),
-            ] {
-                if let Some(v) = value {
-                    form.push((field.into(), v.into()));
-                }
-            }
-            let body = send(
-                http.post(format!("{}/v1/checkout/sessions", base(ep)))
-                    .bearer_auth(key.expose())
-                    .header("Idempotency-Key", req.order_id)
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(serde_urlencoded::to_string(&form).expect("strings encode")),
-            )
-            .await?;
-            Ok(CreatedCheckout {
-                provider_ref: required_str(&body, &["/id"], "Checkout Session id")?,
-                url: Some(required_str(&body, &["/url"], "Checkout Session url")?),
-                client_secret: None,
-            })
-        }
-        _ => {
-            let c = product.checkout.as_ref().ok_or_else(|| {
-                ApiError::NotConfigured(format!("product {:?} has no checkout", product.id))
-            })?;
-            let mut json = serde_json::json!({
-                "amount": c.amount_cents,
-                "currency": c.currency.as_deref().map(str::to_ascii_uppercase),
-                "confirm": false,
-                "capture_method": "automatic",
-                "description": product.name,
-                "metadata": {"keymint_order": req.order_id, "keymint_product": product.id},
-            });
-            if let Some(e) = req.email {
-                json["email"] = e.into();
-            }
-            if let Some(u) = req.success_url {
-                json["return_url"] = u.into();
-            }
-            let body = send(
-                http.post(format!("{}/payments", base(ep)))
-                    .header("api-key", key.expose())
-                    .header("Idempotency-Key", req.order_id)
-                    .json(&json),
-            )
-            .await?;
-            Ok(CreatedCheckout {
-                provider_ref: required_str(&body, &["/payment_id"], "payment id")?,
-                url: None,
-                client_secret: Some(required_str(&body, &["/client_secret"], "client secret")?),
-            })
-        }
-    }
-}
-
-/// Reads a checkout back from the provider (the reconciler): the Stripe
-/// Checkout Session or the Hyperswitch payment, as the provider's object.
-pub async fn read_checkout(
-    http: &reqwest::Client,
-    ep: &EndpointConfig,
-    provider_ref: &str,
-) -> Result<Value, ApiError> {
-    let key = checkout_configured(ep).map_err(ApiError::NotConfigured)?;
-    match ep.kind {
-        EndpointKind::Stripe => {
-            send(
-                http.get(format!("{}/v1/checkout/sessions/{provider_ref}", base(ep)))
-                    .bearer_auth(key.expose()),
-            )
-            .await
-        }
-        _ => {
-            send(
-                http.get(format!("{}/payments/{provider_ref}", base(ep)))
-                    .header("api-key", key.expose()),
-            )
-            .await
-        }
-    }
 }
 
 /// Stripe: a customer-portal session for `customer`
