@@ -12,12 +12,11 @@ use crate::http::ApiError;
 use crate::http::error::{ApiJson, ErrorBody};
 use crate::views::{CheckoutErrorBody, CheckoutOut, PortalOut};
 use axum::Json;
-use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keymint_license::LicenseKey;
 use serde::Deserialize;
-use std::net::SocketAddr;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -159,12 +158,20 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut axum::http::request::Parts,
         state: &AppState,
     ) -> Result<Self, Response> {
-        let ConnectInfo(peer) = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let who = crate::http::client_ip(&state.config.server, &parts.headers, peer);
+        let who = crate::http::caller_address(parts, state).await?;
         state.checkout_limits.admit(&who).map_err(rate_limited)?;
         Ok(Self(who))
+    }
+}
+
+impl Caller {
+    /// A 404 for a lookup that found nothing, spent from the address's
+    /// not-found budget (a 429 once it is spent: guessing learns nothing).
+    fn not_found(&self, state: &AppState, code: &'static str, what: &str) -> Response {
+        if let Err(wait) = state.checkout_limits.missed(&self.0) {
+            return rate_limited(wait);
+        }
+        refuse(StatusCode::NOT_FOUND, code, format!("no such {what}"))
     }
 }
 
@@ -253,19 +260,10 @@ async fn start_checkout(
               (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn show_checkout(
     State(state): State<AppState>,
-    Caller(who): Caller,
+    caller: Caller,
     Path(order_id): Path<String>,
 ) -> Result<Json<CheckoutOut>, Response> {
-    let not_found = |state: &AppState| {
-        if let Err(wait) = state.checkout_limits.missed(&who) {
-            return rate_limited(wait);
-        }
-        refuse(
-            StatusCode::NOT_FOUND,
-            "order_not_found",
-            "no such order".into(),
-        )
-    };
+    let not_found = |state: &AppState| caller.not_found(state, "order_not_found", "order");
     let Ok(id) = OrderId::parse(&order_id) else {
         return Err(not_found(&state));
     };
@@ -296,7 +294,7 @@ pub struct PortalBody {
               (status = 429, body = ErrorBody), (status = 502, body = ErrorBody, description = "`provider_failed`")))]
 async fn billing_portal(
     State(state): State<AppState>,
-    Caller(who): Caller,
+    caller: Caller,
     Path(key): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<PortalOut>, Response> {
@@ -317,16 +315,7 @@ async fn billing_portal(
         .map(|u| checkout::check_redirect(&state.config.checkout, "return_url", u))
         .transpose()
         .map_err(IntoResponse::into_response)?;
-    let not_found = || {
-        if let Err(wait) = state.checkout_limits.missed(&who) {
-            return rate_limited(wait);
-        }
-        refuse(
-            StatusCode::NOT_FOUND,
-            "license_not_found",
-            "no such license".into(),
-        )
-    };
+    let not_found = || caller.not_found(&state, "license_not_found", "license");
     let Ok(key) = key.parse::<LicenseKey>() else {
         return Err(not_found());
     };

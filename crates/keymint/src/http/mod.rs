@@ -48,6 +48,19 @@ pub(crate) fn client_ip(
         .map_or_else(|| peer.ip().to_string(), |ip| ip.to_string())
 }
 
+/// The caller's address of a request's parts (see [`client_ip`]), for the
+/// public routes' per-address limits.
+pub(crate) async fn caller_address(
+    parts: &mut axum::http::request::Parts,
+    state: &AppState,
+) -> Result<String, axum::response::Response> {
+    use axum::extract::{ConnectInfo, FromRequestParts};
+    let ConnectInfo(peer) = ConnectInfo::<std::net::SocketAddr>::from_request_parts(parts, state)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    Ok(client_ip(&state.config.server, &parts.headers, peer))
+}
+
 /// Request ids are ULIDs unless the caller sent `x-request-id`.
 #[derive(Clone, Copy, Default)]
 struct UlidRequestId;

@@ -5,7 +5,7 @@
 
 use crate::both_databases;
 use crate::client::{expect_error, expect_json};
-use crate::helpers::{Db, TestApp, spawn_app_with, stdout};
+use crate::helpers::{Db, TestApp, spawn_app_with, spawn_app_with_api, stdout};
 use crate::providers::{Ids, Step, now_secs, step};
 use crate::views::{CheckoutErrorBody, CheckoutOut, OrderDetail, PortalOut};
 use serde_json::{Value, json};
@@ -15,21 +15,8 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const SUCCESS: &str = "https://shop.example.com/thanks?order={ORDER_ID}";
 const CANCEL: &str = "https://shop.example.com/cancelled";
 
-/// An app whose `kind` endpoint has an API key and the fake API's URL;
-/// the reconciler looks at every pending row at once.
 async fn app_with_api(db: Db, kind: &str, api: &MockServer) -> Option<TestApp> {
-    let upper = kind.to_uppercase();
-    let key = format!("KEYMINT_ENDPOINTS__{upper}__API_KEY");
-    let url = format!("KEYMINT_ENDPOINTS__{upper}__API_URL");
-    spawn_app_with(
-        db,
-        &[
-            (key.as_str(), "sk_test_keymint"),
-            (url.as_str(), &api.uri()),
-            ("KEYMINT_RECONCILER__PENDING_AGE", "0s"),
-        ],
-    )
-    .await
+    spawn_app_with_api(db, kind, api, &[]).await
 }
 
 /// The fake Stripe creates Checkout Sessions `cs_test_<n>` in turn.
@@ -542,6 +529,23 @@ async fn a_hyperswitch_payment_resumes_then_completes_by_webhook(db: Db) {
     assert_eq!(done.status.as_str(), "paid");
     assert_eq!(done.license_key, answer.license_key);
     assert!(done.client_secret.is_none());
+    // Emailed, and every step in the history.
+    app.postmark_accepts().await;
+    assert_eq!(app.send_pending_emails().await, 1);
+    let key = done.license_key.unwrap().to_string();
+    assert!(
+        app.sent_emails().await[0]["TextBody"]
+            .as_str()
+            .unwrap()
+            .contains(&key)
+    );
+    let admin = app.admin().await;
+    let detail: OrderDetail = admin
+        .get_json(&format!("/admin/v1/orders/{}", started.order_id))
+        .await;
+    let causes: Vec<&str> = detail.history.iter().map(|e| e.cause.as_str()).collect();
+    assert_eq!(causes, ["created", "checkout_created", "paid"]);
+    assert_eq!(detail.history[2].actor, "webhook:hyperswitch");
 }
 
 async fn failed_and_expired_checkouts_end_their_orders(db: Db) {
@@ -774,6 +778,18 @@ async fn a_seller_page_on_an_allowed_host_may_call_checkout_across_origins(db: D
         .unwrap()
         .to_lowercase();
     assert!(allowed.contains("idempotency-key"), "{allowed}");
+    // The thanks page's plain GET is answered for its origin too.
+    let get = app
+        .client
+        .get(app.url("/v1/checkout/ord_01JZZZZZZZZZZZZZZZZZZZZZZZ"))
+        .header("Origin", "https://buy.example.org")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        get.headers()["access-control-allow-origin"],
+        "https://buy.example.org"
+    );
     let evil = preflight("https://evil.example.net").await.unwrap();
     assert!(evil.headers().get("access-control-allow-origin").is_none());
     // The admin API answers no other origin.
@@ -891,25 +907,16 @@ async fn the_cli_lists_and_shows_orders(db: Db) {
 }
 
 /// An app whose `datatools-core` is sold through the `kind` endpoint's
-/// checkout, the fake API's URL and key on that endpoint.
+/// checkout.
 async fn app_selling_through(
     db: Db,
     kind: &str,
     api: &MockServer,
     extra: &[(&str, &str)],
 ) -> Option<TestApp> {
-    let upper = kind.to_uppercase();
-    let key = format!("KEYMINT_ENDPOINTS__{upper}__API_KEY");
-    let url = format!("KEYMINT_ENDPOINTS__{upper}__API_URL");
-    let uri = api.uri();
-    let mut env = vec![
-        (key.as_str(), "sk_test_keymint"),
-        (url.as_str(), uri.as_str()),
-        ("KEYMINT_PRODUCTS__DATATOOLS_CORE__CHECKOUT__ENDPOINT", kind),
-        ("KEYMINT_RECONCILER__PENDING_AGE", "0s"),
-    ];
+    let mut env = vec![("KEYMINT_PRODUCTS__DATATOOLS_CORE__CHECKOUT__ENDPOINT", kind)];
     env.extend_from_slice(extra);
-    spawn_app_with(db, &env).await
+    spawn_app_with_api(db, kind, api, &env).await
 }
 
 /// `sale(kind)` for a checkout keymint started: the provider carries the

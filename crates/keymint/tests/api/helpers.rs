@@ -335,6 +335,28 @@ pub async fn spawn_app(db: Db) -> Option<TestApp> {
     spawn_app_with(db, &[]).await
 }
 
+/// Starts an app whose `kind` endpoint has an API key and a fake API's
+/// URL (a wiremock server on loopback), with the reconciler looking at
+/// every pending row at once, and `extra` overrides.
+pub async fn spawn_app_with_api(
+    db: Db,
+    kind: &str,
+    api: &MockServer,
+    extra: &[(&str, &str)],
+) -> Option<TestApp> {
+    let upper = kind.to_uppercase();
+    let key = format!("KEYMINT_ENDPOINTS__{upper}__API_KEY");
+    let url = format!("KEYMINT_ENDPOINTS__{upper}__API_URL");
+    let uri = api.uri();
+    let mut env = vec![
+        (key.as_str(), "sk_test_keymint"),
+        (url.as_str(), uri.as_str()),
+        ("KEYMINT_RECONCILER__PENDING_AGE", "0s"),
+    ];
+    env.extend_from_slice(extra);
+    spawn_app_with(db, &env).await
+}
+
 /// Starts an app with `KEYMINT_*` environment overrides applied to its
 /// config file.
 pub async fn spawn_app_with(db: Db, env: &[(&str, &str)]) -> Option<TestApp> {

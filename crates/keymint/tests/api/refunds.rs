@@ -2,7 +2,9 @@
 
 use crate::both_databases;
 use crate::client::{Api, expect_json};
-use crate::helpers::{Db, TestApp, keymint_cli, sale_form, spawn_app_with, stderr, stdout};
+use crate::helpers::{
+    Db, TestApp, keymint_cli, sale_form, spawn_app_with, spawn_app_with_api, stderr, stdout,
+};
 use crate::providers::{Ids, dispute, now_secs, refund, sale, sub_state};
 use crate::views::{LicenseDetailExt, RefundOut};
 use keymint::domain::RefundId;
@@ -12,19 +14,7 @@ use wiremock::matchers::{header_exists, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 async fn app_with_api(db: Db, kind: &str, api: &MockServer) -> Option<TestApp> {
-    let upper = kind.to_uppercase();
-    let key = format!("KEYMINT_ENDPOINTS__{upper}__API_KEY");
-    let url = format!("KEYMINT_ENDPOINTS__{upper}__API_URL");
-    spawn_app_with(
-        db,
-        &[
-            (key.as_str(), "sk_test_keymint"),
-            (url.as_str(), &api.uri()),
-            ("KEYMINT_RECONCILER__PENDING_AGE", "0s"),
-            ("KEYMINT_RECONCILER__ORPHAN_AGE", "0s"),
-        ],
-    )
-    .await
+    spawn_app_with_api(db, kind, api, &[("KEYMINT_RECONCILER__ORPHAN_AGE", "0s")]).await
 }
 
 /// Makes the fake provider API answer `verb at` with 200 and `body`.

@@ -18,12 +18,11 @@ use crate::views::licensing::{
 };
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keymint_license::LicenseKey;
 use serde::Deserialize;
-use std::net::SocketAddr;
 use std::time::Duration;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -163,10 +162,7 @@ impl axum::extract::FromRequestParts<AppState> for Caller {
         parts: &mut axum::http::request::Parts,
         state: &AppState,
     ) -> Result<Self, Response> {
-        let ConnectInfo(peer) = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let who = crate::http::client_ip(&state.config.server, &parts.headers, peer);
+        let who = crate::http::caller_address(parts, state).await?;
         admit(state, &who).map_err(IntoResponse::into_response)?;
         Ok(Self(who))
     }
