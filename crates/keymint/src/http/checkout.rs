@@ -148,7 +148,8 @@ impl IntoResponse for CheckoutError {
     }
 }
 
-/// The caller's address, admitted by the checkout limits.
+/// The caller's address, admitted by the checkout limits: each request
+/// calls a provider's API (`[checkout] per_minute`).
 struct Caller(String);
 
 impl FromRequestParts<AppState> for Caller {
@@ -161,6 +162,25 @@ impl FromRequestParts<AppState> for Caller {
         let who = crate::http::caller_address(parts, state).await?;
         state.checkout_limits.admit(&who).map_err(rate_limited)?;
         Ok(Self(who))
+    }
+}
+
+/// The caller of a status read, admitted by the licensing API's request
+/// budget (`[licensing.rate_limit] per_minute`) rather than the checkout's:
+/// a thanks page polls while the webhook is on its way.
+struct Reader(Caller);
+
+impl FromRequestParts<AppState> for Reader {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Response> {
+        let who = crate::http::caller_address(parts, state).await?;
+        state.checkout_limits.shut_out(&who).map_err(rate_limited)?;
+        state.limits.admit(&who).map_err(rate_limited)?;
+        Ok(Self(Caller(who)))
     }
 }
 
@@ -260,7 +280,7 @@ async fn start_checkout(
               (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn show_checkout(
     State(state): State<AppState>,
-    caller: Caller,
+    Reader(caller): Reader,
     Path(order_id): Path<String>,
 ) -> Result<Json<CheckoutOut>, Response> {
     let not_found = |state: &AppState| caller.not_found(state, "order_not_found", "order");

@@ -1209,6 +1209,50 @@ async fn a_lemon_squeezy_checkout_completes_by_webhook_and_an_unpaid_one_expires
     assert!(expired.url.is_none());
 }
 
+async fn checkout_starts_are_limited_per_address_but_status_polls_are_not(db: Db) {
+    let api = MockServer::start().await;
+    let extra = [
+        ("KEYMINT_CHECKOUT__PER_MINUTE", "2"),
+        ("KEYMINT_CHECKOUT__NOT_FOUND_PER_MINUTE", "3"),
+    ];
+    let Some(app) = spawn_app_with_api(db, "stripe", &api, &extra).await else {
+        return;
+    };
+    stripe_creates_sessions(&api).await;
+    let first: CheckoutOut =
+        expect_json(checkout(&app, None, core_for("a@example.com")).await, 201).await;
+    expect_json::<CheckoutOut>(checkout(&app, None, core_for("b@example.com")).await, 201).await;
+    let third = checkout(&app, None, core_for("c@example.com")).await;
+    assert!(third.headers().contains_key("retry-after"));
+    expect_error(third, 429, "rate_limited").await;
+    assert_eq!(api.received_requests().await.unwrap().len(), 2);
+    // A thanks page polling its order is not held to the checkout budget.
+    for _ in 0..20 {
+        assert_eq!(
+            order(&app, first.order_id.as_str()).await.status.as_str(),
+            "pending_payment"
+        );
+    }
+    // Guessing order ids is: three misses spend the budget, and then
+    // every read from that address waits, a real order's too.
+    let guess = |n: u32| {
+        app.client
+            .get(app.url(&format!("/v1/checkout/ord_01JZZZZZZZZZZZZZZZZZZZZZ{n:02}")))
+            .send()
+    };
+    for n in 0..3 {
+        expect_error(guess(n).await.unwrap(), 404, "order_not_found").await;
+    }
+    expect_error(guess(3).await.unwrap(), 429, "rate_limited").await;
+    let real = app
+        .client
+        .get(app.url(&format!("/v1/checkout/{}", first.order_id)))
+        .send()
+        .await
+        .unwrap();
+    expect_error(real, 429, "rate_limited").await;
+}
+
 both_databases!(
     a_stripe_checkout_goes_from_pending_to_a_minted_emailed_license,
     twenty_concurrent_checkouts_with_one_key_make_one_order_and_one_call,
@@ -1228,4 +1272,5 @@ both_databases!(
     a_polar_checkout_completes_by_webhook_or_by_the_reconciler,
     a_paddle_checkout_completes_by_webhook_and_a_canceled_one_fails,
     a_lemon_squeezy_checkout_completes_by_webhook_and_an_unpaid_one_expires,
+    checkout_starts_are_limited_per_address_but_status_polls_are_not,
 );

@@ -50,16 +50,27 @@ impl LicensingLimits {
         }
     }
 
-    /// Before a request is served: `Err(wait)` when the address is over a
-    /// budget.
-    pub fn admit(&self, source: &str) -> Result<(), Duration> {
-        let key = crate::rejections::source_key(source);
-        if let Some(until) = self.spent.lock().expect("limits lock").get(&key) {
+    /// `Err(wait)` while the address has spent its not-found budget (what
+    /// [`Self::admit`] checks first, without spending a request).
+    pub fn shut_out(&self, source: &str) -> Result<(), Duration> {
+        self.spent_until(&crate::rejections::source_key(source))
+    }
+
+    fn spent_until(&self, key: &str) -> Result<(), Duration> {
+        if let Some(until) = self.spent.lock().expect("limits lock").get(key) {
             let now = Instant::now();
             if *until > now {
                 return Err(*until - now);
             }
         }
+        Ok(())
+    }
+
+    /// Before a request is served: `Err(wait)` when the address is over a
+    /// budget.
+    pub fn admit(&self, source: &str) -> Result<(), Duration> {
+        let key = crate::rejections::source_key(source);
+        self.spent_until(&key)?;
         let Some(requests) = &self.requests else {
             return Ok(());
         };
