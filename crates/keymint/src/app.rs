@@ -187,8 +187,9 @@ impl AppState {
             &config.licensing.rate_limit,
         ));
         let checkout_limits = Arc::new(crate::http::licensing::LicensingLimits::new(
+            // Each budget is off at 0, on its own.
             &crate::config::RateLimitConfig {
-                enabled: config.checkout.per_minute > 0,
+                enabled: true,
                 per_minute: config.checkout.per_minute,
                 not_found_per_minute: config.checkout.not_found_per_minute,
             },
@@ -205,6 +206,7 @@ impl AppState {
             outbox_wake: Arc::new(Notify::new()),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(10))
+                .user_agent(concat!("keymint/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(|e| StartError::Http(e.to_string()))?,
             instance_id: format!("{}-{}", hostname_or_pid(), crate::store::new_id("inst")),

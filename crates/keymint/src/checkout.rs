@@ -21,6 +21,18 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// another waits for the provider's answer before answering
 /// `checkout_in_progress`.
 const WAIT_FOR_OTHER: Duration = Duration::from_secs(5);
+/// An order whose provider call has not finished after this long was
+/// left by a process that stopped mid-call: a retried request (or the
+/// reconciler) calls the provider again. Longer than any call can take
+/// (three tries of the 10 s client timeout).
+pub(crate) const REDRIVE_AFTER: Duration = Duration::from_secs(45);
+/// How long a retried request without an `Idempotency-Key`, from the same
+/// address with the same body, finds the pending order it made.
+const MATCH_WINDOW: Duration = Duration::from_secs(600);
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
+}
 
 /// The buyer's consent, as the checkout request carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,8 +62,12 @@ pub enum CheckoutError {
     NotConfigured(String),
     #[error("{0}")]
     RedirectNotAllowed(String),
+    /// Malformed (400).
     #[error("{0}")]
     Invalid(String),
+    /// Well-formed but not acceptable (422).
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("{0}")]
     ConsentRequired(String),
     #[error(
@@ -63,8 +79,11 @@ pub enum CheckoutError {
     )]
     InProgress,
     /// The provider did not create the checkout; the order is failed with
-    /// the reason and nothing was charged.
-    #[error("the payment provider did not create the checkout: {message}")]
+    /// the provider's answer (`message`, for the admin API and the log;
+    /// the buyer is told only that it failed) and nothing was charged.
+    #[error(
+        "the payment provider could not start the checkout; nothing was charged. Try again in a moment"
+    )]
     ProviderFailed {
         order: Box<orders::Order>,
         message: String,
@@ -160,7 +179,7 @@ fn check_consent(
             || c.terms_version.len() > 64
             || c.terms_version.chars().any(char::is_control))
     {
-        return Err(CheckoutError::Invalid(
+        return Err(CheckoutError::Unprocessable(
             "consent.terms_version must be 1-64 characters without control characters".into(),
         ));
     }
@@ -219,8 +238,10 @@ pub async fn start(state: &AppState, req: Request) -> Result<Started, CheckoutEr
         cancel_url.as_deref().unwrap_or(""),
         consent_terms.as_deref().unwrap_or(""),
     ]);
+    // Only the same address's retry finds the order: the body is on the
+    // seller's public page, and an order id leads to its license key.
     let match_key = match (&req.idempotency_key, email) {
-        (None, Some(_)) => Some(digest(&["match", &request_digest])),
+        (None, Some(_)) => Some(digest(&["match", &request_digest, &req.source_ip])),
         _ => None,
     };
     let trial_days = product.trial_days.filter(|d| *d > 0);
@@ -240,8 +261,12 @@ pub async fn start(state: &AppState, req: Request) -> Result<Started, CheckoutEr
         if let Some(m) = &match_key
             && let Some(existing) = orders::pending_by_match(&mut tx, m).await?
         {
-            drop(tx);
-            return settled(state, existing).await;
+            if existing.created_at.0 >= store::now_ms() - ms(MATCH_WINDOW) {
+                drop(tx);
+                return settled(state, existing).await;
+            }
+            // Too old to be this request's retry: a new order.
+            orders::forget_match(&mut tx, &existing.id).await?;
         }
         // trial = first_time: one per email and product, held by a unique
         // key among live orders; no email, no way to tell, no trial.
@@ -288,6 +313,7 @@ pub async fn start(state: &AppState, req: Request) -> Result<Started, CheckoutEr
             license_id: None,
             error: None,
             source_ip: Some(req.source_ip.clone()),
+            checked_at: None,
             created_at: Millis(now),
             updated_at: Millis(now),
         };
@@ -309,6 +335,7 @@ pub async fn start(state: &AppState, req: Request) -> Result<Started, CheckoutEr
             continue;
         }
         tx.commit().await?;
+        tracing::info!(order = %order.id, product = %order.product, endpoint = %order.endpoint, "order created; asking the provider for its checkout");
         return call_provider(state, ep, &product, order).await;
     }
     Err(CheckoutError::InProgress)
@@ -368,6 +395,7 @@ async fn call_provider(
             )
             .await?;
             metrics::counter!("keymint_checkouts_total", "result" => "created").increment(1);
+            tracing::info!(order = %order.id, provider_ref = %detail, "checkout created");
         }
         Err(e) => {
             // No URL or client secret ever reached the buyer, so nothing
@@ -407,7 +435,8 @@ async fn call_provider(
 
 /// An existing order for a repeated request: once its checkout exists (or
 /// it ended), the same answer; while another request is still creating
-/// it, a short wait, then `InProgress`.
+/// it, a short wait, then `InProgress`; when the request that was creating
+/// it stopped mid-call, the provider is called again.
 async fn settled(state: &AppState, mut order: orders::Order) -> Result<Started, CheckoutError> {
     let deadline = tokio::time::Instant::now() + WAIT_FOR_OTHER;
     let mut pause = Duration::from_millis(20);
@@ -417,6 +446,16 @@ async fn settled(state: &AppState, mut order: orders::Order) -> Result<Started, 
                 order,
                 created: false,
             });
+        }
+        if order.updated_at.0 < store::now_ms() - ms(REDRIVE_AFTER) {
+            return match redrive(state, order.clone()).await? {
+                Some(started) => Ok(Started {
+                    created: false,
+                    ..started
+                }),
+                // Another caller is calling the provider again.
+                None => Err(CheckoutError::InProgress),
+            };
         }
         if tokio::time::Instant::now() + pause > deadline {
             return Err(CheckoutError::InProgress);
@@ -430,6 +469,51 @@ async fn settled(state: &AppState, mut order: orders::Order) -> Result<Started, 
             Some(o) => o,
             None => return Err(CheckoutError::InProgress),
         };
+    }
+}
+
+/// Calls the provider again for a pending order whose call never finished
+/// (its process stopped mid-call): the same order id, so Stripe and
+/// Hyperswitch answer the checkout they made then, if they made one; the
+/// others make a new one, the first having never reached a buyer. `None`
+/// when another caller claimed it first.
+pub async fn redrive(
+    state: &AppState,
+    order: orders::Order,
+) -> Result<Option<Started>, CheckoutError> {
+    let now = store::now_ms();
+    {
+        let mut conn = state.store.writer().await?;
+        if !orders::claim_redrive(&mut conn, &order.id, order.updated_at, now).await? {
+            return Ok(None);
+        }
+    }
+    let product = state.catalog.product(&order.product).cloned();
+    let ep = state.config.endpoint(&order.endpoint);
+    let (Some(product), Some(ep)) = (product, ep) else {
+        let why = format!(
+            "product {:?} or endpoint {:?} is no longer configured",
+            order.product, order.endpoint
+        );
+        let step = orders::Step {
+            cause: "provider_failed",
+            actor: "keymint",
+            delivery_id: None,
+            detail: Some(&why),
+            now,
+        };
+        let mut conn = state.store.writer().await?;
+        orders::close(&mut conn, &order.id, OrderStatus::Failed, Some(&why), &step).await?;
+        return Ok(None);
+    };
+    tracing::warn!(order = %order.id, "the provider call of this order never finished; calling the provider again");
+    match call_provider(state, ep, &product, order).await {
+        Ok(started) => Ok(Some(started)),
+        Err(CheckoutError::ProviderFailed { order, .. }) => Ok(Some(Started {
+            order: *order,
+            created: false,
+        })),
+        Err(e) => Err(e),
     }
 }
 

@@ -573,17 +573,30 @@ pub struct CheckoutOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub license_key: Option<LicenseKey>,
-    /// Trial days this checkout gives (Stripe subscriptions).
+    /// Trial days this checkout gives (Stripe and Polar subscriptions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trial_days: Option<i64>,
-    /// Why the order failed or expired.
+    /// `first_time`: the product has a trial, but this checkout gives none
+    /// (the email had a trial or a license of the product, or has a
+    /// checkout with a trial still pending, or no email was given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trial_withheld: Option<String>,
+    /// For the buyer, why the order failed or expired (the provider's own
+    /// words are in the admin API).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
 impl CheckoutOut {
-    pub fn of(o: crate::store::orders::Order, license_key: Option<LicenseKey>) -> Self {
-        let pending = o.status == crate::domain::OrderStatus::PendingPayment;
+    /// The buyer's view of an order; `trial_offered`: the product has a
+    /// trial.
+    pub fn of(
+        o: crate::store::orders::Order,
+        license_key: Option<LicenseKey>,
+        trial_offered: bool,
+    ) -> Self {
+        use crate::domain::OrderStatus;
+        let pending = o.status == OrderStatus::PendingPayment;
         Self {
             order_id: o.id,
             status: o.status,
@@ -591,8 +604,14 @@ impl CheckoutOut {
             url: o.checkout_url.filter(|_| pending),
             client_secret: o.client_secret.filter(|_| pending),
             license_key,
+            trial_withheld: (trial_offered && o.trial_days.is_none())
+                .then(|| "first_time".to_string()),
             trial_days: o.trial_days,
-            error: o.error,
+            error: match o.status {
+                OrderStatus::Failed => Some("the payment did not go through".into()),
+                OrderStatus::Expired => Some("the checkout closed before it was paid".into()),
+                OrderStatus::PendingPayment | OrderStatus::Paid => None,
+            },
         }
     }
 }

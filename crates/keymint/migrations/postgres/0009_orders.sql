@@ -30,10 +30,14 @@ CREATE TABLE orders (
     license_id      TEXT REFERENCES licenses (id),
     error           TEXT,
     source_ip       TEXT,
+    -- When the reconciler last read it from the provider: it takes the
+    -- least recently read first, so open checkouts cannot starve the rest.
+    checked_at      BIGINT,
     created_at      BIGINT NOT NULL,
     updated_at      BIGINT NOT NULL
 );
 CREATE INDEX orders_status_created ON orders (status, created_at);
+CREATE INDEX orders_status_checked ON orders (status, checked_at);
 CREATE UNIQUE INDEX orders_provider_ref ON orders (endpoint, provider_ref);
 -- One pending order per request without a key.
 CREATE UNIQUE INDEX orders_pending_match ON orders (match_key)

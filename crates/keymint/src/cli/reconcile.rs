@@ -12,8 +12,8 @@ pub(super) async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let tick = crate::workers::reconciler::run_once(&state).await?;
     let recovered = crate::workers::recovery::run_once(&state).await?;
     println!(
-        "settled {}, orphans failed {}, left for the next pass {}; recovered {} stuck deliveries",
-        tick.settled, tick.orphans_failed, tick.left, recovered.finished
+        "settled {}, orphans failed {}, orders asked of the provider again {}, left for the next pass {}; recovered {} stuck deliveries",
+        tick.settled, tick.orphans_failed, tick.redriven, tick.left, recovered.finished
     );
     crate::workers::outbox::run_once(&state).await?;
     Ok(ExitCode::SUCCESS)

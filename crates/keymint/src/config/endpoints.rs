@@ -89,8 +89,13 @@ fn number_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Strin
         Text(String),
     }
     Ok(Some(match Id::deserialize(d)? {
+        Id::Number(0) => return Err(serde::de::Error::custom("0 is not a store id")),
         Id::Number(n) => n.to_string(),
-        Id::Text(t) if !t.trim().is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => t,
+        Id::Text(t)
+            if !t.trim().is_empty() && t.bytes().all(|b| b.is_ascii_digit()) && t != "0" =>
+        {
+            t
+        }
         Id::Text(t) => {
             return Err(serde::de::Error::custom(format!(
                 "{t:?} is not a store id (digits)"

@@ -140,7 +140,8 @@ fn checkout_settings_that_cannot_work_are_refused() {
     let text = format!(
         r#"{GOOD}
 [checkout]
-allowed_redirect_hosts = ["shop.example.com", "https://bad.example.com/path", "*.example.org"]
+allowed_redirect_hosts = ["shop.example.com", "https://bad.example.com/path", "*.example.org", "*.com"]
+expire_after = "1m"
 
 [[endpoints]]
 name = "stripe"
@@ -186,6 +187,24 @@ key_prefix = "W"
 trial_days = 3
 [products.checkout]
 endpoint = "missing"
+
+[[products]]
+id = "shapes"
+name = "S"
+tier = "s"
+key_prefix = "S"
+consent = "required"
+trial_days = 0
+[products.checkout]
+endpoint = "stripe"
+price = "not_a_price"
+
+[[products]]
+id = "terms"
+name = "T"
+tier = "t"
+key_prefix = "T"
+terms_version = "2026-05"
 "#
     );
     let all = load(&text, &[]).unwrap_err().0.join("\n");
@@ -198,6 +217,12 @@ endpoint = "missing"
         "a subscription product cannot be sold through it",
         "starts payments with stripe, polar, paddle, lemonsqueezy or hyperswitch endpoints, not gumroad",
         "checkout.endpoint: endpoint \"missing\" is not defined",
+        "allowed_redirect_hosts[3]: \"*.com\" would allow every site under .com",
+        "checkout.expire_after: must be at least 10m",
+        "products[5].checkout.price: \"not_a_price\" is not a Stripe price",
+        "products[5].trial_days: 0 gives no trial",
+        "products[5].terms_version: consent = \"required\" needs the version",
+        "products[6].terms_version: only read with consent = \"required\"",
     ] {
         assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
     }

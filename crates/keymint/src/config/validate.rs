@@ -54,7 +54,8 @@ impl Config {
         let listen = (!problems.iter().any(|p| p.starts_with("server.listen:")))
             .then_some(self.server.listen);
         for (i, host) in self.checkout.allowed_redirect_hosts.iter().enumerate() {
-            let bare = host.strip_prefix("*.").unwrap_or(host);
+            let wildcard = host.strip_prefix("*.");
+            let bare = wildcard.unwrap_or(host);
             if bare.is_empty()
                 || bare.len() > 253
                 || !bare
@@ -64,7 +65,16 @@ impl Config {
                 problems.push(format!(
                     "checkout.allowed_redirect_hosts[{i}]: {host:?} is not a host name (example.com, or *.example.com for its subdomains; no scheme, port or path)"
                 ));
+            } else if wildcard.is_some() && !bare.trim_matches('.').contains('.') {
+                problems.push(format!(
+                    "checkout.allowed_redirect_hosts[{i}]: {host:?} would allow every site under .{bare}; name your own domain (*.example.com)"
+                ));
             }
+        }
+        if self.checkout.expire_after < std::time::Duration::from_secs(600) {
+            problems.push(
+                "checkout.expire_after: must be at least 10m (a buyer needs time to pay)".into(),
+            );
         }
         if self.server.max_connections == 0 {
             problems.push("server.max_connections: must be positive".into());
@@ -329,12 +339,27 @@ impl Config {
     /// provider gives them (docs/checkout.md).
     fn check_product_checkout(&self, at: &str, p: &ProductConfig, problems: &mut Vec<String>) {
         let trial = p.trial_days.is_some_and(|d| d > 0);
-        if let Some(v) = &p.terms_version
-            && (v.trim().is_empty() || v.len() > 64 || v.chars().any(char::is_control))
-        {
+        if p.trial_days == Some(0) {
             problems.push(format!(
-                "{at}.terms_version: must be 1-64 characters without control characters"
+                "{at}.trial_days: 0 gives no trial; omit it instead"
             ));
+        }
+        match (&p.terms_version, p.consent) {
+            (Some(v), ConsentPolicy::Required)
+                if v.trim().is_empty() || v.len() > 64 || v.chars().any(char::is_control) =>
+            {
+                problems.push(format!(
+                    "{at}.terms_version: must be 1-64 characters without control characters"
+                ));
+            }
+            (Some(_), ConsentPolicy::Required) => {}
+            (None, ConsentPolicy::Required) => problems.push(format!(
+                "{at}.terms_version: consent = \"required\" needs the version of the terms the buyer accepts"
+            )),
+            (Some(_), ConsentPolicy::None) => problems.push(format!(
+                "{at}.terms_version: only read with consent = \"required\""
+            )),
+            (None, ConsentPolicy::None) => {}
         }
         let Some(c) = &p.checkout else {
             if trial {
@@ -384,17 +409,21 @@ impl Config {
                 | EndpointKind::Paddle
                 | EndpointKind::Lemonsqueezy
         ) {
-            if p.checkout_item(ep.kind).is_none() {
-                let what = match ep.kind {
-                    EndpointKind::Stripe => "Stripe price (a price_ id)",
-                    EndpointKind::Paddle => "Paddle price (a pri_ id)",
-                    EndpointKind::Polar => "Polar product id",
-                    _ => "Lemon Squeezy variant id",
-                };
-                problems.push(format!(
+            let what = match ep.kind {
+                EndpointKind::Stripe => "Stripe price (a price_ id)",
+                EndpointKind::Paddle => "Paddle price (a pri_ id)",
+                EndpointKind::Polar => "Polar product id (a UUID)",
+                _ => "Lemon Squeezy variant id (digits)",
+            };
+            match p.checkout_item(ep.kind) {
+                None => problems.push(format!(
                     "{at}.checkout.price: no {what} to sell (set price, or map one under map.{})",
                     c.endpoint
-                ));
+                )),
+                Some(item) if !sold_item_shape(ep.kind, item) => {
+                    problems.push(format!("{at}.checkout.price: {item:?} is not a {what}"))
+                }
+                Some(_) => {}
             }
             if c.amount_cents.is_some() || c.currency.is_some() {
                 problems.push(format!(
@@ -425,6 +454,28 @@ impl Config {
                 _ => problems.push(format!("{at}.trial_days: a {name} payment has no trial")),
             }
         }
+    }
+}
+
+/// Whether `id` has the shape of what the provider sells.
+fn sold_item_shape(kind: EndpointKind, id: &str) -> bool {
+    let rest_ok = |rest: &str| {
+        !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    match kind {
+        EndpointKind::Stripe => id
+            .strip_prefix("price_")
+            .or_else(|| id.strip_prefix("plan_"))
+            .is_some_and(rest_ok),
+        EndpointKind::Paddle => id.strip_prefix("pri_").is_some_and(rest_ok),
+        EndpointKind::Polar => {
+            let parts: Vec<&str> = id.split('-').collect();
+            parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
+                && parts
+                    .iter()
+                    .all(|p| p.bytes().all(|b| b.is_ascii_hexdigit()))
+        }
+        _ => !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && id != "0",
     }
 }
 

@@ -305,7 +305,7 @@ impl Dispatcher {
                 None => handled,
             });
         }
-        let handled = match &parsed.event {
+        let mut handled = match &parsed.event {
             Event::Sale(sale) => self.sale(conn, cx, sale).await,
             Event::Refund {
                 refs,
@@ -340,8 +340,9 @@ impl Dispatcher {
                 handled.applied,
                 Applied::Failed { .. } | Applied::NoMint { .. }
             )
+            && self.pay_order(conn, cx, order, license).await?
         {
-            self.pay_order(conn, cx, order, license).await?;
+            handled.counts.push(Count::Order { status: "paid" });
         }
         Ok(handled)
     }

@@ -118,6 +118,10 @@ pub(super) enum Count {
         result: &'static str,
     },
     SubscriptionLicenseExpired,
+    /// An order of keymint's checkout reached `status`.
+    Order {
+        status: &'static str,
+    },
 }
 
 impl Count {
@@ -130,6 +134,9 @@ impl Count {
             }
             Self::SubscriptionLicenseExpired => {
                 metrics::counter!("keymint_subscription_licenses_expired_total").increment(1);
+            }
+            Self::Order { status } => {
+                metrics::counter!("keymint_orders_total", "status" => *status).increment(1);
             }
         }
     }

@@ -5,11 +5,20 @@
 
 /// Text that is not an id of the expected kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{value:?} is not a {what} id (expected {prefix}_ followed by letters and digits)")]
+#[error("{value:?} is not {} {what} id (expected {prefix}_ followed by letters and digits)", article(.what))]
 pub struct IdError {
     pub what: &'static str,
     pub prefix: &'static str,
     pub value: String,
+}
+
+/// "a" or "an" before `word`, by its first letter.
+pub(crate) fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
 }
 
 /// The longest id accepted: a prefix, `_` and a 26-character ULID fit

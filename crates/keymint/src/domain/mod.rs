@@ -12,6 +12,7 @@ mod text_enum;
 mod time;
 
 pub use email::{Email, EmailError};
+pub(crate) use ids::article;
 pub use ids::{
     AdminTokenId, CustomerId, DeliveryId, EmailId, IdError, LicenseEventId, LicenseId, MachineId,
     OrderId, RefundId, SubscriptionEventId, SubscriptionId,

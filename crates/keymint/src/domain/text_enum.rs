@@ -86,7 +86,7 @@ macro_rules! text_enum {
                 ::utoipa::openapi::ObjectBuilder::new()
                     .schema_type(::utoipa::openapi::schema::Type::String)
                     .enum_values(Some([$($text,)+]))
-                    .description(Some(concat!("a ", $what)))
+                    .description(Some(format!("{} {}", $crate::domain::article($what), $what)))
                     .into()
             }
         }

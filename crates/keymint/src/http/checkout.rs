@@ -7,7 +7,7 @@
 
 use crate::app::AppState;
 use crate::checkout::{self, CheckoutError, Consent};
-use crate::domain::{Email, OrderId, OrderStatus};
+use crate::domain::{Email, OrderId};
 use crate::http::ApiError;
 use crate::http::error::{ApiJson, ErrorBody};
 use crate::views::{CheckoutErrorBody, CheckoutOut, PortalOut};
@@ -31,6 +31,16 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(billing_portal))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(crate::http::error::json_errors))
+        .layer(axum::middleware::from_fn(no_store))
+}
+
+/// Checkout answers carry credentials (a checkout URL, a client secret, a
+/// license key): no cache keeps them.
+async fn no_store(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mut resp = next.run(req).await;
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 /// CORS for the checkout routes: a seller's page on an allowed host may
@@ -62,6 +72,7 @@ pub fn cors(cfg: &crate::config::CheckoutConfig) -> tower_http::cors::CorsLayer 
             header::CONTENT_TYPE,
             header::HeaderName::from_static("idempotency-key"),
         ])
+        .expose_headers([header::RETRY_AFTER])
         .max_age(std::time::Duration::from_secs(600))
 }
 
@@ -89,6 +100,14 @@ pub struct CheckoutBody {
     cancel_url: Option<String>,
     /// Required for products with `consent = "required"`.
     consent: Option<ConsentBody>,
+}
+
+/// Whether the catalog gives this product a trial.
+fn trial_offered(state: &AppState, product: &str) -> bool {
+    state
+        .catalog
+        .product(product)
+        .is_some_and(|p| p.trial_days.is_some_and(|d| d > 0))
 }
 
 fn refuse(status: StatusCode, code: &'static str, message: String) -> Response {
@@ -122,6 +141,9 @@ impl IntoResponse for CheckoutError {
                 message,
             ),
             Self::Invalid(_) => refuse(StatusCode::BAD_REQUEST, "bad_request", message),
+            Self::Unprocessable(_) => {
+                refuse(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", message)
+            }
             Self::ConsentRequired(_) => refuse(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "consent_required",
@@ -215,6 +237,12 @@ async fn start_checkout(
     headers: HeaderMap,
     ApiJson(body): ApiJson<CheckoutBody>,
 ) -> Result<Response, Response> {
+    if headers.get_all("idempotency-key").iter().count() > 1 {
+        return Err(
+            CheckoutError::Invalid("send one Idempotency-Key header, not several".into())
+                .into_response(),
+        );
+    }
     let idempotency_key = headers
         .get("idempotency-key")
         .map(|v| {
@@ -237,6 +265,13 @@ async fn start_checkout(
                 e.to_string(),
             )
         })?;
+    if body.product.chars().any(char::is_control) {
+        return Err(refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "control_character",
+            "product contains a control character".into(),
+        ));
+    }
     if !crate::config::valid_name(&body.product) {
         return Err(CheckoutError::UnknownProduct(body.product).into_response());
     }
@@ -260,15 +295,10 @@ async fn start_checkout(
     } else {
         StatusCode::OK
     };
-    let key = if started.order.status == OrderStatus::Paid {
-        checkout::status(&state, &started.order.id)
-            .await
-            .map_err(|e| ApiError::from(e).into_response())?
-            .and_then(|(_, k)| k)
-    } else {
-        None
-    };
-    Ok((status, Json(CheckoutOut::of(started.order, key))).into_response())
+    // Never the license key: that is for whoever holds the order id
+    // (`GET /v1/checkout/{order_id}`), not for whoever repeats a request.
+    let trial = trial_offered(&state, &started.order.product);
+    Ok((status, Json(CheckoutOut::of(started.order, None, trial))).into_response())
 }
 
 /// An order's status: while `pending_payment`, the same checkout URL or
@@ -291,7 +321,10 @@ async fn show_checkout(
         .await
         .map_err(|e| ApiError::from(e).into_response())?
     {
-        Some((order, key)) => Ok(Json(CheckoutOut::of(order, key))),
+        Some((order, key)) => {
+            let trial = trial_offered(&state, &order.product);
+            Ok(Json(CheckoutOut::of(order, key, trial)))
+        }
         None => Err(not_found(&state)),
     }
 }
@@ -321,12 +354,17 @@ async fn billing_portal(
     let req: PortalBody = if body.iter().all(u8::is_ascii_whitespace) {
         PortalBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            refuse(
+        serde_json::from_slice(&body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unprocessable",
+                format!("the body is not the expected JSON: {e}"),
+            ),
+            _ => refuse(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
-                format!("the body is not the expected JSON: {e}"),
-            )
+                format!("the body is not JSON: {e}"),
+            ),
         })?
     };
     let return_url = req
@@ -354,11 +392,14 @@ async fn billing_portal(
     };
     let unavailable =
         |why: String| refuse(StatusCode::CONFLICT, "billing_portal_not_available", why);
-    let Some(ep) = state.config.endpoint(&license.source) else {
-        return Err(unavailable(format!(
-            "this license was not sold through a provider with a billing portal ({})",
-            license.source
-        )));
+    let Some(ep) = state
+        .config
+        .endpoint(&license.source)
+        .filter(|ep| ep.kind == crate::config::EndpointKind::Stripe && ep.api_key.is_some())
+    else {
+        return Err(unavailable(
+            "this license was not sold through Stripe with an API key, so keymint has no billing portal to open".into(),
+        ));
     };
     let customer = {
         let mut conn = state

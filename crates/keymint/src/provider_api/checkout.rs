@@ -3,7 +3,7 @@
 //! `keymint_order` in the metadata every provider carries to its
 //! webhooks), and read one back for the reconciler (docs/checkout.md).
 
-use super::{ApiError, base, required_str, send};
+use super::{ApiError, base, required_str, send, send_with_retries};
 use crate::config::{EndpointConfig, EndpointKind, ProductConfig, Secret};
 use serde_json::{Value, json};
 
@@ -135,12 +135,13 @@ pub async fn create_checkout(
                     form.push((field.into(), v.into()));
                 }
             }
-            let body = send(
+            let body = send_with_retries(
                 http.post(format!("{}/v1/checkout/sessions", base(ep)))
                     .bearer_auth(key.expose())
                     .header("Idempotency-Key", req.order_id)
                     .header("content-type", "application/x-www-form-urlencoded")
                     .body(serde_urlencoded::to_string(&form).expect("strings encode")),
+                true,
             )
             .await?;
             Ok(CreatedCheckout {
@@ -172,10 +173,11 @@ pub async fn create_checkout(
                 None if product.subscription => body["allow_trial"] = false.into(),
                 None => {}
             }
-            let answer = send(
+            let answer = send_with_retries(
                 http.post(format!("{}/v1/checkouts/", base(ep)))
                     .bearer_auth(key.expose())
                     .json(&body),
+                false,
             )
             .await?;
             Ok(CreatedCheckout {
@@ -195,10 +197,11 @@ pub async fn create_checkout(
                 "items": [{"price_id": item()?, "quantity": 1}],
                 "custom_data": custom,
             });
-            let answer = send(
+            let answer = send_with_retries(
                 http.post(format!("{}/transactions", base(ep)))
                     .bearer_auth(key.expose())
                     .json(&body),
+                false,
             )
             .await?;
             Ok(CreatedCheckout {
@@ -233,12 +236,13 @@ pub async fn create_checkout(
                     "variant": {"data": {"type": "variants", "id": variant}},
                 },
             }});
-            let answer = send(
+            let answer = send_with_retries(
                 http.post(format!("{}/v1/checkouts", base(ep)))
                     .bearer_auth(key.expose())
                     .header("accept", "application/vnd.api+json")
                     .header("content-type", "application/vnd.api+json")
                     .body(body.to_string()),
+                false,
             )
             .await?;
             Ok(CreatedCheckout {
@@ -269,11 +273,12 @@ pub async fn create_checkout(
             if let Some(u) = req.success_url {
                 body["return_url"] = u.into();
             }
-            let answer = send(
+            let answer = send_with_retries(
                 http.post(format!("{}/payments", base(ep)))
                     .header("api-key", key.expose())
                     .header("Idempotency-Key", req.order_id)
                     .json(&body),
+                true,
             )
             .await?;
             Ok(CreatedCheckout {

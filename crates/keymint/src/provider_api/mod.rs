@@ -21,6 +21,10 @@ pub enum ApiError {
     NotConfigured(String),
     #[error("{0}")]
     Unreachable(String),
+    /// No connection could be made: the request was never sent, so it is
+    /// safe to send again even where the provider takes no idempotency key.
+    #[error("{0}")]
+    NotConnected(String),
     #[error("the provider answered {status}: {message}")]
     Answered { status: u16, message: String },
     /// A success whose body does not say what was done: whether the call
@@ -67,7 +71,13 @@ fn base(ep: &EndpointConfig) -> String {
 
 async fn send(req: reqwest::RequestBuilder) -> Result<Value, ApiError> {
     let resp = req.send().await.map_err(|e| {
-        ApiError::Unreachable(format!("provider API unreachable: {}", e.without_url()))
+        if e.is_connect() {
+            ApiError::NotConnected(format!("provider API unreachable: {}", e.without_url()))
+        } else if e.is_timeout() {
+            ApiError::Unreachable("the provider API did not answer in time".into())
+        } else {
+            ApiError::Unreachable(format!("provider API unreachable: {}", e.without_url()))
+        }
     })?;
     let status = resp.status();
     let body = resp.json::<Value>().await;
@@ -99,6 +109,32 @@ async fn send(req: reqwest::RequestBuilder) -> Result<Value, ApiError> {
         status: status.as_u16(),
         message,
     })
+}
+
+/// [`send`], again after a pause when the answer says a second try can
+/// work: a connection that was never made, and, where the provider takes
+/// an idempotency key (so a repeat cannot make a second object), a
+/// timeout, a 429 or a 5xx. At most three tries.
+async fn send_with_retries(
+    req: reqwest::RequestBuilder,
+    idempotent: bool,
+) -> Result<Value, ApiError> {
+    let mut pause = std::time::Duration::from_millis(300);
+    for _ in 0..2 {
+        let Some(attempt) = req.try_clone() else {
+            break;
+        };
+        match send(attempt).await {
+            Err(ApiError::NotConnected(_)) => {}
+            Err(ApiError::Unreachable(_)) if idempotent => {}
+            Err(ApiError::Answered { status, .. })
+                if idempotent && (status == 429 || status >= 500) => {}
+            done => return done,
+        }
+        tokio::time::sleep(pause).await;
+        pause *= 3;
+    }
+    send(req).await
 }
 
 /// A string field of a successful answer, required.

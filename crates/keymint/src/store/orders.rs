@@ -36,6 +36,8 @@ pub struct Order {
     pub license_id: Option<LicenseId>,
     pub error: Option<String>,
     pub source_ip: Option<String>,
+    #[serde(skip)]
+    pub checked_at: Option<Millis>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
@@ -123,6 +125,17 @@ async fn record(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Records a step that changes no status (a conflict an operator should
+/// see).
+pub async fn note(
+    conn: &mut Conn,
+    id: &OrderId,
+    status: OrderStatus,
+    step: &Step<'_>,
+) -> Result<(), sqlx::Error> {
+    record(conn, id, Some(status), status, step).await
 }
 
 pub async fn get(conn: &mut Conn, id: &OrderId) -> Result<Option<Order>, sqlx::Error> {
@@ -296,7 +309,9 @@ pub async fn search(conn: &mut Conn, f: &Filter) -> Result<Vec<Order>, sqlx::Err
 }
 
 /// Pending orders older than `before`: with a provider reference (`known`)
-/// to read from the provider, or without one (the call never answered).
+/// to read from the provider, least recently read first (so checkouts that
+/// stay open cannot keep the others from ever being read), or without one
+/// (the provider call never finished).
 pub async fn stuck(
     conn: &mut Conn,
     before: i64,
@@ -305,7 +320,7 @@ pub async fn stuck(
 ) -> Result<Vec<Order>, sqlx::Error> {
     let sql = if known {
         "SELECT * FROM orders WHERE status = $1 AND provider_ref IS NOT NULL AND created_at < $2 \
-         ORDER BY created_at LIMIT $3"
+         ORDER BY COALESCE(checked_at, 0), created_at LIMIT $3"
     } else {
         "SELECT * FROM orders WHERE status = $1 AND provider_ref IS NULL AND created_at < $2 \
          ORDER BY created_at LIMIT $3"
@@ -316,4 +331,45 @@ pub async fn stuck(
         .bind(limit)
         .fetch_all(conn)
         .await
+}
+
+/// Notes that the reconciler read the order from the provider now.
+pub async fn mark_checked(conn: &mut Conn, id: &OrderId, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE orders SET checked_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A retried request without a key no longer finds this order.
+pub async fn forget_match(conn: &mut Conn, id: &OrderId) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE orders SET match_key = NULL WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Claims a pending order whose provider call never finished, so one
+/// caller (a retried request, or the reconciler) calls the provider again:
+/// true for the one that moved `updated_at` from `seen` to `now`.
+pub async fn claim_redrive(
+    conn: &mut Conn,
+    id: &OrderId,
+    seen: Millis,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE orders SET updated_at = $3 WHERE id = $1 AND updated_at = $2 \
+         AND provider_ref IS NULL AND status = $4",
+    )
+    .bind(id)
+    .bind(seen)
+    .bind(now)
+    .bind(OrderStatus::PendingPayment)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }

@@ -9,7 +9,6 @@
 use crate::app::AppState;
 use crate::dispatcher::{Source, restore_after_refund};
 use crate::domain::Millis;
-use crate::domain::OrderStatus;
 use crate::events::{Event, Parsed};
 use crate::provider_api::{self, CheckoutState, RefundState};
 use crate::store::deliveries::{self, NewDelivery};
@@ -23,8 +22,12 @@ use tokio::sync::watch;
 pub struct Tick {
     /// Settled from the provider's state (succeeded or failed).
     pub settled: usize,
-    /// Failed because the provider never got them.
+    /// Failed because the provider never got them (refunds), or refused
+    /// them when asked again (orders).
     pub orphans_failed: usize,
+    /// Orders whose provider call never finished, asked of the provider
+    /// again and now with a checkout.
+    pub redriven: usize,
     /// Still pending at the provider, or it could not be read: next tick.
     pub left: usize,
 }
@@ -194,22 +197,22 @@ async fn orders_tick(
         let mut conn = state.store.conn().await?;
         orders::stuck(&mut conn, now - ms(cfg.orphan_age), false, cfg.batch).await?
     };
+    // Their process stopped mid-call: the provider is asked again (the same
+    // order id: Stripe and Hyperswitch answer what they made then).
+    let redrive_before = now - ms(crate::checkout::REDRIVE_AFTER);
     for o in orphans {
-        let why = format!(
-            "the provider never answered the checkout call within {}; failed by the reconciler",
-            humantime::format_duration(cfg.orphan_age)
-        );
-        let step = orders::Step {
-            cause: "provider_failed",
-            actor: "reconciler",
-            delivery_id: None,
-            detail: Some(&why),
-            now,
-        };
-        let mut conn = state.store.writer().await?;
-        if orders::close(&mut conn, &o.id, OrderStatus::Failed, Some(&why), &step).await? {
-            tracing::warn!(order = %o.id, "orphan order failed: the provider never answered");
-            tick.orphans_failed += 1;
+        if o.updated_at.0 >= redrive_before {
+            tick.left += 1;
+            continue;
+        }
+        match crate::checkout::redrive(state, o.clone()).await {
+            Ok(Some(started)) if started.order.provider_ref.is_some() => tick.redriven += 1,
+            Ok(Some(_)) => tick.orphans_failed += 1,
+            Ok(None) => tick.left += 1,
+            Err(e) => {
+                tracing::warn!(order = %o.id, error = %e, "could not call the provider again for an order; next tick");
+                tick.left += 1;
+            }
         }
     }
     let stuck = {
@@ -222,7 +225,12 @@ async fn orders_tick(
             tick.left += 1;
             continue;
         };
-        let read = match provider_api::checkout_state(&state.http, ep, provider_ref).await {
+        let read = provider_api::checkout_state(&state.http, ep, provider_ref).await;
+        {
+            let mut conn = state.store.writer().await?;
+            orders::mark_checked(&mut conn, &o.id, now).await?;
+        }
+        let read = match read {
             Ok(read) => read,
             Err(e) => {
                 tracing::warn!(order = %o.id, error = %e, "could not read the checkout from the provider; next tick");
@@ -287,7 +295,7 @@ async fn orders_tick(
                 continue;
             }
         };
-        let body = serde_json::json!({"order": o.id, "provider_ref": provider_ref, "read": format!("{:?}", parsed.event_type)});
+        let body = serde_json::json!({"order": o.id, "provider_ref": provider_ref, "read": parsed.event_type});
         let delivery = record_synthetic(state, &o.endpoint, "orders", &body, now).await?;
         let src = Source {
             endpoint: &o.endpoint,

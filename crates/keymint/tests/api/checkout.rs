@@ -167,7 +167,15 @@ async fn a_stripe_checkout_goes_from_pending_to_a_minted_emailed_license(db: Db)
     assert_eq!(field(&f, "cancel_url"), Some(CANCEL));
     assert_eq!(field(&f, "subscription_data[trial_period_days]"), None);
 
-    // Until the webhook, the order grants nothing and resumes as it was.
+    // Until the webhook, the order grants nothing and resumes as it was;
+    // no cache keeps the answer.
+    let raw = app
+        .client
+        .get(app.url(&format!("/v1/checkout/{order_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.headers()["cache-control"], "no-store");
     let pending = order(&app, &order_id).await;
     assert_eq!(pending.status.as_str(), "pending_payment");
     assert_eq!(pending.url.as_deref(), Some(url.as_str()));
@@ -316,15 +324,30 @@ async fn a_provider_error_leaves_a_failed_order_and_no_license(db: Db) {
     let resp = checkout(&app, Some("k-500"), core_for(&ids.email)).await;
     let err: CheckoutErrorBody = expect_json(resp, 502).await;
     assert_eq!(err.code, "provider_failed");
-    assert!(
-        err.error.contains("an error occurred on Stripe's side"),
-        "{}",
-        err.error
-    );
+    // The buyer is told it failed, not what Stripe said.
+    assert!(!err.error.contains("Stripe's side"), "{}", err.error);
     let id = err.order_id.expect("the failed order's id").to_string();
     let failed = order(&app, &id).await;
     assert_eq!(failed.status.as_str(), "failed");
-    assert!(failed.error.unwrap().contains("500"));
+    assert_eq!(
+        failed.error.as_deref(),
+        Some("the payment did not go through")
+    );
+    // The operator sees Stripe's answer.
+    let detail = admin_order(&app, &id).await;
+    let reason = detail.order.error.unwrap();
+    assert!(
+        reason.contains("500") && reason.contains("an error occurred on Stripe's side"),
+        "{reason}"
+    );
+    // A 5xx is asked again (twice), with the same idempotency key.
+    let calls = api.received_requests().await.unwrap();
+    assert_eq!(calls.len(), 3);
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.headers["idempotency-key"] == id.as_str())
+    );
     assert!(failed.url.is_none() && failed.license_key.is_none());
     assert_eq!(app.count("licenses", "email", &ids.email).await, 0);
     // The same key answers the same failed order, without a second call.
@@ -335,7 +358,15 @@ async fn a_provider_error_leaves_a_failed_order_and_no_license(db: Db) {
     .await;
     assert_eq!(again.order_id.to_string(), id);
     assert_eq!(again.status.as_str(), "failed");
-    assert_eq!(api.received_requests().await.unwrap().len(), 1);
+    assert_eq!(api.received_requests().await.unwrap().len(), 3);
+}
+
+/// An order as the admin API shows it, with its history.
+async fn admin_order(app: &TestApp, id: &str) -> OrderDetail {
+    app.admin()
+        .await
+        .get_json(&format!("/admin/v1/orders/{id}"))
+        .await
 }
 
 async fn a_first_time_trial_is_given_once_per_buyer(db: Db) {
@@ -357,6 +388,7 @@ async fn a_first_time_trial_is_given_once_per_buyer(db: Db) {
     )
     .await;
     assert_eq!(second.trial_days, None);
+    assert_eq!(second.trial_withheld.as_deref(), Some("first_time"));
     // Another buyer gets one.
     let other: CheckoutOut = expect_json(
         checkout(&app, Some("t3"), sub("new@example.com")).await,
@@ -584,7 +616,16 @@ async fn failed_and_expired_checkouts_end_their_orders(db: Db) {
     assert!(a.url.is_none());
     let b_now = order(&app, b.order_id.as_str()).await;
     assert_eq!(b_now.status.as_str(), "failed");
-    assert!(b_now.error.unwrap().contains("failed"));
+    assert_eq!(
+        b_now.error.as_deref(),
+        Some("the payment did not go through")
+    );
+    let reason = admin_order(&app, b.order_id.as_str())
+        .await
+        .order
+        .error
+        .unwrap();
+    assert!(reason.contains("failed"), "{reason}");
     // An expiry after the end changes nothing.
     let late = app.send(&event("checkout.session.expired", &b)).await;
     assert_eq!(late.status, "ignored", "{late}");
@@ -736,6 +777,36 @@ async fn a_product_without_a_configured_provider_is_refused(db: Db) {
         "unprocessable",
     )
     .await;
+    // Only JSON: a text/plain body (which a page on any site could send
+    // without a CORS preflight) is refused.
+    for content_type in [Some("text/plain"), None] {
+        let mut req = app
+            .client
+            .post(app.url("/v1/checkout"))
+            .body(core_for("n@example.com").to_string());
+        if let Some(t) = content_type {
+            req = req.header("content-type", t);
+        }
+        expect_error(req.send().await.unwrap(), 415, "unsupported_media_type").await;
+    }
+    // Two Idempotency-Key headers are one too many.
+    let two = app
+        .client
+        .post(app.url("/v1/checkout"))
+        .header("idempotency-key", "x1")
+        .header("idempotency-key", "x2")
+        .json(&core_for("n@example.com"))
+        .send()
+        .await
+        .unwrap();
+    expect_error(two, 400, "bad_request").await;
+    // A control character in the product is named as such.
+    expect_error(
+        checkout(&app, None, json!({"product": "datatools-core\u{0}"})).await,
+        422,
+        "control_character",
+    )
+    .await;
     assert_eq!(
         app.scalar("SELECT COUNT(*) FROM orders WHERE id <> $1", "")
             .await,
@@ -751,6 +822,21 @@ async fn a_product_without_a_configured_provider_is_refused(db: Db) {
             .unwrap();
         expect_error(resp, 404, "order_not_found").await;
     }
+}
+
+/// The headers a cross-origin page may read from a checkout answer.
+async fn get_exposed(app: &TestApp) -> String {
+    let resp = app
+        .client
+        .get(app.url("/v1/checkout/ord_01JZZZZZZZZZZZZZZZZZZZZZZZ"))
+        .header("Origin", "https://shop.example.com")
+        .send()
+        .await
+        .unwrap();
+    resp.headers()
+        .get("access-control-expose-headers")
+        .map(|v| v.to_str().unwrap().to_lowercase())
+        .unwrap_or_default()
 }
 
 async fn a_seller_page_on_an_allowed_host_may_call_checkout_across_origins(db: Db) {
@@ -773,6 +859,8 @@ async fn a_seller_page_on_an_allowed_host_may_call_checkout_across_origins(db: D
         ok.headers()["access-control-allow-origin"],
         "https://shop.example.com"
     );
+    let exposed = get_exposed(&app).await;
+    assert!(exposed.contains("retry-after"), "{exposed}");
     let allowed = ok.headers()["access-control-allow-headers"]
         .to_str()
         .unwrap()
@@ -1042,6 +1130,20 @@ async fn a_polar_checkout_completes_by_webhook_or_by_the_reconciler(db: Db) {
     assert_eq!(app.licenses_for(&other.order).await, 1);
 }
 
+/// Moves an order's creation `secs` into the past (what a day's wait
+/// would do).
+async fn age_order(app: &TestApp, id: &str, secs: i64) {
+    let mut conn = app.state.store.conn().await.unwrap();
+    sqlx::query(
+        "UPDATE orders SET created_at = created_at - $2, updated_at = updated_at - $2 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(secs * 1000)
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+}
+
 /// A UUID-shaped id, as Polar gives.
 fn uuid_like() -> String {
     let n: u128 = rand::random();
@@ -1129,15 +1231,18 @@ async fn a_paddle_checkout_completes_by_webhook_and_a_canceled_one_fails(db: Db)
     assert_eq!(tick.settled, 1, "{tick:?}");
     let failed = order(&app, second.order_id.as_str()).await;
     assert_eq!(failed.status.as_str(), "failed");
-    assert!(failed.error.unwrap().contains("canceled"));
+    assert!(failed.error.is_some());
+    let reason = admin_order(&app, second.order_id.as_str())
+        .await
+        .order
+        .error
+        .unwrap();
+    assert!(reason.contains("canceled"), "{reason}");
 }
 
 async fn a_lemon_squeezy_checkout_completes_by_webhook_and_an_unpaid_one_expires(db: Db) {
     let api = MockServer::start().await;
-    let extra = [
-        ("KEYMINT_ENDPOINTS__LEMONSQUEEZY__STORE_ID", "7"),
-        ("KEYMINT_CHECKOUT__EXPIRE_AFTER", "0s"),
-    ];
+    let extra = [("KEYMINT_ENDPOINTS__LEMONSQUEEZY__STORE_ID", "7")];
     let Some(app) = app_selling_through(db, "lemonsqueezy", &api, &extra).await else {
         return;
     };
@@ -1193,19 +1298,34 @@ async fn a_lemon_squeezy_checkout_completes_by_webhook_and_an_unpaid_one_expires
     );
 
     // Lemon Squeezy says nothing of an unpaid checkout: past
-    // checkout.expire_after (0s here) the reconciler expires it.
+    // checkout.expire_after (24 hours) the reconciler expires it. The
+    // order is made 25 hours old rather than waited for.
     let second: CheckoutOut = expect_json(
         checkout(&app, None, core_for("late@example.com")).await,
         201,
     )
     .await;
+    let fresh = keymint::workers::reconciler::run_once(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(fresh.settled, 0, "a fresh order is left alone: {fresh:?}");
+    age_order(&app, second.order_id.as_str(), 25 * 3600).await;
     let tick = keymint::workers::reconciler::run_once(&app.state)
         .await
         .unwrap();
     assert_eq!(tick.settled, 1, "{tick:?}");
     let expired = order(&app, second.order_id.as_str()).await;
     assert_eq!(expired.status.as_str(), "expired");
-    assert!(expired.error.unwrap().contains("expire_after"));
+    assert_eq!(
+        expired.error.as_deref(),
+        Some("the checkout closed before it was paid")
+    );
+    let reason = admin_order(&app, second.order_id.as_str())
+        .await
+        .order
+        .error
+        .unwrap();
+    assert!(reason.contains("expire_after"), "{reason}");
     assert!(expired.url.is_none());
 }
 
@@ -1253,6 +1373,113 @@ async fn checkout_starts_are_limited_per_address_but_status_polls_are_not(db: Db
     expect_error(real, 429, "rate_limited").await;
 }
 
+/// What a process that stopped between committing an order and recording
+/// the provider's answer leaves: no provider reference, `secs` old.
+async fn leave_mid_call(app: &TestApp, id: &str, secs: i64) {
+    age_order(app, id, secs).await;
+    let mut conn = app.state.store.conn().await.unwrap();
+    sqlx::query("UPDATE orders SET provider_ref = NULL, checkout_url = NULL WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+}
+
+async fn an_order_left_mid_call_is_asked_of_the_provider_again(db: Db) {
+    let api = MockServer::start().await;
+    let Some(app) = spawn_app_with_api(
+        db,
+        "stripe",
+        &api,
+        &[("KEYMINT_RECONCILER__ORPHAN_AGE", "0s")],
+    )
+    .await
+    else {
+        return;
+    };
+    stripe_creates_sessions(&api).await;
+    let first: CheckoutOut = expect_json(
+        checkout(&app, Some("mid-1"), core_for("mid@example.com")).await,
+        201,
+    )
+    .await;
+    leave_mid_call(&app, first.order_id.as_str(), 60).await;
+    // The buyer retries with the same key: keymint asks Stripe again, with
+    // the same idempotency key (Stripe answers the session it made).
+    let again: CheckoutOut = expect_json(
+        checkout(&app, Some("mid-1"), core_for("mid@example.com")).await,
+        200,
+    )
+    .await;
+    assert_eq!(again.order_id, first.order_id);
+    assert!(again.url.is_some());
+    let calls = api.received_requests().await.unwrap();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[1].headers["idempotency-key"], first.order_id.as_str());
+
+    // Nobody retries the second: the reconciler asks again.
+    let second: CheckoutOut = expect_json(
+        checkout(&app, None, core_for("mid2@example.com")).await,
+        201,
+    )
+    .await;
+    leave_mid_call(&app, second.order_id.as_str(), 60).await;
+    let tick = keymint::workers::reconciler::run_once(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(tick.redriven, 1, "{tick:?}");
+    let now = order(&app, second.order_id.as_str()).await;
+    assert_eq!(now.status.as_str(), "pending_payment");
+    assert!(now.url.is_some());
+    let causes: Vec<String> = admin_order(&app, second.order_id.as_str())
+        .await
+        .history
+        .into_iter()
+        .map(|e| e.cause)
+        .collect();
+    assert_eq!(causes, ["created", "checkout_created", "checkout_created"]);
+}
+
+async fn an_event_for_another_product_does_not_pay_the_order(db: Db) {
+    let api = MockServer::start().await;
+    let Some(app) = app_with_api(db, "stripe", &api).await else {
+        return;
+    };
+    stripe_creates_sessions(&api).await;
+    let ids = Ids::new("stripe");
+    let started: CheckoutOut =
+        expect_json(checkout(&app, None, core_for(&ids.email)).await, 201).await;
+    let session = started
+        .url
+        .as_deref()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let answer = app
+        .send(&session_completed(
+            &ids,
+            &session,
+            started.order_id.as_str(),
+            "datatools-pro",
+        ))
+        .await;
+    // The event licensed what it names; the order is left pending and
+    // records the conflict.
+    assert_eq!(answer.status, "ok", "{answer}");
+    let still = order(&app, started.order_id.as_str()).await;
+    assert_eq!(still.status.as_str(), "pending_payment");
+    assert!(still.license_key.is_none());
+    let last = admin_order(&app, started.order_id.as_str())
+        .await
+        .history
+        .pop()
+        .unwrap();
+    assert_eq!(last.cause, "product_mismatch");
+    assert!(last.detail.unwrap().contains("datatools-pro"));
+}
+
 both_databases!(
     a_stripe_checkout_goes_from_pending_to_a_minted_emailed_license,
     twenty_concurrent_checkouts_with_one_key_make_one_order_and_one_call,
@@ -1273,4 +1500,6 @@ both_databases!(
     a_paddle_checkout_completes_by_webhook_and_a_canceled_one_fails,
     a_lemon_squeezy_checkout_completes_by_webhook_and_an_unpaid_one_expires,
     checkout_starts_are_limited_per_address_but_status_polls_are_not,
+    an_order_left_mid_call_is_asked_of_the_provider_again,
+    an_event_for_another_product_does_not_pay_the_order,
 );

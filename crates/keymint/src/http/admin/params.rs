@@ -102,7 +102,10 @@ pub(super) fn cursor(
         return Err(ApiError::coded(
             StatusCode::BAD_REQUEST,
             "bad_cursor",
-            format!("{field} must be a {prefix}_... id as a previous answer gave it"),
+            format!(
+                "{field} must be {} {prefix}_... id as a previous answer gave it",
+                crate::domain::article(prefix)
+            ),
         ));
     }
     Ok(Some(value))
