@@ -259,18 +259,26 @@ pub async fn mark_paid(
     if before.status == OrderStatus::Paid {
         return Ok(false);
     }
-    let done = sqlx::query(
+    // An order paid after it ended gives up its hold on the buyer's trial:
+    // a later checkout may hold it now, and the license itself counts from
+    // here on (`had_trial_or_license`).
+    let sql = if before.status == OrderStatus::PendingPayment {
         "UPDATE orders SET status = $2, license_id = $3, error = NULL, updated_at = $4, \
          email = COALESCE(email, (SELECT email FROM licenses WHERE id = $3)) \
-         WHERE id = $1 AND status = $5",
-    )
-    .bind(id)
-    .bind(OrderStatus::Paid)
-    .bind(license_id)
-    .bind(step.now)
-    .bind(before.status)
-    .execute(&mut *conn)
-    .await?;
+         WHERE id = $1 AND status = $5"
+    } else {
+        "UPDATE orders SET status = $2, license_id = $3, error = NULL, updated_at = $4, \
+         email = COALESCE(email, (SELECT email FROM licenses WHERE id = $3)), first_trial = NULL \
+         WHERE id = $1 AND status = $5"
+    };
+    let done = sqlx::query(sql)
+        .bind(id)
+        .bind(OrderStatus::Paid)
+        .bind(license_id)
+        .bind(step.now)
+        .bind(before.status)
+        .execute(&mut *conn)
+        .await?;
     if done.rows_affected() != 1 {
         return Ok(false);
     }

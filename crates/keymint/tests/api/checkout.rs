@@ -414,6 +414,74 @@ async fn a_first_time_trial_is_given_once_per_buyer(db: Db) {
     }
 }
 
+async fn a_late_payment_of_an_expired_trial_checkout_still_pays_it(db: Db) {
+    let api = MockServer::start().await;
+    let Some(app) = app_with_api(db, "stripe", &api).await else {
+        return;
+    };
+    stripe_creates_sessions(&api).await;
+    let ids = Ids::new("stripe");
+    let body = json!({"product": "datatools-sub", "email": ids.email, "success_url": SUCCESS});
+    let first: CheckoutOut =
+        expect_json(checkout(&app, Some("late-1"), body.clone()).await, 201).await;
+    assert_eq!(first.trial_days, Some(14));
+    // Stripe expires it unpaid; the buyer's next checkout has the trial.
+    let session = |o: &CheckoutOut| {
+        o.url
+            .as_deref()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let expired = raw_step(
+        "stripe",
+        json!({
+            "id": format!("evt_{}", ulid::Ulid::generate()), "object": "event",
+            "type": "checkout.session.expired", "created": now_secs(), "livemode": false,
+            "data": {"object": {"id": session(&first), "object": "checkout.session",
+                "status": "expired", "payment_status": "unpaid",
+                "metadata": {"keymint_order": first.order_id, "keymint_product": "datatools-sub"}}},
+        }),
+    );
+    assert_eq!(app.send(&expired).await.status, "ok");
+    let second: CheckoutOut = expect_json(checkout(&app, Some("late-2"), body).await, 201).await;
+    assert_eq!(second.trial_days, Some(14));
+    // Then the first one's payment arrives after all: the webhook is
+    // applied (a license, the first order paid), not failed on the
+    // trial's hold.
+    let mut paid = crate::providers::sub_step(
+        "stripe",
+        &ids,
+        crate::providers::Moment::Identity,
+        now_secs(),
+        now_secs() + 30 * 86_400,
+        0,
+    )
+    .unwrap();
+    paid.body = String::from_utf8(paid.body)
+        .unwrap()
+        .replace(
+            "\"metadata\": {}",
+            &format!(
+                "\"metadata\": {{\"keymint_order\": \"{}\", \"keymint_product\": \"datatools-sub\"}}",
+                first.order_id
+            ),
+        )
+        .into_bytes();
+    let answer = app.send(&paid).await;
+    assert_eq!(answer.status, "ok", "{answer}");
+    assert_eq!(
+        order(&app, first.order_id.as_str()).await.status.as_str(),
+        "paid"
+    );
+    assert_eq!(
+        order(&app, second.order_id.as_str()).await.status.as_str(),
+        "pending_payment"
+    );
+}
+
 async fn racing_checkouts_of_one_buyer_start_one_trial(db: Db) {
     let api = MockServer::start().await;
     let Some(app) = app_with_api(db, "stripe", &api).await else {
@@ -1502,4 +1570,5 @@ both_databases!(
     checkout_starts_are_limited_per_address_but_status_polls_are_not,
     an_order_left_mid_call_is_asked_of_the_provider_again,
     an_event_for_another_product_does_not_pay_the_order,
+    a_late_payment_of_an_expired_trial_checkout_still_pays_it,
 );
