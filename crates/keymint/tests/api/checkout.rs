@@ -73,6 +73,18 @@ async fn order(app: &TestApp, id: &str) -> CheckoutOut {
     .await
 }
 
+/// Runs one reconciler pass.
+async fn reconcile(app: &TestApp) -> keymint::workers::reconciler::Tick {
+    keymint::workers::reconciler::run_once(&app.state)
+        .await
+        .expect("reconciler pass")
+}
+
+/// A new checkout of `datatools-core` for `email`, without a key.
+async fn new_checkout(app: &TestApp, email: &str) -> CheckoutOut {
+    expect_json(checkout(app, None, core_for(email)).await, 201).await
+}
+
 fn core_for(email: &str) -> Value {
     json!({"product": "datatools-core", "email": email, "success_url": SUCCESS, "cancel_url": CANCEL})
 }
@@ -132,8 +144,7 @@ async fn a_stripe_checkout_goes_from_pending_to_a_minted_emailed_license(db: Db)
     let ids = Ids::new("stripe");
 
     // The buyer clicks "Buy": an order, pending, with Stripe's page.
-    let started: CheckoutOut =
-        expect_json(checkout(&app, None, core_for(&ids.email)).await, 201).await;
+    let started: CheckoutOut = new_checkout(&app, &ids.email).await;
     assert_eq!(started.status.as_str(), "pending_payment");
     let url = started.url.clone().expect("a checkout url");
     assert!(url.starts_with("https://checkout.stripe.com/"), "{url}");
@@ -291,18 +302,13 @@ async fn a_retried_request_without_a_key_resumes_its_pending_order(db: Db) {
     };
     stripe_creates_sessions(&api).await;
     let ids = Ids::new("stripe");
-    let first: CheckoutOut =
-        expect_json(checkout(&app, None, core_for(&ids.email)).await, 201).await;
+    let first: CheckoutOut = new_checkout(&app, &ids.email).await;
     let again: CheckoutOut =
         expect_json(checkout(&app, None, core_for(&ids.email)).await, 200).await;
     assert_eq!(again.order_id, first.order_id);
     assert_eq!(again.url, first.url);
     // Another buyer is another order.
-    let other: CheckoutOut = expect_json(
-        checkout(&app, None, core_for("other@example.com")).await,
-        201,
-    )
-    .await;
+    let other: CheckoutOut = new_checkout(&app, "other@example.com").await;
     assert_ne!(other.order_id, first.order_id);
     assert_eq!(api.received_requests().await.unwrap().len(), 2);
 }
@@ -710,8 +716,7 @@ async fn the_reconciler_settles_a_stuck_order_and_the_late_webhook_changes_nothi
     };
     stripe_creates_sessions(&api).await;
     let ids = Ids::new("stripe");
-    let started: CheckoutOut =
-        expect_json(checkout(&app, None, core_for(&ids.email)).await, 201).await;
+    let started: CheckoutOut = new_checkout(&app, &ids.email).await;
     let order_id = started.order_id.to_string();
     let session = started.url.unwrap().rsplit('/').next().unwrap().to_string();
     // Stripe says the session was paid; its webhook never came.
@@ -726,9 +731,7 @@ async fn the_reconciler_settles_a_stuck_order_and_the_late_webhook_changes_nothi
         })))
         .mount(&api)
         .await;
-    let tick = keymint::workers::reconciler::run_once(&app.state)
-        .await
-        .expect("reconciler tick");
+    let tick = reconcile(&app).await;
     assert_eq!(tick.settled, 1, "{tick:?}");
     let paid = order(&app, &order_id).await;
     assert_eq!(paid.status.as_str(), "paid");
@@ -756,9 +759,7 @@ async fn the_reconciler_settles_a_stuck_order_and_the_late_webhook_changes_nothi
         .await;
     assert_eq!(after.history.len(), detail.history.len());
     // A second tick finds nothing pending.
-    let tick = keymint::workers::reconciler::run_once(&app.state)
-        .await
-        .unwrap();
+    let tick = reconcile(&app).await;
     assert_eq!(tick.settled, 0, "{tick:?}");
 }
 
@@ -1036,8 +1037,7 @@ async fn the_cli_lists_and_shows_orders(db: Db) {
     };
     stripe_creates_sessions(&api).await;
     let ids = Ids::new("stripe");
-    let started: CheckoutOut =
-        expect_json(checkout(&app, None, core_for(&ids.email)).await, 201).await;
+    let started: CheckoutOut = new_checkout(&app, &ids.email).await;
     let id = started.order_id.to_string();
     let list = app.cli(&["orders", "list", "--status", "pending_payment"]);
     assert!(list.status.success(), "{}", crate::helpers::stderr(&list));
@@ -1123,8 +1123,7 @@ async fn a_polar_checkout_completes_by_webhook_or_by_the_reconciler(db: Db) {
         .mount(&api)
         .await;
     let ids = Ids::new("polar");
-    let started: CheckoutOut =
-        expect_json(checkout(&app, None, core_for(&ids.email)).await, 201).await;
+    let started: CheckoutOut = new_checkout(&app, &ids.email).await;
     assert!(
         started
             .url
@@ -1155,8 +1154,7 @@ async fn a_polar_checkout_completes_by_webhook_or_by_the_reconciler(db: Db) {
     // Another order's webhook is lost; the reconciler reads the checkout,
     // then the order it made.
     let other = Ids::new("polar");
-    let second: CheckoutOut =
-        expect_json(checkout(&app, None, core_for(&other.email)).await, 201).await;
+    let second: CheckoutOut = new_checkout(&app, &other.email).await;
     let checkout_id = api.received_requests().await.unwrap().len();
     assert_eq!(checkout_id, 2);
     let polar_id = second
@@ -1188,9 +1186,7 @@ async fn a_polar_checkout_completes_by_webhook_or_by_the_reconciler(db: Db) {
         )
         .mount(&api)
         .await;
-    let tick = keymint::workers::reconciler::run_once(&app.state)
-        .await
-        .unwrap();
+    let tick = reconcile(&app).await;
     assert_eq!(tick.settled, 1, "{tick:?}");
     let settled = order(&app, second.order_id.as_str()).await;
     assert_eq!(settled.status.as_str(), "paid");
@@ -1243,8 +1239,7 @@ async fn a_paddle_checkout_completes_by_webhook_and_a_canceled_one_fails(db: Db)
         .mount(&api)
         .await;
     let ids = Ids::new("paddle");
-    let started: CheckoutOut =
-        expect_json(checkout(&app, None, core_for(&ids.email)).await, 201).await;
+    let started: CheckoutOut = new_checkout(&app, &ids.email).await;
     let url = started.url.clone().unwrap();
     assert!(
         url.starts_with("https://shop.example.com/pay?_ptxn=txn_"),
@@ -1272,11 +1267,7 @@ async fn a_paddle_checkout_completes_by_webhook_and_a_canceled_one_fails(db: Db)
     );
 
     // A second checkout's transaction is canceled; the reconciler reads it.
-    let second: CheckoutOut = expect_json(
-        checkout(&app, None, core_for("second@example.com")).await,
-        201,
-    )
-    .await;
+    let second: CheckoutOut = new_checkout(&app, "second@example.com").await;
     let txn = second
         .url
         .as_deref()
@@ -1293,9 +1284,7 @@ async fn a_paddle_checkout_completes_by_webhook_and_a_canceled_one_fails(db: Db)
         )
         .mount(&api)
         .await;
-    let tick = keymint::workers::reconciler::run_once(&app.state)
-        .await
-        .unwrap();
+    let tick = reconcile(&app).await;
     assert_eq!(tick.settled, 1, "{tick:?}");
     let failed = order(&app, second.order_id.as_str()).await;
     assert_eq!(failed.status.as_str(), "failed");
@@ -1327,8 +1316,7 @@ async fn a_lemon_squeezy_checkout_completes_by_webhook_and_an_unpaid_one_expires
         .await;
     let ids = Ids::new("lemonsqueezy");
     let before = now_secs();
-    let started: CheckoutOut =
-        expect_json(checkout(&app, None, core_for(&ids.email)).await, 201).await;
+    let started: CheckoutOut = new_checkout(&app, &ids.email).await;
     let call = &api.received_requests().await.unwrap()[0];
     assert_eq!(call.headers["content-type"], "application/vnd.api+json");
     assert_eq!(call.headers["accept"], "application/vnd.api+json");
@@ -1368,19 +1356,11 @@ async fn a_lemon_squeezy_checkout_completes_by_webhook_and_an_unpaid_one_expires
     // Lemon Squeezy says nothing of an unpaid checkout: past
     // checkout.expire_after (24 hours) the reconciler expires it. The
     // order is made 25 hours old rather than waited for.
-    let second: CheckoutOut = expect_json(
-        checkout(&app, None, core_for("late@example.com")).await,
-        201,
-    )
-    .await;
-    let fresh = keymint::workers::reconciler::run_once(&app.state)
-        .await
-        .unwrap();
+    let second: CheckoutOut = new_checkout(&app, "late@example.com").await;
+    let fresh = reconcile(&app).await;
     assert_eq!(fresh.settled, 0, "a fresh order is left alone: {fresh:?}");
     age_order(&app, second.order_id.as_str(), 25 * 3600).await;
-    let tick = keymint::workers::reconciler::run_once(&app.state)
-        .await
-        .unwrap();
+    let tick = reconcile(&app).await;
     assert_eq!(tick.settled, 1, "{tick:?}");
     let expired = order(&app, second.order_id.as_str()).await;
     assert_eq!(expired.status.as_str(), "expired");
@@ -1407,8 +1387,7 @@ async fn checkout_starts_are_limited_per_address_but_status_polls_are_not(db: Db
         return;
     };
     stripe_creates_sessions(&api).await;
-    let first: CheckoutOut =
-        expect_json(checkout(&app, None, core_for("a@example.com")).await, 201).await;
+    let first: CheckoutOut = new_checkout(&app, "a@example.com").await;
     expect_json::<CheckoutOut>(checkout(&app, None, core_for("b@example.com")).await, 201).await;
     let third = checkout(&app, None, core_for("c@example.com")).await;
     assert!(third.headers().contains_key("retry-after"));
@@ -1486,15 +1465,9 @@ async fn an_order_left_mid_call_is_asked_of_the_provider_again(db: Db) {
     assert_eq!(calls[1].headers["idempotency-key"], first.order_id.as_str());
 
     // Nobody retries the second: the reconciler asks again.
-    let second: CheckoutOut = expect_json(
-        checkout(&app, None, core_for("mid2@example.com")).await,
-        201,
-    )
-    .await;
+    let second: CheckoutOut = new_checkout(&app, "mid2@example.com").await;
     leave_mid_call(&app, second.order_id.as_str(), 60).await;
-    let tick = keymint::workers::reconciler::run_once(&app.state)
-        .await
-        .unwrap();
+    let tick = reconcile(&app).await;
     assert_eq!(tick.redriven, 1, "{tick:?}");
     let now = order(&app, second.order_id.as_str()).await;
     assert_eq!(now.status.as_str(), "pending_payment");
@@ -1515,8 +1488,7 @@ async fn an_event_for_another_product_does_not_pay_the_order(db: Db) {
     };
     stripe_creates_sessions(&api).await;
     let ids = Ids::new("stripe");
-    let started: CheckoutOut =
-        expect_json(checkout(&app, None, core_for(&ids.email)).await, 201).await;
+    let started: CheckoutOut = new_checkout(&app, &ids.email).await;
     let session = started
         .url
         .as_deref()
