@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod checkout;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod dispatcher;
 pub mod domain;
 pub mod events;

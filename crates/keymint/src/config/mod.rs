@@ -16,6 +16,7 @@
 //! address, a product's `duration` a [`Validity`]), never again later.
 
 mod checkout;
+mod console;
 mod database;
 mod email;
 mod endpoints;
@@ -29,6 +30,7 @@ mod validate;
 mod workers;
 
 pub use checkout::*;
+pub use console::*;
 pub use database::*;
 pub use email::*;
 pub use endpoints::*;
@@ -80,6 +82,7 @@ pub struct Config {
     pub reconciler: ReconcilerConfig,
     pub licensing: LicensingConfig,
     pub checkout: CheckoutConfig,
+    pub console: ConsoleConfig,
     pub endpoints: Vec<EndpointConfig>,
     pub products: Vec<ProductConfig>,
     /// Directory the config file was loaded from (templates are looked up

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod checkout;
+pub mod console;
 pub mod error;
 pub mod licensing;
 pub mod openapi;
@@ -93,6 +94,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.config.server.request_timeout;
     let (routes, _) = api().split_for_parts();
     routes
+        .merge(console::routes(state.config.console.enabled))
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -8,6 +8,7 @@
 
 pub mod admin_tokens;
 pub mod conn;
+pub mod console_sessions;
 pub mod customers;
 pub mod deliveries;
 mod files;
@@ -18,6 +19,7 @@ mod lite;
 pub mod machines;
 pub mod orders;
 pub mod outbox;
+pub mod overview;
 pub mod refunds;
 pub mod retention;
 pub mod signing_keys;

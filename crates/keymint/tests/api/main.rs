@@ -9,6 +9,7 @@ mod views;
 mod admin;
 mod checkout;
 mod config;
+mod console;
 mod defaults;
 mod durability;
 mod edges;

@@ -1,0 +1,566 @@
+//! The operator console at `/console` (docs/console.md): server-rendered
+//! pages (minijinja templates compiled into the binary, HTML-escaped),
+//! plain forms, one stylesheet, no JavaScript. A pasted admin token is
+//! exchanged for a session cookie (`console/`); every form carries the
+//! session's CSRF token; every action goes through the same service
+//! functions as the admin API and the CLI, under the token's scopes.
+
+use crate::admin::{self, AdminError, scope};
+use crate::app::AppState;
+use crate::console::{self, Operator, SESSION_COOKIE, SIGN_IN_COOKIE};
+use crate::store::{self, licenses, overview};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use keymint_license::LicenseKey;
+use minijinja::value::Serde;
+use minijinja::{Environment, Value, context};
+use serde::Deserialize;
+use std::sync::OnceLock;
+
+const PAGES: &[(&str, &str)] = &[
+    (
+        "base.html",
+        include_str!("../../templates/console/base.html"),
+    ),
+    (
+        "sign_in.html",
+        include_str!("../../templates/console/sign_in.html"),
+    ),
+    (
+        "overview.html",
+        include_str!("../../templates/console/overview.html"),
+    ),
+    (
+        "licenses.html",
+        include_str!("../../templates/console/licenses.html"),
+    ),
+    (
+        "license.html",
+        include_str!("../../templates/console/license.html"),
+    ),
+    (
+        "error.html",
+        include_str!("../../templates/console/error.html"),
+    ),
+];
+const STYLESHEET: &str = include_str!("../../templates/console/console.css");
+/// Licenses per page of a search.
+const PAGE_SIZE: i64 = 50;
+
+fn pages() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        for (name, source) in PAGES {
+            // The templates are part of the binary: one that does not
+            // parse is a bug the tests catch.
+            env.add_template(name, source)
+                .unwrap_or_else(|e| panic!("console template {name}: {e}"));
+        }
+        env
+    })
+}
+
+/// The console's routes; none when `[console] enabled = false`.
+pub fn routes(enabled: bool) -> Router<AppState> {
+    if !enabled {
+        return Router::new();
+    }
+    Router::new()
+        .route("/console", get(overview_page))
+        .route("/console/", get(|| async { Redirect::to("/console") }))
+        .route("/console/sign-in", get(sign_in_page).post(sign_in))
+        .route("/console/sign-out", post(sign_out))
+        .route("/console/licenses", get(licenses_page))
+        .route("/console/licenses/{key}", get(license_page))
+        .route("/console/licenses/{key}/status", post(change_status))
+        .route("/console/static/console.css", get(stylesheet))
+        .layer(axum::middleware::from_fn(page_headers))
+}
+
+/// Every console answer: not cached, not framed, no referrer.
+async fn page_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+/// A rendered page.
+fn render(status: StatusCode, name: &str, ctx: Value) -> Response {
+    match pages().get_template(name).and_then(|t| t.render(ctx)) {
+        Ok(html) => (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            html,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(template = name, error = %e, "console page failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+fn error_page(op: Option<&Operator>, status: StatusCode, title: &str, message: &str) -> Response {
+    render(
+        status,
+        "error.html",
+        context! {
+            operator => op.map(|o| o.name.clone()),
+            csrf => op.map(|o| o.csrf.clone()),
+            title, message,
+        },
+    )
+}
+
+/// A page for a failure the operator cannot fix by retrying the form.
+fn failed(op: Option<&Operator>, e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "console request failed");
+    error_page(
+        op,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Something went wrong",
+        "keymint could not answer (is the database reachable?). Try again in a moment.",
+    )
+}
+
+/// The value of cookie `name` in the request, if sent.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Whether the browser reached keymint over HTTPS (through a reverse proxy
+/// that says so, when `server.trust_forwarded_for` trusts it).
+fn over_https(state: &AppState, headers: &HeaderMap) -> bool {
+    state.config.server.trust_forwarded_for
+        && headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+}
+
+/// A console cookie: HttpOnly, SameSite=Strict, for `/console` only,
+/// Secure over HTTPS; `max_age` 0 deletes it.
+fn set_cookie(secure: bool, name: &str, value: &str, max_age: u64) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    ))
+    .expect("cookie values are base64url")
+}
+
+/// A signed-in operator; anyone else is sent to the sign-in page.
+struct Signed(Operator);
+
+impl FromRequestParts<AppState> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Response> {
+        let Some(secret) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Err(Redirect::to("/console/sign-in").into_response());
+        };
+        match console::operator(&state.store, secret).await {
+            Ok(Some(op)) => Ok(Self(op)),
+            Ok(None) => Err(Redirect::to("/console/sign-in").into_response()),
+            Err(e) => Err(failed(None, e)),
+        }
+    }
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+async fn sign_in_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    sign_in_form(&state, &headers, StatusCode::OK, None)
+}
+
+/// The sign-in form with a fresh one-time CSRF value in a cookie beside it
+/// (a form posted from anywhere else lacks the cookie).
+fn sign_in_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    problem: Option<&str>,
+) -> Response {
+    let value = console::random_secret();
+    let mut resp = render(
+        status,
+        "sign_in.html",
+        context! { sign_in_csrf => value.clone(), problem },
+    );
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(over_https(state, headers), SIGN_IN_COOKIE, &value, 600),
+    );
+    resp
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    token: String,
+    csrf: String,
+}
+
+async fn sign_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Response {
+    let expected = cookie(&headers, SIGN_IN_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !console::same(expected, &form.csrf) {
+        return sign_in_form(
+            &state,
+            &headers,
+            StatusCode::FORBIDDEN,
+            Some("The form expired or did not come from this page; sign in again."),
+        );
+    }
+    match console::sign_in(&state.store, &form.token, state.config.console.session_ttl).await {
+        Ok(Some(secret)) => {
+            let secure = over_https(&state, &headers);
+            let mut resp = Redirect::to("/console").into_response();
+            let ttl = state.config.console.session_ttl.as_secs();
+            let h = resp.headers_mut();
+            h.append(
+                header::SET_COOKIE,
+                set_cookie(secure, SESSION_COOKIE, &secret, ttl),
+            );
+            h.append(
+                header::SET_COOKIE,
+                set_cookie(secure, SIGN_IN_COOKIE, "", 0),
+            );
+            resp
+        }
+        Ok(None) => sign_in_form(
+            &state,
+            &headers,
+            StatusCode::UNAUTHORIZED,
+            Some("That is not a live admin token."),
+        ),
+        Err(e) => failed(None, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn sign_out(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Signed(op): Signed,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !op.csrf_matches(&form.csrf) {
+        return forged(&op);
+    }
+    if let Some(secret) = cookie(&headers, SESSION_COOKIE)
+        && let Err(e) = console::sign_out(&state.store, secret).await
+    {
+        return failed(Some(&op), e);
+    }
+    let mut resp = Redirect::to("/console/sign-in").into_response();
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(over_https(&state, &headers), SESSION_COOKIE, "", 0),
+    );
+    resp
+}
+
+/// A form without this session's CSRF token.
+fn forged(op: &Operator) -> Response {
+    error_page(
+        Some(op),
+        StatusCode::FORBIDDEN,
+        "Refused",
+        "The form did not carry this session's token (it came from another page, or the session changed). Nothing was done.",
+    )
+}
+
+async fn overview_page(State(state): State<AppState>, Signed(op): Signed) -> Response {
+    let since = store::now_ms() - 24 * 3600 * 1000;
+    let counts = async {
+        let mut conn = state.store.conn().await?;
+        Ok::<_, sqlx::Error>((
+            overview::licenses(&mut conn).await?,
+            overview::deliveries(&mut conn, since).await?,
+            overview::emails(&mut conn).await?,
+        ))
+    };
+    match counts.await {
+        Ok((licenses, deliveries, emails)) => render(
+            StatusCode::OK,
+            "overview.html",
+            context! {
+                operator => op.name, csrf => op.csrf, page => "overview",
+                licenses => Serde(&licenses),
+                deliveries => Serde(&deliveries),
+                emails => Serde(&emails),
+            },
+        ),
+        Err(e) => failed(Some(&op), e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct SearchQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    before: String,
+}
+
+async fn licenses_page(
+    State(state): State<AppState>,
+    Signed(op): Signed,
+    Query(q): Query<SearchQuery>,
+) -> Response {
+    if !op.may(scope::LICENSES_READ) {
+        return no_scope(&op, scope::LICENSES_READ);
+    }
+    let text = q.q.trim().to_lowercase();
+    let status = q.status.parse::<licenses::LicenseStatus>().ok();
+    let before = Some(q.before.trim())
+        .filter(|b| crate::domain::LicenseId::parse(b).is_ok())
+        .map(str::to_string);
+    let filter = licenses::Filter {
+        email: None,
+        order_id: None,
+        q: Some(text.clone()).filter(|t| !t.is_empty() && !t.chars().any(char::is_control)),
+        product: None,
+        status,
+        before,
+        limit: PAGE_SIZE,
+    };
+    let rows = async {
+        let mut conn = state.store.conn().await?;
+        licenses::search(&mut conn, &filter).await
+    };
+    let rows = match rows.await {
+        Ok(rows) => rows,
+        Err(e) => return failed(Some(&op), e),
+    };
+    let next = (rows.len() as i64 == PAGE_SIZE)
+        .then(|| rows.last())
+        .flatten()
+        .map(|l| {
+            format!(
+                "/console/licenses?{}",
+                serde_urlencoded::to_string([
+                    ("q", text.as_str()),
+                    ("status", status.map_or("", |s| s.as_str())),
+                    ("before", l.id.as_str()),
+                ])
+                .expect("strings encode")
+            )
+        });
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|l| {
+            context! {
+                key => l.key.to_string(), product => l.product.clone(),
+                status => l.status.as_str(), email => l.email.clone(),
+                issued_at => store::format_ms(l.issued_at),
+            }
+        })
+        .collect();
+    render(
+        StatusCode::OK,
+        "licenses.html",
+        context! {
+            operator => op.name, csrf => op.csrf, page => "licenses",
+            licenses => list, q => q.q, status => status.map(|s| s.as_str()),
+            statuses => licenses::LicenseStatus::names(), next,
+        },
+    )
+}
+
+fn no_scope(op: &Operator, needed: &str) -> Response {
+    error_page(
+        Some(op),
+        StatusCode::FORBIDDEN,
+        "Not allowed",
+        &format!("This token lacks the `{needed}` scope."),
+    )
+}
+
+/// The license page, with a notice or a problem above it.
+async fn show_license(
+    state: &AppState,
+    op: &Operator,
+    key: &str,
+    status: StatusCode,
+    notice: Option<&str>,
+    problem: Option<&str>,
+) -> Response {
+    if !op.may(scope::LICENSES_READ) {
+        return no_scope(op, scope::LICENSES_READ);
+    }
+    let not_found = || {
+        error_page(
+            Some(op),
+            StatusCode::NOT_FOUND,
+            "No such license",
+            "No license has that key.",
+        )
+    };
+    let Ok(key) = key.parse::<LicenseKey>() else {
+        return not_found();
+    };
+    match admin::license_detail(&state.store, &key).await {
+        Ok(Some(d)) => render(
+            status,
+            "license.html",
+            context! {
+                operator => op.name.clone(), csrf => op.csrf.clone(), page => "licenses",
+                may_write => op.may(scope::LICENSES_WRITE),
+                l => Serde(&d.license),
+                history => Serde(&d.history),
+                emails => Serde(&d.emails),
+                machines => Serde(&d.machines), notice, problem,
+            },
+        ),
+        Ok(None) => not_found(),
+        Err(e) => failed(Some(op), e),
+    }
+}
+
+async fn license_page(
+    State(state): State<AppState>,
+    Signed(op): Signed,
+    Path(key): Path<String>,
+) -> Response {
+    show_license(&state, &op, &key, StatusCode::OK, None, None).await
+}
+
+#[derive(Deserialize)]
+struct StatusForm {
+    csrf: String,
+    action: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn change_status(
+    State(state): State<AppState>,
+    Signed(op): Signed,
+    Path(key): Path<String>,
+    Form(form): Form<StatusForm>,
+) -> Response {
+    if !op.csrf_matches(&form.csrf) {
+        return forged(&op);
+    }
+    if !op.may(scope::LICENSES_WRITE) {
+        return no_scope(&op, scope::LICENSES_WRITE);
+    }
+    let revoke = match form.action.as_str() {
+        "revoke" => true,
+        "reinstate" => false,
+        _ => {
+            return show_license(
+                &state,
+                &op,
+                &key,
+                StatusCode::BAD_REQUEST,
+                None,
+                Some("Unknown action."),
+            )
+            .await;
+        }
+    };
+    let Ok(parsed) = key.parse::<LicenseKey>() else {
+        return show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await;
+    };
+    match admin::set_status(&state.store, &parsed, revoke, &form.reason, &op.actor()).await {
+        Ok(_) => {
+            let done = if revoke { "Revoked." } else { "Reinstated." };
+            show_license(&state, &op, &key, StatusCode::OK, Some(done), None).await
+        }
+        Err(AdminError::NotFound) => {
+            show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await
+        }
+        Err(e @ (AdminError::Invalid { .. } | AdminError::Conflict { .. })) => {
+            let status = if matches!(e, AdminError::Invalid { .. }) {
+                StatusCode::UNPROCESSABLE_ENTITY
+            } else {
+                StatusCode::CONFLICT
+            };
+            show_license(&state, &op, &key, status, None, Some(&e.to_string())).await
+        }
+        Err(e) => failed(Some(&op), e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every page renders from a context shaped like the handlers' (with
+    /// the fields the views give), and escapes what it shows.
+    #[test]
+    fn every_page_renders_and_escapes() {
+        let license = serde_json::json!({
+            "key": "DT1-CORE-AAAAA-BBBBB-CCCCC-DDDDD", "status": "active", "status_reason": null,
+            "product": "datatools-core", "tier": "core", "name": "<b>Jane</b>",
+            "email": "jane@example.com", "source": "gumroad", "order_id": "S-1",
+            "issued_at": "2026-11-29T10:00:00Z", "expires_at": null, "max_machines": 3,
+            "token": "v4.public.x",
+        });
+        let history = serde_json::json!([{"at": "t", "action": "minted", "from_status": null,
+            "to_status": "active", "actor": "webhook:gumroad", "reason": "<i>r</i>"}]);
+        let ctx = context! {
+            operator => "ops", csrf => "c", page => "licenses", may_write => true,
+            l => Serde(&license), history => Serde(&history), emails => Serde(&serde_json::json!([])),
+            machines => Serde(&serde_json::json!([])), notice => "done", problem => Value::UNDEFINED,
+        };
+        let html = pages()
+            .get_template("license.html")
+            .unwrap()
+            .render(ctx)
+            .unwrap();
+        // minijinja escapes `/` too (`&#x2f;`).
+        assert!(html.contains("&lt;b&gt;Jane&lt;&#x2f;b&gt;"), "{html}");
+        assert!(html.contains("&lt;i&gt;r&lt;&#x2f;i&gt;"));
+        assert!(!html.contains("<b>Jane"));
+    }
+}

@@ -1,0 +1,337 @@
+//! The operator console's pages without a browser: sign-in and sessions,
+//! CSRF, scopes, escaping of what buyers sent, and the license actions
+//! going through the same service as the admin API.
+
+use crate::both_databases;
+use crate::helpers::{Db, TestApp, sale_form, spawn_app, spawn_app_with, with};
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+
+/// A client that shows redirects instead of following them.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The value of the hidden input `name` in a page.
+fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no hidden {name} in {page}"))
+        + marker.len();
+    page[start..].split('"').next().unwrap().to_string()
+}
+
+/// The `name=value` part of the `Set-Cookie` for `name`, and the whole
+/// header line.
+fn set_cookie(resp: &reqwest::Response, name: &str) -> (String, String) {
+    let line = resp
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|l| l.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no cookie {name}"));
+    (line.split(';').next().unwrap().to_string(), line)
+}
+
+/// Signs in with `token`; the session cookie (`km_console=...`).
+async fn signed_in(app: &TestApp, token: &str) -> String {
+    let b = browser();
+    let form = b.get(app.url("/console/sign-in")).send().await.unwrap();
+    let (pre, _) = set_cookie(&form, "km_console_signin");
+    let csrf = hidden(&form.text().await.unwrap(), "csrf");
+    let resp = b
+        .post(app.url("/console/sign-in"))
+        .header(COOKIE, pre)
+        .form(&[("token", token), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    set_cookie(&resp, "km_console").0
+}
+
+async fn page(app: &TestApp, cookie: &str, path: &str) -> (u16, String) {
+    let resp = browser()
+        .get(app.url(path))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+async fn post(app: &TestApp, cookie: &str, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+    let resp = browser()
+        .post(app.url(path))
+        .header(COOKIE, cookie)
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+async fn an_operator_signs_in_with_a_token_and_out_again(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    let b = browser();
+    // Not signed in: the sign-in page.
+    let first = b.get(app.url("/console")).send().await.unwrap();
+    assert_eq!(first.status(), 303);
+    assert_eq!(first.headers()[LOCATION], "/console/sign-in");
+
+    let form = b.get(app.url("/console/sign-in")).send().await.unwrap();
+    assert_eq!(form.status(), 200);
+    let (pre, line) = set_cookie(&form, "km_console_signin");
+    assert!(
+        line.contains("HttpOnly") && line.contains("SameSite=Strict"),
+        "{line}"
+    );
+    let headers = form.headers().clone();
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    assert_eq!(headers["x-frame-options"], "DENY");
+    let csrf = hidden(&form.text().await.unwrap(), "csrf");
+    let token = app.admin_token("ops-alice").await;
+
+    // A wrong token, and a right one posted without the form's cookie.
+    let wrong = b
+        .post(app.url("/console/sign-in"))
+        .header(COOKIE, &pre)
+        .form(&[("token", "kmt_not-a-token"), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(
+        wrong
+            .text()
+            .await
+            .unwrap()
+            .contains("not a live admin token")
+    );
+    let forged = b
+        .post(app.url("/console/sign-in"))
+        .form(&[("token", token.as_str()), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+
+    // The right token: a session cookie for /console only.
+    let ok = b
+        .post(app.url("/console/sign-in"))
+        .header(COOKIE, &pre)
+        .form(&[("token", token.as_str()), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 303);
+    assert_eq!(ok.headers()[LOCATION], "/console");
+    let (session, line) = set_cookie(&ok, "km_console");
+    for part in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/console",
+        "Max-Age=43200",
+    ] {
+        assert!(line.contains(part), "{part}: {line}");
+    }
+    // Served over plain HTTP here: no Secure flag.
+    assert!(!line.contains("Secure"), "{line}");
+    // The secret is not what the database keeps.
+    let secret = session.split_once('=').unwrap().1;
+    assert_eq!(app.count("console_sessions", "id", secret).await, 0);
+
+    let (status, overview) = page(&app, &session, "/console").await;
+    assert_eq!(status, 200);
+    assert!(
+        overview.contains("Overview") && overview.contains("ops-alice"),
+        "{overview}"
+    );
+
+    // Signing out needs the session's form token.
+    let (status, _) = post(&app, &session, "/console/sign-out", &[("csrf", "forged")]).await;
+    assert_eq!(status, 403);
+    assert_eq!(page(&app, &session, "/console").await.0, 200);
+    let csrf = hidden(&overview, "csrf");
+    let out = browser()
+        .post(app.url("/console/sign-out"))
+        .header(COOKIE, &session)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    assert!(set_cookie(&out, "km_console").1.contains("Max-Age=0"));
+    assert_eq!(page(&app, &session, "/console").await.0, 303);
+
+    // Revoking the token ends its sessions.
+    let again = signed_in(&app, &token).await;
+    assert_eq!(page(&app, &again, "/console").await.0, 200);
+    let revoked = app.cli(&["admin-token", "revoke", "ops-alice"]);
+    assert!(revoked.status.success());
+    assert_eq!(page(&app, &again, "/console").await.0, 303);
+}
+
+async fn behind_an_https_proxy_the_session_cookie_is_secure(db: Db) {
+    let Some(app) = spawn_app_with(db, &[("KEYMINT_SERVER__TRUST_FORWARDED_FOR", "true")]).await
+    else {
+        return;
+    };
+    let token = app.admin_token("ops-tls").await;
+    let b = browser();
+    let form = b
+        .get(app.url("/console/sign-in"))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    let (pre, line) = set_cookie(&form, "km_console_signin");
+    assert!(line.contains("Secure"), "{line}");
+    let csrf = hidden(&form.text().await.unwrap(), "csrf");
+    let ok = b
+        .post(app.url("/console/sign-in"))
+        .header("x-forwarded-proto", "https")
+        .header(COOKIE, pre)
+        .form(&[("token", token.as_str()), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(set_cookie(&ok, "km_console").1.contains("Secure"));
+}
+
+async fn an_operator_finds_a_license_by_email_and_revokes_it_with_a_reason(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    let sale = with(
+        with(sale_form("CONSOLE-1"), "email", "findme@example.com"),
+        "full_name",
+        "<script>alert(1)</script> Mallory",
+    );
+    let key = app.gumroad_sale(&sale).await.to_string();
+    let token = app.admin_token("ops-bob").await;
+    let session = signed_in(&app, &token).await;
+
+    let (status, list) = page(&app, &session, "/console/licenses?q=findme%40example.com").await;
+    assert_eq!(status, 200);
+    assert!(list.contains(&key), "{list}");
+    let (_, none) = page(&app, &session, "/console/licenses?q=nobody-here").await;
+    assert!(!none.contains(&key) && none.contains("No license matches"));
+
+    let path = format!("/console/licenses/{key}");
+    let (status, detail) = page(&app, &session, &path).await;
+    assert_eq!(status, 200);
+    // What the buyer sent is shown as text, never as markup.
+    assert!(
+        detail.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt; Mallory"),
+        "{detail}"
+    );
+    assert!(!detail.contains("<script>alert(1)"));
+
+    // A form without the session's token changes nothing.
+    let action = format!("{path}/status");
+    let (status, _) = post(
+        &app,
+        &session,
+        &action,
+        &[("csrf", "forged"), ("action", "revoke"), ("reason", "x")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    let admin = app.admin().await;
+    assert_eq!(admin.license(&key).await.license.status, "active");
+
+    // No reason: refused with the rule's words.
+    let csrf = hidden(&detail, "csrf");
+    let (status, body) = post(
+        &app,
+        &session,
+        &action,
+        &[
+            ("csrf", csrf.as_str()),
+            ("action", "revoke"),
+            ("reason", " "),
+        ],
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(body.contains("a reason is required"), "{body}");
+
+    let (status, body) = post(
+        &app,
+        &session,
+        &action,
+        &[
+            ("csrf", csrf.as_str()),
+            ("action", "revoke"),
+            ("reason", "chargeback <b>filed</b>"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.contains("Revoked."), "{body}");
+    assert!(
+        body.contains("chargeback &lt;b&gt;filed&lt;&#x2f;b&gt;"),
+        "{body}"
+    );
+    // The same service as the admin API: the history names the operator.
+    let detail = admin.license(&key).await;
+    assert_eq!(detail.license.status, "revoked");
+    let last = detail.history.last().unwrap();
+    assert_eq!(last.actor, "console:ops-bob");
+    assert_eq!(last.reason.as_deref(), Some("chargeback <b>filed</b>"));
+}
+
+async fn a_read_only_token_sees_no_actions_and_cannot_act(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    let key = app.gumroad_sale(&sale_form("CONSOLE-RO")).await.to_string();
+    let token = app.scoped_token("ops-ro", "licenses:read").await;
+    let session = signed_in(&app, &token).await;
+    let path = format!("/console/licenses/{key}");
+    let (status, detail) = page(&app, &session, &path).await;
+    assert_eq!(status, 200);
+    assert!(!detail.contains("/status\""), "no action form: {detail}");
+    let csrf = hidden(&detail, "csrf");
+    let (status, body) = post(
+        &app,
+        &session,
+        &format!("{path}/status"),
+        &[
+            ("csrf", csrf.as_str()),
+            ("action", "revoke"),
+            ("reason", "no"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(body.contains("licenses:write"), "{body}");
+    assert_eq!(
+        app.admin().await.license(&key).await.license.status,
+        "active"
+    );
+
+    // A token without licenses:read sees no licenses.
+    let none = app.scoped_token("ops-deliveries", "deliveries:read").await;
+    let session = signed_in(&app, &none).await;
+    assert_eq!(page(&app, &session, &path).await.0, 403);
+}
+
+both_databases!(
+    an_operator_signs_in_with_a_token_and_out_again,
+    behind_an_https_proxy_the_session_cookie_is_secure,
+    an_operator_finds_a_license_by_email_and_revokes_it_with_a_reason,
+    a_read_only_token_sees_no_actions_and_cannot_act,
+);
