@@ -5,6 +5,8 @@
 //! an operator may do is the token's scopes, checked on every action by
 //! the same service functions as the admin API.
 
+pub mod chart;
+
 use crate::admin::{hash_token, scope};
 use crate::store::{self, Store, admin_tokens, console_sessions};
 use base64::Engine;

@@ -328,28 +328,71 @@ fn forged(op: &Operator) -> Response {
 }
 
 async fn overview_page(State(state): State<AppState>, Signed(op): Signed) -> Response {
-    let since = store::now_ms() - 24 * 3600 * 1000;
+    const DAY: i64 = 86_400_000;
+    let now = store::now_ms();
+    let today = now / DAY;
+    let first_day = today - 29;
     let counts = async {
         let mut conn = state.store.conn().await?;
         Ok::<_, sqlx::Error>((
             overview::licenses(&mut conn).await?,
-            overview::deliveries(&mut conn, since).await?,
+            overview::deliveries(&mut conn, now - DAY).await?,
             overview::emails(&mut conn).await?,
+            overview::subscriptions(&mut conn).await?,
+            overview::minted_per_day(&mut conn, first_day * DAY).await?,
+            store::signing_keys::list(&mut conn).await?,
         ))
     };
-    match counts.await {
-        Ok((licenses, deliveries, emails)) => render(
-            StatusCode::OK,
-            "overview.html",
-            context! {
-                operator => op.name, csrf => op.csrf, page => "overview",
-                licenses => Serde(&licenses),
-                deliveries => Serde(&deliveries),
-                emails => Serde(&emails),
-            },
-        ),
-        Err(e) => failed(Some(&op), e),
+    let (licenses, deliveries, emails, subscriptions, minted, keys) = match counts.await {
+        Ok(counts) => counts,
+        Err(e) => return failed(Some(&op), e),
+    };
+    let mut days = vec![
+        console::chart::Day {
+            sales: 0,
+            manual: 0
+        };
+        30
+    ];
+    for (day, all, manual) in minted {
+        if let Some(slot) = usize::try_from(day - first_day)
+            .ok()
+            .and_then(|i| days.get_mut(i))
+        {
+            *slot = console::chart::Day {
+                sales: all - manual,
+                manual,
+            };
+        }
     }
+    let date = |day: i64| {
+        time::OffsetDateTime::from_unix_timestamp(day * 86_400)
+            .map(|t| t.date().to_string())
+            .unwrap_or_default()
+    };
+    let chart = console::chart::svg(&days, &date(first_day), &date(today));
+    let keys: Vec<Value> = keys
+        .iter()
+        .map(|k| {
+            context! {
+                kid => k.kid.clone(), status => k.status.as_str(), signing => k.signing == 1,
+                created_at => store::format_ms(k.created_at),
+            }
+        })
+        .collect();
+    render(
+        StatusCode::OK,
+        "overview.html",
+        context! {
+            operator => op.name, csrf => op.csrf, page => "overview",
+            licenses => Serde(&licenses),
+            deliveries => Serde(&deliveries),
+            emails => Serde(&emails),
+            subscriptions => Serde(&subscriptions),
+            chart => Value::from_safe_string(chart),
+            keys,
+        },
+    )
 }
 
 #[derive(Deserialize, Default)]

@@ -223,6 +223,16 @@ async fn an_operator_finds_a_license_by_email_and_revokes_it_with_a_reason(db: D
     let token = app.admin_token("ops-bob").await;
     let session = signed_in(&app, &token).await;
 
+    // The overview's chart counts today's sale.
+    let (status, overview) = page(&app, &session, "/console").await;
+    assert_eq!(status, 200);
+    assert!(overview.contains("<svg class=\"chart\""), "{overview}");
+    assert!(
+        overview.contains("aria-label=\"1 licenses minted from"),
+        "{overview}"
+    );
+    assert!(overview.contains("<title>1 sold</title>"), "{overview}");
+
     let (status, list) = page(&app, &session, "/console/licenses?q=findme%40example.com").await;
     assert_eq!(status, 200);
     assert!(list.contains(&key), "{list}");
