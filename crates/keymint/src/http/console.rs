@@ -53,6 +53,18 @@ const PAGES: &[(&str, &str)] = &[
         "delivery.html",
         include_str!("../../templates/console/delivery.html"),
     ),
+    (
+        "subscriptions.html",
+        include_str!("../../templates/console/subscriptions.html"),
+    ),
+    (
+        "subscription.html",
+        include_str!("../../templates/console/subscription.html"),
+    ),
+    (
+        "settings.html",
+        include_str!("../../templates/console/settings.html"),
+    ),
 ];
 const STYLESHEET: &str = include_str!("../../templates/console/console.css");
 /// Licenses per page of a search.
@@ -85,6 +97,18 @@ pub fn routes(enabled: bool) -> Router<AppState> {
         .route("/console/licenses", get(licenses_page))
         .route("/console/licenses/{key}", get(license_page))
         .route("/console/licenses/{key}/status", post(change_status))
+        .route("/console/licenses/{key}/resend", post(resend))
+        .route(
+            "/console/licenses/{key}/machines/reset",
+            post(reset_machines),
+        )
+        .route(
+            "/console/licenses/{key}/machines/{id}/deactivate",
+            post(deactivate_machine),
+        )
+        .route("/console/subscriptions", get(subscriptions_page))
+        .route("/console/subscriptions/{id}", get(subscription_page))
+        .route("/console/settings", get(settings_page))
         .route("/console/deliveries", get(deliveries_page))
         .route("/console/deliveries/replay-failed", post(replay_failed))
         .route("/console/deliveries/{id}", get(delivery_page))
@@ -853,6 +877,320 @@ async fn replay_failed(
         ..DeliveryQuery::default()
     };
     deliveries_view(&state, &op, &q, StatusCode::OK, Some(&notice)).await
+}
+
+/// Checks an action's form: the session's CSRF token and `licenses:write`.
+fn may_act(op: &Operator, csrf: &str) -> Result<(), Response> {
+    if !op.csrf_matches(csrf) {
+        return Err(forged(op));
+    }
+    if !op.may(scope::LICENSES_WRITE) {
+        return Err(no_scope(op, scope::LICENSES_WRITE));
+    }
+    Ok(())
+}
+
+async fn resend(
+    State(state): State<AppState>,
+    Signed(op): Signed,
+    Path(key): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(refused) = may_act(&op, &form.csrf) {
+        return refused;
+    }
+    let Ok(parsed) = key.parse::<LicenseKey>() else {
+        return show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await;
+    };
+    match admin::resend(&state.store, &parsed, false, &op.actor()).await {
+        Ok(_) => {
+            state.outbox_wake.notify_one();
+            show_license(
+                &state,
+                &op,
+                &key,
+                StatusCode::OK,
+                Some("The email is queued."),
+                None,
+            )
+            .await
+        }
+        Err(AdminError::NotFound) => {
+            show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await
+        }
+        Err(e @ AdminError::Conflict { .. }) => {
+            show_license(
+                &state,
+                &op,
+                &key,
+                StatusCode::CONFLICT,
+                None,
+                Some(&e.to_string()),
+            )
+            .await
+        }
+        Err(e) => failed(Some(&op), e),
+    }
+}
+
+/// A machine change's outcome on the license page.
+async fn after_machines(
+    state: &AppState,
+    op: &Operator,
+    key: &str,
+    done: Result<String, crate::licensing::LicensingError>,
+) -> Response {
+    use crate::licensing::LicensingError;
+    match done {
+        Ok(notice) => show_license(state, op, key, StatusCode::OK, Some(&notice), None).await,
+        Err(LicensingError::NotFound) => {
+            show_license(state, op, key, StatusCode::NOT_FOUND, None, None).await
+        }
+        Err(e @ LicensingError::NotActivated) => {
+            show_license(
+                state,
+                op,
+                key,
+                StatusCode::NOT_FOUND,
+                None,
+                Some(&e.to_string()),
+            )
+            .await
+        }
+        Err(e) => failed(Some(op), e),
+    }
+}
+
+async fn reset_machines(
+    State(state): State<AppState>,
+    Signed(op): Signed,
+    Path(key): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(refused) = may_act(&op, &form.csrf) {
+        return refused;
+    }
+    let Ok(parsed) = key.parse::<LicenseKey>() else {
+        return show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await;
+    };
+    let done = state
+        .licensing
+        .reset(&parsed, &op.actor())
+        .await
+        .map(|n| format!("{n} machine(s) deactivated."));
+    after_machines(&state, &op, &key, done).await
+}
+
+async fn deactivate_machine(
+    State(state): State<AppState>,
+    Signed(op): Signed,
+    Path((key, id)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(refused) = may_act(&op, &form.csrf) {
+        return refused;
+    }
+    let (Ok(parsed), Ok(id)) = (
+        key.parse::<LicenseKey>(),
+        crate::domain::MachineId::parse(&id),
+    ) else {
+        return show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await;
+    };
+    let done = state
+        .licensing
+        .operator_deactivate(&parsed, &id, &op.actor())
+        .await
+        .map(|()| "The machine is deactivated.".to_string());
+    after_machines(&state, &op, &key, done).await
+}
+
+#[derive(Deserialize, Default)]
+struct SubscriptionQuery {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    before: String,
+}
+
+async fn subscriptions_page(
+    State(state): State<AppState>,
+    Signed(op): Signed,
+    Query(q): Query<SubscriptionQuery>,
+) -> Response {
+    use crate::subscriptions::Status;
+    if !op.may(scope::LICENSES_READ) {
+        return no_scope(&op, scope::LICENSES_READ);
+    }
+    let status = Status::ALL.iter().copied().find(|s| s.as_str() == q.status);
+    let before = Some(q.before.trim())
+        .filter(|b| crate::domain::SubscriptionId::parse(b).is_ok())
+        .map(str::to_string);
+    let filter = store::subscriptions::Filter {
+        status,
+        endpoint: None,
+        email: None,
+        before,
+        limit: PAGE_SIZE,
+    };
+    let rows = async {
+        let mut conn = state.store.conn().await?;
+        store::subscriptions::search(&mut conn, &filter).await
+    };
+    let rows = match rows.await {
+        Ok(rows) => rows,
+        Err(e) => return failed(Some(&op), e),
+    };
+    let next = (rows.len() as i64 == PAGE_SIZE)
+        .then(|| rows.last())
+        .flatten()
+        .map(|s| {
+            format!(
+                "/console/subscriptions?{}",
+                serde_urlencoded::to_string([
+                    ("status", status.map_or("", |s| s.as_str())),
+                    ("before", s.subscription.id.as_str()),
+                ])
+                .expect("strings encode")
+            )
+        });
+    let list: Vec<crate::views::SubscriptionOut> = rows.into_iter().map(Into::into).collect();
+    let statuses: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+    render(
+        StatusCode::OK,
+        "subscriptions.html",
+        context! {
+            operator => op.name, csrf => op.csrf, page => "subscriptions",
+            subscriptions => Serde(&list), statuses, status => status.map(|s| s.as_str()), next,
+        },
+    )
+}
+
+async fn subscription_page(
+    State(state): State<AppState>,
+    Signed(op): Signed,
+    Path(id): Path<String>,
+) -> Response {
+    if !op.may(scope::LICENSES_READ) {
+        return no_scope(&op, scope::LICENSES_READ);
+    }
+    let found = async {
+        let mut conn = state.store.conn().await?;
+        let Some(row) = store::subscriptions::get(&mut conn, &id).await? else {
+            return Ok(None);
+        };
+        let events = store::subscriptions::history(&mut conn, &row.subscription.id).await?;
+        Ok::<_, sqlx::Error>(Some((row, events)))
+    };
+    match found.await {
+        Ok(Some((row, events))) => {
+            let s: crate::views::SubscriptionOut = row.into();
+            let events: Vec<crate::views::SubscriptionEventOut> =
+                events.into_iter().map(Into::into).collect();
+            render(
+                StatusCode::OK,
+                "subscription.html",
+                context! {
+                    operator => op.name, csrf => op.csrf, page => "subscriptions",
+                    s => Serde(&s), events => Serde(&events),
+                },
+            )
+        }
+        Ok(None) => error_page(
+            Some(&op),
+            StatusCode::NOT_FOUND,
+            "No such subscription",
+            "No subscription has that id.",
+        ),
+        Err(e) => failed(Some(&op), e),
+    }
+}
+
+/// Where this keymint is reached, as the browser reached it.
+fn origin(state: &AppState, headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        })
+        .unwrap_or("YOUR-HOST");
+    let scheme = if over_https(state, headers) {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}")
+}
+
+async fn settings_page(
+    State(state): State<AppState>,
+    Signed(op): Signed,
+    headers: HeaderMap,
+) -> Response {
+    if !op.may(scope::LICENSES_READ) {
+        return no_scope(&op, scope::LICENSES_READ);
+    }
+    let base = origin(&state, &headers);
+    let cfg = &state.config;
+    let endpoints: Vec<Value> = cfg
+        .endpoints
+        .iter()
+        .map(|e| {
+            let gumroad = e.kind == crate::config::EndpointKind::Gumroad;
+            context! {
+                name => e.name.clone(), kind => e.kind.as_str(),
+                url => format!(
+                    "{base}/webhooks/{}{}",
+                    e.name,
+                    if gumroad { "?secret=<one of its secrets>" } else { "" }
+                ),
+                secrets => e.secrets.len(), api_key => e.api_key.is_some(),
+            }
+        })
+        .collect();
+    let products: Vec<Value> = cfg
+        .products
+        .iter()
+        .map(|p| {
+            let map: Vec<String> = p
+                .map
+                .iter()
+                .map(|(endpoint, ids)| format!("{endpoint}: {}", ids.join(", ")))
+                .collect();
+            context! {
+                id => p.id.clone(), name => p.name.clone(), tier => p.tier.to_uppercase(),
+                prefix => p.key_prefix.to_uppercase(),
+                lasts => if p.subscription {
+                    "the paid period".to_string()
+                } else {
+                    match p.duration.duration() {
+                        Some(d) if d.as_secs() % 86_400 == 0 => {
+                            format!("{} days", d.as_secs() / 86_400)
+                        }
+                        Some(d) => humantime::format_duration(d).to_string(),
+                        None => "forever".to_string(),
+                    }
+                },
+                machines => p.max_machines.map_or("unlimited".to_string(), |m| m.to_string()),
+                map,
+            }
+        })
+        .collect();
+    let provider = match cfg.email.provider {
+        crate::config::EmailProvider::Log => "log (emails are written to the log)",
+        crate::config::EmailProvider::Postmark => "postmark",
+        crate::config::EmailProvider::Smtp => "smtp",
+    };
+    render(
+        StatusCode::OK,
+        "settings.html",
+        context! {
+            operator => op.name, csrf => op.csrf, page => "settings",
+            endpoints, products,
+            email => context! { provider, from => cfg.email.from.clone() },
+        },
+    )
 }
 
 #[cfg(test)]

@@ -401,10 +401,104 @@ async fn an_operator_replays_a_failed_delivery_and_sees_it_processed(db: Db) {
     assert!(bulk.contains("Replayed 0:"), "{bulk}");
 }
 
+async fn an_operator_resends_frees_machines_and_reads_subscriptions_and_settings(db: Db) {
+    use crate::providers::{Ids, Moment, now_secs, sub_step};
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    let key = app.gumroad_sale(&sale_form("CONSOLE-M")).await.to_string();
+    // A machine activated through the licensing API.
+    let activated = app
+        .client
+        .put(app.url(&format!("/v1/licenses/{key}/machines/machine-0001")))
+        .json(&serde_json::json!({"name": "laptop"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(activated.status().is_success(), "{}", activated.status());
+    // A Stripe subscription with its license.
+    let ids = Ids::new("stripe");
+    let t = now_secs();
+    let mut started = sub_step("stripe", &ids, Moment::Identity, t, t + 30 * 86_400, 0).unwrap();
+    started.body = String::from_utf8(started.body)
+        .unwrap()
+        .replace(
+            "\"metadata\": {}",
+            "\"metadata\": {\"keymint_product\": \"datatools-sub\"}",
+        )
+        .into_bytes();
+    app.minted(&started).await;
+
+    let token = app.admin_token("ops-dave").await;
+    let session = signed_in(&app, &token).await;
+    let path = format!("/console/licenses/{key}");
+    let (_, detail) = page(&app, &session, &path).await;
+    assert!(detail.contains("laptop"), "{detail}");
+    let csrf = hidden(&detail, "csrf");
+
+    let emails_before = app
+        .count(
+            "outbox",
+            "license_id",
+            &app.stored_license(&key.parse().unwrap())
+                .await
+                .id
+                .to_string(),
+        )
+        .await;
+    let (status, body) = post(
+        &app,
+        &session,
+        &format!("{path}/resend"),
+        &[("csrf", csrf.as_str())],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.contains("The email is queued."), "{body}");
+    let license_id = app
+        .stored_license(&key.parse().unwrap())
+        .await
+        .id
+        .to_string();
+    assert_eq!(
+        app.count("outbox", "license_id", &license_id).await,
+        emails_before + 1
+    );
+
+    let (status, body) = post(
+        &app,
+        &session,
+        &format!("{path}/machines/reset"),
+        &[("csrf", csrf.as_str())],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.contains("1 machine(s) deactivated."), "{body}");
+    assert_eq!(app.count("machines", "license_id", &license_id).await, 0);
+
+    let (status, subs) = page(&app, &session, "/console/subscriptions").await;
+    assert_eq!(status, 200);
+    assert!(subs.contains(&ids.sub), "{subs}");
+    let (status, settings) = page(&app, &session, "/console/settings").await;
+    assert_eq!(status, 200);
+    // (minijinja escapes `/` as `&#x2f;`.)
+    assert!(
+        settings.contains("&#x2f;webhooks&#x2f;stripe"),
+        "{settings}"
+    );
+    assert!(settings.contains("365 days"), "{settings}");
+    // Secrets are counted, never shown.
+    assert!(
+        !settings.contains(crate::helpers::GUMROAD_SECRET),
+        "{settings}"
+    );
+}
+
 both_databases!(
     an_operator_signs_in_with_a_token_and_out_again,
     behind_an_https_proxy_the_session_cookie_is_secure,
     an_operator_finds_a_license_by_email_and_revokes_it_with_a_reason,
     a_read_only_token_sees_no_actions_and_cannot_act,
     an_operator_replays_a_failed_delivery_and_sees_it_processed,
+    an_operator_resends_frees_machines_and_reads_subscriptions_and_settings,
 );
