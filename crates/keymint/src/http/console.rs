@@ -879,15 +879,16 @@ async fn replay_failed(
     deliveries_view(&state, &op, &q, StatusCode::OK, Some(&notice)).await
 }
 
-/// Checks an action's form: the session's CSRF token and `licenses:write`.
-fn may_act(op: &Operator, csrf: &str) -> Result<(), Response> {
+/// Checks an action's form: the session's CSRF token and `licenses:write`;
+/// the refusal when either is missing.
+fn refused(op: &Operator, csrf: &str) -> Option<Response> {
     if !op.csrf_matches(csrf) {
-        return Err(forged(op));
+        return Some(forged(op));
     }
     if !op.may(scope::LICENSES_WRITE) {
-        return Err(no_scope(op, scope::LICENSES_WRITE));
+        return Some(no_scope(op, scope::LICENSES_WRITE));
     }
-    Ok(())
+    None
 }
 
 async fn resend(
@@ -896,8 +897,8 @@ async fn resend(
     Path(key): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(refused) = may_act(&op, &form.csrf) {
-        return refused;
+    if let Some(refusal) = refused(&op, &form.csrf) {
+        return refusal;
     }
     let Ok(parsed) = key.parse::<LicenseKey>() else {
         return show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await;
@@ -967,8 +968,8 @@ async fn reset_machines(
     Path(key): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(refused) = may_act(&op, &form.csrf) {
-        return refused;
+    if let Some(refusal) = refused(&op, &form.csrf) {
+        return refusal;
     }
     let Ok(parsed) = key.parse::<LicenseKey>() else {
         return show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await;
@@ -987,8 +988,8 @@ async fn deactivate_machine(
     Path((key, id)): Path<(String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(refused) = may_act(&op, &form.csrf) {
-        return refused;
+    if let Some(refusal) = refused(&op, &form.csrf) {
+        return refusal;
     }
     let (Ok(parsed), Ok(id)) = (
         key.parse::<LicenseKey>(),
