@@ -436,16 +436,8 @@ async fn an_operator_resends_frees_machines_and_reads_subscriptions_and_settings
     assert!(detail.contains("laptop"), "{detail}");
     let csrf = hidden(&detail, "csrf");
 
-    let emails_before = app
-        .count(
-            "outbox",
-            "license_id",
-            &app.stored_license(&key.parse().unwrap())
-                .await
-                .id
-                .to_string(),
-        )
-        .await;
+    let license_id = app.stored_license(&key.parse().unwrap()).await.id;
+    let emails_before = app.count("outbox", "license_id", license_id.as_str()).await;
     let (status, body) = post(
         &app,
         &session,
@@ -455,13 +447,8 @@ async fn an_operator_resends_frees_machines_and_reads_subscriptions_and_settings
     .await;
     assert_eq!(status, 200);
     assert!(body.contains("The email is queued."), "{body}");
-    let license_id = app
-        .stored_license(&key.parse().unwrap())
-        .await
-        .id
-        .to_string();
     assert_eq!(
-        app.count("outbox", "license_id", &license_id).await,
+        app.count("outbox", "license_id", license_id.as_str()).await,
         emails_before + 1
     );
 
@@ -474,7 +461,11 @@ async fn an_operator_resends_frees_machines_and_reads_subscriptions_and_settings
     .await;
     assert_eq!(status, 200);
     assert!(body.contains("1 machine(s) deactivated."), "{body}");
-    assert_eq!(app.count("machines", "license_id", &license_id).await, 0);
+    assert_eq!(
+        app.count("machines", "license_id", license_id.as_str())
+            .await,
+        0
+    );
 
     let (status, subs) = page(&app, &session, "/console/subscriptions").await;
     assert_eq!(status, 200);
