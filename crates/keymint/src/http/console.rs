@@ -459,20 +459,12 @@ async fn licenses_page(
         Ok(rows) => rows,
         Err(e) => return failed(Some(&op), e),
     };
-    let next = (rows.len() as i64 == PAGE_SIZE)
-        .then(|| rows.last())
-        .flatten()
-        .map(|l| {
-            format!(
-                "/console/licenses?{}",
-                serde_urlencoded::to_string([
-                    ("q", text.as_str()),
-                    ("status", status.map_or("", |s| s.as_str())),
-                    ("before", l.id.as_str()),
-                ])
-                .expect("strings encode")
-            )
-        });
+    let next = next_page(
+        "/console/licenses",
+        rows.len(),
+        rows.last().map(|l| l.id.as_str()),
+        &[("q", &text), ("status", status.map_or("", |s| s.as_str()))],
+    );
     let list: Vec<Value> = rows
         .iter()
         .map(|l| {
@@ -492,6 +484,23 @@ async fn licenses_page(
             statuses => licenses::LicenseStatus::names(), next,
         },
     )
+}
+
+/// The link to the next page of a list when this one is full: `path`
+/// with the same filters and `before` = the last row's id.
+fn next_page(
+    path: &str,
+    rows: usize,
+    last_id: Option<&str>,
+    filters: &[(&str, &str)],
+) -> Option<String> {
+    let last = last_id.filter(|_| rows as i64 == PAGE_SIZE)?;
+    let mut query: Vec<(&str, &str)> = filters.to_vec();
+    query.push(("before", last));
+    Some(format!(
+        "{path}?{}",
+        serde_urlencoded::to_string(query).expect("strings encode")
+    ))
 }
 
 fn no_scope(op: &Operator, needed: &str) -> Response {
@@ -664,20 +673,15 @@ async fn deliveries_view(
         Ok(rows) => rows,
         Err(e) => return failed(Some(op), e),
     };
-    let next = (rows.len() as i64 == PAGE_SIZE)
-        .then(|| rows.last())
-        .flatten()
-        .map(|d| {
-            format!(
-                "/console/deliveries?{}",
-                serde_urlencoded::to_string([
-                    ("endpoint", endpoint.as_deref().unwrap_or("")),
-                    ("status", status.map_or("", |s| s.as_str())),
-                    ("before", d.id.as_str()),
-                ])
-                .expect("strings encode")
-            )
-        });
+    let next = next_page(
+        "/console/deliveries",
+        rows.len(),
+        rows.last().map(|d| d.id.as_str()),
+        &[
+            ("endpoint", endpoint.as_deref().unwrap_or("")),
+            ("status", status.map_or("", |s| s.as_str())),
+        ],
+    );
     let list: Vec<crate::views::DeliveryOut> = rows
         .into_iter()
         .map(crate::views::DeliveryOut::summary)
@@ -1041,19 +1045,12 @@ async fn subscriptions_page(
         Ok(rows) => rows,
         Err(e) => return failed(Some(&op), e),
     };
-    let next = (rows.len() as i64 == PAGE_SIZE)
-        .then(|| rows.last())
-        .flatten()
-        .map(|s| {
-            format!(
-                "/console/subscriptions?{}",
-                serde_urlencoded::to_string([
-                    ("status", status.map_or("", |s| s.as_str())),
-                    ("before", s.subscription.id.as_str()),
-                ])
-                .expect("strings encode")
-            )
-        });
+    let next = next_page(
+        "/console/subscriptions",
+        rows.len(),
+        rows.last().map(|s| s.subscription.id.as_str()),
+        &[("status", status.map_or("", |s| s.as_str()))],
+    );
     let list: Vec<crate::views::SubscriptionOut> = rows.into_iter().map(Into::into).collect();
     let statuses: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
     render(
@@ -1197,6 +1194,26 @@ async fn settings_page(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_page_links_to_the_next_with_the_same_filters() {
+        let full = usize::try_from(PAGE_SIZE).unwrap();
+        assert_eq!(
+            next_page(
+                "/console/licenses",
+                full,
+                Some("lic_01J"),
+                &[("q", "a b&c")]
+            )
+            .as_deref(),
+            Some("/console/licenses?q=a+b%26c&before=lic_01J")
+        );
+        assert_eq!(
+            next_page("/console/licenses", full - 1, Some("lic_01J"), &[]),
+            None
+        );
+        assert_eq!(next_page("/console/licenses", 0, None, &[]), None);
+    }
 
     /// Every page renders from a context shaped like the handlers' (with
     /// the fields the views give), and escapes what it shows.
