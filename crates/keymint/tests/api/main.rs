@@ -7,6 +7,7 @@ mod helpers;
 mod views;
 
 mod admin;
+mod browser;
 mod checkout;
 mod config;
 mod console;
