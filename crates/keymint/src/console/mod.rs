@@ -75,10 +75,16 @@ pub async fn sign_in(
     if token.is_empty() || token.len() > 256 {
         return Ok(None);
     }
-    let mut conn = store.writer().await?;
-    let Some(t) = admin_tokens::find_live(&mut conn, &hash_token(token)).await? else {
+    // Read first: a flood of wrong tokens never queues for the write lock
+    // the webhooks' group commits take.
+    let found = {
+        let mut conn = store.conn().await?;
+        admin_tokens::find_live(&mut conn, &hash_token(token)).await?
+    };
+    let Some(t) = found else {
         return Ok(None);
     };
+    let mut conn = store.writer().await?;
     let secret = random_secret();
     let now = store::now_ms();
     let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
