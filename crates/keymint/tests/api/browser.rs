@@ -92,35 +92,26 @@ async fn screenshot(client: &Client, name: &str) {
 
 /// The text of the first element `css` selects, once it exists.
 async fn text_of(client: &Client, css: &str) -> String {
+    element(client, css).await.text().await.unwrap()
+}
+
+/// The element `css` selects, once the page has it (pages load after a
+/// click; the test waits for the next page's own element, never a time).
+async fn element(client: &Client, css: &str) -> fantoccini::elements::Element {
     client
         .wait()
         .at_most(Duration::from_secs(10))
         .for_element(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .text()
-        .await
-        .unwrap()
 }
 
 async fn fill(client: &Client, css: &str, text: &str) {
-    client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .send_keys(text)
-        .await
-        .unwrap();
+    element(client, css).await.send_keys(text).await.unwrap();
 }
 
 async fn click(client: &Client, css: &str) {
-    client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .click()
-        .await
-        .unwrap();
+    element(client, css).await.click().await.unwrap();
 }
 
 async fn an_operator_signs_in_finds_a_license_and_revokes_it_in_a_browser(db: Db) {
@@ -141,23 +132,26 @@ async fn an_operator_signs_in_finds_a_license_and_revokes_it_in_a_browser(db: Db
 async fn run(app: &TestApp, client: &Client, key: &str, token: &str, tag: &str) {
     // Not signed in: the console sends the browser to its sign-in page.
     client.goto(&app.url("/console")).await.unwrap();
+    element(client, "#token").await;
     assert_eq!(text_of(client, "h1").await, "Sign in");
     screenshot(client, &format!("console-sign-in-{tag}")).await;
     fill(client, "#token", token).await;
     click(client, "form button[type=submit]").await;
+    // The overview, with its chart of today's sale.
+    let chart = element(client, "svg.chart").await;
     assert_eq!(text_of(client, "main h1").await, "Overview");
-    // The chart is drawn, with today's sale.
-    let chart = client.find(Locator::Css("svg.chart")).await.unwrap();
     let label = chart.attr("aria-label").await.unwrap().unwrap();
     assert!(label.starts_with("1 licenses minted"), "{label}");
     screenshot(client, &format!("console-overview-{tag}")).await;
 
     // Find the license by email, and open it.
     click(client, "nav a[href='/console/licenses']").await;
-    assert_eq!(text_of(client, "main h1").await, "Licenses");
     fill(client, "#q", "browser@example.com").await;
     click(client, "form.search button").await;
+    // The results page (its field holds the query), not the list before.
+    element(client, "#q[value='browser@example.com']").await;
     click(client, &format!("a[href='/console/licenses/{key}']")).await;
+    element(client, "#history").await;
     assert!(text_of(client, "main h1").await.contains(key));
 
     // Revoke it with a reason, and see why in its history.
@@ -171,8 +165,9 @@ async fn run(app: &TestApp, client: &Client, key: &str, token: &str, tag: &str) 
 
     // Signing out ends the session.
     click(client, "form.signout button").await;
-    assert_eq!(text_of(client, "h1").await, "Sign in");
+    element(client, "#token").await;
     client.goto(&app.url("/console/licenses")).await.unwrap();
+    element(client, "#token").await;
     assert_eq!(text_of(client, "h1").await, "Sign in");
 }
 
