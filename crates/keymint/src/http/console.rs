@@ -97,7 +97,9 @@ pub fn routes(enabled: bool) -> Router<AppState> {
         .route("/console/licenses", get(licenses_page))
         .route("/console/licenses/{key}", get(license_page))
         .route("/console/licenses/{key}/status", post(change_status))
+        .route("/console/licenses/mint", post(mint))
         .route("/console/licenses/{key}/resend", post(resend))
+        .route("/console/licenses/{key}/refund", post(refund))
         .route(
             "/console/licenses/{key}/machines/reset",
             post(reset_machines),
@@ -475,6 +477,7 @@ async fn licenses_page(
             }
         })
         .collect();
+    let may_write = op.may(scope::LICENSES_WRITE);
     render(
         StatusCode::OK,
         "licenses.html",
@@ -482,6 +485,8 @@ async fn licenses_page(
             operator => op.name, csrf => op.csrf, page => "licenses",
             licenses => list, q => q.q, status => status.map(|s| s.as_str()),
             statuses => licenses::LicenseStatus::names(), next,
+            may_write,
+            products => state.config.products.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
         },
     )
 }
@@ -934,6 +939,133 @@ async fn resend(
             )
             .await
         }
+        Err(e) => failed(Some(&op), e),
+    }
+}
+
+#[derive(Deserialize)]
+struct RefundForm {
+    csrf: String,
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn refund(
+    State(state): State<AppState>,
+    Signed(op): Signed,
+    Path(key): Path<String>,
+    Form(form): Form<RefundForm>,
+) -> Response {
+    if let Some(refusal) = refused(&op, &form.csrf) {
+        return refusal;
+    }
+    let Ok(parsed) = key.parse::<LicenseKey>() else {
+        return show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await;
+    };
+    let amount = match form.amount.trim() {
+        "" => None,
+        text => match text.parse::<i64>() {
+            Ok(cents) => Some(cents),
+            Err(_) => {
+                return show_license(
+                    &state,
+                    &op,
+                    &key,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    None,
+                    Some("The amount is a whole number of cents."),
+                )
+                .await;
+            }
+        },
+    };
+    let reason = Some(form.reason.trim()).filter(|r| !r.is_empty());
+    match admin::request_refund(&state, &parsed, amount, reason, &op.actor()).await {
+        Ok(r) => {
+            let notice = match &r.error {
+                Some(e) => format!(
+                    "Refund {} is pending; the provider has not taken it yet ({e}): the reconciler will settle it.",
+                    r.id
+                ),
+                None => format!(
+                    "Refund {} is pending until the provider's webhook settles it.",
+                    r.id
+                ),
+            };
+            show_license(&state, &op, &key, StatusCode::ACCEPTED, Some(&notice), None).await
+        }
+        Err(AdminError::NotFound) => {
+            show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await
+        }
+        Err(
+            e @ (AdminError::Invalid { .. }
+            | AdminError::Conflict { .. }
+            | AdminError::RefundsNotConfigured(_)),
+        ) => {
+            let status = if matches!(e, AdminError::Invalid { .. }) {
+                StatusCode::UNPROCESSABLE_ENTITY
+            } else {
+                StatusCode::CONFLICT
+            };
+            show_license(&state, &op, &key, status, None, Some(&e.to_string())).await
+        }
+        Err(e) => failed(Some(&op), e),
+    }
+}
+
+#[derive(Deserialize)]
+struct MintForm {
+    csrf: String,
+    product: String,
+    email: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    notes: String,
+}
+
+async fn mint(
+    State(state): State<AppState>,
+    Signed(op): Signed,
+    Form(form): Form<MintForm>,
+) -> Response {
+    if let Some(refusal) = refused(&op, &form.csrf) {
+        return refusal;
+    }
+    let optional = |t: &str| Some(t.trim().to_string()).filter(|t| !t.is_empty());
+    let req = admin::ManualMint {
+        product: form.product.trim().to_string(),
+        email: form.email.trim().to_string(),
+        name: optional(&form.name),
+        order_id: None,
+        notes: optional(&form.notes),
+    };
+    match admin::mint_manual(&state, &req, &op.actor()).await {
+        Ok((license, _)) => {
+            state.outbox_wake.notify_one();
+            let key = license.key.to_string();
+            show_license(
+                &state,
+                &op,
+                &key,
+                StatusCode::CREATED,
+                Some("Minted, and the email is queued."),
+                None,
+            )
+            .await
+        }
+        Err(
+            e @ (AdminError::Invalid { .. }
+            | AdminError::UnknownProduct(_)
+            | AdminError::Conflict { .. }),
+        ) => error_page(
+            Some(&op),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Not minted",
+            &e.to_string(),
+        ),
         Err(e) => failed(Some(&op), e),
     }
 }

@@ -485,6 +485,64 @@ async fn an_operator_resends_frees_machines_and_reads_subscriptions_and_settings
     );
 }
 
+async fn an_operator_mints_by_hand_and_a_refund_without_a_provider_api_is_refused(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    let token = app.admin_token("ops-erin").await;
+    let session = signed_in(&app, &token).await;
+    let (_, list) = page(&app, &session, "/console/licenses").await;
+    let csrf = hidden(&list, "csrf");
+    let (status, body) = post(
+        &app,
+        &session,
+        "/console/licenses/mint",
+        &[
+            ("csrf", csrf.as_str()),
+            ("product", "datatools-pro"),
+            ("email", "byhand@example.com"),
+            ("name", ""),
+            ("notes", "press copy"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert!(body.contains("Minted, and the email is queued."), "{body}");
+    let admin = app.admin().await;
+    let found = admin.licenses("email=byhand%40example.com").await;
+    assert_eq!(found.licenses.len(), 1);
+    let key = found.licenses[0].key.to_string();
+    let minted = admin.license(&key).await;
+    assert_eq!(minted.history[0].actor, "console:ops-erin");
+    assert_eq!(minted.license.source, "manual");
+
+    let (status, body) = post(
+        &app,
+        &session,
+        "/console/licenses/mint",
+        &[
+            ("csrf", csrf.as_str()),
+            ("product", "datatools-pro"),
+            ("email", "not an email"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(body.contains("not an email address"), "{body}");
+
+    // A license of an endpoint with no refund API: refused, nothing changes.
+    let (status, body) = post(
+        &app,
+        &session,
+        &format!("/console/licenses/{key}/refund"),
+        &[("csrf", csrf.as_str()), ("amount", ""), ("reason", "asked")],
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert!(body.contains("refunds not configured"), "{body}");
+    assert_eq!(admin.license(&key).await.license.status, "active");
+}
+
 both_databases!(
     an_operator_signs_in_with_a_token_and_out_again,
     behind_an_https_proxy_the_session_cookie_is_secure,
@@ -492,4 +550,5 @@ both_databases!(
     a_read_only_token_sees_no_actions_and_cannot_act,
     an_operator_replays_a_failed_delivery_and_sees_it_processed,
     an_operator_resends_frees_machines_and_reads_subscriptions_and_settings,
+    an_operator_mints_by_hand_and_a_refund_without_a_provider_api_is_refused,
 );
