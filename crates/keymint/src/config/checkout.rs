@@ -1,6 +1,7 @@
 //! `[checkout]` and each product's checkout settings: keymint starting the
 //! payment itself (docs/checkout.md).
 
+use super::{Config, EndpointKind, ProductConfig};
 use serde::Deserialize;
 
 /// `[checkout]`: what `POST /v1/checkout` accepts.
@@ -91,4 +92,155 @@ pub enum ConsentPolicy {
     /// `consent: {accepted: true, terms_version}` is required, and recorded
     /// on the order.
     Required,
+}
+
+impl Config {
+    /// A product's checkout settings: a provider keymint can start a
+    /// payment with, something to charge, and trials only where the
+    /// provider gives them (docs/checkout.md).
+    pub(super) fn check_product_checkout(
+        &self,
+        at: &str,
+        p: &ProductConfig,
+        problems: &mut Vec<String>,
+    ) {
+        let trial = p.trial_days.is_some_and(|d| d > 0);
+        if p.trial_days == Some(0) {
+            problems.push(format!(
+                "{at}.trial_days: 0 gives no trial; omit it instead"
+            ));
+        }
+        match (&p.terms_version, p.consent) {
+            (Some(v), ConsentPolicy::Required)
+                if v.trim().is_empty() || v.len() > 64 || v.chars().any(char::is_control) =>
+            {
+                problems.push(format!(
+                    "{at}.terms_version: must be 1-64 characters without control characters"
+                ));
+            }
+            (Some(_), ConsentPolicy::Required) => {}
+            (None, ConsentPolicy::Required) => problems.push(format!(
+                "{at}.terms_version: consent = \"required\" needs the version of the terms the buyer accepts"
+            )),
+            (Some(_), ConsentPolicy::None) => problems.push(format!(
+                "{at}.terms_version: only read with consent = \"required\""
+            )),
+            (None, ConsentPolicy::None) => {}
+        }
+        let Some(c) = &p.checkout else {
+            if trial {
+                problems.push(format!(
+                    "{at}.trial_days: trials are given by keymint's checkout; add [products.checkout]"
+                ));
+            }
+            return;
+        };
+        let Some(ep) = self.endpoint(&c.endpoint) else {
+            problems.push(format!(
+                "{at}.checkout.endpoint: endpoint {:?} is not defined",
+                c.endpoint
+            ));
+            return;
+        };
+        let name = ep.kind.as_str();
+        if ep.kind == EndpointKind::Hyperswitch {
+            if c.amount_cents.is_none_or(|a| a <= 0) {
+                problems.push(format!(
+                    "{at}.checkout.amount_cents: a positive amount in minor units is required for Hyperswitch"
+                ));
+            }
+            if !c
+                .currency
+                .as_deref()
+                .is_some_and(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()))
+            {
+                problems.push(format!(
+                    "{at}.checkout.currency: a three-letter currency code is required for Hyperswitch"
+                ));
+            }
+            if c.price.is_some() {
+                problems.push(format!(
+                    "{at}.checkout.price: Hyperswitch charges amount_cents; price is for the other providers"
+                ));
+            }
+            if p.subscription {
+                problems.push(format!(
+                    "{at}.checkout: a Hyperswitch payment is one-off; a subscription product cannot be sold through it"
+                ));
+            }
+        } else if matches!(
+            ep.kind,
+            EndpointKind::Stripe
+                | EndpointKind::Polar
+                | EndpointKind::Paddle
+                | EndpointKind::Lemonsqueezy
+        ) {
+            let what = match ep.kind {
+                EndpointKind::Stripe => "Stripe price (a price_ id)",
+                EndpointKind::Paddle => "Paddle price (a pri_ id)",
+                EndpointKind::Polar => "Polar product id (a UUID)",
+                _ => "Lemon Squeezy variant id (digits)",
+            };
+            match p.checkout_item(ep.kind) {
+                None => problems.push(format!(
+                    "{at}.checkout.price: no {what} to sell (set price, or map one under map.{})",
+                    c.endpoint
+                )),
+                Some(item) if !sold_item_shape(ep.kind, item) => {
+                    problems.push(format!("{at}.checkout.price: {item:?} is not a {what}"))
+                }
+                Some(_) => {}
+            }
+            if c.amount_cents.is_some() || c.currency.is_some() {
+                problems.push(format!(
+                    "{at}.checkout: amount_cents and currency are Hyperswitch settings; {name} charges the price's amount"
+                ));
+            }
+            if ep.kind == EndpointKind::Lemonsqueezy && ep.store_id.is_none() {
+                problems.push(format!(
+                    "{at}.checkout.endpoint: Lemon Squeezy checkouts need the endpoint's store_id"
+                ));
+            }
+        } else {
+            problems.push(format!(
+                "{at}.checkout.endpoint: keymint's checkout starts payments with stripe, polar, paddle, lemonsqueezy or hyperswitch endpoints, not {name}"
+            ));
+        }
+        if trial {
+            match ep.kind {
+                EndpointKind::Stripe | EndpointKind::Polar if !p.subscription => {
+                    problems.push(format!(
+                        "{at}.trial_days: {name} gives trials to subscriptions only (set subscription = true)"
+                    ));
+                }
+                EndpointKind::Stripe | EndpointKind::Polar => {}
+                EndpointKind::Paddle | EndpointKind::Lemonsqueezy => problems.push(format!(
+                    "{at}.trial_days: {name} takes a trial from the price or variant itself; set it there (keymint passes no trial length)"
+                )),
+                _ => problems.push(format!("{at}.trial_days: a {name} payment has no trial")),
+            }
+        }
+    }
+}
+
+/// Whether `id` has the shape of what the provider sells.
+fn sold_item_shape(kind: EndpointKind, id: &str) -> bool {
+    let rest_ok = |rest: &str| {
+        !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    match kind {
+        EndpointKind::Stripe => id
+            .strip_prefix("price_")
+            .or_else(|| id.strip_prefix("plan_"))
+            .is_some_and(rest_ok),
+        EndpointKind::Paddle => id.strip_prefix("pri_").is_some_and(rest_ok),
+        EndpointKind::Polar => {
+            let parts: Vec<&str> = id.split('-').collect();
+            parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
+                && parts
+                    .iter()
+                    .all(|p| p.bytes().all(|b| b.is_ascii_hexdigit()))
+        }
+        _ => !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && id != "0",
+    }
 }

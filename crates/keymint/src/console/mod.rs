@@ -11,7 +11,6 @@ use crate::admin::{hash_token, scope};
 use crate::store::{self, Store, admin_tokens, console_sessions};
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 /// The cookie that carries a console session's secret.
 pub const SESSION_COOKIE: &str = "km_console";
@@ -44,9 +43,10 @@ impl Operator {
     }
 }
 
-/// Constant-time equality of two texts.
+/// Constant-time equality of two texts (`adapters::ct_eq`, as for webhook
+/// secrets).
 pub fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+    crate::adapters::ct_eq(a.as_bytes(), b.as_bytes())
 }
 
 /// 256 random bits as base64url text.

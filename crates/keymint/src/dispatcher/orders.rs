@@ -53,7 +53,7 @@ impl Dispatcher {
             detail: Some(license.as_str()),
             now: cx.now,
         };
-        let paid = orders::mark_paid(conn, order, license, &step).await?;
+        let paid = orders::mark_paid(conn, &row, license, &step).await?;
         if paid {
             tracing::info!(order = %order, license = %license, "order paid");
         }

@@ -243,19 +243,18 @@ pub async fn close(
     Ok(true)
 }
 
-/// Marks an order paid by `license_id`, from whatever state it was in (a
-/// payment the provider took is honoured even after keymint gave up on
-/// it), with the license's email when the checkout had none (the provider
-/// collected it); false when it was already paid.
+/// Marks an order (`before`, as just read) paid by `license_id`, from
+/// whatever state it was in (a payment the provider took is honoured even
+/// after keymint gave up on it), with the license's email when the
+/// checkout had none (the provider collected it); false when it was
+/// already paid.
 pub async fn mark_paid(
     conn: &mut Conn,
-    id: &OrderId,
+    before: &Order,
     license_id: &LicenseId,
     step: &Step<'_>,
 ) -> Result<bool, sqlx::Error> {
-    let Some(before) = get(conn, id).await? else {
-        return Ok(false);
-    };
+    let id = &before.id;
     if before.status == OrderStatus::Paid {
         return Ok(false);
     }

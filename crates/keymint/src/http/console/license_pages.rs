@@ -1,0 +1,435 @@
+//! The console's license pages: search, one license, and the actions on
+//! it (revoke, reinstate, refund, resend, machines, mint by hand), each
+//! through the same service as the admin API.
+
+use super::*;
+
+#[derive(Deserialize, Default)]
+pub(super) struct SearchQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    before: String,
+}
+
+pub(super) async fn licenses_page(
+    State(state): State<AppState>,
+    Signed(op): Signed,
+    Query(q): Query<SearchQuery>,
+) -> Response {
+    if !op.may(scope::LICENSES_READ) {
+        return no_scope(&op, scope::LICENSES_READ);
+    }
+    let text = q.q.trim().to_lowercase();
+    let status = q.status.parse::<licenses::LicenseStatus>().ok();
+    let before = Some(q.before.trim())
+        .filter(|b| crate::domain::LicenseId::parse(b).is_ok())
+        .map(str::to_string);
+    let filter = licenses::Filter {
+        email: None,
+        order_id: None,
+        q: Some(text.clone()).filter(|t| !t.is_empty() && !t.chars().any(char::is_control)),
+        product: None,
+        status,
+        before,
+        limit: PAGE_SIZE,
+    };
+    let rows = async {
+        let mut conn = state.store.conn().await?;
+        licenses::search(&mut conn, &filter).await
+    };
+    let rows = match rows.await {
+        Ok(rows) => rows,
+        Err(e) => return failed(Some(&op), e),
+    };
+    let next = next_page(
+        "/console/licenses",
+        rows.len(),
+        rows.last().map(|l| l.id.as_str()),
+        &[("q", &text), ("status", status.map_or("", |s| s.as_str()))],
+    );
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|l| {
+            context! {
+                key => l.key.to_string(), product => l.product.clone(),
+                status => l.status.as_str(), email => l.email.clone(),
+                issued_at => store::format_ms(l.issued_at),
+            }
+        })
+        .collect();
+    let may_write = op.may(scope::LICENSES_WRITE);
+    render(
+        StatusCode::OK,
+        "licenses.html",
+        context! {
+            operator => op.name, csrf => op.csrf, page => "licenses",
+            licenses => list, q => q.q, status => status.map(|s| s.as_str()),
+            statuses => licenses::LicenseStatus::names(), next,
+            may_write,
+            products => state.config.products.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
+        },
+    )
+}
+
+/// The license page, with a notice or a problem above it.
+async fn show_license(
+    state: &AppState,
+    op: &Operator,
+    key: &str,
+    status: StatusCode,
+    notice: Option<&str>,
+    problem: Option<&str>,
+) -> Response {
+    if !op.may(scope::LICENSES_READ) {
+        return no_scope(op, scope::LICENSES_READ);
+    }
+    let not_found = || {
+        error_page(
+            Some(op),
+            StatusCode::NOT_FOUND,
+            "No such license",
+            "No license has that key.",
+        )
+    };
+    let Ok(key) = key.parse::<LicenseKey>() else {
+        return not_found();
+    };
+    match admin::license_detail(&state.store, &key).await {
+        Ok(Some(d)) => render(
+            status,
+            "license.html",
+            context! {
+                operator => op.name.clone(), csrf => op.csrf.clone(), page => "licenses",
+                may_write => op.may(scope::LICENSES_WRITE),
+                l => Serde(&d.license),
+                history => Serde(&d.history),
+                emails => Serde(&d.emails),
+                machines => Serde(&d.machines), notice, problem,
+            },
+        ),
+        Ok(None) => not_found(),
+        Err(e) => failed(Some(op), e),
+    }
+}
+
+pub(super) async fn license_page(
+    State(state): State<AppState>,
+    Signed(op): Signed,
+    Path(key): Path<String>,
+) -> Response {
+    show_license(&state, &op, &key, StatusCode::OK, None, None).await
+}
+
+#[derive(Deserialize)]
+pub(super) struct StatusForm {
+    csrf: String,
+    action: String,
+    #[serde(default)]
+    reason: String,
+}
+
+pub(super) async fn change_status(
+    State(state): State<AppState>,
+    Signed(op): Signed,
+    Path(key): Path<String>,
+    Form(form): Form<StatusForm>,
+) -> Response {
+    if !op.csrf_matches(&form.csrf) {
+        return forged(&op);
+    }
+    if !op.may(scope::LICENSES_WRITE) {
+        return no_scope(&op, scope::LICENSES_WRITE);
+    }
+    let revoke = match form.action.as_str() {
+        "revoke" => true,
+        "reinstate" => false,
+        _ => {
+            return show_license(
+                &state,
+                &op,
+                &key,
+                StatusCode::BAD_REQUEST,
+                None,
+                Some("Unknown action."),
+            )
+            .await;
+        }
+    };
+    let Ok(parsed) = key.parse::<LicenseKey>() else {
+        return show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await;
+    };
+    match admin::set_status(&state.store, &parsed, revoke, &form.reason, &op.actor()).await {
+        Ok(_) => {
+            let done = if revoke { "Revoked." } else { "Reinstated." };
+            show_license(&state, &op, &key, StatusCode::OK, Some(done), None).await
+        }
+        Err(AdminError::NotFound) => {
+            show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await
+        }
+        Err(e @ (AdminError::Invalid { .. } | AdminError::Conflict { .. })) => {
+            let status = if matches!(e, AdminError::Invalid { .. }) {
+                StatusCode::UNPROCESSABLE_ENTITY
+            } else {
+                StatusCode::CONFLICT
+            };
+            show_license(&state, &op, &key, status, None, Some(&e.to_string())).await
+        }
+        Err(e) => failed(Some(&op), e),
+    }
+}
+
+/// Checks an action's form: the session's CSRF token and `licenses:write`;
+/// the refusal when either is missing.
+fn refused(op: &Operator, csrf: &str) -> Option<Response> {
+    if !op.csrf_matches(csrf) {
+        return Some(forged(op));
+    }
+    if !op.may(scope::LICENSES_WRITE) {
+        return Some(no_scope(op, scope::LICENSES_WRITE));
+    }
+    None
+}
+
+pub(super) async fn resend(
+    State(state): State<AppState>,
+    Signed(op): Signed,
+    Path(key): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(refusal) = refused(&op, &form.csrf) {
+        return refusal;
+    }
+    let Ok(parsed) = key.parse::<LicenseKey>() else {
+        return show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await;
+    };
+    match admin::resend(&state.store, &parsed, false, &op.actor()).await {
+        Ok(_) => {
+            state.outbox_wake.notify_one();
+            show_license(
+                &state,
+                &op,
+                &key,
+                StatusCode::OK,
+                Some("The email is queued."),
+                None,
+            )
+            .await
+        }
+        Err(AdminError::NotFound) => {
+            show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await
+        }
+        Err(e @ AdminError::Conflict { .. }) => {
+            show_license(
+                &state,
+                &op,
+                &key,
+                StatusCode::CONFLICT,
+                None,
+                Some(&e.to_string()),
+            )
+            .await
+        }
+        Err(e) => failed(Some(&op), e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct RefundForm {
+    csrf: String,
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    reason: String,
+}
+
+pub(super) async fn refund(
+    State(state): State<AppState>,
+    Signed(op): Signed,
+    Path(key): Path<String>,
+    Form(form): Form<RefundForm>,
+) -> Response {
+    if let Some(refusal) = refused(&op, &form.csrf) {
+        return refusal;
+    }
+    let Ok(parsed) = key.parse::<LicenseKey>() else {
+        return show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await;
+    };
+    let amount = match form.amount.trim() {
+        "" => None,
+        text => match text.parse::<i64>() {
+            Ok(cents) => Some(cents),
+            Err(_) => {
+                return show_license(
+                    &state,
+                    &op,
+                    &key,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    None,
+                    Some("The amount is a whole number of cents."),
+                )
+                .await;
+            }
+        },
+    };
+    let reason = Some(form.reason.trim()).filter(|r| !r.is_empty());
+    match admin::request_refund(&state, &parsed, amount, reason, &op.actor()).await {
+        Ok(r) => {
+            let notice = match &r.error {
+                Some(e) => format!(
+                    "Refund {} is pending; the provider has not taken it yet ({e}): the reconciler will settle it.",
+                    r.id
+                ),
+                None => format!(
+                    "Refund {} is pending until the provider's webhook settles it.",
+                    r.id
+                ),
+            };
+            show_license(&state, &op, &key, StatusCode::ACCEPTED, Some(&notice), None).await
+        }
+        Err(AdminError::NotFound) => {
+            show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await
+        }
+        Err(
+            e @ (AdminError::Invalid { .. }
+            | AdminError::Conflict { .. }
+            | AdminError::RefundsNotConfigured(_)),
+        ) => {
+            let status = if matches!(e, AdminError::Invalid { .. }) {
+                StatusCode::UNPROCESSABLE_ENTITY
+            } else {
+                StatusCode::CONFLICT
+            };
+            show_license(&state, &op, &key, status, None, Some(&e.to_string())).await
+        }
+        Err(e) => failed(Some(&op), e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct MintForm {
+    csrf: String,
+    product: String,
+    email: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    notes: String,
+}
+
+pub(super) async fn mint(
+    State(state): State<AppState>,
+    Signed(op): Signed,
+    Form(form): Form<MintForm>,
+) -> Response {
+    if let Some(refusal) = refused(&op, &form.csrf) {
+        return refusal;
+    }
+    let optional = |t: &str| Some(t.trim().to_string()).filter(|t| !t.is_empty());
+    let req = admin::ManualMint {
+        product: form.product.trim().to_string(),
+        email: form.email.trim().to_string(),
+        name: optional(&form.name),
+        order_id: None,
+        notes: optional(&form.notes),
+    };
+    match admin::mint_manual(&state, &req, &op.actor()).await {
+        Ok((license, _)) => {
+            state.outbox_wake.notify_one();
+            let key = license.key.to_string();
+            show_license(
+                &state,
+                &op,
+                &key,
+                StatusCode::CREATED,
+                Some("Minted, and the email is queued."),
+                None,
+            )
+            .await
+        }
+        Err(
+            e @ (AdminError::Invalid { .. }
+            | AdminError::UnknownProduct(_)
+            | AdminError::Conflict { .. }),
+        ) => error_page(
+            Some(&op),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Not minted",
+            &e.to_string(),
+        ),
+        Err(e) => failed(Some(&op), e),
+    }
+}
+
+/// A machine change's outcome on the license page.
+async fn after_machines(
+    state: &AppState,
+    op: &Operator,
+    key: &str,
+    done: Result<String, crate::licensing::LicensingError>,
+) -> Response {
+    use crate::licensing::LicensingError;
+    match done {
+        Ok(notice) => show_license(state, op, key, StatusCode::OK, Some(&notice), None).await,
+        Err(LicensingError::NotFound) => {
+            show_license(state, op, key, StatusCode::NOT_FOUND, None, None).await
+        }
+        Err(e @ LicensingError::NotActivated) => {
+            show_license(
+                state,
+                op,
+                key,
+                StatusCode::NOT_FOUND,
+                None,
+                Some(&e.to_string()),
+            )
+            .await
+        }
+        Err(e) => failed(Some(op), e),
+    }
+}
+
+pub(super) async fn reset_machines(
+    State(state): State<AppState>,
+    Signed(op): Signed,
+    Path(key): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(refusal) = refused(&op, &form.csrf) {
+        return refusal;
+    }
+    let Ok(parsed) = key.parse::<LicenseKey>() else {
+        return show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await;
+    };
+    let done = state
+        .licensing
+        .reset(&parsed, &op.actor())
+        .await
+        .map(|n| format!("{n} machine(s) deactivated."));
+    after_machines(&state, &op, &key, done).await
+}
+
+pub(super) async fn deactivate_machine(
+    State(state): State<AppState>,
+    Signed(op): Signed,
+    Path((key, id)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(refusal) = refused(&op, &form.csrf) {
+        return refusal;
+    }
+    let (Ok(parsed), Ok(id)) = (
+        key.parse::<LicenseKey>(),
+        crate::domain::MachineId::parse(&id),
+    ) else {
+        return show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await;
+    };
+    let done = state
+        .licensing
+        .operator_deactivate(&parsed, &id, &op.actor())
+        .await
+        .map(|()| "The machine is deactivated.".to_string());
+    after_machines(&state, &op, &key, done).await
+}
