@@ -34,6 +34,8 @@ pub struct AppState {
     pub dispatcher: Dispatcher,
     pub mailer: Mailer,
     pub templates: Arc<Templates>,
+    /// The console's and portal's pages.
+    pub pages: Arc<crate::http::pages::Pages>,
     pub metrics: PrometheusHandle,
     /// Wakes the outbox worker when an email is queued.
     pub outbox_wake: Arc<Notify>,
@@ -49,6 +51,8 @@ pub struct AppState {
     pub limits: Arc<crate::http::licensing::LicensingLimits>,
     /// The checkout routes' per-address limits (this replica's).
     pub checkout_limits: Arc<crate::http::licensing::LicensingLimits>,
+    /// The portal's per-address limit (this replica's).
+    pub portal_limits: Arc<crate::http::licensing::LicensingLimits>,
 }
 
 /// Why the server could not start. Each message names its cause once
@@ -179,6 +183,9 @@ impl AppState {
         );
         let mailer = Mailer::from_config(&config.email)?;
         let templates = Arc::new(Templates::load(config.templates_dir().as_deref())?);
+        let pages = Arc::new(crate::http::pages::Pages::load(
+            config.templates_dir().as_deref(),
+        )?);
         let rejected = Arc::new(crate::rejections::RejectedRecorder::new(
             config.server.rejected_per_minute,
         ));
@@ -194,6 +201,13 @@ impl AppState {
                 not_found_per_minute: config.checkout.not_found_per_minute,
             },
         ));
+        let portal_limits = Arc::new(crate::http::licensing::LicensingLimits::new(
+            &crate::config::RateLimitConfig {
+                enabled: true,
+                per_minute: config.portal.per_minute,
+                not_found_per_minute: 0,
+            },
+        ));
         Ok(Self {
             config: Arc::new(config),
             store,
@@ -202,6 +216,7 @@ impl AppState {
             dispatcher,
             mailer,
             templates,
+            pages,
             metrics,
             outbox_wake: Arc::new(Notify::new()),
             http: reqwest::Client::builder()
@@ -214,6 +229,7 @@ impl AppState {
             licensing,
             limits,
             checkout_limits,
+            portal_limits,
         })
     }
 }

@@ -235,7 +235,7 @@ impl Keyring {
 
     /// A key by kid; a key file written since the last look (by
     /// `keymint keys generate`) is loaded now.
-    fn key(&self, kid: &str) -> Result<Arc<SigningKey>, KeyError> {
+    pub fn key(&self, kid: &str) -> Result<Arc<SigningKey>, KeyError> {
         if let Some(k) = self.loaded.read().expect("keyring lock").get(kid) {
             return Ok(k.clone());
         }

@@ -88,7 +88,7 @@ fn matches_any(mac: &[u8], candidates: &[Vec<u8>]) -> bool {
     ok.into()
 }
 
-fn hmac256_bytes(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn hmac256_bytes(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     hmac256(key, parts).finalize().into_bytes().to_vec()
 }
 

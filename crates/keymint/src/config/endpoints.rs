@@ -62,6 +62,11 @@ pub struct EndpointConfig {
     /// number, written as one or as text).
     #[serde(default, deserialize_with = "number_or_text")]
     pub store_id: Option<String>,
+    /// A fixed customer-portal address the buyer portal links to as
+    /// "manage subscription" for this endpoint's subscriptions (Stripe
+    /// endpoints with an `api_key` open a billing-portal session instead).
+    #[serde(default)]
+    pub customer_portal_url: Option<String>,
 }
 
 impl EndpointConfig {
@@ -76,6 +81,7 @@ impl EndpointConfig {
             api_key: None,
             api_url: None,
             store_id: None,
+            customer_portal_url: None,
         }
     }
 }

@@ -22,6 +22,7 @@ mod email;
 mod endpoints;
 mod env;
 mod licensing;
+mod portal;
 mod products;
 mod read;
 mod secrets;
@@ -36,6 +37,7 @@ pub use email::*;
 pub use endpoints::*;
 pub use env::ENV_PREFIX;
 pub use licensing::*;
+pub use portal::*;
 pub use products::*;
 pub use secrets::MIN_SECRET_BYTES;
 pub use server::*;
@@ -83,6 +85,7 @@ pub struct Config {
     pub licensing: LicensingConfig,
     pub checkout: CheckoutConfig,
     pub console: ConsoleConfig,
+    pub portal: PortalConfig,
     pub endpoints: Vec<EndpointConfig>,
     pub products: Vec<ProductConfig>,
     /// Directory the config file was loaded from (templates are looked up

@@ -71,6 +71,7 @@ impl Config {
                 ));
             }
         }
+        self.portal.check(problems);
         if self.checkout.expire_after < std::time::Duration::from_secs(600) {
             problems.push(
                 "checkout.expire_after: must be at least 10m (a buyer needs time to pay)".into(),
@@ -276,6 +277,11 @@ impl Config {
                     "{at}.store_id: a Lemon Squeezy setting; this is a {} endpoint",
                     ep.kind.as_str()
                 ));
+            }
+            if let Some(url) = &ep.customer_portal_url
+                && let Err(why) = super::portal::check_public_url(url)
+            {
+                problems.push(format!("{at}.customer_portal_url: {url:?} {why}"));
             }
             if let Some(url) = &ep.api_url
                 && !(url.starts_with("http://") || url.starts_with("https://"))

@@ -56,7 +56,10 @@ pub fn random_secret() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn digest(label: &str, secret: &str) -> String {
+/// The SHA-256 of `secret` under `label` (a session id, a CSRF token, a
+/// portal link's hash: one secret, several values that reveal nothing
+/// of each other).
+pub fn digest(label: &str, secret: &str) -> String {
     let mut h = Sha256::new();
     h.update(label.as_bytes());
     h.update(b"\n");

@@ -96,6 +96,8 @@ text_enum::text_enum! {
         LicenseResend => "license_resend",
         /// A subscription renewed: a fresh token.
         LicenseRenewed => "license_renewed",
+        /// A buyer asked the portal for a sign-in link (about no license).
+        PortalLink => "portal_link",
     }
 }
 

@@ -390,46 +390,27 @@ async fn billing_portal(
     let Some(license) = license else {
         return Err(not_found());
     };
-    let unavailable =
-        |why: String| refuse(StatusCode::CONFLICT, "billing_portal_not_available", why);
-    let Some(ep) = state
-        .config
-        .endpoint(&license.source)
-        .filter(|ep| ep.kind == crate::config::EndpointKind::Stripe && ep.api_key.is_some())
-    else {
-        return Err(unavailable(
-            "this license was not sold through Stripe with an API key, so keymint has no billing portal to open".into(),
-        ));
-    };
-    let customer = {
-        let mut conn = state
-            .store
-            .conn()
-            .await
-            .map_err(|e| ApiError::from(e).into_response())?;
-        crate::store::customers::provider_customer(
-            &mut conn,
-            &ep.name,
-            &license.id,
-            &license.customer_id,
-        )
-        .await
-        .map_err(|e| ApiError::from(e).into_response())?
-    };
-    let Some(customer) = customer else {
-        return Err(unavailable(
-            "the provider's customer of this license is not known".into(),
-        ));
-    };
-    match crate::provider_api::billing_portal(&state.http, ep, &customer, return_url.as_deref())
-        .await
+    use crate::provider_api::{BillingPortalError, license_billing_portal};
+    match license_billing_portal(
+        &state.store,
+        &state.http,
+        &state.config,
+        &license,
+        return_url.as_deref(),
+    )
+    .await
     {
         Ok(url) => Ok(Json(PortalOut { url })),
-        Err(crate::provider_api::ApiError::NotConfigured(why)) => Err(unavailable(why)),
-        Err(e) => Err(refuse(
+        Err(BillingPortalError::NotAvailable(why)) => Err(refuse(
+            StatusCode::CONFLICT,
+            "billing_portal_not_available",
+            why,
+        )),
+        Err(e @ BillingPortalError::Provider(_)) => Err(refuse(
             StatusCode::BAD_GATEWAY,
             "provider_failed",
-            format!("the provider did not open a billing portal: {e}"),
+            e.to_string(),
         )),
+        Err(BillingPortalError::Database(e)) => Err(ApiError::from(e).into_response()),
     }
 }

@@ -8,6 +8,8 @@ pub mod error;
 pub mod licensing;
 pub mod openapi;
 pub mod ops;
+pub mod pages;
+pub mod portal;
 pub mod public;
 pub mod webhooks;
 
@@ -95,6 +97,7 @@ pub fn router(state: AppState) -> Router {
     let (routes, _) = api().split_for_parts();
     routes
         .merge(console::routes(state.config.console.enabled))
+        .merge(portal::routes(state.config.portal.enabled))
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

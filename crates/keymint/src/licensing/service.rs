@@ -9,7 +9,7 @@
 
 use super::verdict::{self, Ask, Code, Facts, SubscriptionFacts, Verdict};
 use crate::config::Config;
-use crate::domain::{Fingerprint, LicenseStatus, MachineId, Millis, Nonce};
+use crate::domain::{Fingerprint, LicenseId, LicenseStatus, MachineId, Millis, Nonce};
 use crate::signing::{KeyError, Keyring};
 use crate::store::machines::{self, Lookup, Machine};
 use crate::store::{Conn, Store, licenses};
@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 mod operators;
 mod seats;
 mod validation;
+
+pub use seats::Budget;
 
 /// A machine is recorded as seen at most this often by validations.
 pub const SEEN_EVERY: Duration = Duration::from_secs(60);

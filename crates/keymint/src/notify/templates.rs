@@ -13,7 +13,46 @@ const DEFAULTS: &[(&str, &str)] = &[
     ),
     ("license.txt", include_str!("../../templates/license.txt")),
     ("license.html", include_str!("../../templates/license.html")),
+    (
+        "portal_link.subject.txt",
+        include_str!("../../templates/portal_link.subject.txt"),
+    ),
+    (
+        "portal_link.txt",
+        include_str!("../../templates/portal_link.txt"),
+    ),
+    (
+        "portal_link.html",
+        include_str!("../../templates/portal_link.html"),
+    ),
 ];
+
+/// An environment of the `defaults` (name, source), each replaced by a
+/// file of the same name in `dir` when there is one: the email templates,
+/// and the console's and portal's pages (`http/pages.rs`).
+pub fn load_env(
+    defaults: &[(&'static str, &'static str)],
+    dir: Option<&Path>,
+) -> Result<Environment<'static>, TemplateError> {
+    let mut env = Environment::new();
+    for (name, default) in defaults {
+        let source = match dir.map(|d| d.join(name)) {
+            Some(path) if path.is_file() => {
+                std::fs::read_to_string(&path).map_err(|source| TemplateError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?
+            }
+            _ => (*default).to_string(),
+        };
+        env.add_template_owned(*name, source)
+            .map_err(|source| TemplateError::Render {
+                name: (*name).into(),
+                source,
+            })?;
+    }
+    Ok(env)
+}
 
 /// A rendered email.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +79,18 @@ pub struct LicenseContext {
     pub renewal: bool,
 }
 
+/// What the portal sign-in link templates can use.
+#[derive(Debug, Clone, Serialize)]
+pub struct PortalLinkContext {
+    pub email: String,
+    /// The sign-in link (it works once).
+    pub link: String,
+    /// Minutes the link works for.
+    pub minutes: u64,
+    pub seller_name: Option<String>,
+    pub support_email: Option<String>,
+}
+
 pub struct Templates {
     env: Environment<'static>,
 }
@@ -52,8 +103,8 @@ pub enum TemplateError {
         source: minijinja::Error,
     },
     /// An email without a subject is not sent as one.
-    #[error("template license.subject.txt renders an empty subject")]
-    EmptySubject,
+    #[error("template {0} renders an empty subject")]
+    EmptySubject(&'static str),
     #[error("template override {path}: {source}")]
     Io {
         path: String,
@@ -64,24 +115,9 @@ pub enum TemplateError {
 impl Templates {
     /// Loads the defaults, replaced by any file of the same name in `dir`.
     pub fn load(dir: Option<&Path>) -> Result<Self, TemplateError> {
-        let mut env = Environment::new();
-        for (name, default) in DEFAULTS {
-            let source = match dir.map(|d| d.join(name)) {
-                Some(path) if path.is_file() => {
-                    std::fs::read_to_string(&path).map_err(|source| TemplateError::Io {
-                        path: path.display().to_string(),
-                        source,
-                    })?
-                }
-                _ => (*default).to_string(),
-            };
-            env.add_template_owned(*name, source)
-                .map_err(|source| TemplateError::Render {
-                    name: (*name).into(),
-                    source,
-                })?;
-        }
-        Ok(Self { env })
+        Ok(Self {
+            env: load_env(DEFAULTS, dir)?,
+        })
     }
 
     pub fn render_license(&self, ctx: &LicenseContext) -> Result<Rendered, TemplateError> {
@@ -92,26 +128,47 @@ impl Templates {
             name: crate::text::clean_line(&ctx.name),
             ..ctx.clone()
         };
+        self.render_three(["license.subject.txt", "license.txt", "license.html"], ctx)
+    }
+
+    pub fn render_portal_link(&self, ctx: &PortalLinkContext) -> Result<Rendered, TemplateError> {
+        self.render_three(
+            [
+                "portal_link.subject.txt",
+                "portal_link.txt",
+                "portal_link.html",
+            ],
+            ctx,
+        )
+    }
+
+    /// The subject, text and HTML templates `[subject, text, html]` with
+    /// `ctx`.
+    fn render_three(
+        &self,
+        [subject, text, html]: [&'static str; 3],
+        ctx: impl Serialize,
+    ) -> Result<Rendered, TemplateError> {
         let render = |name: &str| {
             self.env
                 .get_template(name)
-                .and_then(|t| t.render(minijinja::value::Serde(ctx)))
+                .and_then(|t| t.render(minijinja::value::Serde(&ctx)))
                 .map_err(|source| TemplateError::Render {
                     name: name.into(),
                     source,
                 })
         };
-        let subject = render("license.subject.txt")?
+        let subject = render(subject)?
             .lines()
             .next()
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .ok_or(TemplateError::EmptySubject)?
+            .ok_or(TemplateError::EmptySubject(subject))?
             .to_string();
         Ok(Rendered {
             subject,
-            text: render("license.txt")?,
-            html: render("license.html")?,
+            text: render(text)?,
+            html: render(html)?,
         })
     }
 }
@@ -192,6 +249,6 @@ mod tests {
     fn a_subject_that_renders_empty_is_an_error() {
         let t = with_subject("{{ missing_field }}\n");
         let err = t.render_license(&ctx("Jo")).unwrap_err();
-        assert!(matches!(err, TemplateError::EmptySubject), "{err}");
+        assert!(matches!(err, TemplateError::EmptySubject(_)), "{err}");
     }
 }

@@ -1,6 +1,214 @@
-//! The buyer portal's home: what a buyer sees and may do with their own
-//! licenses (sign-in by an emailed magic link, their licenses and machines,
-//! subscription management). Its pages will be served under `/portal`
-//! (`http/`), and it will call the same library functions as the admin
-//! API (`admin/`, `licensing/`), scoped to the signed-in buyer
-//! (docs/architecture.md, "Map of the tree"). Nothing is served yet.
+//! The buyer portal (docs/portal.md): a buyer signs in with a link emailed
+//! to their address and sees every license of that address, across every
+//! provider. The pages are served under `/portal` (`http/portal/`); what
+//! a buyer may do there goes through the same library functions as the
+//! admin API (`admin/`, `licensing/`), scoped to the signed-in email.
+//!
+//! A link's token is never stored: the row keeps its SHA-256, and the
+//! outbox worker derives the token again from the link's id with the
+//! signing key named on the row ([`link_token`]), a key that lives in the
+//! data directory or the config, not the database. So the email can be
+//! sent and retried like any other, and a copy of the database opens no
+//! one's portal.
+
+pub mod holdings;
+
+use crate::console::{digest, random_secret, same};
+use crate::domain::Email;
+use crate::signing::{KeyError, Keyring};
+use crate::store::{self, Store, licenses, outbox, portal};
+use base64::Engine;
+use keymint_license::SigningKey;
+
+/// The cookie that carries a portal session's secret.
+pub const SESSION_COOKIE: &str = "km_portal";
+/// The cookie that carries a portal form's one-time CSRF value before
+/// sign-in.
+pub const FORM_COOKIE: &str = "km_portal_form";
+/// Most licenses one page lists.
+pub const MOST_LICENSES: i64 = 200;
+
+/// A signed-in buyer.
+#[derive(Debug, Clone)]
+pub struct Buyer {
+    /// The (lower-cased) email whose licenses this session sees.
+    pub email: String,
+    /// The token every form of this session carries.
+    pub csrf: String,
+}
+
+impl Buyer {
+    pub fn csrf_matches(&self, sent: &str) -> bool {
+        same(&self.csrf, sent)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PortalError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("signing key: {0}")]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Licensing(#[from] crate::licensing::LicensingError),
+}
+
+/// The token of link `link_id`, derived with `key` (HMAC-SHA256 over the
+/// id): the same every time, known only to holders of the key.
+pub fn link_token(key: &SigningKey, link_id: &str) -> String {
+    let mac = crate::adapters::signatures::hmac256_bytes(
+        key.secret_paserk().as_bytes(),
+        &[b"keymint portal link\n", link_id.as_bytes()],
+    );
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac)
+}
+
+fn token_hash(token: &str) -> String {
+    digest("portal-link", token)
+}
+
+/// What became of a request for a sign-in link. The page answers the same
+/// whatever it is, so the answer tells no one whether an address bought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkRequest {
+    /// A link was queued for the address.
+    Queued,
+    /// The address holds no license: nothing was sent.
+    NoLicenses,
+    /// The address was sent `links_per_hour` links in the last hour.
+    TooMany,
+}
+
+/// Queues a sign-in link for `email` when it holds a license and has not
+/// had too many links this hour.
+pub async fn request_link(
+    store: &Store,
+    keyring: &Keyring,
+    cfg: &crate::config::PortalConfig,
+    email: &Email,
+) -> Result<LinkRequest, PortalError> {
+    let now = store::now_ms();
+    let mut tx = store.begin().await?;
+    if licenses::of_email(&mut tx, email.as_str(), 1)
+        .await?
+        .is_empty()
+    {
+        return Ok(LinkRequest::NoLicenses);
+    }
+    let sent = portal::links_since(&mut tx, email.as_str(), now - 3_600_000).await?;
+    if sent >= i64::from(cfg.links_per_hour) {
+        return Ok(LinkRequest::TooMany);
+    }
+    let key = keyring.signer(&mut tx).await?;
+    let id = format!("pl_{}", ulid::Ulid::generate());
+    let token = link_token(&key, &id);
+    let ttl = i64::try_from(cfg.link_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    portal::insert_link(
+        &mut tx,
+        &id,
+        &token_hash(&token),
+        email.as_str(),
+        key.kid(),
+        now,
+        now + ttl,
+    )
+    .await?;
+    outbox::enqueue_link(&mut tx, &id, email.as_str(), now).await?;
+    // Links a day past their end are of no use to anyone.
+    portal::delete_old_links(&mut tx, now - 86_400_000).await?;
+    tx.commit().await?;
+    Ok(LinkRequest::Queued)
+}
+
+/// The email a live, unused link signs in as (nothing is changed).
+pub async fn link_email(store: &Store, token: &str) -> Result<Option<String>, PortalError> {
+    if !plausible(token) {
+        return Ok(None);
+    }
+    let mut conn = store.conn().await?;
+    Ok(portal::live_link(&mut conn, &token_hash(token), store::now_ms()).await?)
+}
+
+/// Uses a link (once) and opens a session for its email: the session's
+/// secret for the cookie, or `None` when the link is unknown, used or
+/// expired.
+pub async fn sign_in(
+    store: &Store,
+    token: &str,
+    ttl: std::time::Duration,
+) -> Result<Option<String>, PortalError> {
+    if !plausible(token) {
+        return Ok(None);
+    }
+    let now = store::now_ms();
+    let mut tx = store.begin().await?;
+    let Some(email) = portal::use_link(&mut tx, &token_hash(token), now).await? else {
+        return Ok(None);
+    };
+    let secret = random_secret();
+    let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    portal::delete_expired_sessions(&mut tx, now).await?;
+    portal::insert_session(
+        &mut tx,
+        &digest("portal-session", &secret),
+        &email,
+        now,
+        now + ttl,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(secret))
+}
+
+/// The buyer of a session secret, while it is live.
+pub async fn buyer(store: &Store, secret: &str) -> Result<Option<Buyer>, PortalError> {
+    if !plausible(secret) {
+        return Ok(None);
+    }
+    let mut conn = store.conn().await?;
+    let email = portal::session_email(
+        &mut conn,
+        &digest("portal-session", secret),
+        store::now_ms(),
+    )
+    .await?;
+    Ok(email.map(|email| Buyer {
+        email,
+        csrf: digest("portal-csrf", secret),
+    }))
+}
+
+/// Ends a session.
+pub async fn sign_out(store: &Store, secret: &str) -> Result<(), PortalError> {
+    let mut conn = store.begin().await?;
+    portal::delete_session(&mut conn, &digest("portal-session", secret)).await?;
+    conn.commit().await?;
+    Ok(())
+}
+
+/// Tokens and secrets are 43 base64url characters; anything else is not
+/// looked up.
+fn plausible(token: &str) -> bool {
+    token.len() == 43
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_tokens_are_stable_per_key_and_id() {
+        let (a, b) = (SigningKey::generate(), SigningKey::generate());
+        let t = link_token(&a, "pl_1");
+        assert_eq!(t, link_token(&a, "pl_1"));
+        assert_ne!(t, link_token(&a, "pl_2"));
+        assert_ne!(t, link_token(&b, "pl_1"));
+        assert!(plausible(&t), "{t}");
+        assert!(plausible(&random_secret()));
+        assert!(!plausible("short"));
+        assert!(!plausible(&format!("{}!", &t[..42])));
+    }
+}

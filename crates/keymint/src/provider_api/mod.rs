@@ -283,3 +283,54 @@ pub async fn billing_portal(
     .await?;
     required_str(&body, &["/url"], "billing portal url")
 }
+
+/// Why a license's billing portal could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum BillingPortalError {
+    /// The license has no Stripe billing portal (why, as a sentence).
+    #[error("{0}")]
+    NotAvailable(String),
+    #[error("the provider did not open a billing portal: {0}")]
+    Provider(ApiError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// A Stripe customer-portal URL for `license`'s customer, for the public
+/// API's `billing-portal` route and the buyer portal alike.
+pub async fn license_billing_portal(
+    store: &crate::store::Store,
+    http: &reqwest::Client,
+    config: &crate::config::Config,
+    license: &crate::store::licenses::License,
+    return_url: Option<&str>,
+) -> Result<String, BillingPortalError> {
+    let Some(ep) = config
+        .endpoint(&license.source)
+        .filter(|ep| ep.kind == EndpointKind::Stripe && ep.api_key.is_some())
+    else {
+        return Err(BillingPortalError::NotAvailable(
+            "this license was not sold through Stripe with an API key, so keymint has no billing portal to open".into(),
+        ));
+    };
+    let customer = {
+        let mut conn = store.conn().await?;
+        crate::store::customers::provider_customer(
+            &mut conn,
+            &ep.name,
+            &license.id,
+            &license.customer_id,
+        )
+        .await?
+    };
+    let Some(customer) = customer else {
+        return Err(BillingPortalError::NotAvailable(
+            "the provider's customer of this license is not known".into(),
+        ));
+    };
+    match billing_portal(http, ep, &customer, return_url).await {
+        Ok(url) => Ok(url),
+        Err(ApiError::NotConfigured(why)) => Err(BillingPortalError::NotAvailable(why)),
+        Err(e) => Err(BillingPortalError::Provider(e)),
+    }
+}

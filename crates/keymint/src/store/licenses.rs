@@ -149,6 +149,19 @@ pub async fn by_key(conn: &mut Conn, key: &LicenseKey) -> Result<Option<License>
         .await
 }
 
+/// Every license of one (lower-cased) email, newest first, up to `limit`.
+pub async fn of_email(
+    conn: &mut Conn,
+    email: &str,
+    limit: i64,
+) -> Result<Vec<License>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM licenses WHERE email = $1 ORDER BY id DESC LIMIT $2")
+        .bind(email)
+        .bind(limit)
+        .fetch_all(conn)
+        .await
+}
+
 pub async fn by_id(conn: &mut Conn, id: &LicenseId) -> Result<Option<License>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM licenses WHERE id = $1")
         .bind(id)

@@ -14,6 +14,8 @@ pub const ACTIVATED: &str = "machine_activated";
 /// The actor the public licensing API records (the key is the
 /// credential; no person is named).
 pub const PUBLIC_ACTOR: &str = "licensing-api";
+/// The actor of the buyer portal's deactivations (the same budget).
+pub const PORTAL_ACTOR: &str = "buyer-portal";
 
 /// A machine row.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -202,19 +204,20 @@ pub async fn delete_all(conn: &mut Conn, license_id: &LicenseId) -> Result<u64, 
 
 /// Deactivations made through the public API since `since`: how many,
 /// and when the oldest of them was (it leaves the window first).
-pub async fn public_deactivations_since(
+pub async fn buyer_deactivations_since(
     conn: &mut Conn,
     license_id: &LicenseId,
     since: Millis,
 ) -> Result<(i64, Option<Millis>), sqlx::Error> {
     sqlx::query_as(
         "SELECT COUNT(*), MIN(at) FROM license_events \
-         WHERE license_id = $1 AND action = $2 AND actor = $3 AND at > $4",
+         WHERE license_id = $1 AND action = $2 AND actor IN ($3, $5) AND at > $4",
     )
     .bind(license_id)
     .bind(DEACTIVATED)
     .bind(PUBLIC_ACTOR)
     .bind(since)
+    .bind(PORTAL_ACTOR)
     .fetch_one(conn)
     .await
 }

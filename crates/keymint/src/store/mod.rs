@@ -20,6 +20,7 @@ pub mod machines;
 pub mod orders;
 pub mod outbox;
 pub mod overview;
+pub mod portal;
 pub mod refunds;
 pub mod retention;
 pub mod signing_keys;

@@ -11,7 +11,10 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct OutboxRow {
     pub id: EmailId,
-    pub license_id: LicenseId,
+    /// The license the email is about; `None` for a portal sign-in link.
+    pub license_id: Option<LicenseId>,
+    /// The portal sign-in link the email carries.
+    pub link_id: Option<String>,
     pub kind: EmailKind,
     pub dedupe_key: String,
     pub to_email: String,
@@ -49,6 +52,37 @@ pub async fn enqueue(
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Queues a portal sign-in link's email (about no license).
+pub async fn enqueue_link(
+    conn: &mut Conn,
+    link_id: &str,
+    to_email: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outbox (id, link_id, kind, dedupe_key, to_email, status, attempts, next_attempt_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $7, 0, $6, $6)",
+    )
+    .bind(EmailId::generate())
+    .bind(link_id)
+    .bind(EmailKind::PortalLink)
+    .bind(format!("{}:{link_id}", EmailKind::PortalLink))
+    .bind(to_email)
+    .bind(now)
+    .bind(EmailStatus::Pending)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// What a claimed email is about, read in the claim's transaction (`None`
+/// when it no longer exists).
+#[derive(Debug, Clone)]
+pub enum About {
+    License(Option<Box<License>>),
+    Link(Option<super::portal::Link>),
 }
 
 /// True when some email is due and not leased.
@@ -174,27 +208,36 @@ pub async fn complete(
 }
 
 /// [`claim_due`] in the next group commit (the email worker's claim),
-/// with the license of each row read in the same transaction (`None` for
-/// a license that no longer exists).
+/// with what each row is about read in the same transaction.
 pub async fn claim_durably(
     store: &Store,
     now: i64,
     lease_until: i64,
     limit: i64,
-) -> Result<Vec<(OutboxRow, Option<License>)>, sqlx::Error> {
+) -> Result<Vec<(OutboxRow, About)>, sqlx::Error> {
     let backend = store.backend();
     store
         .write(move |conn| {
             Box::pin(async move {
                 let rows = claim_due(conn, backend, now, lease_until, limit).await?;
-                let ids: Vec<_> = rows.iter().map(|row| row.license_id.clone()).collect();
+                let ids: Vec<_> = rows.iter().filter_map(|r| r.license_id.clone()).collect();
                 let found = super::licenses::by_ids(conn, &ids).await?;
+                let link_ids: Vec<_> = rows.iter().filter_map(|r| r.link_id.clone()).collect();
+                let links = super::portal::links_by_ids(conn, &link_ids).await?;
                 Ok(rows
                     .into_iter()
                     .map(|row| {
                         // Rows of one license (an issue and a resend) share it.
-                        let license = found.iter().find(|l| l.id == row.license_id).cloned();
-                        (row, license)
+                        let about = match (&row.license_id, &row.link_id) {
+                            (Some(id), _) => {
+                                About::License(found.iter().find(|l| &l.id == id).cloned().map(Box::new))
+                            }
+                            (None, Some(id)) => {
+                                About::Link(links.iter().find(|l| &l.id == id).cloned())
+                            }
+                            (None, None) => About::License(None),
+                        };
+                        (row, about)
                     })
                     .collect())
             })

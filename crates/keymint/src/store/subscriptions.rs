@@ -207,6 +207,18 @@ pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<Listed>, sqlx::Erro
     .await
 }
 
+/// The subscription a license belongs to, if any (the newest, should a
+/// provider have moved it).
+pub async fn of_license(
+    conn: &mut Conn,
+    license_id: &LicenseId,
+) -> Result<Option<Subscription>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM subscriptions WHERE license_id = $1 ORDER BY id DESC LIMIT 1")
+        .bind(license_id)
+        .fetch_optional(conn)
+        .await
+}
+
 pub async fn history(
     conn: &mut Conn,
     subscription_row_id: &SubscriptionId,

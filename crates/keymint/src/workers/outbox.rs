@@ -4,7 +4,7 @@
 //! `dead` for an operator to look at.
 
 use crate::app::AppState;
-use crate::notify::templates::LicenseContext;
+use crate::notify::templates::{LicenseContext, PortalLinkContext};
 use crate::notify::{self, Email, SendError};
 use crate::store::{self, licenses, outbox};
 use std::time::Duration;
@@ -48,7 +48,7 @@ pub async fn run_until(
         let mut done = Vec::with_capacity(claimed.len());
         let mut claimed = claimed.into_iter();
         let mut stopped = false;
-        while let Some((row, license)) = claimed.next() {
+        while let Some((row, about)) = claimed.next() {
             if *stop.borrow() {
                 let mut conn = state.store.writer().await?;
                 outbox::release(&mut conn, &row.id).await?;
@@ -59,7 +59,7 @@ pub async fn run_until(
                 break;
             }
             total += 1;
-            let completion = deliver(state, &row, license.as_ref()).await;
+            let completion = deliver(state, &row, &about).await;
             done.push((row, completion));
         }
         let done = done.into_iter().map(|(row, c)| (row.id, c)).collect();
@@ -73,7 +73,7 @@ pub async fn run_until(
 async fn claim(
     state: &AppState,
     after_full_round: bool,
-) -> Result<Vec<(outbox::OutboxRow, Option<licenses::License>)>, sqlx::Error> {
+) -> Result<Vec<(outbox::OutboxRow, outbox::About)>, sqlx::Error> {
     let now = store::now_ms();
     let lease_ms = i64::try_from(state.config.email.lease.as_millis()).unwrap_or(i64::MAX / 2);
     // A read first, so an idle poll never takes the write lock; after a
@@ -88,13 +88,18 @@ async fn claim(
 async fn deliver(
     state: &AppState,
     row: &outbox::OutboxRow,
-    license: Option<&licenses::License>,
+    about: &outbox::About,
 ) -> outbox::Completion {
-    let email = match license {
-        Some(license) => render(state, row, license),
-        None => Err(SendError {
+    let email = match about {
+        outbox::About::License(Some(license)) => render(state, row, license),
+        outbox::About::Link(Some(link)) => render_link(state, row, link),
+        outbox::About::License(None) => Err(SendError {
             permanent: true,
             message: "license not found".into(),
+        }),
+        outbox::About::Link(None) => Err(SendError {
+            permanent: true,
+            message: "sign-in link not found".into(),
         }),
     };
     // No connection or lock is held while the provider is called.
@@ -106,7 +111,7 @@ async fn deliver(
         Ok(message_id) => {
             metrics::counter!("keymint_emails_sent_total", "kind" => row.kind.as_str())
                 .increment(1);
-            tracing::info!(email_id = %row.id, license_id = %row.license_id, kind = %row.kind, "email sent");
+            tracing::info!(email_id = %row.id, license_id = ?row.license_id, kind = %row.kind, "email sent");
             outbox::Completion::Sent { message_id }
         }
         Err(e) => {
@@ -115,7 +120,7 @@ async fn deliver(
             let attempts = u32::try_from(row.attempts).unwrap_or(u32::MAX);
             if e.permanent || attempts >= state.config.email.max_attempts {
                 metrics::counter!("keymint_emails_dead_total").increment(1);
-                tracing::error!(email_id = %row.id, license_id = %row.license_id, attempts, error = %e, "email is dead; an operator must resend it");
+                tracing::error!(email_id = %row.id, license_id = ?row.license_id, attempts, error = %e, "email is dead; an operator must resend it");
                 outbox::Completion::Dead { error: e.message }
             } else {
                 let delay = notify::backoff(
@@ -168,6 +173,55 @@ fn render(
     Ok(Email {
         to: row.to_email.clone(),
         to_name: license.name.clone(),
+        subject: rendered.subject,
+        text: rendered.text,
+        html: rendered.html,
+    })
+}
+
+/// A portal sign-in link's email: the token derived again from the link's
+/// id with the key named on its row (never stored). A link that expired
+/// before it could be sent is not sent.
+fn render_link(
+    state: &AppState,
+    row: &outbox::OutboxRow,
+    link: &store::portal::Link,
+) -> Result<Email, SendError> {
+    let permanent = |message: String| SendError {
+        permanent: true,
+        message,
+    };
+    if link.expires_at <= store::now_ms() {
+        return Err(permanent(
+            "the sign-in link expired before it could be sent".into(),
+        ));
+    }
+    let key = state
+        .keyring
+        .key(&link.kid)
+        .map_err(|e| permanent(format!("the link's signing key: {e}")))?;
+    let cfg = &state.config.portal;
+    let ctx = PortalLinkContext {
+        email: link.email.clone(),
+        link: format!(
+            "{}/portal/sign-in/{}",
+            cfg.base_url(),
+            crate::portal::link_token(&key, &link.id)
+        ),
+        minutes: u64::try_from((link.expires_at - link.created_at) / 60_000).unwrap_or(0),
+        seller_name: cfg.seller_name.clone(),
+        support_email: cfg.support_email.clone(),
+    };
+    let rendered = state
+        .templates
+        .render_portal_link(&ctx)
+        .map_err(|e| SendError {
+            permanent: false,
+            message: e.to_string(),
+        })?;
+    Ok(Email {
+        to: row.to_email.clone(),
+        to_name: String::new(),
         subject: rendered.subject,
         text: rendered.text,
         html: rendered.html,

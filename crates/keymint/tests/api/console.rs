@@ -7,7 +7,7 @@ use crate::helpers::{Db, TestApp, sale_form, spawn_app, spawn_app_with, with};
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 
 /// A client that shows redirects instead of following them.
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -15,7 +15,7 @@ fn browser() -> reqwest::Client {
 }
 
 /// The value of the hidden input `name` in a page.
-fn hidden(page: &str, name: &str) -> String {
+pub(crate) fn hidden(page: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = page
         .find(&marker)
@@ -26,7 +26,7 @@ fn hidden(page: &str, name: &str) -> String {
 
 /// The `name=value` part of the `Set-Cookie` for `name`, and the whole
 /// header line.
-fn set_cookie(resp: &reqwest::Response, name: &str) -> (String, String) {
+pub(crate) fn set_cookie(resp: &reqwest::Response, name: &str) -> (String, String) {
     let line = resp
         .headers()
         .get_all(SET_COOKIE)

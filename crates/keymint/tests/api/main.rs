@@ -21,6 +21,7 @@ mod licenses;
 mod licensing;
 mod operator;
 mod ops;
+mod portal;
 mod providers;
 mod recipes;
 mod refunds;

@@ -31,7 +31,7 @@ async fn deliveries_view(
 ) -> Response {
     use crate::domain::{DeliveryId, DeliveryStatus};
     if !op.may(scope::DELIVERIES_READ) {
-        return no_scope(op, scope::DELIVERIES_READ);
+        return no_scope(state, op, scope::DELIVERIES_READ);
     }
     let endpoint = state
         .config
@@ -55,7 +55,7 @@ async fn deliveries_view(
     };
     let rows = match rows.await {
         Ok(rows) => rows,
-        Err(e) => return failed(Some(op), e),
+        Err(e) => return failed(state, Some(op), e),
     };
     let next = next_page(
         "/console/deliveries",
@@ -77,6 +77,7 @@ async fn deliveries_view(
         .map(|e| e.name.clone())
         .collect();
     render(
+        state,
         status_code,
         "deliveries.html",
         context! {
@@ -96,10 +97,11 @@ async fn delivery_view(
     notice: Option<&str>,
 ) -> Response {
     if !op.may(scope::DELIVERIES_READ) {
-        return no_scope(op, scope::DELIVERIES_READ);
+        return no_scope(state, op, scope::DELIVERIES_READ);
     }
     let not_found = || {
         error_page(
+            state,
             Some(op),
             StatusCode::NOT_FOUND,
             "No such delivery",
@@ -125,11 +127,11 @@ async fn delivery_view(
     let (d, license_key) = match found.await {
         Ok(Some(found)) => found,
         Ok(None) => return not_found(),
-        Err(e) => return failed(Some(op), e),
+        Err(e) => return failed(state, Some(op), e),
     };
     let d = match crate::views::DeliveryOut::full(d) {
         Ok(d) => d,
-        Err(e) => return failed(Some(op), e),
+        Err(e) => return failed(state, Some(op), e),
     };
     let headers: Vec<(String, String)> = d
         .headers
@@ -161,6 +163,7 @@ async fn delivery_view(
         && d.status != crate::domain::DeliveryStatus::Rejected
         && d.signature_valid != Some(false);
     render(
+        state,
         StatusCode::OK,
         "delivery.html",
         context! {
@@ -186,10 +189,10 @@ pub(super) async fn replay_one(
 ) -> Response {
     use crate::ingest::{IngestResult, ReplayError};
     if !op.csrf_matches(&form.csrf) {
-        return forged(&op);
+        return forged(&state, &op);
     }
     if !op.may(scope::DELIVERIES_WRITE) {
-        return no_scope(&op, scope::DELIVERIES_WRITE);
+        return no_scope(&state, &op, scope::DELIVERIES_WRITE);
     }
     let Ok(parsed) = crate::domain::DeliveryId::parse(&id) else {
         return delivery_view(&state, &op, &id, None).await;
@@ -204,7 +207,7 @@ pub(super) async fn replay_one(
         }
         Ok(_) => "The replay could not be applied now; try again.".to_string(),
         Err(ReplayError::NotFound) => return delivery_view(&state, &op, &id, None).await,
-        Err(ReplayError::Database(e)) => return failed(Some(&op), e),
+        Err(ReplayError::Database(e)) => return failed(&state, Some(&op), e),
         Err(e) => format!("Not replayed: {e}."),
     };
     delivery_view(&state, &op, &id, Some(&notice)).await
@@ -223,10 +226,10 @@ pub(super) async fn replay_failed(
     Form(form): Form<ReplayFailedForm>,
 ) -> Response {
     if !op.csrf_matches(&form.csrf) {
-        return forged(&op);
+        return forged(&state, &op);
     }
     if !op.may(scope::DELIVERIES_WRITE) {
-        return no_scope(&op, scope::DELIVERIES_WRITE);
+        return no_scope(&state, &op, scope::DELIVERIES_WRITE);
     }
     let endpoint = state
         .config
@@ -257,7 +260,7 @@ pub(super) async fn replay_failed(
                 }
             )
         }
-        Err(crate::ingest::ReplayError::Database(e)) => return failed(Some(&op), e),
+        Err(crate::ingest::ReplayError::Database(e)) => return failed(&state, Some(&op), e),
         Err(e) => format!("Not replayed: {e}."),
     };
     let q = DeliveryQuery {

@@ -20,7 +20,7 @@ pub(super) async fn licenses_page(
     Query(q): Query<SearchQuery>,
 ) -> Response {
     if !op.may(scope::LICENSES_READ) {
-        return no_scope(&op, scope::LICENSES_READ);
+        return no_scope(&state, &op, scope::LICENSES_READ);
     }
     let text = q.q.trim().to_lowercase();
     let status = q.status.parse::<licenses::LicenseStatus>().ok();
@@ -42,7 +42,7 @@ pub(super) async fn licenses_page(
     };
     let rows = match rows.await {
         Ok(rows) => rows,
-        Err(e) => return failed(Some(&op), e),
+        Err(e) => return failed(&state, Some(&op), e),
     };
     let next = next_page(
         "/console/licenses",
@@ -62,6 +62,7 @@ pub(super) async fn licenses_page(
         .collect();
     let may_write = op.may(scope::LICENSES_WRITE);
     render(
+        &state,
         StatusCode::OK,
         "licenses.html",
         context! {
@@ -84,10 +85,11 @@ async fn show_license(
     problem: Option<&str>,
 ) -> Response {
     if !op.may(scope::LICENSES_READ) {
-        return no_scope(op, scope::LICENSES_READ);
+        return no_scope(state, op, scope::LICENSES_READ);
     }
     let not_found = || {
         error_page(
+            state,
             Some(op),
             StatusCode::NOT_FOUND,
             "No such license",
@@ -99,6 +101,7 @@ async fn show_license(
     };
     match admin::license_detail(&state.store, &key).await {
         Ok(Some(d)) => render(
+            state,
             status,
             "license.html",
             context! {
@@ -111,7 +114,7 @@ async fn show_license(
             },
         ),
         Ok(None) => not_found(),
-        Err(e) => failed(Some(op), e),
+        Err(e) => failed(state, Some(op), e),
     }
 }
 
@@ -138,10 +141,10 @@ pub(super) async fn change_status(
     Form(form): Form<StatusForm>,
 ) -> Response {
     if !op.csrf_matches(&form.csrf) {
-        return forged(&op);
+        return forged(&state, &op);
     }
     if !op.may(scope::LICENSES_WRITE) {
-        return no_scope(&op, scope::LICENSES_WRITE);
+        return no_scope(&state, &op, scope::LICENSES_WRITE);
     }
     let revoke = match form.action.as_str() {
         "revoke" => true,
@@ -177,18 +180,18 @@ pub(super) async fn change_status(
             };
             show_license(&state, &op, &key, status, None, Some(&e.to_string())).await
         }
-        Err(e) => failed(Some(&op), e),
+        Err(e) => failed(&state, Some(&op), e),
     }
 }
 
 /// Checks an action's form: the session's CSRF token and `licenses:write`;
 /// the refusal when either is missing.
-fn refused(op: &Operator, csrf: &str) -> Option<Response> {
+fn refused(state: &AppState, op: &Operator, csrf: &str) -> Option<Response> {
     if !op.csrf_matches(csrf) {
-        return Some(forged(op));
+        return Some(forged(state, op));
     }
     if !op.may(scope::LICENSES_WRITE) {
-        return Some(no_scope(op, scope::LICENSES_WRITE));
+        return Some(no_scope(state, op, scope::LICENSES_WRITE));
     }
     None
 }
@@ -199,7 +202,7 @@ pub(super) async fn resend(
     Path(key): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Some(refusal) = refused(&op, &form.csrf) {
+    if let Some(refusal) = refused(&state, &op, &form.csrf) {
         return refusal;
     }
     let Ok(parsed) = key.parse::<LicenseKey>() else {
@@ -232,7 +235,7 @@ pub(super) async fn resend(
             )
             .await
         }
-        Err(e) => failed(Some(&op), e),
+        Err(e) => failed(&state, Some(&op), e),
     }
 }
 
@@ -251,7 +254,7 @@ pub(super) async fn refund(
     Path(key): Path<String>,
     Form(form): Form<RefundForm>,
 ) -> Response {
-    if let Some(refusal) = refused(&op, &form.csrf) {
+    if let Some(refusal) = refused(&state, &op, &form.csrf) {
         return refusal;
     }
     let Ok(parsed) = key.parse::<LicenseKey>() else {
@@ -304,7 +307,7 @@ pub(super) async fn refund(
             };
             show_license(&state, &op, &key, status, None, Some(&e.to_string())).await
         }
-        Err(e) => failed(Some(&op), e),
+        Err(e) => failed(&state, Some(&op), e),
     }
 }
 
@@ -324,7 +327,7 @@ pub(super) async fn mint(
     Signed(op): Signed,
     Form(form): Form<MintForm>,
 ) -> Response {
-    if let Some(refusal) = refused(&op, &form.csrf) {
+    if let Some(refusal) = refused(&state, &op, &form.csrf) {
         return refusal;
     }
     let optional = |t: &str| Some(t.trim().to_string()).filter(|t| !t.is_empty());
@@ -354,12 +357,13 @@ pub(super) async fn mint(
             | AdminError::UnknownProduct(_)
             | AdminError::Conflict { .. }),
         ) => error_page(
+            &state,
             Some(&op),
             StatusCode::UNPROCESSABLE_ENTITY,
             "Not minted",
             &e.to_string(),
         ),
-        Err(e) => failed(Some(&op), e),
+        Err(e) => failed(&state, Some(&op), e),
     }
 }
 
@@ -387,7 +391,7 @@ async fn after_machines(
             )
             .await
         }
-        Err(e) => failed(Some(op), e),
+        Err(e) => failed(state, Some(op), e),
     }
 }
 
@@ -397,7 +401,7 @@ pub(super) async fn reset_machines(
     Path(key): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Some(refusal) = refused(&op, &form.csrf) {
+    if let Some(refusal) = refused(&state, &op, &form.csrf) {
         return refusal;
     }
     let Ok(parsed) = key.parse::<LicenseKey>() else {
@@ -417,7 +421,7 @@ pub(super) async fn deactivate_machine(
     Path((key, id)): Path<(String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Some(refusal) = refused(&op, &form.csrf) {
+    if let Some(refusal) = refused(&state, &op, &form.csrf) {
         return refusal;
     }
     let (Ok(parsed), Ok(id)) = (

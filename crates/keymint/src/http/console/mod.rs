@@ -16,9 +16,8 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use keymint_license::LicenseKey;
 use minijinja::value::Serde;
-use minijinja::{Environment, Value, context};
+use minijinja::{Value, context};
 use serde::Deserialize;
-use std::sync::OnceLock;
 
 mod delivery_pages;
 mod license_pages;
@@ -30,69 +29,8 @@ use license_pages::*;
 use session_pages::*;
 use subscription_pages::*;
 
-const PAGES: &[(&str, &str)] = &[
-    (
-        "base.html",
-        include_str!("../../../templates/console/base.html"),
-    ),
-    (
-        "sign_in.html",
-        include_str!("../../../templates/console/sign_in.html"),
-    ),
-    (
-        "overview.html",
-        include_str!("../../../templates/console/overview.html"),
-    ),
-    (
-        "licenses.html",
-        include_str!("../../../templates/console/licenses.html"),
-    ),
-    (
-        "license.html",
-        include_str!("../../../templates/console/license.html"),
-    ),
-    (
-        "error.html",
-        include_str!("../../../templates/console/error.html"),
-    ),
-    (
-        "deliveries.html",
-        include_str!("../../../templates/console/deliveries.html"),
-    ),
-    (
-        "delivery.html",
-        include_str!("../../../templates/console/delivery.html"),
-    ),
-    (
-        "subscriptions.html",
-        include_str!("../../../templates/console/subscriptions.html"),
-    ),
-    (
-        "subscription.html",
-        include_str!("../../../templates/console/subscription.html"),
-    ),
-    (
-        "settings.html",
-        include_str!("../../../templates/console/settings.html"),
-    ),
-];
-const STYLESHEET: &str = include_str!("../../../templates/console/console.css");
 /// Licenses per page of a search.
 const PAGE_SIZE: i64 = 50;
-
-fn pages() -> &'static Environment<'static> {
-    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = Environment::new();
-        for (name, source) in PAGES {
-            // The templates are part of the binary: one that does not
-            // parse is a bug the tests catch.
-            env.add_template(name, source)
-                .unwrap_or_else(|e| panic!("console template {name}: {e}"));
-        }
-        env
-    })
-}
 
 /// The console's routes; none when `[console] enabled = false`.
 pub fn routes(enabled: bool) -> Router<AppState> {
@@ -132,14 +70,22 @@ pub fn routes(enabled: bool) -> Router<AppState> {
 /// Every console answer: not cached, not framed, no referrer.
 async fn page_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let mut resp = next.run(req).await;
+    guard_page(
+        &mut resp,
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    );
+    resp
+}
+
+/// The headers of every console and portal answer: not cached, not
+/// framed, no referrer, not sniffed, and `csp`.
+pub(super) fn guard_page(resp: &mut Response, csp: &'static str) {
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
+        HeaderValue::from_static(csp),
     );
     h.insert(
         header::REFERRER_POLICY,
@@ -149,12 +95,16 @@ async fn page_headers(req: axum::extract::Request, next: axum::middleware::Next)
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    resp
 }
 
 /// A rendered page.
-fn render(status: StatusCode, name: &str, ctx: Value) -> Response {
-    match pages().get_template(name).and_then(|t| t.render(ctx)) {
+fn render(state: &AppState, status: StatusCode, name: &str, ctx: Value) -> Response {
+    match state
+        .pages
+        .console
+        .get_template(name)
+        .and_then(|t| t.render(ctx))
+    {
         Ok(html) => (
             status,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -168,8 +118,15 @@ fn render(status: StatusCode, name: &str, ctx: Value) -> Response {
     }
 }
 
-fn error_page(op: Option<&Operator>, status: StatusCode, title: &str, message: &str) -> Response {
+fn error_page(
+    state: &AppState,
+    op: Option<&Operator>,
+    status: StatusCode,
+    title: &str,
+    message: &str,
+) -> Response {
     render(
+        state,
         status,
         "error.html",
         context! {
@@ -181,9 +138,10 @@ fn error_page(op: Option<&Operator>, status: StatusCode, title: &str, message: &
 }
 
 /// A page for a failure the operator cannot fix by retrying the form.
-fn failed(op: Option<&Operator>, e: impl std::fmt::Display) -> Response {
+fn failed(state: &AppState, op: Option<&Operator>, e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "console request failed");
     error_page(
+        state,
         op,
         StatusCode::SERVICE_UNAVAILABLE,
         "Something went wrong",
@@ -192,7 +150,7 @@ fn failed(op: Option<&Operator>, e: impl std::fmt::Display) -> Response {
 }
 
 /// The value of cookie `name` in the request, if sent.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -205,7 +163,7 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// Whether the browser reached keymint over HTTPS (through a reverse proxy
 /// that says so, when `server.trust_forwarded_for` trusts it).
-fn over_https(state: &AppState, headers: &HeaderMap) -> bool {
+pub(super) fn over_https(state: &AppState, headers: &HeaderMap) -> bool {
     state.config.server.trust_forwarded_for
         && headers
             .get("x-forwarded-proto")
@@ -216,9 +174,21 @@ fn over_https(state: &AppState, headers: &HeaderMap) -> bool {
 /// A console cookie: HttpOnly, SameSite=Strict, for `/console` only,
 /// Secure over HTTPS; `max_age` 0 deletes it.
 fn set_cookie(secure: bool, name: &str, value: &str, max_age: u64) -> HeaderValue {
+    cookie_at("/console", secure, name, value, max_age)
+}
+
+/// A cookie for pages under `path`: HttpOnly, SameSite=Strict, Secure
+/// over HTTPS; `max_age` 0 deletes it.
+pub(super) fn cookie_at(
+    path: &str,
+    secure: bool,
+    name: &str,
+    value: &str,
+    max_age: u64,
+) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+        "{name}={value}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
     ))
     .expect("cookie values are base64url")
 }
@@ -239,18 +209,18 @@ impl FromRequestParts<AppState> for Signed {
         match console::operator(&state.store, secret).await {
             Ok(Some(op)) => Ok(Self(op)),
             Ok(None) => Err(Redirect::to("/console/sign-in").into_response()),
-            Err(e) => Err(failed(None, e)),
+            Err(e) => Err(failed(state, None, e)),
         }
     }
 }
 
-async fn stylesheet() -> Response {
+async fn stylesheet(State(state): State<AppState>) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/css; charset=utf-8"),
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
-        STYLESHEET,
+        state.pages.console_css.clone(),
     )
         .into_response()
 }
@@ -261,8 +231,9 @@ struct CsrfForm {
 }
 
 /// A form without this session's CSRF token.
-fn forged(op: &Operator) -> Response {
+fn forged(state: &AppState, op: &Operator) -> Response {
     error_page(
+        state,
         Some(op),
         StatusCode::FORBIDDEN,
         "Refused",
@@ -288,7 +259,7 @@ async fn overview_page(State(state): State<AppState>, Signed(op): Signed) -> Res
     };
     let (licenses, deliveries, emails, subscriptions, minted, keys) = match counts.await {
         Ok(counts) => counts,
-        Err(e) => return failed(Some(&op), e),
+        Err(e) => return failed(&state, Some(&op), e),
     };
     let mut days = vec![
         console::chart::Day {
@@ -324,6 +295,7 @@ async fn overview_page(State(state): State<AppState>, Signed(op): Signed) -> Res
         })
         .collect();
     render(
+        &state,
         StatusCode::OK,
         "overview.html",
         context! {
@@ -355,8 +327,9 @@ fn next_page(
     ))
 }
 
-fn no_scope(op: &Operator, needed: &str) -> Response {
+fn no_scope(state: &AppState, op: &Operator, needed: &str) -> Response {
     error_page(
+        state,
         Some(op),
         StatusCode::FORBIDDEN,
         "Not allowed",
@@ -406,7 +379,9 @@ mod tests {
             l => Serde(&license), history => Serde(&history), emails => Serde(&serde_json::json!([])),
             machines => Serde(&serde_json::json!([])), notice => "done", problem => Value::UNDEFINED,
         };
-        let html = pages()
+        let pages = crate::http::pages::Pages::load(None).unwrap();
+        let html = pages
+            .console
             .get_template("license.html")
             .unwrap()
             .render(ctx)

@@ -16,6 +16,7 @@ fn sign_in_form(
 ) -> Response {
     let value = console::random_secret();
     let mut resp = render(
+        state,
         status,
         "sign_in.html",
         context! { sign_in_csrf => value.clone(), problem },
@@ -69,7 +70,7 @@ pub(super) async fn sign_in(
             StatusCode::UNAUTHORIZED,
             Some("That is not a live admin token."),
         ),
-        Err(e) => failed(None, e),
+        Err(e) => failed(&state, None, e),
     }
 }
 
@@ -80,12 +81,12 @@ pub(super) async fn sign_out(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     if !op.csrf_matches(&form.csrf) {
-        return forged(&op);
+        return forged(&state, &op);
     }
     if let Some(secret) = cookie(&headers, SESSION_COOKIE)
         && let Err(e) = console::sign_out(&state.store, secret).await
     {
-        return failed(Some(&op), e);
+        return failed(&state, Some(&op), e);
     }
     let mut resp = Redirect::to("/console/sign-in").into_response();
     resp.headers_mut().append(

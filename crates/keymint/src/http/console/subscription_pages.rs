@@ -17,7 +17,7 @@ pub(super) async fn subscriptions_page(
 ) -> Response {
     use crate::subscriptions::Status;
     if !op.may(scope::LICENSES_READ) {
-        return no_scope(&op, scope::LICENSES_READ);
+        return no_scope(&state, &op, scope::LICENSES_READ);
     }
     let status = Status::ALL.iter().copied().find(|s| s.as_str() == q.status);
     let before = Some(q.before.trim())
@@ -36,7 +36,7 @@ pub(super) async fn subscriptions_page(
     };
     let rows = match rows.await {
         Ok(rows) => rows,
-        Err(e) => return failed(Some(&op), e),
+        Err(e) => return failed(&state, Some(&op), e),
     };
     let next = next_page(
         "/console/subscriptions",
@@ -47,6 +47,7 @@ pub(super) async fn subscriptions_page(
     let list: Vec<crate::views::SubscriptionOut> = rows.into_iter().map(Into::into).collect();
     let statuses: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
     render(
+        &state,
         StatusCode::OK,
         "subscriptions.html",
         context! {
@@ -62,7 +63,7 @@ pub(super) async fn subscription_page(
     Path(id): Path<String>,
 ) -> Response {
     if !op.may(scope::LICENSES_READ) {
-        return no_scope(&op, scope::LICENSES_READ);
+        return no_scope(&state, &op, scope::LICENSES_READ);
     }
     let found = async {
         let mut conn = state.store.conn().await?;
@@ -78,6 +79,7 @@ pub(super) async fn subscription_page(
             let events: Vec<crate::views::SubscriptionEventOut> =
                 events.into_iter().map(Into::into).collect();
             render(
+                &state,
                 StatusCode::OK,
                 "subscription.html",
                 context! {
@@ -87,12 +89,13 @@ pub(super) async fn subscription_page(
             )
         }
         Ok(None) => error_page(
+            &state,
             Some(&op),
             StatusCode::NOT_FOUND,
             "No such subscription",
             "No subscription has that id.",
         ),
-        Err(e) => failed(Some(&op), e),
+        Err(e) => failed(&state, Some(&op), e),
     }
 }
 
@@ -120,7 +123,7 @@ pub(super) async fn settings_page(
     headers: HeaderMap,
 ) -> Response {
     if !op.may(scope::LICENSES_READ) {
-        return no_scope(&op, scope::LICENSES_READ);
+        return no_scope(&state, &op, scope::LICENSES_READ);
     }
     let base = origin(&state, &headers);
     let cfg = &state.config;
@@ -174,6 +177,7 @@ pub(super) async fn settings_page(
         crate::config::EmailProvider::Smtp => "smtp",
     };
     render(
+        &state,
         StatusCode::OK,
         "settings.html",
         context! {

@@ -198,14 +198,51 @@ impl Licensing {
         key: &LicenseKey,
         fingerprint: &Fingerprint,
     ) -> Result<(), LicensingError> {
+        self.deactivate_budgeted(key, Which::Fingerprint(fingerprint), machines::PUBLIC_ACTOR)
+            .await
+    }
+
+    /// Deactivates a machine by id for the buyer portal, within the same
+    /// budget as the public API (docs/portal.md).
+    pub async fn buyer_deactivate(
+        &self,
+        key: &LicenseKey,
+        id: &MachineId,
+    ) -> Result<(), LicensingError> {
+        self.deactivate_budgeted(key, Which::Id(id), machines::PORTAL_ACTOR)
+            .await
+    }
+
+    /// How much of its deactivation budget a license has used in the last
+    /// 30 days.
+    pub async fn budget(&self, license_id: &LicenseId) -> Result<Budget, LicensingError> {
+        let since = Millis(Millis::now().0 - BUDGET_WINDOW_MS);
+        let mut conn = self.store.conn().await?;
+        let (used, _) = machines::buyer_deactivations_since(&mut conn, license_id, since).await?;
+        Ok(Budget {
+            limit: self.deactivations_per_30d,
+            used: u32::try_from(used).unwrap_or(u32::MAX),
+        })
+    }
+
+    async fn deactivate_budgeted(
+        &self,
+        key: &LicenseKey,
+        which: Which<'_>,
+        actor: &str,
+    ) -> Result<(), LicensingError> {
         let now = Millis::now();
         let (mut tx, license) = self.locked(key).await?;
-        let machine = machines::find(&mut tx, &license.id, &fingerprint.hash_for(key))
-            .await?
-            .ok_or(LicensingError::NotActivated)?;
+        let machine = match which {
+            Which::Fingerprint(fp) => {
+                machines::find(&mut tx, &license.id, &fp.hash_for(key)).await?
+            }
+            Which::Id(id) => machines::by_id(&mut tx, &license.id, id).await?,
+        }
+        .ok_or(LicensingError::NotActivated)?;
         let since = Millis(now.0 - BUDGET_WINDOW_MS);
         let (used, oldest) =
-            machines::public_deactivations_since(&mut tx, &license.id, since).await?;
+            machines::buyer_deactivations_since(&mut tx, &license.id, since).await?;
         if used >= i64::from(self.deactivations_per_30d) {
             let frees_at = oldest.map_or(now.0 + BUDGET_WINDOW_MS, |o| o.0 + BUDGET_WINDOW_MS);
             let wait_ms = (frees_at - now.0).max(1000);
@@ -214,8 +251,7 @@ impl Licensing {
                 retry_after_secs: u64::try_from((wait_ms + 999) / 1000).unwrap_or(1),
             });
         }
-        self.remove(tx, &license, &machine, machines::PUBLIC_ACTOR, now)
-            .await
+        self.remove(tx, &license, &machine, actor, now).await
     }
 
     /// A license's machines, with its seat limit.
@@ -241,4 +277,23 @@ struct Ask {
     ttl: Option<Duration>,
     actor: String,
     now: Millis,
+}
+
+/// Which machine a budgeted deactivation names.
+enum Which<'a> {
+    Fingerprint(&'a Fingerprint),
+    Id(&'a MachineId),
+}
+
+/// A license's deactivation budget: `used` of `limit` in the last 30 days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub limit: u32,
+    pub used: u32,
+}
+
+impl Budget {
+    pub fn remaining(self) -> u32 {
+        self.limit.saturating_sub(self.used)
+    }
 }

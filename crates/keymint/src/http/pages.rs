@@ -1,0 +1,56 @@
+//! The console's and the portal's page templates: compiled into the
+//! binary, each replaceable by a file of the same name under
+//! `<templates dir>/console/` or `<templates dir>/portal/` (the directory
+//! of the email templates), read once at start. minijinja escapes every
+//! value in `.html` templates.
+
+use crate::notify::templates::{TemplateError, load_env};
+use minijinja::Environment;
+use std::path::Path;
+
+macro_rules! pages {
+    ($dir:literal: $($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../templates/", $dir, "/", $name)))),*]
+    };
+}
+
+const CONSOLE: &[(&str, &str)] = pages!("console":
+    "base.html", "sign_in.html", "overview.html", "licenses.html", "license.html",
+    "error.html", "deliveries.html", "delivery.html", "subscriptions.html",
+    "subscription.html", "settings.html", "console.css",
+);
+
+const PORTAL: &[(&str, &str)] = pages!("portal":
+    "base.html", "sign_in.html", "sent.html", "link.html", "licenses.html",
+    "error.html", "portal.css",
+);
+
+/// Both sets of pages.
+pub struct Pages {
+    pub console: Environment<'static>,
+    pub portal: Environment<'static>,
+    /// The stylesheets, as loaded (overridable too).
+    pub console_css: String,
+    pub portal_css: String,
+}
+
+impl Pages {
+    pub fn load(dir: Option<&Path>) -> Result<Self, TemplateError> {
+        let console = load_env(CONSOLE, dir.map(|d| d.join("console")).as_deref())?;
+        let portal = load_env(PORTAL, dir.map(|d| d.join("portal")).as_deref())?;
+        let css = |env: &Environment<'_>, name: &str| {
+            env.get_template(name)
+                .map(|t| t.source().to_string())
+                .map_err(|source| TemplateError::Render {
+                    name: name.into(),
+                    source,
+                })
+        };
+        Ok(Self {
+            console_css: css(&console, "console.css")?,
+            portal_css: css(&portal, "portal.css")?,
+            console,
+            portal,
+        })
+    }
+}
