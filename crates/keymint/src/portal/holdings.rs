@@ -50,6 +50,13 @@ pub fn day(ms: Millis) -> String {
         .unwrap_or_else(|_| ms.0.to_string())
 }
 
+/// A moment as a buyer reads it: `2026-11-29 16:15 UTC`.
+pub fn moment(ms: Millis) -> String {
+    ms.to_time()
+        .map(|t| format!("{} {:02}:{:02} UTC", t.date(), t.hour(), t.minute()))
+        .unwrap_or_else(|_| ms.0.to_string())
+}
+
 fn day_of(ms: Option<i64>) -> Option<String> {
     ms.map(|m| day(Millis(m)))
 }
@@ -171,6 +178,6 @@ fn machine_view(m: &Machine) -> MachineView {
         id: m.id.to_string(),
         name: m.name.clone(),
         platform: m.platform.clone(),
-        last_seen: crate::store::format_ms(m.last_seen_at),
+        last_seen: moment(m.last_seen_at),
     }
 }

@@ -229,9 +229,9 @@ pub async fn claim_durably(
                     .map(|row| {
                         // Rows of one license (an issue and a resend) share it.
                         let about = match (&row.license_id, &row.link_id) {
-                            (Some(id), _) => {
-                                About::License(found.iter().find(|l| &l.id == id).cloned().map(Box::new))
-                            }
+                            (Some(id), _) => About::License(
+                                found.iter().find(|l| &l.id == id).cloned().map(Box::new),
+                            ),
                             (None, Some(id)) => {
                                 About::Link(links.iter().find(|l| &l.id == id).cloned())
                             }

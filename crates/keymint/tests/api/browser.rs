@@ -1,4 +1,5 @@
-//! The operator console in a real browser: Debian's headless Chromium,
+//! The operator console and the buyer portal in a real browser: Debian's
+//! headless Chromium,
 //! driven through its ChromeDriver (fantoccini). Skipped with a notice
 //! where ChromeDriver is not installed, unless
 //! KEYMINT_TEST_REQUIRE_BROWSER=1 (`.ci/run` installs it and sets that).
@@ -126,6 +127,14 @@ async fn an_operator_signs_in_finds_a_license_and_revokes_it_in_a_browser(db: Db
     let token = app.admin_token("ops-browser").await;
     let tag = format!("{db:?}").to_lowercase();
     run(&app, &client, &key, &token, &tag).await;
+    // A refund that arrives before its sale fails (no license yet); the
+    // sale follows, so a replay then applies it.
+    let early = with(sale_form("BROWSER-EARLY"), "resource_name", "refund");
+    let failed = app.gumroad(&early).await;
+    assert_eq!(failed.status, "error");
+    app.gumroad_sale(&sale_form("BROWSER-EARLY")).await;
+    replay(&app, &client, failed.delivery_id.as_ref(), &tag).await;
+    sign_out(&app, &client).await;
     client.close().await.unwrap();
 }
 
@@ -162,7 +171,59 @@ async fn run(app: &TestApp, client: &Client, key: &str, token: &str, tag: &str) 
     assert!(history.contains("refund asked by phone"), "{history}");
     assert!(history.contains("console:ops-browser"), "{history}");
     screenshot(client, &format!("console-license-{tag}")).await;
+}
 
+/// Replays the failed delivery from its page and sees it processed; a
+/// form whose CSRF token was tampered with is refused first. Screenshots
+/// of the other pages on the way.
+async fn replay(app: &TestApp, client: &Client, delivery: &str, tag: &str) {
+    click(client, "nav a[href='/console/deliveries']").await;
+    element(client, "#within").await;
+    client
+        .goto(&app.url("/console/deliveries?status=failed&within=24h"))
+        .await
+        .unwrap();
+    element(client, "#within option[value='24h'][selected]").await;
+    screenshot(client, &format!("console-deliveries-{tag}")).await;
+    click(client, &format!("a[href='/console/deliveries/{delivery}']")).await;
+    let form = format!("form[action='/console/deliveries/{delivery}/replay']");
+    element(client, &form).await;
+    assert!(text_of(client, "main h1").await.contains("failed"));
+
+    // The form's token replaced, as a page elsewhere would send it.
+    client
+        .execute(
+            &format!("document.querySelector(\"{form} input[name=csrf]\").value = 'forged';"),
+            vec![],
+        )
+        .await
+        .unwrap();
+    click(client, &format!("{form} button")).await;
+    element(client, "#error").await;
+    assert_eq!(text_of(client, "main h1").await, "Refused");
+    assert_eq!(app.delivery(delivery).await.status.as_str(), "failed");
+
+    // The page's own form: replayed and processed.
+    client
+        .goto(&app.url(&format!("/console/deliveries/{delivery}")))
+        .await
+        .unwrap();
+    click(client, &format!("{form} button")).await;
+    assert_eq!(text_of(client, ".notice").await, "Replayed: ok.");
+    assert!(text_of(client, "main h1").await.contains("processed"));
+    screenshot(client, &format!("console-delivery-{tag}")).await;
+
+    click(client, "nav a[href='/console/subscriptions']").await;
+    element(client, "main h1").await;
+    assert_eq!(text_of(client, "main h1").await, "Subscriptions");
+    screenshot(client, &format!("console-subscriptions-{tag}")).await;
+    click(client, "nav a[href='/console/settings']").await;
+    element(client, "section.card").await;
+    assert_eq!(text_of(client, "main h1").await, "Settings");
+    screenshot(client, &format!("console-settings-{tag}")).await;
+}
+
+async fn sign_out(app: &TestApp, client: &Client) {
     // Signing out ends the session.
     click(client, "form.signout button").await;
     element(client, "#token").await;
@@ -171,4 +232,106 @@ async fn run(app: &TestApp, client: &Client, key: &str, token: &str, tag: &str) 
     assert_eq!(text_of(client, "h1").await, "Sign in");
 }
 
-both_databases!(an_operator_signs_in_finds_a_license_and_revokes_it_in_a_browser);
+/// A buyer asks for a sign-in link, opens it from the captured email,
+/// sees their license, deactivates a machine, signs out, and finds the
+/// used link refused, then an expired one too.
+async fn a_buyer_signs_in_from_the_email_and_frees_a_machine_in_a_browser(db: Db) {
+    use crate::portal::{links_sent_to, path_of, portal_app};
+    let Some(app) = portal_app(db, &[]).await else {
+        return;
+    };
+    let Some((_driver, client)) = browser().await else {
+        return;
+    };
+    let tag = format!("{db:?}").to_lowercase();
+    let sale = with(sale_form("PORTAL-1"), "email", "buyer@example.com");
+    let key = app.gumroad_sale(&sale).await.to_string();
+    for (fp, name) in [("fp-browser-laptop", "Laptop"), ("fp-browser-desk", "Desk")] {
+        let resp = app
+            .client
+            .put(app.url(&format!("/v1/licenses/{key}/machines/{fp}")))
+            .json(&serde_json::json!({"name": name, "platform": "linux"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+    }
+
+    // Ask for a link.
+    client.goto(&app.url("/portal")).await.unwrap();
+    fill(&client, "#email", "buyer@example.com").await;
+    screenshot(&client, &format!("portal-sign-in-{tag}")).await;
+    click(&client, "form button[type=submit]").await;
+    element(&client, "#sent").await;
+    assert_eq!(text_of(&client, "main h1").await, "Check your email");
+
+    // Open it from the email the fake Postmark received.
+    let link = links_sent_to(&app, "buyer@example.com")
+        .await
+        .pop()
+        .unwrap();
+    client.goto(&app.url(path_of(&link))).await.unwrap();
+    click(&client, "#continue").await;
+    element(&client, &format!("#license-{key}")).await;
+    let card = text_of(&client, &format!("#license-{key}")).await;
+    assert!(card.contains("DataTools Core"), "{card}");
+    assert!(card.contains(&key), "{card}");
+    assert!(card.contains("2 of 3 in use"), "{card}");
+    screenshot(&client, &format!("portal-licenses-{tag}")).await;
+
+    // Deactivate the laptop.
+    let laptop = app
+        .scalar_text("SELECT id FROM machines WHERE name = $1", "Laptop")
+        .await;
+    click(&client, &format!("#machine-{laptop} button")).await;
+    assert_eq!(
+        text_of(&client, ".notice").await,
+        "The machine is deactivated; its seat is free."
+    );
+    let card = text_of(&client, &format!("#license-{key}")).await;
+    assert!(card.contains("1 of 3 in use"), "{card}");
+    assert!(!card.contains("Laptop"), "{card}");
+    assert_eq!(app.count("machines", "id", &laptop).await, 0);
+    screenshot(&client, &format!("portal-deactivated-{tag}")).await;
+
+    // Sign out; the used link is refused.
+    click(&client, "form.signout button").await;
+    element(&client, "#email").await;
+    client.goto(&app.url(path_of(&link))).await.unwrap();
+    element(&client, "#error").await;
+    assert_eq!(
+        text_of(&client, "main h1").await,
+        "This link no longer works"
+    );
+    screenshot(&client, &format!("portal-link-used-{tag}")).await;
+
+    // A fresh link whose time ran out is refused too.
+    client.goto(&app.url("/portal")).await.unwrap();
+    fill(&client, "#email", "buyer@example.com").await;
+    click(&client, "form button[type=submit]").await;
+    element(&client, "#sent").await;
+    let fresh = links_sent_to(&app, "buyer@example.com")
+        .await
+        .pop()
+        .unwrap();
+    assert_ne!(fresh, link);
+    let mut conn = app.state.store.writer().await.unwrap();
+    sqlx::query("UPDATE portal_links SET expires_at = $1 WHERE used_at IS NULL")
+        .bind(keymint::store::now_ms() - 1)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+    client.goto(&app.url(path_of(&fresh))).await.unwrap();
+    element(&client, "#error").await;
+    assert_eq!(
+        text_of(&client, "main h1").await,
+        "This link no longer works"
+    );
+    client.close().await.unwrap();
+}
+
+both_databases!(
+    an_operator_signs_in_finds_a_license_and_revokes_it_in_a_browser,
+    a_buyer_signs_in_from_the_email_and_frees_a_machine_in_a_browser,
+);

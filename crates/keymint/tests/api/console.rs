@@ -360,6 +360,32 @@ async fn an_operator_replays_a_failed_delivery_and_sees_it_processed(db: Db) {
     assert_eq!(status, 200);
     let id = refund.delivery_id.to_string();
     assert!(list.contains(&id), "{list}");
+    // The time filter: received two days ago, it is in the last 7 days and
+    // not in the last 24 hours.
+    let two_days_ago = keymint::store::now_ms() - 2 * 86_400_000;
+    let mut conn = app.state.store.writer().await.unwrap();
+    sqlx::query("UPDATE deliveries SET received_at = $1 WHERE id = $2")
+        .bind(two_days_ago)
+        .bind(&id)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let (_, day) = page(
+        &app,
+        &session,
+        "/console/deliveries?status=failed&within=24h",
+    )
+    .await;
+    assert!(!day.contains(&id), "{day}");
+    assert!(day.contains("<option value=\"24h\" selected>"), "{day}");
+    let (_, week) = page(
+        &app,
+        &session,
+        "/console/deliveries?status=failed&within=7d",
+    )
+    .await;
+    assert!(week.contains(&id), "{week}");
     let path = format!("/console/deliveries/{id}");
     let (status, detail) = page(&app, &session, &path).await;
     assert_eq!(status, 200);

@@ -9,9 +9,20 @@ pub(super) struct DeliveryQuery {
     endpoint: String,
     #[serde(default)]
     status: String,
+    /// Received within this long before now: `1h`, `24h`, `7d` or `30d`.
+    #[serde(default)]
+    within: String,
     #[serde(default)]
     before: String,
 }
+
+/// The time filters the deliveries page offers, as (value, label, ms).
+const WITHIN: &[(&str, &str, i64)] = &[
+    ("1h", "the last hour", 3_600_000),
+    ("24h", "the last 24 hours", 86_400_000),
+    ("7d", "the last 7 days", 7 * 86_400_000),
+    ("30d", "the last 30 days", 30 * 86_400_000),
+];
 
 pub(super) async fn deliveries_page(
     State(state): State<AppState>,
@@ -41,10 +52,11 @@ async fn deliveries_view(
     let before = Some(q.before.trim())
         .filter(|b| DeliveryId::parse(b).is_ok())
         .map(str::to_string);
+    let within = WITHIN.iter().find(|(v, _, _)| *v == q.within.trim());
     let filter = store::deliveries::Filter {
         endpoint: endpoint.clone(),
         status,
-        since: None,
+        since: within.map(|(_, _, ms)| store::now_ms() - ms),
         until: None,
         before,
         limit: PAGE_SIZE,
@@ -64,6 +76,7 @@ async fn deliveries_view(
         &[
             ("endpoint", endpoint.as_deref().unwrap_or("")),
             ("status", status.map_or("", |s| s.as_str())),
+            ("within", within.map_or("", |(v, _, _)| v)),
         ],
     );
     let list: Vec<crate::views::DeliveryOut> = rows
@@ -85,6 +98,8 @@ async fn deliveries_view(
             may_write => op.may(scope::DELIVERIES_WRITE),
             deliveries => Serde(&list), endpoints, statuses => DeliveryStatus::names(),
             endpoint, status => status.map(|s| s.as_str()), next, notice,
+            within => within.map(|(v, _, _)| *v),
+            withins => WITHIN.iter().map(|(v, label, _)| context! { value => *v, label => *label }).collect::<Vec<_>>(),
         },
     )
 }
