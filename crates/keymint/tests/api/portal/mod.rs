@@ -339,7 +339,51 @@ async fn sign_in_requests_are_limited_per_client_address(db: Db) {
     assert!(resp.headers().contains_key("retry-after"));
 }
 
+/// Pages and the link email are replaced by files of the same name in the
+/// templates directory; the others stay the defaults.
+async fn pages_and_the_link_email_take_the_sellers_templates(db: Db) {
+    let dir = std::env::temp_dir().join(format!("keymint-pages-{}", ulid::Ulid::generate()));
+    std::fs::create_dir_all(dir.join("portal")).unwrap();
+    std::fs::create_dir_all(dir.join("console")).unwrap();
+    std::fs::write(
+        dir.join("portal/sign_in.html"),
+        "{% extends \"base.html\" %}{% block main %}<p id=\"custom\">Welcome to {{ seller }}</p>\
+         <form method=\"post\" action=\"/portal/sign-in\"><input type=\"hidden\" name=\"csrf\" value=\"{{ form_csrf }}\">\
+         <input name=\"email\"></form>{% endblock %}",
+    )
+    .unwrap();
+    std::fs::write(dir.join("console/sign_in.html"), "<p>our console</p>").unwrap();
+    std::fs::write(
+        dir.join("portal_link.subject.txt"),
+        "Your way in, {{ email }}",
+    )
+    .unwrap();
+    let templates = dir.display().to_string();
+    let Some(app) = portal_app(db, &[("KEYMINT_EMAIL__TEMPLATES_DIR", &templates)]).await else {
+        return;
+    };
+    let (_, page) = get(&app, "", "/portal").await;
+    assert!(
+        page.contains("<p id=\"custom\">Welcome to Data &lt;Tools&gt; Inc</p>"),
+        "{page}"
+    );
+    let (_, console) = get(&app, "", "/console/sign-in").await;
+    assert_eq!(console, "<p>our console</p>");
+    app.gumroad_sale(&sale_form("p-tpl")).await;
+    let (status, _) = ask_for_link(&app, "jane@example.com").await;
+    assert_eq!(status, 200);
+    app.send_pending_emails().await;
+    let emails = app.sent_emails().await;
+    assert!(
+        emails
+            .iter()
+            .any(|e| e["Subject"] == "Your way in, jane@example.com"),
+        "{emails:?}"
+    );
+}
+
 both_databases!(
+    pages_and_the_link_email_take_the_sellers_templates,
     the_portal_is_off_unless_enabled,
     a_buyer_signs_in_with_an_emailed_link_and_sees_their_licenses,
     every_address_gets_the_same_answer_and_only_buyers_get_mail,
