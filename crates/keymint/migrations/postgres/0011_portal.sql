@@ -13,8 +13,19 @@ CREATE TABLE portal_links (
     expires_at BIGINT NOT NULL,
     used_at    BIGINT
 );
-CREATE INDEX portal_links_email ON portal_links (email, created_at);
 CREATE INDEX portal_links_expires ON portal_links (expires_at);
+
+-- Every request for a sign-in link, by the SHA-256 of the address asked
+-- for (never the address): `links_per_hour` counts them, and each request
+-- writes one row whether or not the address bought, so the answer takes
+-- as long either way.
+CREATE TABLE portal_requests (
+    id         TEXT PRIMARY KEY,
+    email_hash TEXT NOT NULL,
+    at         BIGINT NOT NULL
+);
+CREATE INDEX portal_requests_email ON portal_requests (email_hash, at);
+CREATE INDEX portal_requests_at ON portal_requests (at);
 
 -- A signed-in buyer's browser session: the cookie holds a random secret,
 -- the row its SHA-256 and the email it may see.

@@ -25,7 +25,8 @@ pub struct PortalConfig {
     /// How long a signed-in buyer's browser session lasts.
     #[serde(with = "humantime_serde_compat")]
     pub session_ttl: Duration,
-    /// Sign-in links one address may be sent per hour.
+    /// Sign-in link requests one address may make per hour (past it the
+    /// page answers the same and nothing is sent).
     pub links_per_hour: u32,
     /// Sign-in requests (and link openings) one client address may make
     /// per minute, on each replica.

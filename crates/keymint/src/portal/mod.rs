@@ -75,12 +75,16 @@ pub enum LinkRequest {
     Queued,
     /// The address holds no license: nothing was sent.
     NoLicenses,
-    /// The address was sent `links_per_hour` links in the last hour.
+    /// The address asked more than `links_per_hour` times in the last
+    /// hour: nothing was sent.
     TooMany,
 }
 
-/// Queues a sign-in link for `email` when it holds a license and has not
-/// had too many links this hour.
+/// Records the request and queues a sign-in link for `email` when it
+/// holds a license and has not asked more than `links_per_hour` times this
+/// hour. Every outcome commits one transaction with a write (the request,
+/// stored by the address's hash), so the answer takes about as long
+/// whether or not the address bought.
 pub async fn request_link(
     store: &Store,
     keyring: &Keyring,
@@ -88,36 +92,40 @@ pub async fn request_link(
     email: &Email,
 ) -> Result<LinkRequest, PortalError> {
     let now = store::now_ms();
+    let asker = digest("portal-request", email.as_str());
     let mut tx = store.begin().await?;
-    if licenses::of_email(&mut tx, email.as_str(), 1)
+    portal::record_request(&mut tx, &asker, now).await?;
+    // Requests a day old are of no use to the count, links a day past
+    // their end of none to anyone.
+    portal::delete_old(&mut tx, now - 86_400_000).await?;
+    let asked = portal::requests_since(&mut tx, &asker, now - 3_600_000).await?;
+    let holds = !licenses::of_email(&mut tx, email.as_str(), 1)
         .await?
-        .is_empty()
-    {
-        return Ok(LinkRequest::NoLicenses);
-    }
-    let sent = portal::links_since(&mut tx, email.as_str(), now - 3_600_000).await?;
-    if sent >= i64::from(cfg.links_per_hour) {
-        return Ok(LinkRequest::TooMany);
-    }
-    let key = keyring.signer(&mut tx).await?;
-    let id = format!("pl_{}", ulid::Ulid::generate());
-    let token = link_token(&key, &id);
-    let ttl = i64::try_from(cfg.link_ttl.as_millis()).unwrap_or(i64::MAX / 2);
-    portal::insert_link(
-        &mut tx,
-        &id,
-        &token_hash(&token),
-        email.as_str(),
-        key.kid(),
-        now,
-        now + ttl,
-    )
-    .await?;
-    outbox::enqueue_link(&mut tx, &id, email.as_str(), now).await?;
-    // Links a day past their end are of no use to anyone.
-    portal::delete_old_links(&mut tx, now - 86_400_000).await?;
+        .is_empty();
+    let outcome = if asked > i64::from(cfg.links_per_hour) {
+        LinkRequest::TooMany
+    } else if !holds {
+        LinkRequest::NoLicenses
+    } else {
+        let key = keyring.signer(&mut tx).await?;
+        let id = format!("pl_{}", ulid::Ulid::generate());
+        let token = link_token(&key, &id);
+        let ttl = i64::try_from(cfg.link_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        portal::insert_link(
+            &mut tx,
+            &id,
+            &token_hash(&token),
+            email.as_str(),
+            key.kid(),
+            now,
+            now + ttl,
+        )
+        .await?;
+        outbox::enqueue_link(&mut tx, &id, email.as_str(), now).await?;
+        LinkRequest::Queued
+    };
     tx.commit().await?;
-    Ok(LinkRequest::Queued)
+    Ok(outcome)
 }
 
 /// The email a live, unused link signs in as (nothing is changed).

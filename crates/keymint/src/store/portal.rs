@@ -16,10 +16,29 @@ pub struct Link {
     pub used_at: Option<i64>,
 }
 
-/// How many links `email` was sent since `since`.
-pub async fn links_since(conn: &mut Conn, email: &str, since: i64) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM portal_links WHERE email = $1 AND created_at > $2")
-        .bind(email)
+/// Records a request for a sign-in link for the address with this hash.
+pub async fn record_request(
+    conn: &mut Conn,
+    email_hash: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO portal_requests (id, email_hash, at) VALUES ($1, $2, $3)")
+        .bind(format!("plr_{}", ulid::Ulid::generate()))
+        .bind(email_hash)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// How many requests the address with this hash made since `since`.
+pub async fn requests_since(
+    conn: &mut Conn,
+    email_hash: &str,
+    since: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM portal_requests WHERE email_hash = $1 AND at > $2")
+        .bind(email_hash)
         .bind(since)
         .fetch_one(conn)
         .await
@@ -97,8 +116,13 @@ pub async fn use_link(
     .await
 }
 
-/// Deletes links that expired before `before`, with their emails.
-pub async fn delete_old_links(conn: &mut Conn, before: i64) -> Result<u64, sqlx::Error> {
+/// Deletes requests made before `before`, and links that expired before
+/// it with their emails.
+pub async fn delete_old(conn: &mut Conn, before: i64) -> Result<u64, sqlx::Error> {
+    sqlx::query("DELETE FROM portal_requests WHERE at < $1")
+        .bind(before)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query(
         "DELETE FROM outbox WHERE link_id IN (SELECT id FROM portal_links WHERE expires_at < $1)",
     )
