@@ -5,7 +5,9 @@
 //! value in `.html` templates.
 
 use crate::notify::templates::{TemplateError, load_env};
-use minijinja::Environment;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use minijinja::{Environment, Value};
 use std::path::Path;
 
 macro_rules! pages {
@@ -52,5 +54,29 @@ impl Pages {
             console,
             portal,
         })
+    }
+}
+
+/// Page `name` of `env` rendered with `ctx` as an HTML answer; a page
+/// that fails to render is logged and answered 500 (`what` names the set
+/// in the log).
+pub fn render(
+    env: &Environment<'static>,
+    what: &str,
+    status: StatusCode,
+    name: &str,
+    ctx: Value,
+) -> Response {
+    match env.get_template(name).and_then(|t| t.render(ctx)) {
+        Ok(html) => (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            html,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(pages = what, template = name, error = %e, "page failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
     }
 }

@@ -163,16 +163,23 @@ fn render(
         resend: row.kind == outbox::EmailKind::LicenseResend,
         renewal: row.kind == outbox::EmailKind::LicenseRenewed,
     };
-    let rendered = state
-        .templates
-        .render_license(&ctx)
-        .map_err(|e| SendError {
-            permanent: false,
-            message: e.to_string(),
-        })?;
+    addressed(row, &license.name, state.templates.render_license(&ctx))
+}
+
+/// The email of a row, once rendered; a template that fails to render is
+/// tried again later (an operator may fix an override).
+fn addressed(
+    row: &outbox::OutboxRow,
+    to_name: &str,
+    rendered: Result<notify::templates::Rendered, notify::templates::TemplateError>,
+) -> Result<Email, SendError> {
+    let rendered = rendered.map_err(|e| SendError {
+        permanent: false,
+        message: e.to_string(),
+    })?;
     Ok(Email {
         to: row.to_email.clone(),
-        to_name: license.name.clone(),
+        to_name: to_name.to_string(),
         subject: rendered.subject,
         text: rendered.text,
         html: rendered.html,
@@ -212,20 +219,7 @@ fn render_link(
         seller_name: cfg.seller_name.clone(),
         support_email: cfg.support_email.clone(),
     };
-    let rendered = state
-        .templates
-        .render_portal_link(&ctx)
-        .map_err(|e| SendError {
-            permanent: false,
-            message: e.to_string(),
-        })?;
-    Ok(Email {
-        to: row.to_email.clone(),
-        to_name: String::new(),
-        subject: rendered.subject,
-        text: rendered.text,
-        html: rendered.html,
-    })
+    addressed(row, "", state.templates.render_portal_link(&ctx))
 }
 
 /// Runs until `shutdown` flips, waking every `email.poll_interval` or when

@@ -196,6 +196,22 @@ impl TestApp {
 
     /// Sends a correctly signed sale (or other minting event) that must
     /// mint or find a license; its key.
+    /// A subscription license started through a Stripe Checkout of
+    /// `datatools-sub` (its session's metadata names the product) for the
+    /// customer of `ids`.
+    pub async fn stripe_subscription_license(&self, ids: &Ids) -> LicenseKey {
+        let t = now_secs();
+        let mut started = sub_step("stripe", ids, Moment::Identity, t, t + 30 * 86_400, 0).unwrap();
+        started.body = String::from_utf8(started.body)
+            .unwrap()
+            .replace(
+                "\"metadata\": {}",
+                "\"metadata\": {\"keymint_product\": \"datatools-sub\"}",
+            )
+            .into_bytes();
+        self.minted(&started).await
+    }
+
     pub async fn minted(&self, step: &Step) -> LicenseKey {
         let answer = self.send(step).await;
         assert_eq!(answer.status, "ok", "{}: {answer}", step.kind);

@@ -99,23 +99,7 @@ pub(super) fn guard_page(resp: &mut Response, csp: &'static str) {
 
 /// A rendered page.
 fn render(state: &AppState, status: StatusCode, name: &str, ctx: Value) -> Response {
-    match state
-        .pages
-        .console
-        .get_template(name)
-        .and_then(|t| t.render(ctx))
-    {
-        Ok(html) => (
-            status,
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            html,
-        )
-            .into_response(),
-        Err(e) => {
-            tracing::error!(template = name, error = %e, "console page failed to render");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-        }
-    }
+    crate::http::pages::render(&state.pages.console, "console", status, name, ctx)
 }
 
 fn error_page(

@@ -64,23 +64,7 @@ fn render(state: &AppState, status: StatusCode, name: &str, ctx: Value) -> Respo
         support => cfg.support_email.clone(),
         ..ctx
     };
-    match state
-        .pages
-        .portal
-        .get_template(name)
-        .and_then(|t| t.render(ctx))
-    {
-        Ok(html) => (
-            status,
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            html,
-        )
-            .into_response(),
-        Err(e) => {
-            tracing::error!(template = name, error = %e, "portal page failed to render");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-        }
-    }
+    crate::http::pages::render(&state.pages.portal, "portal", status, name, ctx)
 }
 
 fn error_page(

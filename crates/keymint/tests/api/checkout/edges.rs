@@ -204,7 +204,6 @@ async fn a_seller_page_on_an_allowed_host_may_call_checkout_across_origins(db: D
 }
 
 async fn the_billing_portal_opens_for_a_stripe_subscription(db: Db) {
-    use crate::providers::{Moment, sub_step};
     let api = MockServer::start().await;
     let Some(app) = app_with_api(db, "stripe", &api).await else {
         return;
@@ -217,17 +216,8 @@ async fn the_billing_portal_opens_for_a_stripe_subscription(db: Db) {
         .mount(&api)
         .await;
     let ids = Ids::new("stripe");
-    let t = now_secs();
     // A trial started through a Stripe Checkout of the subscription.
-    let mut started = sub_step("stripe", &ids, Moment::Identity, t, t + 30 * 86_400, 0).unwrap();
-    started.body = String::from_utf8(started.body)
-        .unwrap()
-        .replace(
-            "\"metadata\": {}",
-            "\"metadata\": {\"keymint_product\": \"datatools-sub\"}",
-        )
-        .into_bytes();
-    let key = app.minted(&started).await;
+    let key = app.stripe_subscription_license(&ids).await;
     let portal = |key: String, body: Value| {
         app.client
             .post(app.url(&format!("/v1/licenses/{key}/billing-portal")))

@@ -210,7 +210,7 @@ async fn statuses_read_in_plain_words(db: Db) {
 }
 
 async fn manage_subscription_opens_stripes_billing_portal(db: Db) {
-    use crate::providers::{Ids, Moment, now_secs, sub_step};
+    use crate::providers::Ids;
     let api = MockServer::start().await;
     let mut env = PORTAL.to_vec();
     let uri = api.uri();
@@ -234,16 +234,7 @@ async fn manage_subscription_opens_stripes_billing_portal(db: Db) {
         .mount(&api)
         .await;
     let ids = Ids::new("stripe");
-    let t = now_secs();
-    let mut started = sub_step("stripe", &ids, Moment::Identity, t, t + 30 * 86_400, 0).unwrap();
-    started.body = String::from_utf8(started.body)
-        .unwrap()
-        .replace(
-            "\"metadata\": {}",
-            "\"metadata\": {\"keymint_product\": \"datatools-sub\"}",
-        )
-        .into_bytes();
-    let key = app.minted(&started).await;
+    let key = app.stripe_subscription_license(&ids).await;
     let email = app.stored_license(&key).await.email;
     // A Gumroad membership: the endpoint's fixed customer portal.
     let membership = app
