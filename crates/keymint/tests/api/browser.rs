@@ -107,6 +107,24 @@ async fn element(client: &Client, css: &str) -> fantoccini::elements::Element {
         .unwrap_or_else(|e| panic!("no {css}: {e}"))
 }
 
+/// At a phone's width (390 CSS pixels) the page needs no sideways
+/// scrolling.
+async fn fits_a_phone(client: &Client) {
+    client.set_window_size(390, 844).await.unwrap();
+    let widths = client
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let [page, window] = [0, 1].map(|i| widths[i].as_f64().unwrap());
+    assert!(
+        page <= window,
+        "the page is {page}px wide in a {window}px window"
+    );
+}
+
 async fn fill(client: &Client, css: &str, text: &str) {
     element(client, css).await.send_keys(text).await.unwrap();
 }
@@ -152,6 +170,9 @@ async fn run(app: &TestApp, client: &Client, key: &str, token: &str, tag: &str) 
     let label = chart.attr("aria-label").await.unwrap().unwrap();
     assert!(label.starts_with("1 licenses minted"), "{label}");
     screenshot(client, &format!("console-overview-{tag}")).await;
+    fits_a_phone(client).await;
+    screenshot(client, &format!("console-overview-phone-{tag}")).await;
+    client.set_window_size(1280, 1000).await.unwrap();
 
     // Find the license by email, and open it.
     click(client, "nav a[href='/console/licenses']").await;
@@ -278,6 +299,9 @@ async fn a_buyer_signs_in_from_the_email_and_frees_a_machine_in_a_browser(db: Db
     assert!(card.contains(&key), "{card}");
     assert!(card.contains("2 of 3 in use"), "{card}");
     screenshot(&client, &format!("portal-licenses-{tag}")).await;
+    fits_a_phone(&client).await;
+    screenshot(&client, &format!("portal-licenses-phone-{tag}")).await;
+    client.set_window_size(1280, 1000).await.unwrap();
 
     // Deactivate the laptop.
     let laptop = app
