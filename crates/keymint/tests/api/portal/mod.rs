@@ -321,6 +321,38 @@ async fn an_expired_or_unknown_link_is_refused(db: Db) {
     assert!(page.contains("Email me a sign-in link"));
 }
 
+/// Eight tabs press Continue on one link at once: one signs in.
+async fn a_link_signs_in_once_however_many_use_it_at_once(db: Db) {
+    let Some(app) = portal_app(db, &[("KEYMINT_PORTAL__PER_MINUTE", "1000")]).await else {
+        return;
+    };
+    app.gumroad_sale(&sale_form("p-race")).await;
+    ask_for_link(&app, "jane@example.com").await;
+    let link = links_sent_to(&app, "jane@example.com").await.pop().unwrap();
+    let page = browser().get(app.url(path_of(&link))).send().await.unwrap();
+    let (cookie, _) = set_cookie(&page, "km_portal_form");
+    let csrf = hidden(&page.text().await.unwrap(), "csrf");
+    let presses = (0..8).map(|_| {
+        browser()
+            .post(app.url(path_of(&link)))
+            .header(COOKIE, &cookie)
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+    });
+    let mut statuses: Vec<u16> = futures::future::join_all(presses)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [303, 410, 410, 410, 410, 410, 410, 410]);
+    assert_eq!(
+        app.count("portal_sessions", "email", "jane@example.com")
+            .await,
+        1
+    );
+}
+
 async fn sign_in_requests_are_limited_per_client_address(db: Db) {
     let Some(app) = portal_app(db, &[("KEYMINT_PORTAL__PER_MINUTE", "3")]).await else {
         return;
@@ -388,5 +420,6 @@ both_databases!(
     a_buyer_signs_in_with_an_emailed_link_and_sees_their_licenses,
     every_address_gets_the_same_answer_and_only_buyers_get_mail,
     an_expired_or_unknown_link_is_refused,
+    a_link_signs_in_once_however_many_use_it_at_once,
     sign_in_requests_are_limited_per_client_address,
 );
