@@ -73,8 +73,10 @@ impl PortalConfig {
         if self.link_ttl < Duration::from_secs(60) || self.link_ttl > Duration::from_secs(86_400) {
             problems.push("portal.link_ttl: must be between 1m and 24h".into());
         }
-        if self.session_ttl < Duration::from_secs(60) {
-            problems.push("portal.session_ttl: must be at least 1m".into());
+        if self.session_ttl < Duration::from_secs(60)
+            || self.session_ttl > Duration::from_secs(90 * 86_400)
+        {
+            problems.push("portal.session_ttl: must be between 1m and 90d".into());
         }
         if self.links_per_hour == 0 {
             problems.push("portal.links_per_hour: must be at least 1".into());

@@ -77,6 +77,8 @@ pub struct LicenseContext {
     pub resend: bool,
     /// A subscription renewed and this is its fresh token.
     pub renewal: bool,
+    /// The buyer portal's address, when it is on.
+    pub portal_url: Option<String>,
 }
 
 /// What the portal sign-in link templates can use.
@@ -190,6 +192,7 @@ mod tests {
             max_machines: Some(3),
             resend: false,
             renewal: false,
+            portal_url: None,
         }
     }
 

@@ -162,6 +162,11 @@ fn render(
         max_machines: license.max_machines,
         resend: row.kind == outbox::EmailKind::LicenseResend,
         renewal: row.kind == outbox::EmailKind::LicenseRenewed,
+        portal_url: state
+            .config
+            .portal
+            .enabled
+            .then(|| format!("{}/portal", state.config.portal.base_url())),
     };
     addressed(row, &license.name, state.templates.render_license(&ctx))
 }

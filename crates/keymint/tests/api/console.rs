@@ -259,6 +259,14 @@ async fn an_operator_finds_a_license_by_email_and_revokes_it_with_a_reason(db: D
     )
     .await;
     assert_eq!(status, 403);
+    let (status, _) = post(
+        &app,
+        &session,
+        &action,
+        &[("action", "revoke"), ("reason", "x")],
+    )
+    .await;
+    assert_eq!(status, 403, "a form without the csrf field");
     let admin = app.admin().await;
     assert_eq!(admin.license(&key).await.license.status, "active");
 
@@ -556,7 +564,10 @@ async fn an_operator_mints_by_hand_and_a_refund_without_a_provider_api_is_refuse
     assert_eq!(status, 422);
     assert!(body.contains("not an email address"), "{body}");
 
-    // A license of an endpoint with no refund API: refused, nothing changes.
+    // A license of an endpoint with no refund API: its page offers no
+    // refund, and one posted anyway is refused, nothing changes.
+    let (_, page_of_key) = page(&app, &session, &format!("/console/licenses/{key}")).await;
+    assert!(!page_of_key.contains("/refund\""), "{page_of_key}");
     let (status, body) = post(
         &app,
         &session,

@@ -230,6 +230,7 @@ pub(super) async fn replay_one(
 
 #[derive(Deserialize)]
 pub(super) struct ReplayFailedForm {
+    #[serde(default)]
     csrf: String,
     #[serde(default)]
     endpoint: String,

@@ -107,6 +107,8 @@ async fn show_license(
             context! {
                 operator => op.name.clone(), csrf => op.csrf.clone(), page => "licenses",
                 may_write => op.may(scope::LICENSES_WRITE),
+                may_refund => state.config.endpoint(&d.license.source)
+                    .is_some_and(crate::provider_api::refunds_configured),
                 l => Serde(&d.license),
                 history => Serde(&d.history),
                 emails => Serde(&d.emails),
@@ -128,7 +130,9 @@ pub(super) async fn license_page(
 
 #[derive(Deserialize)]
 pub(super) struct StatusForm {
+    #[serde(default)]
     csrf: String,
+    #[serde(default)]
     action: String,
     #[serde(default)]
     reason: String,
@@ -241,6 +245,7 @@ pub(super) async fn resend(
 
 #[derive(Deserialize)]
 pub(super) struct RefundForm {
+    #[serde(default)]
     csrf: String,
     #[serde(default)]
     amount: String,
@@ -313,8 +318,11 @@ pub(super) async fn refund(
 
 #[derive(Deserialize)]
 pub(super) struct MintForm {
+    #[serde(default)]
     csrf: String,
+    #[serde(default)]
     product: String,
+    #[serde(default)]
     email: String,
     #[serde(default)]
     name: String,

@@ -211,6 +211,7 @@ async fn stylesheet(State(state): State<AppState>) -> Response {
 
 #[derive(Deserialize)]
 struct CsrfForm {
+    #[serde(default)]
     csrf: String,
 }
 

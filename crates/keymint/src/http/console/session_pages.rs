@@ -30,7 +30,9 @@ fn sign_in_form(
 
 #[derive(Deserialize)]
 pub(super) struct SignInForm {
+    #[serde(default)]
     token: String,
+    #[serde(default)]
     csrf: String,
 }
 

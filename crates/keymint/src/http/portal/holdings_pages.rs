@@ -137,10 +137,11 @@ pub(super) async fn resend(
     match admin::resend(&state.store, &license.key, false, ACTOR).await {
         Ok(_) => {
             state.outbox_wake.notify_one();
-            let notice = format!(
-                "Your {} license is on its way to {}.",
-                license.product, buyer.email
-            );
+            let product = state
+                .catalog
+                .product(&license.product)
+                .map_or(license.product.as_str(), |p| p.name.as_str());
+            let notice = format!("Your {product} license is on its way to {}.", buyer.email);
             licenses_page(&state, &buyer, Some(&notice), None).await
         }
         Err(AdminError::Conflict { .. }) => {

@@ -41,6 +41,7 @@ pub fn routes(enabled: bool) -> Router<AppState> {
             post(deactivate),
         )
         .route("/portal/static/portal.css", get(stylesheet))
+        .route("/portal/{*rest}", axum::routing::any(no_such_page))
         .layer(axum::middleware::from_fn(page_headers))
 }
 
@@ -193,6 +194,18 @@ impl FromRequestParts<AppState> for Signed {
     }
 }
 
+/// Any other path under `/portal`: a page, not the API's JSON.
+async fn no_such_page(State(state): State<AppState>) -> Response {
+    error_page(
+        &state,
+        None,
+        StatusCode::NOT_FOUND,
+        "No such page",
+        "There is no page at this address.",
+        false,
+    )
+}
+
 async fn stylesheet(State(state): State<AppState>) -> Response {
     (
         [
@@ -221,7 +234,9 @@ async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
 
 #[derive(Deserialize)]
 struct AskForm {
+    #[serde(default)]
     email: String,
+    #[serde(default)]
     csrf: String,
 }
 
@@ -263,12 +278,9 @@ async fn ask_for_link(
     let cfg = &state.config.portal;
     match portal::request_link(&state.store, &state.keyring, cfg, &email).await {
         Ok(outcome) => {
-            let result = match outcome {
-                LinkRequest::Queued => "queued",
-                LinkRequest::NoLicenses => "no_licenses",
-                LinkRequest::TooMany => "too_many",
-            };
-            metrics::counter!("keymint_portal_links_total", "result" => result).increment(1);
+            // Counted without the outcome: `/metrics` must not tell
+            // whether an address bought.
+            metrics::counter!("keymint_portal_link_requests_total").increment(1);
             if outcome == LinkRequest::Queued {
                 state.outbox_wake.notify_one();
             }
@@ -323,6 +335,7 @@ async fn link_page(
 
 #[derive(Deserialize)]
 struct CsrfForm {
+    #[serde(default)]
     csrf: String,
 }
 

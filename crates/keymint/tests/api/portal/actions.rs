@@ -58,7 +58,7 @@ async fn a_buyer_downloads_resends_and_frees_machines_within_the_budget(db: Db) 
     assert!(!page.contains("<script>"));
     assert!(page.contains("2 of 3 in use"), "{page}");
     assert!(
-        page.contains("You can deactivate 1 more machine in the next 30 days"),
+        page.contains("You can deactivate 1 more machine now. Each deactivation counts for 30 days: at most 1 in any 30 days."),
         "{page}"
     );
     let csrf = hidden(&page, "csrf");
@@ -155,15 +155,16 @@ async fn a_buyer_downloads_resends_and_frees_machines_within_the_budget(db: Db) 
     );
     assert_eq!(app.count("machines", "id", &desktop).await, 1);
 
-    // Without the session's CSRF token: refused, nothing done.
-    let forged = post(
-        &app,
-        &session,
-        &format!("/portal/licenses/{key}/resend"),
-        &[("csrf", "nope")],
-    )
-    .await;
-    assert_eq!(forged.status(), 403);
+    // With another CSRF token, or none: refused, nothing done.
+    let emails_before = app.sent_emails().await.len();
+    for form in [&[("csrf", "nope")][..], &[][..]] {
+        let path = format!("/portal/licenses/{key}/resend");
+        let forged = post(&app, &session, &path, form).await;
+        assert_eq!(forged.status(), 403);
+        assert!(forged.text().await.unwrap().contains("Nothing was done"));
+    }
+    app.send_pending_emails().await;
+    assert_eq!(app.sent_emails().await.len(), emails_before);
     // Another buyer's license is as unknown as no license.
     for path in [
         format!("/portal/licenses/{other}/resend"),
