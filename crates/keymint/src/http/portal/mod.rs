@@ -232,6 +232,11 @@ async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
     }
 }
 
+/// The least time a request for a link takes to answer, whatever it
+/// found (a few milliseconds of work at most, unless the database is
+/// slow).
+const ANSWER_FLOOR: std::time::Duration = std::time::Duration::from_millis(250);
+
 #[derive(Deserialize)]
 struct AskForm {
     #[serde(default)]
@@ -276,7 +281,13 @@ async fn ask_for_link(
         }
     };
     let cfg = &state.config.portal;
-    match portal::request_link(&state.store, &state.keyring, cfg, &email).await {
+    // The answer leaves no sooner than ANSWER_FLOOR after the request
+    // came: queuing a link takes a little longer than finding none, and
+    // the time must not tell which happened.
+    let floor = tokio::time::Instant::now() + ANSWER_FLOOR;
+    let outcome = portal::request_link(&state.store, &state.keyring, cfg, &email).await;
+    tokio::time::sleep_until(floor).await;
+    match outcome {
         Ok(outcome) => {
             // Counted without the outcome: `/metrics` must not tell
             // whether an address bought.
