@@ -9,6 +9,7 @@ pub const ERROR_CODES: &[&str] = &[
     "bad_status",
     "bad_cursor",
     "empty_filter",
+    "filter_too_long",
     "control_character",
     "bad_license_key",
     "unauthorized",

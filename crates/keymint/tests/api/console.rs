@@ -38,7 +38,7 @@ pub(crate) fn set_cookie(resp: &reqwest::Response, name: &str) -> (String, Strin
 }
 
 /// Signs in with `token`; the session cookie (`km_console=...`).
-async fn signed_in(app: &TestApp, token: &str) -> String {
+pub(crate) async fn signed_in(app: &TestApp, token: &str) -> String {
     let b = browser();
     let form = b.get(app.url("/console/sign-in")).send().await.unwrap();
     let (pre, _) = set_cookie(&form, "km_console_signin");
@@ -54,7 +54,7 @@ async fn signed_in(app: &TestApp, token: &str) -> String {
     set_cookie(&resp, "km_console").0
 }
 
-async fn page(app: &TestApp, cookie: &str, path: &str) -> (u16, String) {
+pub(crate) async fn page(app: &TestApp, cookie: &str, path: &str) -> (u16, String) {
     let resp = browser()
         .get(app.url(path))
         .header(COOKIE, cookie)
@@ -64,7 +64,12 @@ async fn page(app: &TestApp, cookie: &str, path: &str) -> (u16, String) {
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
-async fn post(app: &TestApp, cookie: &str, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+pub(crate) async fn post(
+    app: &TestApp,
+    cookie: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (u16, String) {
     let resp = browser()
         .post(app.url(path))
         .header(COOKIE, cookie)

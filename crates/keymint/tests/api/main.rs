@@ -11,6 +11,7 @@ mod browser;
 mod checkout;
 mod config;
 mod console;
+mod console_limits;
 mod defaults;
 mod durability;
 mod edges;

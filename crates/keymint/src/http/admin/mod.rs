@@ -11,7 +11,7 @@ mod deliveries;
 mod licenses;
 mod machines;
 mod orders;
-mod params;
+pub(crate) mod params;
 mod refunds;
 mod subscriptions;
 

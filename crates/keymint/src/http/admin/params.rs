@@ -12,6 +12,10 @@ const MAX_LIMIT: i64 = 500;
 
 /// A present filter or id value: not empty, and without control
 /// characters (which PostgreSQL would refuse and SQLite would store).
+/// The longest text filter (a longer `LIKE` pattern is work for nothing,
+/// and SQLite refuses very long ones).
+pub const MOST_FILTER_CHARS: usize = 256;
+
 pub(super) fn filter_text(
     field: &'static str,
     value: Option<String>,
@@ -25,6 +29,13 @@ pub(super) fn filter_text(
             StatusCode::BAD_REQUEST,
             "empty_filter",
             format!("{field} must not be empty; leave it out to match everything"),
+        ));
+    }
+    if value.chars().count() > MOST_FILTER_CHARS {
+        return Err(ApiError::coded(
+            StatusCode::BAD_REQUEST,
+            "filter_too_long",
+            format!("{field} is longer than {MOST_FILTER_CHARS} characters"),
         ));
     }
     check_text(field, value)?;

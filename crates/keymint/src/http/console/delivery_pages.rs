@@ -206,8 +206,14 @@ pub(super) async fn replay_one(
     if !op.csrf_matches(&form.csrf) {
         return forged(&state, &op);
     }
-    if !op.may(scope::DELIVERIES_WRITE) {
-        return no_scope(&state, &op, scope::DELIVERIES_WRITE);
+    // The answer is a deliveries page: both scopes, before anything is
+    // done.
+    if let Some(refusal) = lacks(
+        &state,
+        &op,
+        &[scope::DELIVERIES_READ, scope::DELIVERIES_WRITE],
+    ) {
+        return refusal;
     }
     let Ok(parsed) = crate::domain::DeliveryId::parse(&id) else {
         return delivery_view(&state, &op, &id, None).await;
@@ -244,13 +250,22 @@ pub(super) async fn replay_failed(
     if !op.csrf_matches(&form.csrf) {
         return forged(&state, &op);
     }
-    if !op.may(scope::DELIVERIES_WRITE) {
-        return no_scope(&state, &op, scope::DELIVERIES_WRITE);
+    // The answer is a deliveries page: both scopes, before anything is
+    // done.
+    if let Some(refusal) = lacks(
+        &state,
+        &op,
+        &[scope::DELIVERIES_READ, scope::DELIVERIES_WRITE],
+    ) {
+        return refusal;
     }
-    let endpoint = state
-        .config
-        .endpoint(form.endpoint.trim())
-        .map(|e| e.name.clone());
+    let named = form.endpoint.trim();
+    let endpoint = state.config.endpoint(named).map(|e| e.name.clone());
+    if !named.is_empty() && endpoint.is_none() {
+        let q = DeliveryQuery::default();
+        let problem = format!("No endpoint is named {named:?}; nothing was replayed.");
+        return deliveries_view(&state, &op, &q, StatusCode::BAD_REQUEST, Some(&problem)).await;
+    }
     let filter = crate::ingest::ReplayFilter {
         endpoint: endpoint.clone(),
         since: None,

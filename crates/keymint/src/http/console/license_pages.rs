@@ -11,6 +11,8 @@ pub(super) struct SearchQuery {
     #[serde(default)]
     status: String,
     #[serde(default)]
+    product: String,
+    #[serde(default)]
     before: String,
 }
 
@@ -23,6 +25,19 @@ pub(super) async fn licenses_page(
         return no_scope(&state, &op, scope::LICENSES_READ);
     }
     let text = q.q.trim().to_lowercase();
+    if text.chars().count() > crate::http::admin::params::MOST_FILTER_CHARS {
+        return error_page(
+            &state,
+            Some(&op),
+            StatusCode::BAD_REQUEST,
+            "Search too long",
+            "Search for at most 256 characters.",
+        );
+    }
+    let product = state
+        .catalog
+        .product(q.product.trim())
+        .map(|p| p.id.clone());
     let status = q.status.parse::<licenses::LicenseStatus>().ok();
     let before = Some(q.before.trim())
         .filter(|b| crate::domain::LicenseId::parse(b).is_ok())
@@ -31,7 +46,7 @@ pub(super) async fn licenses_page(
         email: None,
         order_id: None,
         q: Some(text.clone()).filter(|t| !t.is_empty() && !t.chars().any(char::is_control)),
-        product: None,
+        product: product.clone(),
         status,
         before,
         limit: PAGE_SIZE,
@@ -48,7 +63,11 @@ pub(super) async fn licenses_page(
         "/console/licenses",
         rows.len(),
         rows.last().map(|l| l.id.as_str()),
-        &[("q", &text), ("status", status.map_or("", |s| s.as_str()))],
+        &[
+            ("q", &text),
+            ("product", product.as_deref().unwrap_or("")),
+            ("status", status.map_or("", |s| s.as_str())),
+        ],
     );
     let list: Vec<Value> = rows
         .iter()
@@ -69,6 +88,7 @@ pub(super) async fn licenses_page(
             operator => op.name, csrf => op.csrf, page => "licenses",
             licenses => list, q => q.q, status => status.map(|s| s.as_str()),
             statuses => licenses::LicenseStatus::names(), next,
+            product, products => state.config.products.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
             may_write,
             products => state.config.products.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
         },
@@ -147,8 +167,8 @@ pub(super) async fn change_status(
     if !op.csrf_matches(&form.csrf) {
         return forged(&state, &op);
     }
-    if !op.may(scope::LICENSES_WRITE) {
-        return no_scope(&state, &op, scope::LICENSES_WRITE);
+    if let Some(refusal) = lacks(&state, &op, &[scope::LICENSES_READ, scope::LICENSES_WRITE]) {
+        return refusal;
     }
     let revoke = match form.action.as_str() {
         "revoke" => true,
@@ -188,16 +208,14 @@ pub(super) async fn change_status(
     }
 }
 
-/// Checks an action's form: the session's CSRF token and `licenses:write`;
-/// the refusal when either is missing.
+/// Checks an action's form: the session's CSRF token, and `licenses:write`
+/// with `licenses:read` (the answer is the license's page); the refusal
+/// when any is missing, before anything is done.
 fn refused(state: &AppState, op: &Operator, csrf: &str) -> Option<Response> {
     if !op.csrf_matches(csrf) {
         return Some(forged(state, op));
     }
-    if !op.may(scope::LICENSES_WRITE) {
-        return Some(no_scope(state, op, scope::LICENSES_WRITE));
-    }
-    None
+    lacks(state, op, &[scope::LICENSES_READ, scope::LICENSES_WRITE])
 }
 
 pub(super) async fn resend(

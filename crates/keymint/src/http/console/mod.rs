@@ -64,6 +64,7 @@ pub fn routes(enabled: bool) -> Router<AppState> {
         .route("/console/deliveries/{id}", get(delivery_page))
         .route("/console/deliveries/{id}/replay", post(replay_one))
         .route("/console/static/console.css", get(stylesheet))
+        .route("/console/{*rest}", axum::routing::any(no_such_page))
         .layer(axum::middleware::from_fn(page_headers))
 }
 
@@ -198,6 +199,17 @@ impl FromRequestParts<AppState> for Signed {
     }
 }
 
+/// Any other path under `/console`: a page, not the API's JSON.
+async fn no_such_page(State(state): State<AppState>) -> Response {
+    error_page(
+        &state,
+        None,
+        StatusCode::NOT_FOUND,
+        "No such page",
+        "There is no console page at this address.",
+    )
+}
+
 async fn stylesheet(State(state): State<AppState>) -> Response {
     (
         [
@@ -310,6 +322,14 @@ fn next_page(
         "{path}?{}",
         serde_urlencoded::to_string(query).expect("strings encode")
     ))
+}
+
+/// The refusal for the first of `needed` the operator lacks.
+fn lacks(state: &AppState, op: &Operator, needed: &[&str]) -> Option<Response> {
+    needed
+        .iter()
+        .find(|s| !op.may(s))
+        .map(|s| no_scope(state, op, s))
 }
 
 fn no_scope(state: &AppState, op: &Operator, needed: &str) -> Response {

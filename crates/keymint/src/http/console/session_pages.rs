@@ -66,12 +66,16 @@ pub(super) async fn sign_in(
             );
             resp
         }
-        Ok(None) => sign_in_form(
-            &state,
-            &headers,
-            StatusCode::UNAUTHORIZED,
-            Some("That is not a live admin token."),
-        ),
+        Ok(None) => {
+            metrics::counter!("keymint_console_sign_in_failures_total").increment(1);
+            tracing::warn!("console sign-in refused: not a live admin token");
+            sign_in_form(
+                &state,
+                &headers,
+                StatusCode::UNAUTHORIZED,
+                Some("That is not a live admin token."),
+            )
+        }
         Err(e) => failed(&state, None, e),
     }
 }
