@@ -140,12 +140,25 @@ async fn show_license(
     }
 }
 
+#[derive(Deserialize, Default)]
+pub(super) struct LicensePageQuery {
+    /// Set by the redirect after a mint (so reloading the page mints
+    /// nothing).
+    #[serde(default)]
+    minted: Option<String>,
+}
+
 pub(super) async fn license_page(
     State(state): State<AppState>,
     Signed(op): Signed,
     Path(key): Path<String>,
+    Query(q): Query<LicensePageQuery>,
 ) -> Response {
-    show_license(&state, &op, &key, StatusCode::OK, None, None).await
+    let notice = q
+        .minted
+        .is_some()
+        .then_some("Minted, and the email is queued.");
+    show_license(&state, &op, &key, StatusCode::OK, notice, None).await
 }
 
 #[derive(Deserialize)]
@@ -367,16 +380,8 @@ pub(super) async fn mint(
     match admin::mint_manual(&state, &req, &op.actor()).await {
         Ok((license, _)) => {
             state.outbox_wake.notify_one();
-            let key = license.key.to_string();
-            show_license(
-                &state,
-                &op,
-                &key,
-                StatusCode::CREATED,
-                Some("Minted, and the email is queued."),
-                None,
-            )
-            .await
+            // To the new license's page: reloading it mints nothing.
+            Redirect::to(&format!("/console/licenses/{}?minted=1", license.key)).into_response()
         }
         Err(
             e @ (AdminError::Invalid { .. }
