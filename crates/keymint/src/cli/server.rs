@@ -78,6 +78,14 @@ pub(super) async fn check_config(path: Option<&std::path::Path>) -> anyhow::Resu
     };
     // A key that would stop `serve` is reported here too.
     problems.extend(crate::signing::check_keys(&config));
+    // So are template overrides that do not parse.
+    let templates = config.templates_dir();
+    if let Err(e) = crate::notify::templates::Templates::load(templates.as_deref()) {
+        problems.push(format!("email.templates_dir: {e}"));
+    }
+    if let Err(e) = crate::http::pages::Pages::load(templates.as_deref()) {
+        problems.push(format!("email.templates_dir: {e}"));
+    }
     let url = config.database_url();
     let url_has_problem = problems.iter().any(|p| p.starts_with("database.url"));
     if !url_has_problem {

@@ -38,8 +38,17 @@ pub struct Pages {
 
 impl Pages {
     pub fn load(dir: Option<&Path>) -> Result<Self, TemplateError> {
-        let console = load_env(CONSOLE, dir.map(|d| d.join("console")).as_deref())?;
-        let portal = load_env(PORTAL, dir.map(|d| d.join("portal")).as_deref())?;
+        let named = |set: &str, e: TemplateError| match e {
+            TemplateError::Render { name, source } => TemplateError::Render {
+                name: format!("{set}/{name}"),
+                source,
+            },
+            other => other,
+        };
+        let console = load_env(CONSOLE, dir.map(|d| d.join("console")).as_deref())
+            .map_err(|e| named("console", e))?;
+        let portal = load_env(PORTAL, dir.map(|d| d.join("portal")).as_deref())
+            .map_err(|e| named("portal", e))?;
         let css = |env: &Environment<'_>, name: &str| {
             env.get_template(name)
                 .map(|t| t.source().to_string())

@@ -412,6 +412,16 @@ async fn pages_and_the_link_email_take_the_sellers_templates(db: Db) {
             .any(|e| e["Subject"] == "Your way in, jane@example.com"),
         "{emails:?}"
     );
+    // A page override that does not parse: check-config says which.
+    std::fs::write(dir.join("console/settings.html"), "{% if %}").unwrap();
+    let out = crate::helpers::keymint_cli(
+        &app.config_path,
+        &["check-config"],
+        &[("KEYMINT_EMAIL__TEMPLATES_DIR", &templates)],
+    );
+    assert!(!out.status.success());
+    let said = crate::helpers::stderr(&out);
+    assert!(said.contains("console/settings.html"), "{said}");
 }
 
 both_databases!(
