@@ -301,6 +301,26 @@ async fn an_expired_or_unknown_link_is_refused(db: Db) {
     let (status, page) = get(&app, "", path_of(&link)).await;
     assert_eq!(status, 410);
     assert!(page.contains("Ask for a new sign-in link"), "{page}");
+
+    // A link whose time ran out before its email went is not sent: the
+    // email is dead, saying why.
+    ask_for_link(&app, "jane@example.com").await;
+    let mut conn = app.state.store.writer().await.unwrap();
+    sqlx::query("UPDATE portal_links SET expires_at = $1 WHERE used_at IS NULL")
+        .bind(keymint::store::now_ms() - 1)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!(links_sent_to(&app, "jane@example.com").await.len(), 1);
+    assert_eq!(
+        app.scalar_text(
+            "SELECT last_error FROM outbox WHERE kind = 'portal_link' AND status = $1",
+            "dead"
+        )
+        .await,
+        "the sign-in link expired before it could be sent"
+    );
     // Unknown and malformed tokens alike.
     for path in [
         "/portal/sign-in/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
