@@ -66,6 +66,46 @@ async fn own_license(state: &AppState, buyer: &Buyer, key: &str) -> Result<Licen
     }
 }
 
+/// What an action did, said on the page it redirects to (so reloading
+/// that page repeats nothing).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Done {
+    Resent,
+    Deactivated,
+}
+
+impl Done {
+    fn code(self) -> &'static str {
+        match self {
+            Self::Resent => "resent",
+            Self::Deactivated => "deactivated",
+        }
+    }
+
+    pub(super) fn parse(code: &str) -> Option<Self> {
+        [Self::Resent, Self::Deactivated]
+            .into_iter()
+            .find(|d| d.code() == code)
+    }
+
+    pub(super) fn notice(self, buyer: &Buyer) -> String {
+        match self {
+            Self::Resent => format!("Your license is on its way to {}.", buyer.email),
+            Self::Deactivated => "The machine is deactivated; its seat is free.".into(),
+        }
+    }
+}
+
+/// The redirect after an action: back to the licenses, at this one.
+fn done(what: Done, license: &License) -> Response {
+    Redirect::to(&format!(
+        "/portal?done={}#license-{}",
+        what.code(),
+        license.key
+    ))
+    .into_response()
+}
+
 /// Checks an action's form: the request budget, the session's CSRF token
 /// and that the license is the buyer's.
 async fn checked(
@@ -137,12 +177,7 @@ pub(super) async fn resend(
     match admin::resend(&state.store, &license.key, false, ACTOR).await {
         Ok(_) => {
             state.outbox_wake.notify_one();
-            let product = state
-                .catalog
-                .product(&license.product)
-                .map_or(license.product.as_str(), |p| p.name.as_str());
-            let notice = format!("Your {product} license is on its way to {}.", buyer.email);
-            licenses_page(&state, &buyer, Some(&notice), None).await
+            done(Done::Resent, &license)
         }
         Err(AdminError::Conflict { .. }) => {
             licenses_page(
@@ -176,13 +211,7 @@ pub(super) async fn deactivate(
     match state.licensing.buyer_deactivate(&license.key, &id).await {
         Ok(()) => {
             metrics::counter!("keymint_machines_deactivated_total").increment(1);
-            licenses_page(
-                &state,
-                &buyer,
-                Some("The machine is deactivated; its seat is free."),
-                None,
-            )
-            .await
+            done(Done::Deactivated, &license)
         }
         Err(LicensingError::NotActivated | LicensingError::NotFound) => {
             licenses_page(&state, &buyer, None, Some(gone)).await

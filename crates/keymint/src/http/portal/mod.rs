@@ -217,10 +217,24 @@ async fn stylesheet(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+#[derive(Deserialize, Default)]
+struct HomeQuery {
+    /// What the action that redirected here did.
+    #[serde(default)]
+    done: String,
+}
+
 /// `/portal`: the buyer's licenses, or the sign-in form.
-async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn home(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<HomeQuery>,
+) -> Response {
     match signed_in(&state, &headers).await {
-        Ok(Some(buyer)) => licenses_page(&state, &buyer, None, None).await,
+        Ok(Some(buyer)) => {
+            let notice = Done::parse(&q.done).map(|d| d.notice(&buyer));
+            licenses_page(&state, &buyer, notice.as_deref(), None).await
+        }
         Ok(None) => with_form_cookie(
             &state,
             &headers,

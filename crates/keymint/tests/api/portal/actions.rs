@@ -87,13 +87,16 @@ async fn a_buyer_downloads_resends_and_frees_machines_within_the_budget(db: Db) 
         &[("csrf", &csrf)],
     )
     .await;
-    assert_eq!(resend.status(), 200);
+    // Back to the licenses, at this one: reloading repeats nothing.
+    assert_eq!(resend.status(), 303);
+    assert_eq!(
+        resend.headers()[LOCATION],
+        format!("/portal?done=resent#license-{key}").as_str()
+    );
+    let (_, shown) = get(&app, &session, "/portal?done=resent").await;
     assert!(
-        resend
-            .text()
-            .await
-            .unwrap()
-            .contains("is on its way to jane@example.com")
+        shown.contains("is on its way to jane@example.com"),
+        "{shown}"
     );
     app.send_pending_emails().await;
     let emails = app.sent_emails().await;
@@ -123,8 +126,8 @@ async fn a_buyer_downloads_resends_and_frees_machines_within_the_budget(db: Db) 
         &[("csrf", &csrf)],
     )
     .await;
-    assert_eq!(done.status(), 200);
-    let page = done.text().await.unwrap();
+    assert_eq!(done.status(), 303);
+    let (_, page) = get(&app, &session, "/portal?done=deactivated").await;
     assert!(page.contains("The machine is deactivated"), "{page}");
     assert!(page.contains("1 of 3 in use"));
     assert!(page.contains("You have used all 1 deactivations"), "{page}");
