@@ -302,7 +302,9 @@ async fn an_operator_finds_a_license_by_email_and_revokes_it_with_a_reason(db: D
         ],
     )
     .await;
-    assert_eq!(status, 200);
+    // Redirected to the license's page, which says what was done.
+    assert_eq!(status, 303, "{body}");
+    let (_, body) = page(&app, &session, &format!("{path}?done=revoked")).await;
     assert!(body.contains("Revoked."), "{body}");
     assert!(
         body.contains("chargeback &lt;b&gt;filed&lt;&#x2f;b&gt;"),
@@ -475,7 +477,8 @@ async fn an_operator_resends_frees_machines_and_reads_subscriptions_and_settings
         &[("csrf", csrf.as_str())],
     )
     .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 303, "{body}");
+    let (_, body) = page(&app, &session, &format!("{path}?done=resent")).await;
     assert!(body.contains("The email is queued."), "{body}");
     assert_eq!(
         app.count("outbox", "license_id", license_id.as_str()).await,
@@ -489,8 +492,9 @@ async fn an_operator_resends_frees_machines_and_reads_subscriptions_and_settings
         &[("csrf", csrf.as_str())],
     )
     .await;
-    assert_eq!(status, 200);
-    assert!(body.contains("1 machine(s) deactivated."), "{body}");
+    assert_eq!(status, 303, "{body}");
+    let (_, body) = page(&app, &session, &format!("{path}?done=machines_reset")).await;
+    assert!(body.contains("Every machine is deactivated."), "{body}");
     assert_eq!(
         app.count("machines", "license_id", license_id.as_str())
             .await,
@@ -543,8 +547,12 @@ async fn an_operator_mints_by_hand_and_a_refund_without_a_provider_api_is_refuse
     assert_eq!(found.licenses.len(), 1);
     let key = found.licenses[0].key.to_string();
     for _reload in 0..2 {
-        let (status, shown) =
-            page(&app, &session, &format!("/console/licenses/{key}?minted=1")).await;
+        let (status, shown) = page(
+            &app,
+            &session,
+            &format!("/console/licenses/{key}?done=minted"),
+        )
+        .await;
         assert_eq!(status, 200);
         assert!(
             shown.contains("Minted, and the email is queued."),

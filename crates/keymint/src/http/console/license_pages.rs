@@ -142,10 +142,59 @@ async fn show_license(
 
 #[derive(Deserialize, Default)]
 pub(super) struct LicensePageQuery {
-    /// Set by the redirect after a mint (so reloading the page mints
-    /// nothing).
+    /// What the action that redirected here did.
     #[serde(default)]
-    minted: Option<String>,
+    done: String,
+}
+
+/// What an action did, said on the license's page it redirects to (so
+/// reloading that page repeats nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Done {
+    Minted,
+    Revoked,
+    Reinstated,
+    Resent,
+    MachineDeactivated,
+    MachinesReset,
+}
+
+impl Done {
+    const ALL: [Self; 6] = [
+        Self::Minted,
+        Self::Revoked,
+        Self::Reinstated,
+        Self::Resent,
+        Self::MachineDeactivated,
+        Self::MachinesReset,
+    ];
+
+    fn code(self) -> &'static str {
+        match self {
+            Self::Minted => "minted",
+            Self::Revoked => "revoked",
+            Self::Reinstated => "reinstated",
+            Self::Resent => "resent",
+            Self::MachineDeactivated => "machine_deactivated",
+            Self::MachinesReset => "machines_reset",
+        }
+    }
+
+    fn notice(self) -> &'static str {
+        match self {
+            Self::Minted => "Minted, and the email is queued.",
+            Self::Revoked => "Revoked.",
+            Self::Reinstated => "Reinstated.",
+            Self::Resent => "The email is queued.",
+            Self::MachineDeactivated => "The machine is deactivated.",
+            Self::MachinesReset => "Every machine is deactivated.",
+        }
+    }
+
+    /// The redirect to the license's page saying this.
+    fn to(self, key: &str) -> Response {
+        Redirect::to(&format!("/console/licenses/{key}?done={}", self.code())).into_response()
+    }
 }
 
 pub(super) async fn license_page(
@@ -154,10 +203,10 @@ pub(super) async fn license_page(
     Path(key): Path<String>,
     Query(q): Query<LicensePageQuery>,
 ) -> Response {
-    let notice = q
-        .minted
-        .is_some()
-        .then_some("Minted, and the email is queued.");
+    let notice = Done::ALL
+        .into_iter()
+        .find(|d| d.code() == q.done)
+        .map(Done::notice);
     show_license(&state, &op, &key, StatusCode::OK, notice, None).await
 }
 
@@ -202,10 +251,12 @@ pub(super) async fn change_status(
         return show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await;
     };
     match admin::set_status(&state.store, &parsed, revoke, &form.reason, &op.actor()).await {
-        Ok(_) => {
-            let done = if revoke { "Revoked." } else { "Reinstated." };
-            show_license(&state, &op, &key, StatusCode::OK, Some(done), None).await
+        Ok(_) => if revoke {
+            Done::Revoked
+        } else {
+            Done::Reinstated
         }
+        .to(&key),
         Err(AdminError::NotFound) => {
             show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await
         }
@@ -246,15 +297,7 @@ pub(super) async fn resend(
     match admin::resend(&state.store, &parsed, false, &op.actor()).await {
         Ok(_) => {
             state.outbox_wake.notify_one();
-            show_license(
-                &state,
-                &op,
-                &key,
-                StatusCode::OK,
-                Some("The email is queued."),
-                None,
-            )
-            .await
+            Done::Resent.to(&key)
         }
         Err(AdminError::NotFound) => {
             show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await
@@ -381,7 +424,7 @@ pub(super) async fn mint(
         Ok((license, _)) => {
             state.outbox_wake.notify_one();
             // To the new license's page: reloading it mints nothing.
-            Redirect::to(&format!("/console/licenses/{}?minted=1", license.key)).into_response()
+            Done::Minted.to(license.key.as_str())
         }
         Err(
             e @ (AdminError::Invalid { .. }
@@ -403,11 +446,11 @@ async fn after_machines(
     state: &AppState,
     op: &Operator,
     key: &str,
-    done: Result<String, crate::licensing::LicensingError>,
+    done: Result<Done, crate::licensing::LicensingError>,
 ) -> Response {
     use crate::licensing::LicensingError;
     match done {
-        Ok(notice) => show_license(state, op, key, StatusCode::OK, Some(&notice), None).await,
+        Ok(what) => what.to(key),
         Err(LicensingError::NotFound) => {
             show_license(state, op, key, StatusCode::NOT_FOUND, None, None).await
         }
@@ -442,7 +485,7 @@ pub(super) async fn reset_machines(
         .licensing
         .reset(&parsed, &op.actor())
         .await
-        .map(|n| format!("{n} machine(s) deactivated."));
+        .map(|_| Done::MachinesReset);
     after_machines(&state, &op, &key, done).await
 }
 
@@ -465,6 +508,6 @@ pub(super) async fn deactivate_machine(
         .licensing
         .operator_deactivate(&parsed, &id, &op.actor())
         .await
-        .map(|()| "The machine is deactivated.".to_string());
+        .map(|()| Done::MachineDeactivated);
     after_machines(&state, &op, &key, done).await
 }
