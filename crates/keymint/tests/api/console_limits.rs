@@ -108,6 +108,32 @@ async fn searches_filter_by_product_and_refuse_what_cannot_run(db: Db) {
     let err: serde_json::Value = api.json().await.unwrap();
     assert_eq!(err["code"], "filter_too_long");
 
+    // Filters that name nothing are said to, not ignored; the forms'
+    // "any" (empty) is no filter.
+    for path in [
+        "/console/licenses?status=bogus",
+        "/console/licenses?product=nope",
+        "/console/licenses?before=garbage",
+        "/console/deliveries?status=bogus&endpoint=",
+        "/console/deliveries?endpoint=nope",
+        "/console/deliveries?within=2h",
+        "/console/subscriptions?status=nope",
+    ] {
+        let (status, body) = page(&app, &ops, path).await;
+        assert_eq!(status, 400, "{path}");
+        assert!(body.contains("Unknown filter"), "{path}: {body}");
+    }
+    let (status, body) = page(&app, &ops, "/console/licenses?q=a%01b").await;
+    assert_eq!(status, 400);
+    assert!(body.contains("control characters"), "{body}");
+    for path in [
+        "/console/licenses?q=&product=&status=",
+        "/console/deliveries?endpoint=&status=&within=",
+        "/console/subscriptions?status=",
+    ] {
+        assert_eq!(page(&app, &ops, path).await.0, 200, "{path}");
+    }
+
     // Paths the console does not serve: a page with the console's headers.
     let resp = crate::console::browser()
         .get(app.url("/console/nope"))

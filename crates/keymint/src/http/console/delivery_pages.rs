@@ -53,6 +53,15 @@ async fn deliveries_view(
         .filter(|b| DeliveryId::parse(b).is_ok())
         .map(str::to_string);
     let within = WITHIN.iter().find(|(v, _, _)| *v == q.within.trim());
+    let filters = [
+        ("endpoint", q.endpoint.trim(), endpoint.is_some()),
+        ("status", q.status.trim(), status.is_some()),
+        ("time", q.within.trim(), within.is_some()),
+        ("page", q.before.trim(), before.is_some()),
+    ];
+    if let Some(page) = unknown_filters(state, op, &filters) {
+        return page;
+    }
     let filter = store::deliveries::Filter {
         endpoint: endpoint.clone(),
         status,

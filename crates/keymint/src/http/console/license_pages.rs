@@ -34,10 +34,29 @@ pub(super) async fn licenses_page(
             "Search for at most 256 characters.",
         );
     }
+    if text.chars().any(char::is_control) {
+        return error_page(
+            &state,
+            Some(&op),
+            StatusCode::BAD_REQUEST,
+            "Search refused",
+            "A search cannot hold control characters.",
+        );
+    }
     let product = state
         .catalog
         .product(q.product.trim())
         .map(|p| p.id.clone());
+    let known_status = q.status.trim().parse::<licenses::LicenseStatus>().is_ok();
+    let known_before = crate::domain::LicenseId::parse(q.before.trim()).is_ok();
+    let filters = [
+        ("product", q.product.trim(), product.is_some()),
+        ("status", q.status.trim(), known_status),
+        ("page", q.before.trim(), known_before),
+    ];
+    if let Some(page) = unknown_filters(&state, &op, &filters) {
+        return page;
+    }
     let status = q.status.parse::<licenses::LicenseStatus>().ok();
     let before = Some(q.before.trim())
         .filter(|b| crate::domain::LicenseId::parse(b).is_ok())
@@ -45,7 +64,7 @@ pub(super) async fn licenses_page(
     let filter = licenses::Filter {
         email: None,
         order_id: None,
-        q: Some(text.clone()).filter(|t| !t.is_empty() && !t.chars().any(char::is_control)),
+        q: Some(text.clone()).filter(|t| !t.is_empty()),
         product: product.clone(),
         status,
         before,

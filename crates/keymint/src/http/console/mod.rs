@@ -324,6 +324,35 @@ fn next_page(
     ))
 }
 
+/// The page for filters that name nothing (a status, endpoint, product or
+/// page that does not exist), from `(field, value as sent, known)`; `None`
+/// when every filter sent is known. A list is never shown unfiltered for a
+/// filter it could not apply.
+fn unknown_filters(
+    state: &AppState,
+    op: &Operator,
+    filters: &[(&str, &str, bool)],
+) -> Option<Response> {
+    let unknown: Vec<String> = filters
+        .iter()
+        .filter(|(_, value, known)| !value.is_empty() && !known)
+        .map(|(field, value, _)| format!("{field} {value:?}"))
+        .collect();
+    if unknown.is_empty() {
+        return None;
+    }
+    let what = unknown.join(", ");
+    Some(error_page(
+        state,
+        Some(op),
+        StatusCode::BAD_REQUEST,
+        "Unknown filter",
+        &format!(
+            "keymint knows no {what}, so nothing is listed. Go back and choose from the lists."
+        ),
+    ))
+}
+
 /// The refusal for the first of `needed` the operator lacks.
 fn lacks(state: &AppState, op: &Operator, needed: &[&str]) -> Option<Response> {
     needed

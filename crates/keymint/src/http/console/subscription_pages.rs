@@ -23,6 +23,13 @@ pub(super) async fn subscriptions_page(
     let before = Some(q.before.trim())
         .filter(|b| crate::domain::SubscriptionId::parse(b).is_ok())
         .map(str::to_string);
+    let filters = [
+        ("status", q.status.trim(), status.is_some()),
+        ("page", q.before.trim(), before.is_some()),
+    ];
+    if let Some(page) = unknown_filters(&state, &op, &filters) {
+        return page;
+    }
     let filter = store::subscriptions::Filter {
         status,
         endpoint: None,
