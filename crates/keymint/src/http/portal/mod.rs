@@ -31,6 +31,7 @@ pub fn routes(enabled: bool) -> Router<AppState> {
         .route("/portal", get(home))
         .route("/portal/", get(|| async { Redirect::to("/portal") }))
         .route("/portal/sign-in", post(ask_for_link))
+        .route("/portal/sent", get(sent_page))
         .route("/portal/sign-in/{token}", get(link_page).post(use_link))
         .route("/portal/sign-out", post(sign_out))
         .route("/portal/licenses/{key}/license.txt", get(license_file))
@@ -309,18 +310,44 @@ async fn ask_for_link(
             if outcome == LinkRequest::Queued {
                 state.outbox_wake.notify_one();
             }
-            render(
-                &state,
-                StatusCode::OK,
-                "sent.html",
-                context! {
-                    email => email.as_str(),
-                    minutes => cfg.link_ttl.as_secs() / 60,
-                },
-            )
+            // To the page that says so, which a reload does not post
+            // again; the address rides along in a short-lived cookie.
+            let asked = base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                email.as_str(),
+            );
+            let mut resp = Redirect::to("/portal/sent").into_response();
+            resp.headers_mut().append(
+                header::SET_COOKIE,
+                portal_cookie(over_https(&state, &headers), ASKED_COOKIE, &asked, 600),
+            );
+            resp
         }
         Err(e) => failed(&state, None, e),
     }
+}
+
+/// The cookie that carries the address a link was asked for, to the page
+/// after the request.
+const ASKED_COOKIE: &str = "km_portal_asked";
+
+/// "Check your email", after a request for a link.
+async fn sent_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let email = cookie(&headers, ASKED_COOKIE)
+        .and_then(|v| {
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, v).ok()
+        })
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| Email::parse(&text).ok());
+    render(
+        &state,
+        StatusCode::OK,
+        "sent.html",
+        context! {
+            email => email.map(Email::into_string),
+            minutes => state.config.portal.link_ttl.as_secs() / 60,
+        },
+    )
 }
 
 fn link_refused(state: &AppState) -> Response {

@@ -25,7 +25,8 @@ pub(crate) async fn portal_app(db: Db, extra: &[(&str, &str)]) -> Option<TestApp
     Some(app)
 }
 
-/// Asks for a sign-in link for `email`; the answer's status and page.
+/// Asks for a sign-in link for `email`; the answer's status and page (the
+/// page it redirects to, when it does).
 pub(crate) async fn ask_for_link(app: &TestApp, email: &str) -> (u16, String) {
     let b = browser();
     let form = b.get(app.url("/portal")).send().await.unwrap();
@@ -39,7 +40,22 @@ pub(crate) async fn ask_for_link(app: &TestApp, email: &str) -> (u16, String) {
         .send()
         .await
         .unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
+    if resp.status() != 303 {
+        return (resp.status().as_u16(), resp.text().await.unwrap());
+    }
+    assert_eq!(resp.headers()[LOCATION], "/portal/sent");
+    let (asked, line) = set_cookie(&resp, "km_portal_asked");
+    assert!(
+        line.contains("HttpOnly") && line.contains("Path=/portal"),
+        "{line}"
+    );
+    let sent = b
+        .get(app.url("/portal/sent"))
+        .header(COOKIE, asked)
+        .send()
+        .await
+        .unwrap();
+    (sent.status().as_u16(), sent.text().await.unwrap())
 }
 
 /// The sign-in links in the emails sent so far to `to`, oldest first.
