@@ -20,11 +20,13 @@ use minijinja::{Value, context};
 use serde::Deserialize;
 
 mod delivery_pages;
+mod license_actions;
 mod license_pages;
 mod session_pages;
 mod subscription_pages;
 
 use delivery_pages::*;
+use license_actions::*;
 use license_pages::*;
 use session_pages::*;
 use subscription_pages::*;
