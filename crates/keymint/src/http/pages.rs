@@ -5,7 +5,7 @@
 //! value in `.html` templates.
 
 use crate::notify::templates::{TemplateError, load_env};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use minijinja::{Environment, Value};
 use std::path::Path;
@@ -88,4 +88,30 @@ pub fn render(
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
         }
     }
+}
+
+/// The console's Content-Security-Policy: its own stylesheet and forms.
+pub const CONSOLE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The portal's: the same, but a form may lead on to an https page
+/// (Stripe's billing portal, after keymint's redirect).
+pub const PORTAL_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' https:; frame-ancestors 'none'; base-uri 'none'";
+
+/// The headers of every console and portal answer: not cached, not
+/// framed, no referrer, not sniffed, and `csp`.
+pub fn guard(resp: &mut Response, csp: &'static str) {
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(csp),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
 }

@@ -4,7 +4,6 @@
 //! subscription is managed.
 
 use crate::app::AppState;
-use crate::config::EndpointKind;
 use crate::domain::{LicenseStatus, Millis};
 use crate::store::{licenses::License, machines::Machine, subscriptions};
 use crate::subscriptions::Status as SubStatus;
@@ -120,7 +119,7 @@ fn manage(state: &AppState, license: &License) -> (Option<&'static str>, Option<
     let Some(ep) = state.config.endpoint(&license.source) else {
         return (None, None);
     };
-    if ep.kind == EndpointKind::Stripe && ep.api_key.is_some() {
+    if crate::provider_api::has_billing_portal(ep) {
         return (Some("stripe"), None);
     }
     match &ep.customer_portal_url {
@@ -133,20 +132,15 @@ fn manage(state: &AppState, license: &License) -> (Option<&'static str>, Option<
 pub async fn of(state: &AppState, email: &str) -> Result<Vec<Holding>, super::PortalError> {
     let mut conn = state.store.conn().await?;
     let held = crate::store::licenses::of_email(&mut conn, email, super::MOST_LICENSES).await?;
-    let mut out = Vec::with_capacity(held.len());
+    let mut holdings = Vec::with_capacity(held.len());
     for license in held {
         let sub = subscriptions::of_license(&mut conn, &license.id).await?;
         let machines = crate::store::machines::list(&mut conn, &license.id).await?;
+        let budget = state.licensing.budget(&mut conn, &license.id).await?;
         let (manage, manage_url) = match &sub {
             Some(_) => manage(state, &license),
             None => (None, None),
         };
-        out.push((license, sub, machines, manage, manage_url));
-    }
-    drop(conn);
-    let mut holdings = Vec::with_capacity(out.len());
-    for (license, sub, machines, manage, manage_url) in out {
-        let budget = state.licensing.budget(&license.id).await?;
         let product_name = state
             .catalog
             .product(&license.product)

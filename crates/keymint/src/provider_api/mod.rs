@@ -43,6 +43,12 @@ pub enum RefundState {
 }
 
 /// Whether operator refunds can go through this endpoint.
+/// Whether keymint can open a billing portal for this endpoint's
+/// customers (Stripe with an API key).
+pub fn has_billing_portal(ep: &EndpointConfig) -> bool {
+    ep.kind == EndpointKind::Stripe && ep.api_key.is_some()
+}
+
 pub fn refunds_configured(ep: &EndpointConfig) -> bool {
     matches!(ep.kind, EndpointKind::Stripe | EndpointKind::Hyperswitch) && ep.api_key.is_some()
 }
@@ -307,7 +313,7 @@ pub async fn license_billing_portal(
 ) -> Result<String, BillingPortalError> {
     let Some(ep) = config
         .endpoint(&license.source)
-        .filter(|ep| ep.kind == EndpointKind::Stripe && ep.api_key.is_some())
+        .filter(|ep| has_billing_portal(ep))
     else {
         return Err(BillingPortalError::NotAvailable(
             "this license was not sold through Stripe with an API key, so keymint has no billing portal to open".into(),

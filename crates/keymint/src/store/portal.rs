@@ -68,18 +68,24 @@ pub async fn insert_link(
     Ok(())
 }
 
+/// The links with these ids (those that exist), in one statement (a
+/// claim holds at most a batch of rows).
 pub async fn links_by_ids(conn: &mut Conn, ids: &[String]) -> Result<Vec<Link>, sqlx::Error> {
-    let mut found = Vec::with_capacity(ids.len());
-    for id in ids {
-        let link: Option<Link> = sqlx::query_as(
-            "SELECT id, email, kid, created_at, expires_at, used_at FROM portal_links WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        found.extend(link);
+    if ids.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(found)
+    let params = (1..=ids.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT id, email, kid, created_at, expires_at, used_at FROM portal_links WHERE id IN ({params})"
+    );
+    let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+    for id in ids {
+        q = q.bind(id);
+    }
+    q.fetch_all(conn).await
 }
 
 /// The email of a live, unused link with this token hash (read only: the

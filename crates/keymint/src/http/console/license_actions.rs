@@ -52,18 +52,7 @@ pub(super) async fn change_status(
             Done::Reinstated
         }
         .to(&key),
-        Err(AdminError::NotFound) => {
-            show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await
-        }
-        Err(e @ (AdminError::Invalid { .. } | AdminError::Conflict { .. })) => {
-            let status = if matches!(e, AdminError::Invalid { .. }) {
-                StatusCode::UNPROCESSABLE_ENTITY
-            } else {
-                StatusCode::CONFLICT
-            };
-            show_license(&state, &op, &key, status, None, Some(&e.to_string())).await
-        }
-        Err(e) => failed(&state, Some(&op), e),
+        Err(e) => admin_refusal(&state, &op, &key, e).await,
     }
 }
 
@@ -75,6 +64,24 @@ fn refused(state: &AppState, op: &Operator, csrf: &str) -> Option<Response> {
         return Some(forged(state, op));
     }
     lacks(state, op, &[scope::LICENSES_READ, scope::LICENSES_WRITE])
+}
+
+/// The license's page for an admin action that was refused, with the
+/// status the admin API answers the same refusal with
+/// (`ApiError::from(AdminError)`); a failure the operator cannot fix by
+/// changing the form is the error page.
+async fn admin_refusal(state: &AppState, op: &Operator, key: &str, e: AdminError) -> Response {
+    match e {
+        AdminError::NotFound => {
+            show_license(state, op, key, StatusCode::NOT_FOUND, None, None).await
+        }
+        AdminError::Database(_) | AdminError::Mint(_) => failed(state, Some(op), e),
+        refused => {
+            let message = refused.to_string();
+            let status = crate::http::ApiError::from(refused).status();
+            show_license(state, op, key, status, None, Some(&message)).await
+        }
+    }
 }
 
 pub(super) async fn resend(
@@ -94,21 +101,7 @@ pub(super) async fn resend(
             state.outbox_wake.notify_one();
             Done::Resent.to(&key)
         }
-        Err(AdminError::NotFound) => {
-            show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await
-        }
-        Err(e @ AdminError::Conflict { .. }) => {
-            show_license(
-                &state,
-                &op,
-                &key,
-                StatusCode::CONFLICT,
-                None,
-                Some(&e.to_string()),
-            )
-            .await
-        }
-        Err(e) => failed(&state, Some(&op), e),
+        Err(e) => admin_refusal(&state, &op, &key, e).await,
     }
 }
 
@@ -166,22 +159,7 @@ pub(super) async fn refund(
             };
             show_license(&state, &op, &key, StatusCode::ACCEPTED, Some(&notice), None).await
         }
-        Err(AdminError::NotFound) => {
-            show_license(&state, &op, &key, StatusCode::NOT_FOUND, None, None).await
-        }
-        Err(
-            e @ (AdminError::Invalid { .. }
-            | AdminError::Conflict { .. }
-            | AdminError::RefundsNotConfigured(_)),
-        ) => {
-            let status = if matches!(e, AdminError::Invalid { .. }) {
-                StatusCode::UNPROCESSABLE_ENTITY
-            } else {
-                StatusCode::CONFLICT
-            };
-            show_license(&state, &op, &key, status, None, Some(&e.to_string())).await
-        }
-        Err(e) => failed(&state, Some(&op), e),
+        Err(e) => admin_refusal(&state, &op, &key, e).await,
     }
 }
 

@@ -67,37 +67,13 @@ pub fn routes(enabled: bool) -> Router<AppState> {
         .route("/console/deliveries/{id}/replay", post(replay_one))
         .route("/console/static/console.css", get(stylesheet))
         .route("/console/{*rest}", axum::routing::any(no_such_page))
-        .layer(axum::middleware::from_fn(page_headers))
-}
-
-/// Every console answer: not cached, not framed, no referrer.
-async fn page_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let mut resp = next.run(req).await;
-    guard_page(
-        &mut resp,
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    );
-    resp
-}
-
-/// The headers of every console and portal answer: not cached, not
-/// framed, no referrer, not sniffed, and `csp`.
-pub(super) fn guard_page(resp: &mut Response, csp: &'static str) {
-    let h = resp.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(csp),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+        // Every console answer: not cached, not framed, no referrer.
+        .layer(axum::middleware::map_response(
+            |mut resp: Response| async move {
+                crate::http::pages::guard(&mut resp, crate::http::pages::CONSOLE_CSP);
+                resp
+            },
+        ))
 }
 
 /// A rendered page.
@@ -214,10 +190,7 @@ async fn no_such_page(State(state): State<AppState>) -> Response {
 
 async fn stylesheet(State(state): State<AppState>) -> Response {
     (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
         state.pages.console_css.clone(),
     )
         .into_response()

@@ -5,7 +5,7 @@
 //! through the same functions as the admin API and the licensing API,
 //! scoped to the signed-in email. Served only with `[portal] enabled`.
 
-use super::console::{cookie, cookie_at, guard_page, over_https};
+use super::console::{cookie, cookie_at, over_https};
 use crate::app::AppState;
 use crate::domain::Email;
 use crate::portal::{self, Buyer, FORM_COOKIE, LinkRequest, SESSION_COOKIE};
@@ -43,18 +43,13 @@ pub fn routes(enabled: bool) -> Router<AppState> {
         )
         .route("/portal/static/portal.css", get(stylesheet))
         .route("/portal/{*rest}", axum::routing::any(no_such_page))
-        .layer(axum::middleware::from_fn(page_headers))
-}
-
-/// Every portal answer: the console's headers. Forms may lead on to an
-/// https page (Stripe's billing portal, after keymint's redirect).
-async fn page_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let mut resp = next.run(req).await;
-    guard_page(
-        &mut resp,
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' https:; frame-ancestors 'none'; base-uri 'none'",
-    );
-    resp
+        // Every portal answer: the console's headers, its own CSP.
+        .layer(axum::middleware::map_response(
+            |mut resp: Response| async move {
+                crate::http::pages::guard(&mut resp, crate::http::pages::PORTAL_CSP);
+                resp
+            },
+        ))
 }
 
 /// A rendered portal page: the seller's name and support address are in
@@ -209,10 +204,7 @@ async fn no_such_page(State(state): State<AppState>) -> Response {
 
 async fn stylesheet(State(state): State<AppState>) -> Response {
     (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
         format!("{}\n{}", state.pages.console_css, state.pages.portal_css),
     )
         .into_response()

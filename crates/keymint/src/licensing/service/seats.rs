@@ -214,11 +214,14 @@ impl Licensing {
     }
 
     /// How much of its deactivation budget a license has used in the last
-    /// 30 days.
-    pub async fn budget(&self, license_id: &LicenseId) -> Result<Budget, LicensingError> {
+    /// 30 days, read on the caller's connection.
+    pub async fn budget(
+        &self,
+        conn: &mut Conn,
+        license_id: &LicenseId,
+    ) -> Result<Budget, LicensingError> {
         let since = Millis(Millis::now().0 - BUDGET_WINDOW_MS);
-        let mut conn = self.store.conn().await?;
-        let (used, _) = machines::buyer_deactivations_since(&mut conn, license_id, since).await?;
+        let (used, _) = machines::buyer_deactivations_since(conn, license_id, since).await?;
         Ok(Budget {
             limit: self.deactivations_per_30d,
             used: u32::try_from(used).unwrap_or(u32::MAX),

@@ -111,15 +111,8 @@ pub(crate) async fn sign_in(app: &TestApp, email: &str) -> String {
     set_cookie(&resp, "km_portal").0
 }
 
-pub(crate) async fn get(app: &TestApp, cookie: &str, path: &str) -> (u16, String) {
-    let resp = browser()
-        .get(app.url(path))
-        .header(COOKIE, cookie)
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
-}
+/// A page as a browser with `cookie` gets it: the console tests' own.
+pub(crate) use crate::console::page as get;
 
 pub(crate) async fn post(
     app: &TestApp,
