@@ -188,9 +188,8 @@ pub async fn buyer(store: &Store, secret: &str) -> Result<Option<Buyer>, PortalE
 
 /// Ends a session.
 pub async fn sign_out(store: &Store, secret: &str) -> Result<(), PortalError> {
-    let mut conn = store.begin().await?;
+    let mut conn = store.writer().await?;
     portal::delete_session(&mut conn, &digest("portal-session", secret)).await?;
-    conn.commit().await?;
     Ok(())
 }
 

@@ -124,6 +124,13 @@ pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
         .map(|(_, v)| v)
 }
 
+/// Whether `sent` is the one-time form value in cookie `name` (constant
+/// time); a form posted from anywhere else lacks the cookie.
+pub(super) fn form_cookie_matches(headers: &HeaderMap, name: &str, sent: &str) -> bool {
+    let expected = cookie(headers, name).unwrap_or_default();
+    !expected.is_empty() && console::same(expected, sent)
+}
+
 /// Whether the browser reached keymint over HTTPS (through a reverse proxy
 /// that says so, when `server.trust_forwarded_for` trusts it).
 pub(super) fn over_https(state: &AppState, headers: &HeaderMap) -> bool {

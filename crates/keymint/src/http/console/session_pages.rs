@@ -41,8 +41,7 @@ pub(super) async fn sign_in(
     headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> Response {
-    let expected = cookie(&headers, SIGN_IN_COOKIE).unwrap_or_default();
-    if expected.is_empty() || !console::same(expected, &form.csrf) {
+    if !form_cookie_matches(&headers, SIGN_IN_COOKIE, &form.csrf) {
         return sign_in_form(
             &state,
             &headers,

@@ -5,7 +5,7 @@
 //! through the same functions as the admin API and the licensing API,
 //! scoped to the signed-in email. Served only with `[portal] enabled`.
 
-use super::console::{cookie, cookie_at, over_https};
+use super::console::{cookie, cookie_at, form_cookie_matches, over_https};
 use crate::app::AppState;
 use crate::domain::Email;
 use crate::portal::{self, Buyer, FORM_COOKIE, LinkRequest, SESSION_COOKIE};
@@ -136,11 +136,6 @@ fn with_form_cookie(
     resp
 }
 
-fn form_cookie_matches(headers: &HeaderMap, sent: &str) -> bool {
-    let expected = cookie(headers, FORM_COOKIE).unwrap_or_default();
-    !expected.is_empty() && crate::console::same(expected, sent)
-}
-
 /// Spends one of the client's requests; the page saying to wait when
 /// over the limit.
 fn over_limit(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Option<Response> {
@@ -263,7 +258,7 @@ async fn ask_for_link(
     if let Some(resp) = over_limit(&state, &headers, peer) {
         return resp;
     }
-    if !form_cookie_matches(&headers, &form.csrf) {
+    if !form_cookie_matches(&headers, FORM_COOKIE, &form.csrf) {
         return with_form_cookie(
             &state,
             &headers,
@@ -394,7 +389,7 @@ async fn use_link(
     if let Some(resp) = over_limit(&state, &headers, peer) {
         return resp;
     }
-    if !form_cookie_matches(&headers, &form.csrf) {
+    if !form_cookie_matches(&headers, FORM_COOKIE, &form.csrf) {
         return forged(&state, None);
     }
     let ttl = state.config.portal.session_ttl;
